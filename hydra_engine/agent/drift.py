@@ -1,0 +1,362 @@
+"""Drift detectors: per-feature drift against the training reference and drift in realized performance.
+
+Each detector is fed one observation per trading day, keeps its state as plain JSON-able data
+(``to_dict`` / ``from_dict``) so a restart resumes exactly where it stopped, and resets after an
+alarm so false alarms form a renewal process whose rate the thresholds module controls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+from scipy import stats
+
+from hydra_engine.agent.thresholds import (
+    MIN_PSI_WINDOW,
+    DetectorThresholds,
+    cusum_threshold,
+    population_stability_index,
+)
+
+__all__ = [
+    "DetectorReading",
+    "DriftFinding",
+    "DriftMonitor",
+    "FeatureMonitor",
+    "PerformanceMonitor",
+    "RealizedOutcome",
+    "TwoSidedCusum",
+    "UpperCusum",
+    "population_stability_index",
+]
+
+#: Largest reference sample kept per feature for KS/PSI (keeps persisted state small).
+MAX_REFERENCE_SAMPLE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class DriftFinding:
+    """One alarm: ``stream`` (a feature or ``perf:<metric>``) crossed ``threshold`` on ``date``."""
+
+    stream: str
+    detector: str
+    """cusum_mean_up, cusum_mean_down, cusum_var, ks, psi, perf_log_loss, perf_hit_rate, perf_pnl."""
+    statistic: float
+    threshold: float
+    date: str
+    """ISO trading date of the observation that raised the alarm."""
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorReading:
+    """A detector's current statistic next to its threshold, for the TUI's agent pane."""
+
+    stream: str
+    detector: str
+    statistic: float
+    threshold: float
+
+
+class TwoSidedCusum:
+    """Page's CUSUM on standardized values, both directions (mean up / mean down)."""
+
+    def __init__(self, k: float, h: float, s_hi: float = 0.0, s_lo: float = 0.0) -> None:
+        self.k, self.h, self.s_hi, self.s_lo = float(k), float(h), float(s_hi), float(s_lo)
+
+    def update(self, z: float) -> list[tuple[str, float]]:
+        self.s_hi = max(0.0, self.s_hi + z - self.k)
+        self.s_lo = max(0.0, self.s_lo - z - self.k)
+        alarms: list[tuple[str, float]] = []
+        if self.s_hi > self.h:
+            alarms.append(("cusum_mean_up", self.s_hi))
+        if self.s_lo > self.h:
+            alarms.append(("cusum_mean_down", self.s_lo))
+        if alarms:
+            self.s_hi = self.s_lo = 0.0
+        return alarms
+
+    def to_dict(self) -> dict[str, float]:
+        return {"k": self.k, "h": self.h, "s_hi": self.s_hi, "s_lo": self.s_lo}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, float]) -> "TwoSidedCusum":
+        return cls(d["k"], d["h"], d["s_hi"], d["s_lo"])
+
+
+class UpperCusum:
+    """One-sided CUSUM ``S = max(0, S + x - k)``; used on squared z (volatility) and on losses."""
+
+    def __init__(self, k: float, h: float, s: float = 0.0) -> None:
+        self.k, self.h, self.s = float(k), float(h), float(s)
+
+    def update(self, x: float) -> float | None:
+        self.s = max(0.0, self.s + x - self.k)
+        if self.s > self.h:
+            value, self.s = self.s, 0.0
+            return value
+        return None
+
+    def to_dict(self) -> dict[str, float]:
+        return {"k": self.k, "h": self.h, "s": self.s}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, float]) -> "UpperCusum":
+        return cls(d["k"], d["h"], d["s"])
+
+
+class FeatureMonitor:
+    """All detectors of one feature: CUSUM on z and z^2, windowed KS, PSI (long windows only)."""
+
+    def __init__(
+        self,
+        name: str,
+        ref_mean: float,
+        ref_std: float,
+        reference: Iterable[float],
+        thresholds: DetectorThresholds,
+        *,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not (math.isfinite(ref_std) and ref_std > 0):
+            raise ValueError(f"feature {name!r}: reference std must be finite and > 0, got {ref_std}")
+        self.name = name
+        self.ref_mean = float(ref_mean)
+        self.ref_std = float(ref_std)
+        self.reference = np.asarray(list(reference), dtype=float)
+        self.t = thresholds
+        state = state or {}
+        self.mean = (
+            TwoSidedCusum.from_dict(state["mean"]) if "mean" in state else TwoSidedCusum(thresholds.mean_k, thresholds.mean_h)
+        )
+        self.var = UpperCusum.from_dict(state["var"]) if "var" in state else UpperCusum(thresholds.var_k, thresholds.var_h)
+        window = max(thresholds.ks_window, thresholds.psi_window)
+        self.window: deque[float] = deque(state.get("window", []), maxlen=window)
+        self.since_test = int(state.get("since_test", 0))
+        self.n_seen = int(state.get("n_seen", 0))
+        self.last_ks_p = float(state.get("last_ks_p", 1.0))
+        self.last_psi = float(state.get("last_psi", 0.0))
+
+    @classmethod
+    def from_reference(cls, name: str, values: Iterable[float], thresholds: DetectorThresholds, seed: int = 0) -> "FeatureMonitor":
+        arr = np.asarray(list(values), dtype=float)
+        arr = arr[np.isfinite(arr)]
+        if arr.size < 30:
+            raise ValueError(f"feature {name!r}: need >= 30 finite reference values, got {arr.size}")
+        sample = arr
+        if arr.size > MAX_REFERENCE_SAMPLE:
+            sample = np.random.default_rng(seed).choice(arr, MAX_REFERENCE_SAMPLE, replace=False)
+        return cls(name, float(arr.mean()), float(arr.std(ddof=1)), sample, thresholds)
+
+    def update(self, x: float, date: str) -> list[DriftFinding]:
+        """Feed one day's value; non-finite values are data-quality issues and are skipped here."""
+        if not math.isfinite(x):
+            return []
+        self.n_seen += 1
+        z = (x - self.ref_mean) / self.ref_std
+        findings = [
+            DriftFinding(self.name, det, stat, self.t.mean_h, date, f"z={z:+.2f}") for det, stat in self.mean.update(z)
+        ]
+        v = self.var.update(z * z)
+        if v is not None:
+            findings.append(DriftFinding(self.name, "cusum_var", v, self.t.var_h, date, f"z^2={z * z:.2f}"))
+        self.window.append(float(x))
+        self.since_test += 1
+        if self.since_test >= self.t.ks_stride and len(self.window) >= self.t.ks_window:
+            self.since_test = 0
+            findings.extend(self._window_tests(date))
+        return findings
+
+    def _window_tests(self, date: str) -> list[DriftFinding]:
+        out: list[DriftFinding] = []
+        values = np.fromiter(self.window, dtype=float)
+        ks_vals = values[-self.t.ks_window :]
+        res = stats.ks_2samp(ks_vals, self.reference)
+        self.last_ks_p = float(res.pvalue)
+        alarm = False
+        if self.last_ks_p < self.t.ks_alpha:
+            out.append(DriftFinding(self.name, "ks", float(res.statistic), self.t.ks_alpha, date, f"p={self.last_ks_p:.2e}"))
+            alarm = True
+        if self.t.psi_window >= MIN_PSI_WINDOW and values.size >= self.t.psi_window and self.reference.size >= 5 * self.t.psi_bins:
+            psi_vals = values[-self.t.psi_window :]
+            self.last_psi = population_stability_index(self.reference, psi_vals, self.t.psi_bins)
+            crit = self.t.psi_critical(psi_vals.size, self.reference.size)
+            if self.last_psi > crit:
+                out.append(DriftFinding(self.name, "psi", self.last_psi, crit, date))
+                alarm = True
+        if alarm:
+            self.window.clear()
+        return out
+
+    def readings(self) -> list[DetectorReading]:
+        return [
+            DetectorReading(self.name, "cusum_mean", max(self.mean.s_hi, self.mean.s_lo), self.mean.h),
+            DetectorReading(self.name, "cusum_var", self.var.s, self.var.h),
+            DetectorReading(self.name, "ks_p", self.last_ks_p, self.t.ks_alpha),
+            DetectorReading(self.name, "psi", self.last_psi, self.t.psi_critical(self.t.psi_window, max(self.reference.size, 1))),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ref_mean": self.ref_mean,
+            "ref_std": self.ref_std,
+            "reference": self.reference.tolist(),
+            "state": {
+                "mean": self.mean.to_dict(),
+                "var": self.var.to_dict(),
+                "window": list(self.window),
+                "since_test": self.since_test,
+                "n_seen": self.n_seen,
+                "last_ks_p": self.last_ks_p,
+                "last_psi": self.last_psi,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], thresholds: DetectorThresholds) -> "FeatureMonitor":
+        return cls(d["name"], d["ref_mean"], d["ref_std"], d["reference"], thresholds, state=d["state"])
+
+
+class DriftMonitor:
+    """Per-feature monitors for one model's training reference; fed one feature row per day."""
+
+    def __init__(self, features: Mapping[str, FeatureMonitor], thresholds: DetectorThresholds) -> None:
+        self.features = dict(features)
+        self.thresholds = thresholds
+
+    @classmethod
+    def from_reference(cls, reference: Mapping[str, Iterable[float]], thresholds: DetectorThresholds) -> "DriftMonitor":
+        """``reference`` maps feature name -> training values (a DataFrame works)."""
+        monitors = {}
+        for i, name in enumerate(reference.keys()):
+            monitors[str(name)] = FeatureMonitor.from_reference(str(name), np.asarray(reference[name], dtype=float), thresholds, seed=i)
+        return cls(monitors, thresholds)
+
+    def update(self, row: Mapping[str, float], date: str) -> list[DriftFinding]:
+        findings: list[DriftFinding] = []
+        for name, mon in self.features.items():
+            value = row.get(name, math.nan)
+            findings.extend(mon.update(float(value) if value is not None else math.nan, date))
+        return findings
+
+    def readings(self) -> list[DetectorReading]:
+        return [r for mon in self.features.values() for r in mon.readings()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"thresholds": self.thresholds.to_dict(), "features": [m.to_dict() for m in self.features.values()]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "DriftMonitor":
+        t = DetectorThresholds.from_dict(d["thresholds"])
+        return cls({f["name"]: FeatureMonitor.from_dict(f, t) for f in d["features"]}, t)
+
+
+@dataclass(frozen=True, slots=True)
+class RealizedOutcome:
+    """The champion's realized result for one trading day, once the next day's move is known."""
+
+    date: str
+    prob_up: float
+    label: int
+    """1 if the market went up over the label horizon, else 0."""
+    signal_return: float
+    """Return of the model's own signal (position sign times the next-day return), fraction."""
+
+    @property
+    def log_loss(self) -> float:
+        p = min(max(self.prob_up, 1e-6), 1 - 1e-6)
+        return -math.log(p if self.label == 1 else 1 - p)
+
+    @property
+    def hit(self) -> int:
+        return int((self.prob_up >= 0.5) == (self.label == 1))
+
+
+class PerformanceMonitor:
+    """Performance drift on realized outcomes: log loss up, hit rate down, signal P&L down.
+
+    Each metric is standardized against a reference (the champion's out-of-sample walk-forward
+    days, or the first ``warmup`` realized days) and fed to a one-sided CUSUM tuned for a
+    ``k_sigma``-sigma deterioration, with the stream's whole share of the false-alarm budget.
+    """
+
+    METRICS = ("log_loss", "hit_rate", "pnl")
+
+    def __init__(self, per_stream_alarms_per_1000_days: float, *, k_sigma: float = 0.25, warmup: int = 60, state: Mapping[str, Any] | None = None) -> None:
+        self.rate = float(per_stream_alarms_per_1000_days)
+        self.k_sigma = float(k_sigma)
+        self.warmup = int(warmup)
+        self.h = cusum_threshold(1000.0 / self.rate, self.k_sigma, "normal")
+        state = state or {}
+        self.reference: dict[str, list[float]] | None = state.get("reference")
+        self.pending: list[list[float]] = [list(x) for x in state.get("pending", [])]
+        self.cusums = {m: UpperCusum.from_dict(state["cusums"][m]) if "cusums" in state else UpperCusum(self.k_sigma, self.h) for m in self.METRICS}
+        self.recent: deque[list[float]] = deque(state.get("recent", []), maxlen=250)
+
+    def set_reference(self, log_losses: Iterable[float], hits: Iterable[float], pnls: Iterable[float]) -> None:
+        """Reference from out-of-sample days; resets the CUSUMs (a new champion starts clean)."""
+        ll, hi, pn = (np.asarray(list(x), dtype=float) for x in (log_losses, hits, pnls))
+        if min(ll.size, hi.size, pn.size) < 20:
+            raise ValueError(f"performance reference needs >= 20 days per metric, got {ll.size}, {hi.size}, {pn.size}")
+        def ms(a: np.ndarray) -> list[float]:
+            sd = float(a.std(ddof=1))
+            return [float(a.mean()), sd if sd > 1e-9 else 1e-9]
+        self.reference = {"log_loss": ms(ll), "hit_rate": ms(hi), "pnl": ms(pn)}
+        self.pending = []
+        for c in self.cusums.values():
+            c.s = 0.0
+
+    def update(self, outcome: RealizedOutcome) -> list[DriftFinding]:
+        values = [outcome.log_loss, float(outcome.hit), outcome.signal_return]
+        if not all(math.isfinite(v) for v in values):
+            return []
+        self.recent.append(values)
+        if self.reference is None:
+            self.pending.append(values)
+            if len(self.pending) >= self.warmup:
+                arr = np.asarray(self.pending)
+                self.set_reference(arr[:, 0], arr[:, 1], arr[:, 2])
+            return []
+        findings = []
+        # Sign so that "worse" is positive: loss up, hit rate down, pnl down.
+        for metric, value, sign in zip(self.METRICS, values, (1.0, -1.0, -1.0)):
+            mean, sd = self.reference[metric]
+            stat = self.cusums[metric].update(sign * (value - mean) / sd)
+            if stat is not None:
+                findings.append(DriftFinding(f"perf:{metric}", f"perf_{metric}", stat, self.h, outcome.date))
+        return findings
+
+    def recent_summary(self, n: int = 60) -> dict[str, float]:
+        """Mean log loss, hit rate and pnl over the last ``n`` realized days (for evidence)."""
+        if not self.recent:
+            return {}
+        arr = np.asarray(list(self.recent)[-n:])
+        return {"n_days": int(arr.shape[0]), "log_loss": float(arr[:, 0].mean()), "hit_rate": float(arr[:, 1].mean()), "pnl_mean": float(arr[:, 2].mean())}
+
+    def readings(self) -> list[DetectorReading]:
+        return [DetectorReading(f"perf:{m}", f"perf_{m}", c.s, c.h) for m, c in self.cusums.items()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rate": self.rate,
+            "k_sigma": self.k_sigma,
+            "warmup": self.warmup,
+            "state": {
+                "reference": self.reference,
+                "pending": self.pending,
+                "cusums": {m: c.to_dict() for m, c in self.cusums.items()},
+                "recent": list(self.recent),
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PerformanceMonitor":
+        return cls(d["rate"], k_sigma=d["k_sigma"], warmup=d["warmup"], state=d["state"])

@@ -1,0 +1,105 @@
+"""Persisted agent state: detectors, playbook history, rollback watch, autonomy, pause, approval.
+
+Everything the agent must remember across restarts lives in one JSON document (``agent_state``
+row ``agent``), written at the end of every phase that changes it, so a restart resumes detector
+statistics exactly and never forgets a pending approval or an operator's pause.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import aiosqlite
+
+from hydra_engine.agent.journal import dumps
+
+STATE_KEY = "agent"
+STATE_VERSION = 1
+
+
+class AutonomyLevel(StrEnum):
+    """How much the agent may do alone. Persisted; the engine and TUI show it."""
+
+    LOCKDOWN = "lockdown"
+    """Observe and diagnose only: no experiments, promotions or automatic rollbacks."""
+    SUPERVISED = "supervised"
+    """Experiments run; a passing candidate waits in AWAITING_APPROVAL for the operator."""
+    AUTONOMOUS = "autonomous"
+    """Passing candidates are promoted and regressions rolled back without asking."""
+
+    @classmethod
+    def parse(cls, value: "str | AutonomyLevel") -> "AutonomyLevel":
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise ValueError(f"autonomy level {value!r} is not one of {[m.value for m in cls]}") from None
+
+
+@dataclass(slots=True)
+class AgentState:
+    """The mutable, persisted part of the agent. All fields JSON-able."""
+
+    autonomy: AutonomyLevel = AutonomyLevel.SUPERVISED
+    paused: bool = False
+    champion_version: str | None = None
+    """Version the detectors' reference belongs to; a change resets them."""
+    drift: dict[str, Any] | None = None
+    performance: dict[str, Any] | None = None
+    playbook: dict[str, Any] = field(default_factory=dict)
+    rollback: dict[str, Any] = field(default_factory=dict)
+    pending: dict[str, Any] | None = None
+    """Candidate awaiting approval: version, experiment id, gate evidence."""
+    last_observed: str | None = None
+    """Last trading date fed to the feature detectors (ISO)."""
+    last_outcome: str | None = None
+    """Last decision date whose realized outcome fed the performance detectors (ISO)."""
+    recent_findings: list[dict[str, Any]] = field(default_factory=list)
+    trials_since_promotion: int = 0
+    trial_sharpes: list[float] = field(default_factory=list)
+    last_promotion: str | None = None
+    last_cycle: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        d["autonomy"] = self.autonomy.value
+        d["version"] = STATE_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AgentState":
+        if d.get("version") != STATE_VERSION:
+            raise ValueError(f"agent_state: version {d.get('version')!r}, expected {STATE_VERSION}")
+        known = {k: v for k, v in d.items() if k in cls.__slots__}  # type: ignore[attr-defined]
+        known["autonomy"] = AutonomyLevel.parse(known.get("autonomy", "supervised"))
+        return cls(**known)
+
+
+class AgentStateStore:
+    """Load and save ``AgentState`` in the ``agent_state`` table."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def load(self) -> AgentState | None:
+        async with self._conn.execute("SELECT value FROM agent_state WHERE key = ?", (STATE_KEY,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        try:
+            data = json.loads(row[0])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"agent_state row {STATE_KEY!r}: invalid JSON at line {exc.lineno}") from exc
+        return AgentState.from_dict(data)
+
+    async def save(self, state: AgentState) -> None:
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+        await self._conn.execute(
+            "INSERT INTO agent_state (key, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            (STATE_KEY, dumps(state.to_dict()), now),
+        )
+        await self._conn.commit()

@@ -1,0 +1,48 @@
+"""Errors raised by the broker layer.
+
+Each carries enough context for an operator to act on it without reading a traceback: which
+request, which contract or key, and what the accepted values are.
+"""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """Base class for every broker-layer failure."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        """IB error code when the failure came from the gateway (e.g. 200, 162, 326)."""
+
+
+class NotConnected(BrokerError):
+    """A request needs a live API session and there is none (trading waits, nothing is sent)."""
+
+
+class ContractNotFound(BrokerError):
+    """The gateway has no security definition for the requested market (IB error 200)."""
+
+
+class PacingViolation(BrokerError):
+    """IB refused a historical-data request for pacing (error 162); retried after a back-off."""
+
+
+class ClientIdInUse(BrokerError):
+    """IB error 326: another session already uses this client id."""
+
+
+class LiveAccountRefused(BrokerError):
+    """A live port or a non-paper account was offered without the live confirmation."""
+
+
+class ApprovalRejected(BrokerError):
+    """``place_order`` was handed something other than an unused risk-gate ``Approval``."""
+
+
+class OrderRejected(BrokerError):
+    """The broker rejected an order (IB error 201 or an Inactive status)."""
+
+
+class StateUnknown(BrokerError):
+    """Broker reports (open orders, executions, positions) are missing: trading must wait."""

@@ -1,0 +1,539 @@
+"""BrokerGateway: the engine's only door to a broker, over ib_async's async API.
+
+The same class talks to the embedded exchange, an IB paper account and a live account; only the
+port differs. It owns one ib_async ``IB`` object, a reconnecting supervisor, the reconciliation
+run on every (re)connect, and the execution stream (exactly once per execId). Orders go out only
+with an unused risk-gate ``Approval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+from typing import Any, Callable, Sequence
+
+import structlog
+from ib_async import IB, Contract, LimitOrder, RequestError
+
+from hydra_engine.broker.connection import BackoffPolicy, ConnectionSupervisor
+from hydra_engine.broker.contracts import ContractMonth, MarketLike, ResolvedContract, month_from_details, select_active_month
+from hydra_engine.broker.errors import (
+    ApprovalRejected,
+    BrokerError,
+    ClientIdInUse,
+    ContractNotFound,
+    LiveAccountRefused,
+    NotConnected,
+    PacingViolation,
+    StateUnknown,
+)
+from hydra_engine.broker.market_data import BarFetcher, QuoteFetcher
+from hydra_engine.broker.records import AccountSnapshot, BrokerNotice, ConnectionState, PositionSnapshot, SyncReport
+from hydra_engine.broker.sync import ExecutionAssembler, ExecutionListener, PositionBook, RebindHook, SessionSync
+
+log = structlog.get_logger(__name__)
+
+LIVE_PORTS = frozenset({4001, 7496})
+CONNECTIVITY_CODES = frozenset({1100, 1101, 1102})
+FARM_CODES = frozenset({2103, 2104, 2105, 2106, 2107, 2108, 2119, 2157, 2158})
+ORDER_ERROR_CODES = frozenset({103, 104, 105, 110, 135, 161, 201, 202, 10147, 10148, 10149})
+
+OrderErrorListener = Callable[[int, str, int, str], None]
+"""``(order_id, order_ref, code, message)``: reaches the order manager as the error arrives."""
+
+
+def classify(code: int) -> str:
+    """Which kind of notice an IB code is, for logging and routing."""
+    if code in CONNECTIVITY_CODES:
+        return "connectivity"
+    if code in FARM_CODES:
+        return "farm"
+    if code in (162, 100, 420):
+        return "pacing"
+    if code == 326:
+        return "client_id"
+    if code in ORDER_ERROR_CODES:
+        return "order"
+    return "other"
+
+
+class BrokerGateway:
+    """Connection, account, contracts, data and order routing over one ib_async session."""
+
+    def __init__(
+        self,
+        *,
+        port: int,
+        client_id: int,
+        host: str = "127.0.0.1",
+        account: str | None = None,
+        trading_mode: str = "paper",
+        live_confirmed: bool = False,
+        embedded: bool = False,
+        market_data_type: int = 1,
+        connect_timeout_s: float = 4.0,
+        request_timeout_s: float = 10.0,
+        backoff: BackoffPolicy | None = None,
+        clock: Any = None,
+        pacing_retries: int = 4,
+        pacing_backoff_s: float = 2.0,
+    ) -> None:
+        if not isinstance(client_id, int) or client_id <= 0:
+            raise ValueError(f"client_id={client_id!r}: a fixed positive client id is required (0 is the master id)")
+        if not 0 < port < 65536:
+            raise ValueError(f"port={port} must be in 1..65535")
+        if trading_mode not in ("paper", "live"):
+            raise ValueError(f"trading_mode={trading_mode!r} must be 'paper' or 'live'")
+        if market_data_type not in (1, 3):
+            raise ValueError(f"market_data_type={market_data_type} must be 1 (live) or 3 (delayed)")
+        if (port in LIVE_PORTS or trading_mode == "live") and not live_confirmed:
+            raise LiveAccountRefused(
+                f"port {port} / trading_mode {trading_mode!r} is live: refused without live_confirmed=True "
+                "(needs trading_mode='live', HYDRA_LIVE_CONFIRMED=true and the operator's confirmation)"
+            )
+        if account and trading_mode == "paper" and not account.startswith("DU"):
+            raise LiveAccountRefused(f"account {account!r} does not start with 'DU': refused in paper mode")
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.trading_mode = trading_mode
+        self.embedded = embedded
+        self.market_data_type = market_data_type
+        self._configured_account = account or ""
+        self._connect_timeout = connect_timeout_s
+        self._request_timeout = request_timeout_s
+        self._clock = clock
+        self.ib = IB()
+        self.ib.RaiseRequestErrors = True
+        self.account: str = self._configured_account
+        self.state: ConnectionState = "disconnected"
+        self.state_known = False
+        """True once the last (re)connect's reconciliation completed; orders wait otherwise."""
+        self.last_sync: SyncReport | None = None
+        self.last_message_at: dt.datetime | None = None
+        self.farms: dict[str, str] = {}
+        self.notices: list[BrokerNotice] = []
+        self._deliberate = False
+        self._client_id_in_use = False
+        self._supervisor = ConnectionSupervisor(self._attempt, backoff, name=f"ib:{port}")
+        self._assembler = ExecutionAssembler()
+        self._order_error_listeners: list[OrderErrorListener] = []
+        self._rebind_hooks: list[RebindHook] = []
+        self._position_book: PositionBook | None = None
+        self._consumed: dict[int, Any] = {}
+        self._contracts: dict[int, ContractMonth] = {}
+        self._quotes = QuoteFetcher(self)
+        self._bars = BarFetcher(self, retries=pacing_retries, backoff_s=pacing_backoff_s)
+        self.ib.disconnectedEvent += self._on_disconnected
+        self.ib.errorEvent += self._on_error
+        self.ib.execDetailsEvent += self._on_exec
+        self.ib.commissionReportEvent += self._on_commission
+        self.ib.updateEvent += self._on_update
+
+    # ----------------------------------------------------------------- connection
+
+    @property
+    def is_connected(self) -> bool:
+        return self.ib.isConnected() and self._supervisor.connected
+
+    @property
+    def supervisor(self) -> ConnectionSupervisor:
+        return self._supervisor
+
+    def now(self) -> dt.datetime:
+        """The engine clock's time (wall clock when none was given), timezone-aware UTC."""
+        if self._clock is not None:
+            return self._clock.now()
+        return dt.datetime.now(dt.timezone.utc)
+
+    async def connect(self, timeout_s: float | None = None) -> None:
+        """Start the supervisor and wait for the first connect; raises when it does not come.
+
+        The supervisor keeps retrying in the background after a timeout; ``disconnect()`` stops it.
+        """
+        self._deliberate = False
+        self._supervisor.start()
+        self._supervisor.kick()
+        budget = timeout_s if timeout_s is not None else self._connect_timeout * 3 + self._request_timeout
+        if await self._supervisor.wait_connected(budget):
+            return
+        fatal = self._supervisor.fatal_error
+        if fatal is not None:
+            raise fatal
+        err = self._supervisor.last_error
+        if self._client_id_in_use:
+            raise ClientIdInUse(
+                f"client id {self.client_id} is already in use on {self.host}:{self.port} (IB 326): "
+                "stop the other session or configure another client id",
+                code=326,
+            )
+        raise NotConnected(f"no API session with {self.host}:{self.port} after {budget:.1f}s: {err}")
+
+    async def ensure_connected(self, timeout_s: float = 10.0) -> bool:
+        """True when connected and reconciled; kicks a reconnect attempt otherwise."""
+        if self.is_connected and self.state_known:
+            return True
+        if self._supervisor.fatal_error is not None:
+            return False
+        self._deliberate = False
+        self._supervisor.start()
+        self._supervisor.kick()
+        return await self._supervisor.wait_connected(timeout_s) and self.state_known
+
+    async def disconnect(self) -> None:
+        """Deliberate disconnect: the supervisor stops and does not reconnect."""
+        self._deliberate = True
+        self._assembler.flush()
+        await self._supervisor.stop()
+        self.ib.disconnect()
+        self.state = "stopped"
+        self.state_known = False
+        log.info("broker.disconnected", port=self.port, deliberate=True)
+
+    async def _attempt(self) -> None:
+        """One connect + reconciliation; raises on any failure (the supervisor retries)."""
+        self.state = "connecting"
+        self.state_known = False
+        self._client_id_in_use = False
+        if self.ib.client.isConnected():
+            self.ib.disconnect()
+        if self.embedded:
+            self.ib.client.MaxRequests = 0
+            log.info("broker.throttle_lifted", reason="embedded exchange", port=self.port)
+        try:
+            await self.ib.connectAsync(
+                self.host, self.port, clientId=self.client_id, timeout=self._connect_timeout,
+                account=self._configured_account,
+            )
+        except Exception as exc:
+            if self._client_id_in_use:
+                raise ClientIdInUse(
+                    f"client id {self.client_id} is already in use on {self.host}:{self.port} (IB 326)", code=326
+                ) from exc
+            raise
+        accounts = self.ib.managedAccounts()
+        account = self._configured_account or (accounts[0] if len(accounts) == 1 else "")
+        if self._configured_account and self._configured_account not in accounts:
+            self.ib.disconnect()
+            raise LiveAccountRefused(f"configured account {self._configured_account!r} is not managed here: {accounts}")
+        if not account:
+            self.ib.disconnect()
+            raise BrokerError(f"several accounts {accounts}: configure which one to trade")
+        if self.trading_mode == "paper" and not account.startswith("DU"):
+            self.ib.disconnect()
+            raise LiveAccountRefused(f"account {account!r} does not start with 'DU': refused in paper mode")
+        self.account = account
+        self.ib.reqMarketDataType(self.market_data_type)
+        await self._reconcile()
+        self.state = "connected"
+        log.info(
+            "broker.connected", port=self.port, client_id=self.client_id, account=account,
+            reconnects=self._supervisor.connects, embedded=self.embedded,
+        )
+
+    async def _reconcile(self) -> SyncReport:
+        sync = SessionSync(self.ib, self._assembler, account=self.account, timeout_s=self._request_timeout)
+
+        async def rebind_all(trades: Sequence[Any]) -> None:
+            for hook in list(self._rebind_hooks):
+                await hook(trades)
+
+        report = await sync.run(position_book=self._position_book, rebind=rebind_all)
+        self.last_sync = report
+        if not report.complete:
+            raise StateUnknown("reconciliation incomplete: " + "; ".join(report.errors))
+        self.state_known = True
+        return report
+
+    async def resync(self) -> SyncReport:
+        """Run the reconciliation again on the current session (after 1101, or on demand)."""
+        if not self.ib.isConnected():
+            raise NotConnected("resync needs a session")
+        self.state_known = False
+        return await self._reconcile()
+
+    def _on_disconnected(self) -> None:
+        self.state_known = False
+        if self._deliberate:
+            return
+        if self._supervisor.attempting:
+            return
+        self.state = "disconnected"
+        self._assembler.flush()
+        log.warning("broker.disconnected", port=self.port, deliberate=False)
+        self._supervisor.notify_lost()
+
+    def _on_update(self) -> None:
+        self.last_message_at = dt.datetime.now(dt.timezone.utc)
+
+    def _on_error(self, req_id: int, code: int, message: str, contract: Any = None) -> None:
+        kind = classify(code)
+        notice = BrokerNotice(code=code, req_id=req_id, message=message, at=dt.datetime.now(dt.timezone.utc), kind=kind)
+        self.notices.append(notice)
+        del self.notices[:-200]
+        if kind == "connectivity":
+            if code == 1100:
+                self.state = "degraded"
+                self.state_known = False
+                log.warning("broker.connectivity_lost", code=code, message=message)
+            elif code == 1101:
+                self.state = "connected"
+                log.warning("broker.connectivity_restored_data_lost", code=code)
+                asyncio.get_running_loop().create_task(self._resubscribe(), name="broker-resubscribe")
+            else:
+                self.state = "connected"
+                self.state_known = self.last_sync is not None and self.last_sync.complete
+                log.info("broker.connectivity_restored", code=code)
+        elif kind == "farm":
+            self.farms[message.split(":")[-1].strip() or str(code)] = "ok" if code in (2104, 2106, 2158) else "down"
+            log.info("broker.farm_notice", code=code, message=message)
+        elif kind == "client_id":
+            self._client_id_in_use = True
+            log.error(
+                "broker.client_id_in_use", client_id=self.client_id, port=self.port,
+                hint="another session uses this client id; stop it or configure another id",
+            )
+        elif kind == "pacing":
+            log.warning("broker.pacing_violation", code=code, req_id=req_id, message=message)
+        elif kind == "order" or req_id > 0 and self._order_ref(req_id):
+            ref = self._order_ref(req_id)
+            log.warning("broker.order_error", order_id=req_id, order_ref=ref, code=code, message=message)
+            for listener in list(self._order_error_listeners):
+                try:
+                    listener(req_id, ref, code, message)
+                except Exception:  # noqa: BLE001
+                    log.exception("broker.order_error_listener_failed", code=code)
+        else:
+            log.info("broker.notice", code=code, req_id=req_id, message=message)
+
+    async def _resubscribe(self) -> None:
+        """After 1101 (data lost): account updates, then a full reconciliation."""
+        try:
+            if self.account:
+                self.ib.client.reqAccountUpdates(True, self.account)
+            await self.ib.reqAccountSummaryAsync()
+            await self.resync()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("broker.resubscribe_failed", error=str(exc))
+
+    def _order_ref(self, order_id: int) -> str:
+        trade = self.ib.wrapper.trades.get((self.client_id, order_id))
+        return trade.order.orderRef if trade is not None else ""
+
+    # ----------------------------------------------------------------- streams
+
+    def subscribe_executions(self, listener: ExecutionListener) -> None:
+        """Each execution with its commission, exactly once per execId (live or recovered)."""
+        self._assembler.subscribe(listener)
+
+    def unsubscribe_executions(self, listener: ExecutionListener) -> None:
+        self._assembler.unsubscribe(listener)
+
+    def subscribe_order_errors(self, listener: OrderErrorListener) -> None:
+        """Order errors (201 reject, 202 cancelled, 10148 cancel raced a fill...) as they arrive."""
+        self._order_error_listeners.append(listener)
+
+    def add_rebind_hook(self, hook: RebindHook) -> None:
+        """Called with every open order (fresh ``Trade`` objects) on each connect and reconnect."""
+        self._rebind_hooks.append(hook)
+
+    def set_position_book(self, book: PositionBook | None) -> None:
+        """The journal's positions, compared with the broker's on each connect."""
+        self._position_book = book
+
+    def _on_exec(self, trade: Any, fill: Any) -> None:
+        self._assembler.offer(fill, live=True)
+
+    def _on_commission(self, trade: Any, fill: Any, report: Any) -> None:
+        self._assembler.commission(fill)
+
+    # ----------------------------------------------------------------- account
+
+    def _require_session(self) -> None:
+        if not self.ib.isConnected():
+            raise NotConnected(f"not connected to {self.host}:{self.port}")
+
+    async def get_account_summary(self) -> AccountSnapshot:
+        """Net liquidation, cash and position value from the gateway's account summary."""
+        self._require_session()
+        values = await asyncio.wait_for(self.ib.accountSummaryAsync(self.account), self._request_timeout)
+        tags: dict[str, tuple[float, str]] = {}
+        for v in values:
+            if v.currency in ("", "BASE") and v.tag in tags:
+                continue
+            try:
+                tags[v.tag] = (float(v.value), v.currency)
+            except ValueError:
+                continue
+        if "NetLiquidation" not in tags:
+            raise StateUnknown(f"account summary for {self.account} has no NetLiquidation")
+        return AccountSnapshot(
+            account=self.account,
+            currency=tags["NetLiquidation"][1],
+            net_liquidation=tags["NetLiquidation"][0],
+            total_cash=tags.get("TotalCashValue", (math.nan, ""))[0],
+            gross_position_value=tags.get("GrossPositionValue", (0.0, ""))[0],
+            available_funds=tags.get("AvailableFunds", (math.nan, ""))[0],
+            at=self.now(),
+        )
+
+    async def get_positions(self) -> list[PositionSnapshot]:
+        """Futures positions (non-zero) in the traded account."""
+        self._require_session()
+        positions = await asyncio.wait_for(self.ib.reqPositionsAsync(), self._request_timeout)
+        out: list[PositionSnapshot] = []
+        for p in positions:
+            c = p.contract
+            if self.account and p.account != self.account or not p.position:
+                continue
+            out.append(
+                PositionSnapshot(
+                    account=p.account, con_id=int(c.conId), symbol=c.symbol, local_symbol=c.localSymbol,
+                    contract_month=(c.lastTradeDateOrContractMonth or "")[:6], quantity=float(p.position),
+                    avg_cost=float(p.avgCost), multiplier=float(c.multiplier or 1.0),
+                )
+            )
+        return out
+
+    # ----------------------------------------------------------------- contracts and data
+
+    async def contract_months(self, market: MarketLike) -> list[ContractMonth]:
+        """Every listed month of ``market`` from the contract details."""
+        self._require_session()
+        probe = Contract(secType="FUT", symbol=market.symbol, exchange=market.exchange, currency=market.currency)
+        try:
+            details = await asyncio.wait_for(self.ib.reqContractDetailsAsync(probe), self._request_timeout)
+        except RequestError as exc:
+            raise ContractNotFound(
+                f"{market.symbol} on {market.exchange} ({market.currency}): {exc.message} (IB {exc.code})", code=exc.code
+            ) from exc
+        except asyncio.TimeoutError as exc:
+            raise ContractNotFound(f"{market.symbol} on {market.exchange}: contract details timed out") from exc
+        months = [month_from_details(d) for d in details if d.contract is not None and d.contract.secType == "FUT"]
+        if not months:
+            raise ContractNotFound(
+                f"{market.symbol} on {market.exchange} ({market.currency}): no futures contract details", code=200
+            )
+        for m in months:
+            self._contracts[m.con_id] = m
+        return months
+
+    async def resolve_contract(self, market: MarketLike, as_of: dt.date | None = None) -> ResolvedContract:
+        """The month to hold now (front month, or the next one inside the roll window)."""
+        months = await self.contract_months(market)
+        day = as_of or self.now().date()
+        calendar = None
+        try:
+            from hydra_engine.markets import MarketConfig, is_trading_day
+
+            if isinstance(market, MarketConfig):
+                calendar = lambda d: is_trading_day(market, d)  # noqa: E731
+        except ImportError:  # pragma: no cover
+            pass
+        return select_active_month(market.symbol, months, day, int(market.roll_days), calendar)
+
+    def known_month(self, con_id: int) -> ContractMonth | None:
+        return self._contracts.get(con_id)
+
+    async def get_quote(self, month: ContractMonth, timeout_s: float | None = None):  # -> QuoteSnapshot
+        """Snapshot of bid/ask (mid and spread), flagged live or delayed."""
+        self._require_session()
+        return await self._quotes.snapshot(month, timeout_s or self._request_timeout)
+
+    async def get_daily_bars(
+        self,
+        target: ContractMonth | MarketLike,
+        *,
+        since: dt.date | None = None,
+        lookback_days: int = 365,
+    ):  # -> list[BarRecord]
+        """Completed daily bars after ``since`` (incremental); a market gives CONTFUT history."""
+        self._require_session()
+        return await self._bars.daily(target, since=since, lookback_days=lookback_days)
+
+    # ----------------------------------------------------------------- orders
+
+    def _consume(self, approval: Any) -> Any:
+        try:
+            from hydra_engine.risk.intents import Approval  # local: risk may load later than broker
+        except ImportError:  # pragma: no cover - the risk layer is part of the engine
+            Approval = None  # type: ignore[assignment]  # noqa: N806
+        if Approval is not None and not isinstance(approval, Approval):
+            raise ApprovalRejected(f"place_order needs a risk-gate Approval, got {type(approval).__name__}")
+        if approval is None or not hasattr(approval, "intent"):
+            raise ApprovalRejected(f"place_order needs a risk-gate Approval, got {type(approval).__name__}")
+        if id(approval) in self._consumed:
+            raise ApprovalRejected(f"approval for {getattr(approval.intent, 'order_ref', '?')} was already used")
+        consume = getattr(approval, "consume", None)
+        if callable(consume):
+            try:
+                consume()
+            except Exception as exc:
+                raise ApprovalRejected(f"approval refused: {exc}") from exc
+        self._consumed[id(approval)] = approval
+        return approval.intent
+
+    def place_order(
+        self,
+        approval: Any,
+        month: ContractMonth,
+        *,
+        action: str,
+        quantity: float,
+        limit_price: float,
+        order_ref: str,
+        replace: Any = None,
+    ) -> Any:
+        """Send (or, with ``replace``, modify) a DAY limit order; returns the ib_async ``Trade``.
+
+        ``approval`` must be an unused ``Approval`` from ``RiskGate.check``; it is consumed here.
+        """
+        if not self.ib.isConnected():
+            raise NotConnected(f"order {order_ref}: not connected to {self.host}:{self.port}")
+        if not self.state_known:
+            raise StateUnknown(f"order {order_ref}: broker state not reconciled yet; trading waits")
+        if action not in ("BUY", "SELL"):
+            raise ValueError(f"order {order_ref}: action={action!r} must be BUY or SELL")
+        if quantity <= 0:
+            raise ValueError(f"order {order_ref}: quantity={quantity} must be > 0")
+        self._consume(approval)
+        contract = month.contract
+        if replace is not None:
+            if replace.isDone():
+                raise BrokerError(f"order {order_ref}: cannot modify, it is {replace.orderStatus.status}")
+            order = replace.order
+            order.lmtPrice = limit_price
+            order.totalQuantity = quantity
+            trade = self.ib.placeOrder(replace.contract, order)
+            log.info("broker.order_modified", order_ref=order_ref, order_id=order.orderId, limit=limit_price, qty=quantity)
+            return trade
+        order = LimitOrder(action, quantity, limit_price, orderRef=order_ref, tif="DAY", account=self.account)
+        trade = self.ib.placeOrder(contract, order)
+        log.info(
+            "broker.order_sent", order_ref=order_ref, order_id=order.orderId, symbol=month.local_symbol,
+            action=action, qty=quantity, limit=limit_price,
+        )
+        return trade
+
+    def cancel_order(self, trade: Any) -> None:
+        """Ask the broker to cancel; the outcome arrives as events (202, or 10148 if it filled)."""
+        if not self.ib.isConnected():
+            raise NotConnected(f"cancel {trade.order.orderRef}: not connected")
+        if trade.isDone():
+            return
+        self.ib.cancelOrder(trade.order)
+        log.info("broker.cancel_sent", order_ref=trade.order.orderRef, order_id=trade.order.orderId)
+
+    def open_trades(self) -> list[Any]:
+        return list(self.ib.openTrades())
+
+    async def sleep_backoff(self, seconds: float) -> None:
+        """Wait on the engine clock when one was given (pacing windows read the same clock)."""
+        if self._clock is not None and hasattr(self._clock, "sleep_until"):
+            await self._clock.sleep_until(self.now() + dt.timedelta(seconds=seconds))
+        else:
+            await asyncio.sleep(seconds)
+
+
+__all__ = ["BrokerGateway", "LIVE_PORTS", "PacingViolation", "classify"]

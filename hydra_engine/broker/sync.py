@@ -1,0 +1,261 @@
+"""Executions exactly once, and the reconciliation run on every connect and reconnect.
+
+``ExecutionAssembler`` joins each execution with its commission report and hands the pair on
+exactly once per ``execId``, whether it arrived live (``execDetailsEvent``) or was recovered after a
+reconnect (``reqExecutions``). ``SessionSync`` asks the gateway for every open order and today's
+executions, rebinds our working orders to ib_async's fresh ``Trade`` objects (it drops the old ones
+on a disconnect) and compares positions with the journal. A report that does not come back means
+"unknown", never "flat": the sync is then incomplete and trading waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any, Awaitable, Callable, Protocol, Sequence
+
+import structlog
+
+from hydra_engine.broker.records import ExecutionReport, SyncReport
+
+log = structlog.get_logger(__name__)
+
+ExecutionListener = Callable[[ExecutionReport], None]
+
+
+def _utc(t: Any) -> dt.datetime:
+    if isinstance(t, dt.datetime):
+        return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def report_from_fill(fill: Any, *, live: bool, with_commission: bool) -> ExecutionReport:
+    """Copy an ib_async ``Fill`` into an immutable ``ExecutionReport``."""
+    ex = fill.execution
+    c = fill.contract
+    cr = fill.commissionReport
+    commission = float(cr.commission) if with_commission and cr.execId else None
+    last = c.lastTradeDateOrContractMonth or ""
+    return ExecutionReport(
+        exec_id=ex.execId,
+        order_id=int(ex.orderId),
+        perm_id=int(ex.permId),
+        order_ref=ex.orderRef or "",
+        con_id=int(c.conId),
+        symbol=c.symbol,
+        local_symbol=c.localSymbol,
+        contract_month=last[:6],
+        side="BUY" if ex.side in ("BOT", "BUY") else "SELL",
+        qty=float(ex.shares),
+        price=float(ex.price),
+        time=_utc(ex.time if ex.time and ex.time.year > 1970 else fill.time),
+        commission=commission,
+        live=live,
+    )
+
+
+class ExecutionAssembler:
+    """Emits one ``ExecutionReport`` per execId once its commission is known (or overdue)."""
+
+    def __init__(self, commission_timeout_s: float = 2.0) -> None:
+        self._timeout = commission_timeout_s
+        self._pending: dict[str, tuple[Any, bool, asyncio.TimerHandle | None]] = {}
+        self._emitted: set[str] = set()
+        self._listeners: list[ExecutionListener] = []
+
+    def subscribe(self, listener: ExecutionListener) -> None:
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: ExecutionListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def seen(self, exec_id: str) -> bool:
+        return exec_id in self._emitted or exec_id in self._pending
+
+    def offer(self, fill: Any, *, live: bool) -> bool:
+        """Take an execution; returns False when this execId was already taken."""
+        exec_id = fill.execution.execId
+        if not exec_id or self.seen(exec_id):
+            return False
+        if fill.commissionReport.execId:
+            self._emit(fill, live, with_commission=True)
+            return True
+        handle = None
+        try:
+            loop = asyncio.get_running_loop()
+            handle = loop.call_later(self._timeout, self._overdue, exec_id)
+        except RuntimeError:
+            pass
+        self._pending[exec_id] = (fill, live, handle)
+        return True
+
+    def commission(self, fill: Any) -> None:
+        """A commission report arrived (ib_async already merged it into ``fill``)."""
+        entry = self._pending.pop(fill.execution.execId, None)
+        if entry is None:
+            return
+        _, live, handle = entry
+        if handle is not None:
+            handle.cancel()
+        self._emit(fill, live, with_commission=True)
+
+    def flush(self) -> None:
+        """Emit every pending execution now (commission unknown), e.g. before a disconnect."""
+        for exec_id in list(self._pending):
+            self._overdue(exec_id)
+
+    def _overdue(self, exec_id: str) -> None:
+        entry = self._pending.pop(exec_id, None)
+        if entry is None:
+            return
+        fill, live, _ = entry
+        # ib_async may have merged the report into the fill without an event we saw
+        self._emit(fill, live, with_commission=bool(fill.commissionReport.execId))
+
+    def _emit(self, fill: Any, live: bool, *, with_commission: bool) -> None:
+        report = report_from_fill(fill, live=live, with_commission=with_commission)
+        self._emitted.add(report.exec_id)
+        if report.commission is None:
+            log.warning("broker.commission_missing", exec_id=report.exec_id, order_ref=report.order_ref)
+        for listener in list(self._listeners):
+            try:
+                listener(report)
+            except Exception:  # noqa: BLE001 - one bad listener must not stop the others
+                log.exception("broker.execution_listener_failed", exec_id=report.exec_id)
+
+
+class PositionBook(Protocol):
+    """The journal's view of positions, for the comparison made on every connect."""
+
+    async def expected_positions(self) -> dict[int, float] | None:
+        """Signed contracts per conId as our journal explains them; None when unknown."""
+        ...
+
+    async def record_unexplained(self, con_id: int, symbol: str, expected: float, actual: float) -> None:
+        """Journal a position the broker reports that our fills do not explain."""
+        ...
+
+
+RebindHook = Callable[[Sequence[Any]], Awaitable[None]]
+
+
+class SessionSync:
+    """One reconciliation pass over a freshly (re)connected ib_async session."""
+
+    def __init__(
+        self,
+        ib: Any,
+        assembler: ExecutionAssembler,
+        *,
+        account: str,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self._ib = ib
+        self._assembler = assembler
+        self._account = account
+        self._timeout = timeout_s
+
+    async def run(
+        self,
+        *,
+        position_book: PositionBook | None = None,
+        rebind: RebindHook | None = None,
+    ) -> SyncReport:
+        errors: list[str] = []
+        trades: list[Any] = []
+        fills: list[Any] = []
+        positions: list[Any] | None = None
+        try:
+            trades = list(await asyncio.wait_for(self._ib.reqAllOpenOrdersAsync(), self._timeout))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"open orders report missing: {type(exc).__name__}: {exc}")
+        try:
+            fills = list(await asyncio.wait_for(self._ib.reqExecutionsAsync(), self._timeout))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"executions report missing: {type(exc).__name__}: {exc}")
+        try:
+            positions = list(await asyncio.wait_for(self._ib.reqPositionsAsync(), self._timeout))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"positions report missing: {type(exc).__name__}: {exc}")
+
+        # ib_async merges commission reports into the Fill it stored first, not the copy it returns
+        canonical = self._ib.wrapper.fills
+        fills = [canonical.get(f.execution.execId, f) for f in fills]
+        mine = [f for f in fills if not self._account or f.execution.acctNumber in ("", self._account)]
+        await self._await_commissions([f for f in mine if not self._assembler.seen(f.execution.execId)])
+        new = sum(1 for f in mine if self._assembler.offer(f, live=False))
+
+        rebound: list[str] = []
+        if rebind is not None and not any("open orders" in e for e in errors):
+            own = [t for t in trades if t.order.orderRef]
+            await rebind(own)
+            rebound = [t.order.orderRef for t in own]
+
+        unexplained: list[str] = []
+        if position_book is not None and positions is not None:
+            unexplained = await self._compare_positions(position_book, positions, errors)
+
+        report = SyncReport(
+            at=dt.datetime.now(dt.timezone.utc),
+            open_orders=len(trades),
+            executions_seen=len(mine),
+            executions_new=new,
+            rebound_orders=tuple(rebound),
+            unexplained_positions=tuple(unexplained),
+            complete=not errors,
+            errors=tuple(errors),
+        )
+        log.info(
+            "broker.sync_done",
+            open_orders=report.open_orders,
+            executions_seen=report.executions_seen,
+            executions_new=report.executions_new,
+            rebound=len(rebound),
+            unexplained=len(unexplained),
+            complete=report.complete,
+            errors=list(errors),
+        )
+        return report
+
+    async def _await_commissions(self, fills: Sequence[Any]) -> None:
+        """Wait (event-driven, bounded) for commission reports of recovered executions."""
+        if not fills or all(f.commissionReport.execId for f in fills):
+            return
+        done = asyncio.Event()
+
+        def check(*_: Any) -> None:
+            if all(f.commissionReport.execId for f in fills):
+                done.set()
+
+        self._ib.updateEvent += check
+        try:
+            check()
+            await asyncio.wait_for(done.wait(), self._timeout)
+        except asyncio.TimeoutError:
+            log.warning("broker.sync_commissions_missing", n=sum(1 for f in fills if not f.commissionReport.execId))
+        finally:
+            self._ib.updateEvent -= check
+
+    async def _compare_positions(
+        self, book: PositionBook, positions: Sequence[Any], errors: list[str]
+    ) -> list[str]:
+        expected = await book.expected_positions()
+        if expected is None:
+            return []
+        actual: dict[int, tuple[str, float]] = {}
+        for p in positions:
+            if self._account and p.account not in ("", self._account):
+                continue
+            if p.contract.secType not in ("FUT", ""):
+                continue
+            actual[int(p.contract.conId)] = (p.contract.localSymbol or p.contract.symbol, float(p.position))
+        out: list[str] = []
+        for con_id in sorted(set(expected) | set(actual)):
+            exp = float(expected.get(con_id, 0.0))
+            sym, act = actual.get(con_id, (str(con_id), 0.0))
+            if abs(exp - act) > 1e-9:
+                out.append(f"{sym} (conId {con_id}): journal {exp:g}, broker {act:g}")
+                await book.record_unexplained(con_id, sym, exp, act)
+                log.warning("broker.position_unexplained", con_id=con_id, symbol=sym, expected=exp, actual=act)
+        return out

@@ -1,0 +1,509 @@
+"""Typed settings: TOML file + dotted command-line overrides -> validated, frozen dataclasses.
+
+Every section is a dataclass; ranges and choices live next to the field as
+``field(metadata={"range": (lo, hi)})`` (inclusive; ``None`` for an open end) or
+``{"choices": (...)}``. ``load_dataclass`` is generic, so the risk and agent configs are validated
+the same way: a bad value produces ``ConfigError`` naming the dotted key, the value and the
+accepted range, and an unknown key names the known ones. Nothing is silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, Literal, Mapping, TypeVar
+
+from hydra_engine.markets import CATALOG, DEFAULT_MARKETS, MarketConfig
+
+T = TypeVar("T")
+
+LIVE_PORTS = (4001, 7496)
+PAPER_PORTS = (4002, 7497)
+
+
+class ConfigError(ValueError):
+    """A setting is wrong. ``key`` is the dotted key (``risk.max_drawdown``) when one is to blame."""
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic loader
+
+
+def _fmt(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(_fmt(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "none"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    if origin in (tuple, list):
+        return "a list"
+    if origin in (dict, Mapping) or tp in (dict, Mapping):
+        return "a table"
+    if tp is time:
+        return "a time like 14:00"
+    if tp is date:
+        return "a date like 2026-01-31"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """``value`` converted to ``tp`` or ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        raise ConfigError(f"{key} = {_fmt(value)}: must be {_type_name(tp)}", key)
+    if origin is Literal:
+        if value in args and not (isinstance(value, bool) and not any(isinstance(a, bool) for a in args)):
+            return value
+        if isinstance(value, str):
+            for a in args:
+                if isinstance(a, int) and not isinstance(a, bool) and value.strip() == str(a):
+                    return a
+        raise ConfigError(f"{key} = {_fmt(value)}: must be one of {', '.join(_fmt(a) for a in args)}", key)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} = {_fmt(value)}: must be a table", key)
+        return load_dataclass(tp, value, key)
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} = {_fmt(value)}: must be a list", key)
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(args) != len(value):
+                raise ConfigError(f"{key}: must have {len(args)} items, got {len(value)}", key)
+            return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        items = [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping) or tp in (dict, Mapping) or origin is typing.Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} = {_fmt(value)}: must be a table", key)
+        return dict(value)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        for member in tp:
+            if value == member.value or (isinstance(value, str) and value.upper() == member.name):
+                return member
+        raise ConfigError(
+            f"{key} = {_fmt(value)}: must be one of {', '.join(_fmt(m.value) for m in tp)}", key
+        )
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        raise ConfigError(f"{key} = {_fmt(value)}: must be true or false", key)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} = {_fmt(value)}: must be a whole number", key)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out = float(value)
+        elif isinstance(value, str):
+            try:
+                out = float(value.strip())
+            except ValueError:
+                raise ConfigError(f"{key} = {_fmt(value)}: must be a number", key) from None
+        else:
+            raise ConfigError(f"{key} = {_fmt(value)}: must be a number", key)
+        if out != out:
+            raise ConfigError(f"{key} = nan: must be a number", key)
+        return out
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} = {_fmt(value)}: must be a string (quote it)", key)
+    if tp is Path:
+        if isinstance(value, (str, os.PathLike)) and str(value).strip():
+            return Path(value).expanduser()
+        raise ConfigError(f"{key} = {_fmt(value)}: must be a file or directory path", key)
+    if tp is time:
+        if isinstance(value, time):
+            return value
+        if isinstance(value, str):
+            try:
+                return time.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} = {_fmt(value)}: must be a time like 14:00 or \"14:00:00\"", key)
+    if tp is date:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return value
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} = {_fmt(value)}: must be a date like 2026-01-31", key)
+    if isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        raise ConfigError(f"{key} = {_fmt(value)}: must be {_type_name(tp)}", key)
+    return value
+
+
+def _check_metadata(meta: Mapping[str, Any], value: Any, key: str) -> None:
+    if value is None:
+        return
+    rng = meta.get("range")
+    if rng is not None:
+        lo, hi = rng
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            if lo is not None and hi is not None:
+                msg = f"must be between {lo} and {hi}"
+            elif lo is not None:
+                msg = f"must be at least {lo}"
+            else:
+                msg = f"must be at most {hi}"
+            raise ConfigError(f"{key} = {_fmt(value)}: {msg}", key)
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key} = {_fmt(value)}: must be one of {', '.join(_fmt(c) for c in choices)}", key)
+
+
+def load_dataclass(cls: type[T], mapping: Mapping[str, Any] | None, path: str = "") -> T:
+    """Build dataclass ``cls`` from ``mapping``, validating types, ranges and choices.
+
+    Missing keys take the field default; unknown keys and bad values raise ``ConfigError`` naming
+    the dotted key under ``path``. Errors raised by ``cls.__post_init__`` (ValueError/TypeError)
+    are re-raised as ConfigError prefixed with ``path``.
+    """
+    if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
+        raise TypeError(f"load_dataclass needs a dataclass type, got {cls!r}")
+    mapping = {} if mapping is None else mapping
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(f"{path or 'settings'}: must be a table, got {_fmt(mapping)}", path)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in mapping if k not in fields]
+    if unknown:
+        k = unknown[0]
+        raise ConfigError(
+            f"{_join(path, str(k))}: unknown key; known keys: {', '.join(sorted(fields))}", _join(path, str(k))
+        )
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = _join(path, name)
+        if name not in mapping:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{key}: required key is missing", key)
+            continue
+        value = _coerce(hints.get(name, Any), mapping[name], key)
+        _check_metadata(f.metadata, value, key)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        text = str(exc)
+        if path and text.startswith(path + "."):
+            raise ConfigError(text, text.split(" ", 1)[0]) from exc
+        raise ConfigError(f"{path or cls.__name__}: {text}", path) from exc
+
+
+def validate_dataclass(obj: Any, path: str = "") -> None:
+    """Check an already-built dataclass instance's ranges/choices (for configs built in code)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        _check_metadata(f.metadata, value, _join(path, f.name))
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            validate_dataclass(value, _join(path, f.name))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """How to reach the broker. ``kind = "sim"`` starts the embedded exchange (``port`` 0: any free port)."""
+
+    kind: Literal["sim", "ib"] = "sim"
+    host: str = "127.0.0.1"
+    port: int = field(default=0, metadata={"range": (0, 65535)})
+    client_id: int = field(default=1, metadata={"range": (1, 2**31 - 1)})
+    account: str = ""
+    """Empty: take the account the broker reports (paper mode requires it to start with DU)."""
+    market_data_type: Literal[1, 3] = 1
+    """1 live, 3 delayed (IB paper accounts without a subscription)."""
+    trading_mode: Literal["paper", "live"] = "paper"
+    connect_timeout_s: float = field(default=10.0, metadata={"range": (0.5, 300.0)})
+    readonly: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind == "ib" and self.port == 0:
+            raise ValueError("broker.port must be set for an IB gateway (4002 for paper)")
+        if self.trading_mode == "paper" and self.port in LIVE_PORTS:
+            raise ValueError(
+                f"broker.port = {self.port} is a live-trading port but trading_mode = 'paper' "
+                f"(paper ports: {', '.join(map(str, PAPER_PORTS))})"
+            )
+        if self.trading_mode == "paper" and self.account and not self.account.startswith("DU"):
+            raise ValueError(f"broker.account = {self.account!r}: a paper account id starts with 'DU'")
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    """The daily runner's settings; ``from_mapping`` accepts the original plan's dict keys."""
+
+    schedule_hour: int = field(default=14, metadata={"range": (0, 23)})
+    schedule_minute: int = field(default=0, metadata={"range": (0, 59)})
+    schedule_timezone: str = "US/Central"
+    trading_mode: Literal["paper", "live"] = "paper"
+    misfire_grace_s: int = field(default=3600, metadata={"range": (1, 86_400)})
+    catch_up: bool = True
+    """Run a missed decision once at start-up."""
+    cycle_timeout_s: float = field(default=1800.0, metadata={"range": (1.0, 86_400.0)})
+    stop_timeout_s: float = field(default=60.0, metadata={"range": (0.0, 3600.0)})
+    """How long ``stop()`` lets a running cycle finish."""
+    broker_time_tick_s: float = field(default=30.0, metadata={"range": (0.01, 3600.0)})
+    """Broker-time mode: how often (broker seconds) to check for due decisions."""
+    lockstep_delay_s: float = field(default=2.0, metadata={"range": (0.0, 60.0)})
+    """Lock-step demo: real seconds between simulated days so a person can watch."""
+
+    def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.schedule_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"runner.schedule_timezone = {self.schedule_timezone!r}: not a known IANA zone (e.g. 'US/Central')"
+            ) from None
+
+    @classmethod
+    def from_mapping(cls, mapping: "RunnerConfig | Mapping[str, Any] | None") -> "RunnerConfig":
+        """A RunnerConfig from a dict with the plan's keys (``schedule_hour``...), or as given."""
+        if isinstance(mapping, RunnerConfig):
+            return mapping
+        return load_dataclass(cls, mapping or {}, "runner")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """Where the stores live; ``data_dir`` None means ``$HYDRA_HOME`` or ``~/.hydra``."""
+
+    data_dir: Path | None = None
+    backups_kept: int = field(default=5, metadata={"range": (1, 100)})
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    file: Path | None = None
+    """Log file; None: ``<store dir>/hydra.log``."""
+    format: Literal["console", "json"] = "json"
+
+
+EXTRA_SECTIONS: tuple[str, ...] = ("risk", "agent", "model", "execution", "sim", "tui")
+"""Sections kept as raw tables until their owners' dataclasses are wired (``HydraSettings.section``)."""
+
+_TYPED_SECTIONS = ("broker", "runner", "store", "logging", "markets")
+
+
+@dataclass(frozen=True, slots=True)
+class HydraSettings:
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    markets: tuple[MarketConfig, ...] = DEFAULT_MARKETS
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Raw tables for the sections in ``EXTRA_SECTIONS`` (risk, agent...)."""
+    source: Path | None = None
+
+    def section(self, name: str, cls: type[T]) -> T:
+        """Validate raw section ``name`` as dataclass ``cls`` (errors name ``name.key``)."""
+        return load_dataclass(cls, self.sections.get(name, {}), name)
+
+    def market(self, symbol: str) -> MarketConfig:
+        for m in self.markets:
+            if m.symbol == symbol:
+                return m
+        raise KeyError(f"market {symbol!r} is not configured ({', '.join(m.symbol for m in self.markets)})")
+
+
+def _load_markets(raw: Any) -> tuple[MarketConfig, ...]:
+    if isinstance(raw, str):
+        raw = [v.strip() for v in raw.split(",") if v.strip()]
+    if not isinstance(raw, (list, tuple)):
+        raise ConfigError(f"markets = {_fmt(raw)}: must be a list of symbols or [[markets]] tables", "markets")
+    out: list[MarketConfig] = []
+    for i, item in enumerate(raw):
+        key = f"markets[{i}]"
+        if isinstance(item, str):
+            if item not in CATALOG:
+                raise ConfigError(
+                    f"{key} = {item!r}: not in the catalogue ({', '.join(sorted(CATALOG))}); "
+                    "use a [[markets]] table with symbol, exchange, decision_time and time_zone",
+                    key,
+                )
+            out.append(CATALOG[item])
+            continue
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{key}: must be a symbol or a table", key)
+        symbol = item.get("symbol")
+        if not isinstance(symbol, str):
+            raise ConfigError(f"{key}.symbol: required key is missing (e.g. symbol = \"CL\")", f"{key}.symbol")
+        merged: dict[str, Any] = {}
+        if symbol in CATALOG:
+            base = CATALOG[symbol]
+            merged = {f.name: getattr(base, f.name) for f in dataclasses.fields(MarketConfig)}
+        merged.update(item)
+        out.append(load_dataclass(MarketConfig, merged, key))
+    symbols = [m.symbol for m in out]
+    dupes = sorted({s for s in symbols if symbols.count(s) > 1})
+    if dupes:
+        raise ConfigError(f"markets: {', '.join(dupes)} listed more than once", "markets")
+    return tuple(out)
+
+
+def parse_override_value(text: str) -> Any:
+    """A command-line value read as a TOML literal (``3``, ``0.2``, ``true``, ``[1,2]``), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``raw`` with dotted keys set (``{"broker.port": 4002}``); strings parsed as TOML."""
+    out: dict[str, Any] = _deep_copy(raw)
+    for dotted, value in overrides.items():
+        parts = [p for p in str(dotted).split(".")]
+        if not parts or any(not p for p in parts):
+            raise ConfigError(f"override {dotted!r}: must be a dotted key such as broker.port", str(dotted))
+        if isinstance(value, str):
+            value = parse_override_value(value)
+        node = out
+        for depth, p in enumerate(parts[:-1]):
+            child = node.get(p)
+            if child is None:
+                child = node[p] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(
+                    f"override {dotted!r}: {'.'.join(parts[: depth + 1])} is not a table", str(dotted)
+                )
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(m: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else (list(v) if isinstance(v, list) else v) for k, v in m.items()}
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; errors name the file (and tomllib's line and column)."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def settings_from_mapping(raw: Mapping[str, Any], source: Path | None = None) -> HydraSettings:
+    """Validate a whole settings mapping (as parsed from TOML, overrides applied)."""
+    unknown = [k for k in raw if k not in _TYPED_SECTIONS and k not in EXTRA_SECTIONS]
+    if unknown:
+        known = ", ".join(sorted(_TYPED_SECTIONS + EXTRA_SECTIONS))
+        raise ConfigError(f"{unknown[0]}: unknown section; known sections: {known}", str(unknown[0]))
+    raw = dict(raw)
+    broker_raw = dict(raw.get("broker") or {})
+    runner_raw = dict(raw.get("runner") or {})
+    # One trading mode: either key sets both; both set and different is an error.
+    b_mode, r_mode = broker_raw.get("trading_mode"), runner_raw.get("trading_mode")
+    if b_mode is not None and r_mode is not None and b_mode != r_mode:
+        raise ConfigError(
+            f"broker.trading_mode = {_fmt(b_mode)} but runner.trading_mode = {_fmt(r_mode)}: they must agree",
+            "runner.trading_mode",
+        )
+    if b_mode is not None and r_mode is None:
+        runner_raw["trading_mode"] = b_mode
+    if r_mode is not None and b_mode is None:
+        broker_raw["trading_mode"] = r_mode
+    for name in ("broker", "runner", "store", "logging"):
+        if name in raw and not isinstance(raw[name], Mapping):
+            raise ConfigError(f"{name}: must be a table ([{name}])", name)
+    broker = load_dataclass(BrokerSettings, broker_raw, "broker")
+    runner = load_dataclass(RunnerConfig, runner_raw, "runner")
+    store = load_dataclass(StoreSettings, raw.get("store") or {}, "store")
+    logging = load_dataclass(LoggingSettings, raw.get("logging") or {}, "logging")
+    markets = _load_markets(raw["markets"]) if "markets" in raw else DEFAULT_MARKETS
+    if not markets:
+        raise ConfigError("markets: at least one market is needed", "markets")
+    sections: dict[str, Mapping[str, Any]] = {}
+    for name in EXTRA_SECTIONS:
+        if name in raw:
+            if not isinstance(raw[name], Mapping):
+                raise ConfigError(f"{name}: must be a table ([{name}])", name)
+            sections[name] = dict(raw[name])
+    return HydraSettings(
+        broker=broker, runner=runner, store=store, markets=markets, logging=logging,
+        sections=sections, source=source,
+    )
+
+
+def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> HydraSettings:
+    """Settings from TOML file ``path`` (None: defaults only) with dotted ``overrides`` applied."""
+    raw: dict[str, Any] = read_toml(Path(path)) if path is not None else {}
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    try:
+        return settings_from_mapping(raw, Path(path) if path is not None else None)
+    except ConfigError as exc:
+        if path is not None:
+            raise ConfigError(f"{path}: {exc}", exc.key) from None
+        raise

@@ -1,0 +1,568 @@
+"""OrderManager: every order's life from the risk gate to the journal, driven by broker events.
+
+``route_order`` slices a large order against ADV, and works each child as a limit order that
+starts at the mid and walks to and through the touch on the patience schedule (read from the
+engine Clock), then is cancelled. Every send and every reprice passes ``RiskGate.check``; the
+gateway accepts nothing but the resulting ``Approval``. The orderRef is stored (status INTENT)
+before anything is sent, so a crash between the two is resolved on restart against the broker's
+open orders and executions, never by sending again. Each execution is journalled as it arrives,
+exactly once by execId. ``move_to_target`` orders only the difference to the target, and rolls a
+position held in an expiring month as a gated two-leg roll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import structlog
+
+from hydra_engine.broker.contracts import ContractMonth
+from hydra_engine.broker.errors import BrokerError, NotConnected, StateUnknown
+from hydra_engine.broker.records import ExecutionReport
+from hydra_engine.execution.order_adapters import RiskAdapter, StoreAdapter, make_fill_record
+from hydra_engine.execution.patience import PatienceSchedule, limit_price
+from hydra_engine.execution.slicing import slice_sizes
+
+log = structlog.get_logger(__name__)
+
+TERMINAL = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+ACKED = frozenset({"PreSubmitted", "Submitted", "Filled"})
+
+
+@dataclass(slots=True)
+class WorkingOrder:
+    """Mutable state of one live child order (internal to the manager)."""
+
+    order_ref: str
+    month: ContractMonth
+    side: str
+    qty: int
+    arrival_mid: float
+    arrival_at: dt.datetime
+    data_type: str
+    predicted_slippage: float
+    limit: float
+    started_mono: float
+    trade: Any = None
+    filled: float = 0.0
+    notional: float = 0.0
+    exec_ids: set[str] = field(default_factory=set)
+    status: str = "INTENT"
+    broker_status: str = ""
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    rejected: bool = False
+    cancel_sent: bool = False
+    cancel_raced: bool = False
+    reprices: int = 0
+    ack_latency_ms: float | None = None
+    ack_recorded: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    acked: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.qty - self.filled)
+
+    @property
+    def avg_price(self) -> float | None:
+        return self.notional / self.filled if self.filled else None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildResult:
+    """How one child order ended."""
+
+    order_ref: str
+    status: str
+    """FILLED, PARTIAL, CANCELLED, REJECTED, DENIED or UNKNOWN."""
+    qty: int
+    filled: float
+    avg_price: float | None
+    reprices: int
+    reasons: tuple[str, ...] = ()
+    ack_latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    """What ``route_order`` achieved: contracts filled of those requested, per child order."""
+
+    symbol: str
+    direction: str
+    requested: int
+    filled: float
+    avg_price: float | None
+    status: str
+    children: tuple[ChildResult, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def order_refs(self) -> tuple[str, ...]:
+        return tuple(c.order_ref for c in self.children)
+
+
+class OrderManager:
+    """Routes orders through the risk gate to the broker and journals every execution."""
+
+    def __init__(
+        self,
+        gateway: Any,
+        risk_gate: Any,
+        store: Any,
+        fill_journal: Any,
+        clock: Any,
+        *,
+        patience: PatienceSchedule | None = None,
+        max_adv_fraction: float = 0.01,
+        settle_timeout_s: float = 10.0,
+        ref_prefix: str = "HY",
+        events: Any = None,
+    ) -> None:
+        self._gw = gateway
+        self._risk = RiskAdapter(risk_gate)
+        self._store = StoreAdapter(store)
+        self._journal = fill_journal
+        self._clock = clock
+        self.patience = patience or PatienceSchedule.default()
+        self._max_adv_fraction = max_adv_fraction
+        self._settle_timeout = settle_timeout_s
+        self._prefix = ref_prefix
+        self._events = events
+        self._working: dict[str, WorkingOrder] = {}
+        self._journalled: set[str] = set()
+        self._fills_by_ref: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._lock = asyncio.Lock()
+        gateway.subscribe_executions(self._on_execution)
+        gateway.subscribe_order_errors(self._on_order_error)
+        gateway.add_rebind_hook(self._rebind)
+
+    # ----------------------------------------------------------------- public API
+
+    async def route_order(
+        self,
+        contract: ContractMonth,
+        direction: str,
+        n_contracts: int,
+        adv: float,
+        mid_price: float,
+        daily_pnl: float,
+        peak_equity: float,
+        current_equity: float,
+        position_value: float,
+        trade_loss: float,
+        current_position: float = 0.0,
+        *,
+        reducing: bool = False,
+        purpose: str = "",
+        trading_date: dt.date | None = None,
+    ) -> RouteResult:
+        """Work ``n_contracts`` in ``direction`` (BUY/SELL) through the gate, slice by slice."""
+        side = _side(direction)
+        if n_contracts < 0 or int(n_contracts) != n_contracts:
+            raise ValueError(f"n_contracts={n_contracts} must be a whole number >= 0")
+        sizes = slice_sizes(int(n_contracts), adv, self._max_adv_fraction)
+        children: list[ChildResult] = []
+        position = float(current_position)
+        for size in sizes:
+            risk = dict(
+                adv=adv, mid_price=mid_price, daily_pnl=daily_pnl, peak_equity=peak_equity,
+                current_equity=current_equity, position_value=position_value,
+                trade_loss=trade_loss * size / max(1, n_contracts), current_position=position,
+            )
+            child = await self._work_child(
+                contract, side, size, risk, reducing=reducing, purpose=purpose, trading_date=trading_date
+            )
+            children.append(child)
+            position += child.filled if side == "BUY" else -child.filled
+            if child.status != "FILLED":
+                break
+        filled = sum(c.filled for c in children)
+        notional = sum((c.avg_price or 0.0) * c.filled for c in children)
+        if not children:
+            status = "NOTHING"
+        elif filled >= n_contracts:
+            status = "FILLED"
+        elif filled > 0:
+            status = "PARTIAL"
+        else:
+            status = children[-1].status
+        reasons = tuple(r for c in children for r in c.reasons)
+        return RouteResult(
+            symbol=contract.symbol, direction=side, requested=int(n_contracts), filled=filled,
+            avg_price=notional / filled if filled else None, status=status, children=tuple(children),
+            reasons=reasons,
+        )
+
+    async def close(self) -> None:
+        """Wait for journalling tasks; called on engine stop."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    @property
+    def working_orders(self) -> list[WorkingOrder]:
+        return list(self._working.values())
+
+    # ----------------------------------------------------------------- one child order
+
+    async def _work_child(
+        self, month: ContractMonth, side: str, qty: int, risk: dict[str, float], *, reducing: bool,
+        purpose: str, trading_date: dt.date | None,
+    ) -> ChildResult:
+        started = time.monotonic()
+        quote = await self._gw.get_quote(month)
+        tick = month.min_tick or quote.min_tick or 0.0
+        step0 = self.patience.steps[0]
+        limit = limit_price(step0, side=side, bid=quote.bid, ask=quote.ask, tick=tick)
+        order_ref = self._new_ref(month)
+        predicted = self._risk.predicted_slippage(
+            qty=qty, adv=risk["adv"], spread=quote.spread, mid=quote.mid, month=month
+        )
+        decision = self._risk.check(
+            order_ref=order_ref, month=month, side=side, qty=qty, limit=limit, risk=risk, reducing=reducing,
+        )
+        if not self._risk.approved(decision):
+            reasons = self._risk.reasons(decision)
+            log.warning("order.denied", order_ref=order_ref, symbol=month.local_symbol, reasons=list(reasons))
+            await self._store.denied(
+                order_ref, month, side, qty, limit, quote.mid, self._now(), reasons, purpose=purpose,
+                trading_date=trading_date,
+            )
+            self._publish(order_ref, "DENIED", month, side, qty, 0.0, limit, detail="; ".join(reasons))
+            return ChildResult(order_ref, "DENIED", qty, 0.0, None, 0, reasons)
+        wo = WorkingOrder(
+            order_ref=order_ref, month=month, side=side, qty=qty, arrival_mid=quote.mid,
+            arrival_at=self._now(), data_type=quote.data_type, predicted_slippage=predicted,
+            limit=limit, started_mono=started,
+        )
+        # the intent is durable before anything leaves the process
+        await self._store.intent(
+            order_ref, month, side, qty, limit, quote.mid, wo.arrival_at, purpose=purpose, trading_date=trading_date,
+            extra={"predicted_slippage": predicted, "data_type": quote.data_type},
+        )
+        self._publish(order_ref, "INTENT", month, side, qty, 0.0, limit)
+        self._working[order_ref] = wo
+        try:
+            trade = self._gw.place_order(
+                decision, month, action=side, quantity=qty, limit_price=limit, order_ref=order_ref
+            )
+        except BrokerError as exc:
+            self._working.pop(order_ref, None)
+            await self._store.status(order_ref, "FAILED", detail=str(exc))
+            self._publish(order_ref, "FAILED", month, side, qty, 0.0, limit, detail=str(exc))
+            return ChildResult(order_ref, "REJECTED", qty, 0.0, None, 0, (str(exc),))
+        self._bind(wo, trade)
+        wo.status = "SENT"
+        await self._store.sent(order_ref, trade.order.orderId)
+        self._publish(order_ref, "SENT", month, side, qty, 0.0, limit)
+        try:
+            await self._work(wo, risk, reducing)
+        finally:
+            self._working.pop(order_ref, None)
+        return await self._finish(wo)
+
+    async def _work(self, wo: WorkingOrder, risk: dict[str, float], reducing: bool) -> None:
+        """Event-driven loop: wake on order events or at the next patience deadline."""
+        start = self._now()
+        while True:
+            if wo.acked.is_set() and not wo.ack_recorded and wo.trade is not None:
+                wo.ack_recorded = True
+                await self._store.status(wo.order_ref, "ACKED", perm_id=int(wo.trade.order.permId or 0))
+                self._publish(wo.order_ref, "ACKED", wo.month, wo.side, wo.qty, wo.filled, wo.limit)
+            if self._settled(wo):
+                return
+            if wo.cancel_sent or wo.rejected:
+                # waiting for the broker to confirm (and for any fill that raced the cancel)
+                if not await self._wait_changed(wo, self._settle_timeout):
+                    if not self._gw.is_connected:
+                        await self._wait_reconnect(wo)
+                        continue
+                    log.warning("order.settle_timeout", order_ref=wo.order_ref, status=wo.broker_status)
+                    return
+                continue
+            elapsed = (self._now() - start).total_seconds()
+            deadline = start + dt.timedelta(seconds=self.patience.next_change_s(elapsed))
+            woke = await self._wait_changed_or_time(wo, deadline)
+            if woke:
+                continue
+            if not self._gw.is_connected or not self._gw.state_known:
+                await self._wait_reconnect(wo)
+                continue
+            elapsed = (self._now() - start).total_seconds()
+            if elapsed >= self.patience.cancel_after_s:
+                self._cancel(wo, "patience schedule ended")
+                continue
+            await self._reprice(wo, self.patience.step_at(elapsed), risk, reducing)
+
+    async def _reprice(self, wo: WorkingOrder, step_idx: int, risk: dict[str, float], reducing: bool) -> None:
+        step = self.patience.steps[step_idx]
+        try:
+            quote = await self._gw.get_quote(wo.month)
+            bid, ask = quote.bid, quote.ask
+        except BrokerError as exc:
+            log.warning("order.reprice_quote_failed", order_ref=wo.order_ref, error=str(exc))
+            return
+        new_limit = limit_price(step, side=wo.side, bid=bid, ask=ask, tick=wo.month.min_tick or 0.0)
+        if abs(new_limit - wo.limit) < 1e-12 or wo.remaining <= 0:
+            return
+        decision = self._risk.check(
+            order_ref=wo.order_ref, month=wo.month, side=wo.side, qty=int(wo.remaining), limit=new_limit,
+            risk={**risk, "current_position": risk["current_position"] + (wo.filled if wo.side == "BUY" else -wo.filled)},
+            reducing=reducing,
+        )
+        if not self._risk.approved(decision):
+            reasons = self._risk.reasons(decision)
+            log.warning("order.reprice_denied", order_ref=wo.order_ref, reasons=list(reasons))
+            self._cancel(wo, "reprice denied: " + "; ".join(reasons))
+            return
+        if wo.trade is None or wo.trade.isDone():
+            return
+        try:
+            self._gw.place_order(
+                decision, wo.month, action=wo.side, quantity=wo.qty, limit_price=new_limit,
+                order_ref=wo.order_ref, replace=wo.trade,
+            )
+        except (BrokerError, AssertionError) as exc:
+            log.warning("order.reprice_failed", order_ref=wo.order_ref, error=str(exc))
+            return
+        wo.limit = new_limit
+        wo.reprices += 1
+        log.info("order.repriced", order_ref=wo.order_ref, step=step_idx, limit=new_limit, remaining=wo.remaining)
+        await self._store.status(wo.order_ref, "WORKING", limit_price=new_limit, detail=f"step {step_idx}")
+
+    def _cancel(self, wo: WorkingOrder, why: str) -> None:
+        if wo.cancel_sent or wo.trade is None:
+            return
+        wo.cancel_sent = True
+        log.info("order.cancel", order_ref=wo.order_ref, reason=why, filled=wo.filled, qty=wo.qty)
+        try:
+            self._gw.cancel_order(wo.trade)
+        except NotConnected:
+            wo.cancel_sent = False  # retried after the reconnect
+
+    def _settled(self, wo: WorkingOrder) -> bool:
+        """Done at the broker and every execution it reported is journalled."""
+        if wo.filled >= wo.qty:
+            return True
+        if wo.trade is None:
+            return False
+        terminal = wo.broker_status in TERMINAL or wo.rejected
+        if not terminal:
+            return False
+        reported = float(wo.trade.orderStatus.filled or 0.0)
+        return wo.filled >= reported
+
+    async def _finish(self, wo: WorkingOrder) -> ChildResult:
+        if wo.filled >= wo.qty:
+            status = "FILLED"
+        elif wo.rejected and wo.filled == 0:
+            status = "REJECTED"
+        elif wo.filled > 0:
+            status = "PARTIAL"
+        elif wo.broker_status in TERMINAL:
+            status = "CANCELLED"
+        else:
+            status = "UNKNOWN"
+        reasons = tuple(f"IB {c}: {m}" for c, m in wo.errors)
+        wo.status = status
+        await self._drain_journal()
+        await self._store.status(
+            wo.order_ref, status, filled=wo.filled, avg_price=wo.avg_price, detail="; ".join(reasons),
+            perm_id=int(getattr(wo.trade.order, "permId", 0) or 0) if wo.trade is not None else None,
+            error_code=wo.errors[-1][0] if wo.errors else None,
+        )
+        self._publish(wo.order_ref, status, wo.month, wo.side, wo.qty, wo.filled, wo.limit, detail="; ".join(reasons))
+        log.info(
+            "order.done", order_ref=wo.order_ref, status=status, filled=wo.filled, qty=wo.qty,
+            avg_price=wo.avg_price, reprices=wo.reprices, cancel_raced=wo.cancel_raced,
+        )
+        return ChildResult(wo.order_ref, status, wo.qty, wo.filled, wo.avg_price, wo.reprices, reasons, wo.ack_latency_ms)
+
+    # ----------------------------------------------------------------- waiting (events, never polling)
+
+    async def _wait_changed(self, wo: WorkingOrder, timeout_s: float) -> bool:
+        wo.changed.clear()
+        if self._settled(wo):
+            return True
+        try:
+            await asyncio.wait_for(wo.changed.wait(), timeout_s)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def _wait_changed_or_time(self, wo: WorkingOrder, deadline: dt.datetime) -> bool:
+        """True when an order event came first; False when the clock reached ``deadline``."""
+        wo.changed.clear()
+        if self._settled(wo):
+            return True
+        changed = asyncio.ensure_future(wo.changed.wait())
+        timer = asyncio.ensure_future(self._clock.sleep_until(deadline))
+        try:
+            done, _ = await asyncio.wait({changed, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+            timer.cancel()
+        return changed in done
+
+    async def _wait_reconnect(self, wo: WorkingOrder) -> None:
+        log.warning("order.waiting_for_broker", order_ref=wo.order_ref)
+        while not await self._gw.ensure_connected(timeout_s=30.0):
+            pass
+        if wo.cancel_sent and wo.trade is not None and not wo.trade.isDone():
+            wo.cancel_sent = False
+            self._cancel(wo, "cancel re-sent after reconnect")
+
+    # ----------------------------------------------------------------- broker events
+
+    def _bind(self, wo: WorkingOrder, trade: Any) -> None:
+        wo.trade = trade
+        wo.broker_status = trade.orderStatus.status
+
+        def on_status(t: Any) -> None:
+            if wo.trade is not t:
+                return
+            wo.broker_status = t.orderStatus.status
+            if wo.broker_status in ACKED and not wo.acked.is_set():
+                wo.ack_latency_ms = (time.monotonic() - wo.started_mono) * 1000.0
+                wo.acked.set()
+            if wo.broker_status == "Inactive":
+                wo.rejected = True
+            wo.changed.set()
+
+        trade.statusEvent += on_status
+        on_status(trade)
+
+    def _on_order_error(self, order_id: int, order_ref: str, code: int, message: str) -> None:
+        wo = self._working.get(order_ref) or next(
+            (w for w in self._working.values() if w.trade is not None and w.trade.order.orderId == order_id), None
+        )
+        if wo is None:
+            return
+        wo.errors.append((code, message))
+        if code == 10148:
+            wo.cancel_raced = True  # the fill wins; its execution arrives as usual
+            log.info("order.cancel_raced_fill", order_ref=wo.order_ref)
+        elif code == 201:
+            wo.rejected = True
+        wo.changed.set()
+
+    async def _rebind(self, trades: Sequence[Any]) -> None:
+        """On (re)connect: attach our working orders to ib_async's fresh Trade objects."""
+        by_ref = {t.order.orderRef: t for t in trades if t.order.orderRef}
+        for ref, wo in list(self._working.items()):
+            fresh = by_ref.get(ref)
+            if fresh is not None:
+                self._bind(wo, fresh)
+                log.info("order.rebound", order_ref=ref, status=fresh.orderStatus.status)
+            else:
+                # not open any more: it filled or ended while we were away
+                wo.broker_status = "Filled" if wo.filled >= wo.qty else "Cancelled"
+                wo.trade = _Closed(wo.filled)
+                wo.cancel_sent = True
+            wo.changed.set()
+        await self._resolve_orphans(by_ref)
+
+    async def _resolve_orphans(self, open_by_ref: dict[str, Any]) -> None:
+        """Store rows left open by an earlier process: resolve by orderRef, never re-send."""
+        rows = await self._store.unresolved()
+        for row in rows:
+            ref = row.order_ref
+            if ref in self._working:
+                continue
+            filled = self._fills_by_ref.get(ref, 0.0)
+            trade = open_by_ref.get(ref)
+            if trade is not None:
+                log.warning("order.orphan_cancelled", order_ref=ref, status=trade.orderStatus.status)
+                self._gw.ib.cancelOrder(trade.order)
+                status = "CANCELLED" if filled == 0 else "PARTIAL"
+                detail = "working order of an earlier session: cancelled on restart"
+            elif filled > 0:
+                status = "FILLED" if filled >= row.qty else "PARTIAL"
+                detail = "resolved from the broker's executions on restart"
+            else:
+                status = "NOT_SENT" if row.status == "INTENT" else "CANCELLED"
+                detail = "not at the broker on restart: never re-sent"
+            await self._store.status(ref, status, filled=filled, detail=detail)
+            log.info("order.orphan_resolved", order_ref=ref, status=status, filled=filled)
+
+    def _on_execution(self, rep: ExecutionReport) -> None:
+        """Each execution, exactly once per execId, as it arrives (live or recovered)."""
+        if rep.exec_id in self._journalled:
+            return
+        self._journalled.add(rep.exec_id)
+        self._fills_by_ref[rep.order_ref] = self._fills_by_ref.get(rep.order_ref, 0.0) + rep.qty
+        wo = self._working.get(rep.order_ref)
+        if wo is not None:
+            wo.filled += rep.qty
+            wo.notional += rep.qty * rep.price
+            wo.exec_ids.add(rep.exec_id)
+            wo.changed.set()
+        task = asyncio.get_running_loop().create_task(self._journal_fill(rep, wo), name=f"journal-{rep.exec_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _journal_fill(self, rep: ExecutionReport, wo: WorkingOrder | None) -> None:
+        try:
+            if wo is not None:
+                ctx = dict(limit=wo.limit, arrival_mid=wo.arrival_mid, predicted=wo.predicted_slippage,
+                           data_type=wo.data_type, arrival_at=wo.arrival_at)
+            else:
+                ctx = await self._store.context(rep.order_ref)
+            record = make_fill_record(rep, **ctx)
+            await self._journal.log_fill(record)
+            log.info("order.fill_journalled", exec_id=rep.exec_id, order_ref=rep.order_ref, qty=rep.qty, price=rep.price)
+        except Exception:  # noqa: BLE001 - a journal failure is logged loudly, never silently lost
+            log.exception("order.fill_journal_failed", exec_id=rep.exec_id, order_ref=rep.order_ref)
+
+    async def _drain_journal(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _now(self) -> dt.datetime:
+        return self._clock.now()
+
+    def _new_ref(self, month: ContractMonth) -> str:
+        return f"{self._prefix}-{month.symbol}-{self._now():%Y%m%d}-{uuid.uuid4().hex[:10]}"
+
+    def _publish(self, ref: str, status: str, month: ContractMonth, side: str, qty: float, filled: float,
+                 limit: float | None, detail: str = "") -> None:
+        if self._events is None:
+            return
+        from hydra_engine.events import OrderUpdated
+
+        self._events.publish(OrderUpdated(
+            at=self._now(), order_ref=ref, status=status, symbol=month.local_symbol, action=side,
+            quantity=float(qty), filled=float(filled), limit_price=limit, detail=detail,
+        ))
+
+
+class _Closed:
+    """Stand-in for a Trade that ended while the session was down (no object to hold)."""
+
+    def __init__(self, filled: float) -> None:
+        from types import SimpleNamespace
+
+        self.orderStatus = SimpleNamespace(filled=filled, status="Cancelled")
+        self.order = SimpleNamespace(orderId=0, orderRef="")
+
+    def isDone(self) -> bool:  # noqa: N802 - mirrors ib_async's Trade
+        return True
+
+
+def _side(direction: Any) -> str:
+    if isinstance(direction, str):
+        d = direction.upper()
+        if d in ("BUY", "LONG", "B"):
+            return "BUY"
+        if d in ("SELL", "SHORT", "S"):
+            return "SELL"
+    elif direction in (1, -1):
+        return "BUY" if direction == 1 else "SELL"
+    raise ValueError(f"direction={direction!r} must be BUY/SELL (or +1/-1)")

@@ -1,0 +1,169 @@
+"""One simulated futures account: cash, positions with IB-style average cost, commissions, values.
+
+Futures accounting as a broker reports it: no notional changes hands on a fill; cash moves by
+realized P&L and commissions; net liquidation is cash plus the open positions' unrealized P&L.
+Average cost follows IB: per contract *including* the multiplier (CL at 75.00 -> 75000.0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+COMMISSION_PER_CONTRACT = 2.25
+"""USD per contract per fill, roughly IB's tiered futures commission plus exchange fees."""
+INITIAL_MARGIN_RATE = 0.10
+"""Initial margin as a fraction of notional (a simple stand-in for SPAN)."""
+MAINT_MARGIN_RATE = 0.08
+
+
+@dataclass(slots=True)
+class PositionState:
+    """Open position in one contract month (mutable book entry)."""
+
+    con_id: int
+    qty: float
+    """Signed contracts: positive long, negative short."""
+    avg_cost: float
+    """Per contract, including the multiplier (IB's convention)."""
+    multiplier: float
+    realized_pnl: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FillAccounting:
+    """What one fill did to the account."""
+
+    commission: float
+    realized_pnl: float
+    """Realized on the closed part, net of nothing (commission reported separately)."""
+    position_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    """Account values at a set of marks; units: account currency."""
+
+    account: str
+    currency: str
+    net_liquidation: float
+    total_cash: float
+    gross_position_value: float
+    """Sum of |qty x price x multiplier| (notional) over open positions."""
+    unrealized_pnl: float
+    realized_pnl: float
+    init_margin: float
+    maint_margin: float
+    available_funds: float
+    excess_liquidity: float
+
+    def as_tags(self) -> dict[str, float]:
+        """IB account tags (reqAccountSummary / reqAccountUpdates keys)."""
+        return {
+            "NetLiquidation": self.net_liquidation,
+            "TotalCashValue": self.total_cash,
+            "CashBalance": self.total_cash,
+            "SettledCash": self.total_cash,
+            "GrossPositionValue": self.gross_position_value,
+            "EquityWithLoanValue": self.net_liquidation,
+            "InitMarginReq": self.init_margin,
+            "FullInitMarginReq": self.init_margin,
+            "MaintMarginReq": self.maint_margin,
+            "FullMaintMarginReq": self.maint_margin,
+            "AvailableFunds": self.available_funds,
+            "FullAvailableFunds": self.available_funds,
+            "ExcessLiquidity": self.excess_liquidity,
+            "FullExcessLiquidity": self.excess_liquidity,
+            "BuyingPower": max(self.available_funds, 0.0),
+            "UnrealizedPnL": self.unrealized_pnl,
+            "RealizedPnL": self.realized_pnl,
+        }
+
+
+class Account:
+    """Cash and positions of one account id (``DU...``)."""
+
+    def __init__(self, account_id: str, starting_cash: float, currency: str = "USD") -> None:
+        self.account_id = account_id
+        self.currency = currency
+        self.cash = float(starting_cash)
+        self.realized_pnl = 0.0
+        self.commissions = 0.0
+        self.positions: dict[int, PositionState] = {}
+
+    def apply_fill(self, con_id: int, side: str, qty: float, price: float, multiplier: float) -> FillAccounting:
+        """Book one execution. ``side`` is BUY/SELL (or BOT/SLD), ``price`` per unit."""
+        signed = qty if side in ("BUY", "BOT") else -qty
+        commission = round(COMMISSION_PER_CONTRACT * abs(qty), 2)
+        pos = self.positions.get(con_id)
+        if pos is None:
+            pos = PositionState(con_id, 0.0, 0.0, multiplier)
+            self.positions[con_id] = pos
+        unit = price * multiplier
+        realized = 0.0
+        if pos.qty == 0 or (pos.qty > 0) == (signed > 0):
+            total = pos.qty + signed
+            pos.avg_cost = (pos.avg_cost * abs(pos.qty) + unit * abs(signed)) / abs(total)
+            pos.qty = total
+        else:
+            closing = min(abs(signed), abs(pos.qty))
+            direction = 1.0 if pos.qty > 0 else -1.0
+            realized = closing * (unit - pos.avg_cost) * direction
+            rest = abs(signed) - closing
+            pos.qty += signed
+            if abs(pos.qty) < 1e-9:
+                pos.qty = 0.0
+                pos.avg_cost = 0.0
+            elif rest > 0:
+                pos.avg_cost = unit  # flipped: the remainder opened at this price
+        pos.realized_pnl += realized
+        self.realized_pnl += realized
+        self.commissions += commission
+        self.cash += realized - commission
+        return FillAccounting(commission, round(realized, 2), pos.qty)
+
+    def open_positions(self) -> list[PositionState]:
+        return [p for p in self.positions.values() if p.qty != 0]
+
+    def snapshot(self, marks: Mapping[int, float]) -> AccountSnapshot:
+        """Values at ``marks`` (con_id -> price per unit; missing marks value at average cost)."""
+        unreal = 0.0
+        gross = 0.0
+        for p in self.open_positions():
+            mark = marks.get(p.con_id)
+            unit = p.avg_cost if mark is None else mark * p.multiplier
+            unreal += p.qty * unit - p.qty * p.avg_cost
+            gross += abs(p.qty) * unit
+        nl = self.cash + unreal
+        im = INITIAL_MARGIN_RATE * gross
+        mm = MAINT_MARGIN_RATE * gross
+        return AccountSnapshot(
+            self.account_id, self.currency, round(nl, 2), round(self.cash, 2), round(gross, 2),
+            round(unreal, 2), round(self.realized_pnl, 2), round(im, 2), round(mm, 2),
+            round(nl - im, 2), round(nl - mm, 2),
+        )  # fmt: skip
+
+    def to_dict(self) -> dict:
+        return {
+            "account_id": self.account_id,
+            "currency": self.currency,
+            "cash": self.cash,
+            "realized_pnl": self.realized_pnl,
+            "commissions": self.commissions,
+            "positions": [
+                {"con_id": p.con_id, "qty": p.qty, "avg_cost": p.avg_cost, "multiplier": p.multiplier,
+                 "realized_pnl": p.realized_pnl}
+                for p in self.positions.values()
+            ],  # fmt: skip
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Account":
+        a = cls(str(d["account_id"]), float(d["cash"]), str(d.get("currency", "USD")))
+        a.realized_pnl = float(d.get("realized_pnl", 0.0))
+        a.commissions = float(d.get("commissions", 0.0))
+        for p in d.get("positions", []):
+            ps = PositionState(int(p["con_id"]), float(p["qty"]), float(p["avg_cost"]),
+                               float(p["multiplier"]), float(p.get("realized_pnl", 0.0)))  # fmt: skip
+            a.positions[ps.con_id] = ps
+        return a
