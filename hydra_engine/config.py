@@ -20,7 +20,8 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Literal, Mapping, TypeVar
 
-from hydra_engine.markets import CATALOG, DEFAULT_MARKETS, MarketConfig
+from hydra_engine import paths
+from hydra_engine.markets import CATALOG, DEFAULT_MARKETS, MarketConfig, find_market
 
 T = TypeVar("T")
 
@@ -49,24 +50,16 @@ def _join(path: str, name: str) -> str:
 
 
 def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
-        return " or ".join(_fmt(a) for a in typing.get_args(tp))
+        return " or ".join(_fmt(a) for a in args)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "none"
-    if dataclasses.is_dataclass(tp):
-        return "a table"
+        return " or ".join("none" if a is type(None) else _type_name(a) for a in args)
     if origin in (tuple, list):
         return "a list"
-    if origin in (dict, Mapping) or tp in (dict, Mapping):
+    if dataclasses.is_dataclass(tp) or origin in (dict, Mapping) or tp in (dict, Mapping):
         return "a table"
-    if tp is time:
-        return "a time like 14:00"
-    if tp is date:
-        return "a date like 2026-01-31"
-    return getattr(tp, "__name__", str(tp))
+    return {time: "a time like 14:00", date: "a date like 2026-01-31"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:
@@ -137,11 +130,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value.strip())
         raise ConfigError(f"{key} = {_fmt(value)}: must be a whole number", key)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -164,24 +154,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if isinstance(value, (str, os.PathLike)) and str(value).strip():
             return Path(value).expanduser()
         raise ConfigError(f"{key} = {_fmt(value)}: must be a file or directory path", key)
-    if tp is time:
-        if isinstance(value, time):
+    if tp in (time, date):
+        if isinstance(value, tp) and not isinstance(value, datetime):
             return value
-        if isinstance(value, str):
-            try:
-                return time.fromisoformat(value.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} = {_fmt(value)}: must be a time like 14:00 or \"14:00:00\"", key)
-    if tp is date:
-        if isinstance(value, date) and not isinstance(value, datetime):
-            return value
-        if isinstance(value, str):
-            try:
-                return date.fromisoformat(value.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} = {_fmt(value)}: must be a date like 2026-01-31", key)
+        try:
+            return tp.fromisoformat(value.strip())
+        except (AttributeError, ValueError):
+            raise ConfigError(f"{key} = {_fmt(value)}: must be {_type_name(tp)}", key) from None
     if isinstance(tp, type):
         if isinstance(value, tp):
             return value
@@ -365,10 +344,13 @@ class HydraSettings:
         return load_dataclass(cls, self.sections.get(name, {}), name)
 
     def market(self, symbol: str) -> MarketConfig:
-        for m in self.markets:
-            if m.symbol == symbol:
-                return m
-        raise KeyError(f"market {symbol!r} is not configured ({', '.join(m.symbol for m in self.markets)})")
+        return find_market(self.markets, symbol)
+
+    def data_dir(self, cli_value: str | os.PathLike[str] | None = None) -> Path:
+        """``--data-dir``, else ``store.data_dir``, else ``$HYDRA_HOME``, else ``~/.hydra``."""
+        if cli_value is not None and str(cli_value).strip():
+            return paths.data_dir(cli_value)
+        return paths.data_dir(self.store.data_dir)
 
 
 def _load_markets(raw: Any) -> tuple[MarketConfig, ...]:
@@ -438,7 +420,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
 
 
 def _deep_copy(m: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, Mapping) else (list(v) if isinstance(v, list) else v) for k, v in m.items()}
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in m.items()}
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import asyncio
 import collections
 import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any, AsyncIterator, Mapping
 
 import structlog
@@ -226,6 +226,8 @@ class Subscription:
                 return item
             if self._closed:
                 raise StopAsyncIteration
+            if self._waiter is not None:
+                raise RuntimeError("a Subscription has one consumer: subscribe again for another reader")
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
@@ -310,3 +312,32 @@ class EventBus:
     def drop_counts(self) -> dict[int, int]:
         """Dropped-event counts per live subscription (keyed by ``id``), for status screens."""
         return {id(s): s.dropped for s in self._subs}
+
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "exception": 40, "critical": 50}
+
+
+class LogToBus:
+    """A structlog processor that mirrors log entries at ``min_level`` or above as ``LogEvent``s.
+
+    Put it in the processor chain before the renderer; it returns the entry unchanged, so the
+    log file keeps everything while the TUI's log pane receives typed events.
+    """
+
+    def __init__(self, bus: EventBus, clock: Any = None, min_level: str = "info") -> None:
+        if min_level.lower() not in _LEVELS:
+            raise ValueError(f"min_level {min_level!r}: must be one of debug, info, warning, error, critical")
+        self._bus = bus
+        self._clock = clock
+        self._min = _LEVELS[min_level.lower()]
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        level = str(event_dict.get("level", method_name)).lower()
+        if _LEVELS.get(level, 20) >= self._min:
+            at = self._clock.now() if self._clock is not None else datetime.now(timezone.utc)
+            fields = {k: v for k, v in event_dict.items() if k not in ("event", "level", "timestamp", "logger")}
+            self._bus.publish(LogEvent(
+                at=at, level=level, event=str(event_dict.get("event", "")),
+                logger=str(event_dict.get("logger", "")), fields=fields,
+            ))
+        return event_dict

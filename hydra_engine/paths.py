@@ -48,3 +48,11 @@ def store_dir(base: Path, broker: str, account: str) -> Path:
 def store_db_path(base: Path, broker: str, account: str) -> Path:
     """``<base>/<broker>-<account>/hydra.db``."""
     return store_dir(base, broker, account) / DB_FILE_NAME
+
+
+CONFIG_FILE_NAME = "hydra.toml"
+
+
+def config_path(base: Path) -> Path:
+    """The default settings file, ``<data dir>/hydra.toml`` (used when no ``--config`` is given)."""
+    return Path(base) / CONFIG_FILE_NAME

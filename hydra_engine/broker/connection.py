@@ -60,11 +60,13 @@ class ConnectionSupervisor:
         *,
         name: str = "broker",
         rng: random.Random | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self._attempt = attempt
         self._policy = policy or BackoffPolicy()
         self._name = name
         self._rng = rng or random.Random()
+        self._on_change = on_change or (lambda: None)
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._lost = asyncio.Event()
@@ -148,11 +150,15 @@ class ConnectionSupervisor:
                 self.fatal_error = exc
                 self.last_error = exc
                 log.error("broker.connect_refused", supervisor=self._name, error=str(exc))
+                self._attempting = False
+                self._on_change()
                 return
             except Exception as exc:  # noqa: BLE001 - every other failure is retried
                 self.last_error = exc
                 delay = self._policy.delay(self.failures, self._rng)
                 self.failures += 1
+                self._attempting = False
+                self._on_change()
                 log.warning(
                     "broker.connect_failed",
                     supervisor=self._name,
@@ -175,6 +181,7 @@ class ConnectionSupervisor:
                 # dropped between the end of the attempt and now: go round again
                 continue
             self._connected.set()
+            self._on_change()
             await self._lost.wait()
             self._connected.clear()
             if not self._stopping:

@@ -46,3 +46,23 @@ class OrderRejected(BrokerError):
 
 class StateUnknown(BrokerError):
     """Broker reports (open orders, executions, positions) are missing: trading must wait."""
+
+
+LIVE_PORTS = frozenset({4001, 7496})
+CONNECTIVITY_CODES = frozenset({1100, 1101, 1102})
+FARM_CODES = frozenset({2103, 2104, 2105, 2106, 2107, 2108, 2119, 2157, 2158})
+ORDER_ERROR_CODES = frozenset({103, 104, 105, 110, 135, 161, 201, 202, 10147, 10148, 10149})
+
+def classify(code: int) -> str:
+    """Which kind of notice an IB code is, for logging and routing."""
+    if code in CONNECTIVITY_CODES:
+        return "connectivity"
+    if code in FARM_CODES:
+        return "farm"
+    if code in (162, 100, 420):
+        return "pacing"
+    if code == 326:
+        return "client_id"
+    if code in ORDER_ERROR_CODES:
+        return "order"
+    return "other"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 import structlog
@@ -19,6 +20,7 @@ from ib_async import IB, Contract, LimitOrder, RequestError
 from hydra_engine.broker.connection import BackoffPolicy, ConnectionSupervisor
 from hydra_engine.broker.contracts import ContractMonth, MarketLike, ResolvedContract, month_from_details, select_active_month
 from hydra_engine.broker.errors import (
+    LIVE_PORTS,
     ApprovalRejected,
     BrokerError,
     ClientIdInUse,
@@ -27,35 +29,49 @@ from hydra_engine.broker.errors import (
     NotConnected,
     PacingViolation,
     StateUnknown,
+    classify,
 )
-from hydra_engine.broker.market_data import BarFetcher, QuoteFetcher
+from hydra_engine.broker.market_data import BarFetcher, QuoteFetcher, parse_account_summary
 from hydra_engine.broker.records import AccountSnapshot, BrokerNotice, ConnectionState, PositionSnapshot, SyncReport
 from hydra_engine.broker.sync import ExecutionAssembler, ExecutionListener, PositionBook, RebindHook, SessionSync
 
 log = structlog.get_logger(__name__)
 
-LIVE_PORTS = frozenset({4001, 7496})
-CONNECTIVITY_CODES = frozenset({1100, 1101, 1102})
-FARM_CODES = frozenset({2103, 2104, 2105, 2106, 2107, 2108, 2119, 2157, 2158})
-ORDER_ERROR_CODES = frozenset({103, 104, 105, 110, 135, 161, 201, 202, 10147, 10148, 10149})
-
 OrderErrorListener = Callable[[int, str, int, str], None]
 """``(order_id, order_ref, code, message)``: reaches the order manager as the error arrives."""
 
 
-def classify(code: int) -> str:
-    """Which kind of notice an IB code is, for logging and routing."""
-    if code in CONNECTIVITY_CODES:
-        return "connectivity"
-    if code in FARM_CODES:
-        return "farm"
-    if code in (162, 100, 420):
-        return "pacing"
-    if code == 326:
-        return "client_id"
-    if code in ORDER_ERROR_CODES:
-        return "order"
-    return "other"
+def _check_bound(
+    intent: Any, *, order_ref: str, action: str, con_id: int, quantity: float, limit_price: float, modify: bool
+) -> None:
+    """An Approval covers exactly the order its intent describes (a reprice: the remaining qty)."""
+    problems = []
+    if getattr(intent, "order_ref", order_ref) != order_ref:
+        problems.append(f"orderRef {intent.order_ref!r} != {order_ref!r}")
+    if getattr(intent, "direction", action) != action:
+        problems.append(f"direction {intent.direction} != {action}")
+    if getattr(intent, "con_id", con_id) != con_id:
+        problems.append(f"conId {intent.con_id} != {con_id}")
+    qty = float(getattr(intent, "qty", quantity))
+    if (qty > quantity) if modify else (qty != quantity):
+        problems.append(f"qty {qty:g} vs order {quantity:g}")
+    lim = getattr(intent, "limit_price", limit_price)
+    if lim is not None and abs(float(lim) - limit_price) > 1e-9:
+        problems.append(f"limit {lim} != {limit_price}")
+    if problems:
+        raise ApprovalRejected(f"approval does not cover order {order_ref}: " + "; ".join(problems))
+
+
+def _trading_days_between(
+    earlier: dt.date, later: dt.date, is_trading_day: Callable[[dt.date], bool] | None
+) -> int:
+    """Trading days in ``(earlier, later]`` (weekdays unless a market calendar is given)."""
+    trading = is_trading_day or (lambda d: d.weekday() < 5)
+    n, d = 0, earlier
+    while d < later and n < 1000:
+        d += dt.timedelta(days=1)
+        n += trading(d)
+    return n
 
 
 class BrokerGateway:
@@ -116,7 +132,8 @@ class BrokerGateway:
         self.notices: list[BrokerNotice] = []
         self._deliberate = False
         self._client_id_in_use = False
-        self._supervisor = ConnectionSupervisor(self._attempt, backoff, name=f"ib:{port}")
+        self._changed = asyncio.Event()
+        self._supervisor = ConnectionSupervisor(self._attempt, backoff, name=f"ib:{port}", on_change=self._notify)
         self._assembler = ExecutionAssembler()
         self._order_error_listeners: list[OrderErrorListener] = []
         self._rebind_hooks: list[RebindHook] = []
@@ -156,7 +173,16 @@ class BrokerGateway:
         self._supervisor.start()
         self._supervisor.kick()
         budget = timeout_s if timeout_s is not None else self._connect_timeout * 3 + self._request_timeout
-        if await self._supervisor.wait_connected(budget):
+        sup = self._supervisor
+        try:
+            await self.wait_until(
+                lambda: sup.connected or sup.fatal_error is not None or not sup.running
+                or (self._client_id_in_use and sup.failures > 0),
+                budget,
+            )
+        except TimeoutError:
+            pass
+        if sup.connected:
             return
         fatal = self._supervisor.fatal_error
         if fatal is not None:
@@ -227,6 +253,7 @@ class BrokerGateway:
         self.ib.reqMarketDataType(self.market_data_type)
         await self._reconcile()
         self.state = "connected"
+        self._notify()
         log.info(
             "broker.connected", port=self.port, client_id=self.client_id, account=account,
             reconnects=self._supervisor.connects, embedded=self.embedded,
@@ -244,6 +271,7 @@ class BrokerGateway:
         if not report.complete:
             raise StateUnknown("reconciliation incomplete: " + "; ".join(report.errors))
         self.state_known = True
+        self._notify()
         return report
 
     async def resync(self) -> SyncReport:
@@ -255,6 +283,7 @@ class BrokerGateway:
 
     def _on_disconnected(self) -> None:
         self.state_known = False
+        self._notify()
         if self._deliberate:
             return
         if self._supervisor.attempting:
@@ -266,9 +295,30 @@ class BrokerGateway:
 
     def _on_update(self) -> None:
         self.last_message_at = dt.datetime.now(dt.timezone.utc)
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+        """Wait (event-driven) until ``predicate()`` holds; re-checked on every gateway change."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not predicate():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"gateway condition not met within {timeout_s}s (state {self.state})")
+            self._changed.clear()
+            if predicate():
+                return
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Any = None) -> None:
         kind = classify(code)
+        self._notify()
         notice = BrokerNotice(code=code, req_id=req_id, message=message, at=dt.datetime.now(dt.timezone.utc), kind=kind)
         self.notices.append(notice)
         del self.notices[:-200]
@@ -354,29 +404,37 @@ class BrokerGateway:
         if not self.ib.isConnected():
             raise NotConnected(f"not connected to {self.host}:{self.port}")
 
-    async def get_account_summary(self) -> AccountSnapshot:
-        """Net liquidation, cash and position value from the gateway's account summary."""
+    async def get_account_summary(
+        self,
+        *,
+        equity: Any = None,
+        trading_date: dt.date | None = None,
+        is_trading_day: Callable[[dt.date], bool] | None = None,
+    ) -> AccountSnapshot:
+        """Net liquidation, cash and position value; daily P&L and peak from our own marks.
+
+        IB has no DailyPnL tag: with ``equity`` (the store's equity repository) daily P&L is net
+        liquidation minus the previous trading date's closing mark (flagged stale when that mark
+        is more than one trading day old) and the peak is the persisted peak raised to now.
+        """
+        snap = await self._account_summary()
+        if equity is None:
+            return snap
+        day = trading_date or self.now().date()
+        prev = await equity.previous_mark(day)
+        peak_rec = await equity.peak()
+        daily_pnl = None
+        stale = False
+        if prev is not None:
+            daily_pnl = snap.net_liquidation - prev.net_liquidation
+            stale = _trading_days_between(prev.trading_date, day, is_trading_day) > 1
+        peak = max(peak_rec.peak, snap.net_liquidation) if peak_rec is not None else snap.net_liquidation
+        return replace(snap, daily_pnl=daily_pnl, peak_equity=peak, daily_pnl_stale=stale)
+
+    async def _account_summary(self) -> AccountSnapshot:
         self._require_session()
         values = await asyncio.wait_for(self.ib.accountSummaryAsync(self.account), self._request_timeout)
-        tags: dict[str, tuple[float, str]] = {}
-        for v in values:
-            if v.currency in ("", "BASE") and v.tag in tags:
-                continue
-            try:
-                tags[v.tag] = (float(v.value), v.currency)
-            except ValueError:
-                continue
-        if "NetLiquidation" not in tags:
-            raise StateUnknown(f"account summary for {self.account} has no NetLiquidation")
-        return AccountSnapshot(
-            account=self.account,
-            currency=tags["NetLiquidation"][1],
-            net_liquidation=tags["NetLiquidation"][0],
-            total_cash=tags.get("TotalCashValue", (math.nan, ""))[0],
-            gross_position_value=tags.get("GrossPositionValue", (0.0, ""))[0],
-            available_funds=tags.get("AvailableFunds", (math.nan, ""))[0],
-            at=self.now(),
-        )
+        return parse_account_summary(values, self.account, self.now())
 
     async def get_positions(self) -> list[PositionSnapshot]:
         """Futures positions (non-zero) in the traded account."""
@@ -497,7 +555,9 @@ class BrokerGateway:
             raise ValueError(f"order {order_ref}: action={action!r} must be BUY or SELL")
         if quantity <= 0:
             raise ValueError(f"order {order_ref}: quantity={quantity} must be > 0")
-        self._consume(approval)
+        intent = self._consume(approval)
+        _check_bound(intent, order_ref=order_ref, action=action, con_id=month.con_id, quantity=quantity,
+                     limit_price=limit_price, modify=replace is not None)
         contract = month.contract
         if replace is not None:
             if replace.isDone():
@@ -529,11 +589,9 @@ class BrokerGateway:
         return list(self.ib.openTrades())
 
     async def sleep_backoff(self, seconds: float) -> None:
-        """Wait on the engine clock when one was given (pacing windows read the same clock)."""
-        if self._clock is not None and hasattr(self._clock, "sleep_until"):
-            await self._clock.sleep_until(self.now() + dt.timedelta(seconds=seconds))
-        else:
-            await asyncio.sleep(seconds)
+        """Pacing back-off in real seconds: IB's pacing windows run on its wall clock, and a
+        lock-step clock would never move while the engine waits on it."""
+        await asyncio.sleep(seconds)
 
 
 __all__ = ["BrokerGateway", "LIVE_PORTS", "PacingViolation", "classify"]

@@ -17,8 +17,8 @@ import structlog
 from ib_async import Contract, RequestError
 
 from hydra_engine.broker.contracts import ContractMonth, MarketLike
-from hydra_engine.broker.errors import BrokerError, ContractNotFound, NotConnected, PacingViolation
-from hydra_engine.broker.records import BarRecord, QuoteSnapshot
+from hydra_engine.broker.errors import BrokerError, ContractNotFound, NotConnected, PacingViolation, StateUnknown
+from hydra_engine.broker.records import AccountSnapshot, BarRecord, QuoteSnapshot
 
 if TYPE_CHECKING:
     from hydra_engine.broker.gateway import BrokerGateway
@@ -26,6 +26,29 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 DELAYED_TYPES = frozenset({3, 4})
+
+
+def parse_account_summary(values: Any, account: str, at: dt.datetime) -> AccountSnapshot:
+    """Account-summary rows to a snapshot (base-currency rows win over per-currency ones)."""
+    tags: dict[str, tuple[float, str]] = {}
+    for v in values:
+        if v.currency in ("", "BASE") and v.tag in tags:
+            continue
+        try:
+            tags[v.tag] = (float(v.value), v.currency)
+        except ValueError:
+            continue
+    if "NetLiquidation" not in tags:
+        raise StateUnknown(f"account summary for {account} has no NetLiquidation")
+    return AccountSnapshot(
+        account=account,
+        currency=tags["NetLiquidation"][1],
+        net_liquidation=tags["NetLiquidation"][0],
+        total_cash=tags.get("TotalCashValue", (math.nan, ""))[0],
+        gross_position_value=tags.get("GrossPositionValue", (0.0, ""))[0],
+        available_funds=tags.get("AvailableFunds", (math.nan, ""))[0],
+        at=at,
+    )
 
 
 def _finite(x: Any) -> bool:

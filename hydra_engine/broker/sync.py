@@ -136,6 +136,10 @@ class PositionBook(Protocol):
         """Journal a position the broker reports that our fills do not explain."""
         ...
 
+    async def accept_positions(self, actual: dict[int, float]) -> None:
+        """The broker's positions become the new baseline after the comparison."""
+        ...
+
 
 RebindHook = Callable[[Sequence[Any]], Awaitable[None]]
 
@@ -241,8 +245,6 @@ class SessionSync:
         self, book: PositionBook, positions: Sequence[Any], errors: list[str]
     ) -> list[str]:
         expected = await book.expected_positions()
-        if expected is None:
-            return []
         actual: dict[int, tuple[str, float]] = {}
         for p in positions:
             if self._account and p.account not in ("", self._account):
@@ -251,6 +253,11 @@ class SessionSync:
                 continue
             actual[int(p.contract.conId)] = (p.contract.localSymbol or p.contract.symbol, float(p.position))
         out: list[str] = []
+        accept = getattr(book, "accept_positions", None)
+        if expected is None:  # first connect for this store: the broker's positions are the baseline
+            if accept is not None:
+                await accept({c: q for c, (_, q) in actual.items()})
+            return out
         for con_id in sorted(set(expected) | set(actual)):
             exp = float(expected.get(con_id, 0.0))
             sym, act = actual.get(con_id, (str(con_id), 0.0))
@@ -258,4 +265,6 @@ class SessionSync:
                 out.append(f"{sym} (conId {con_id}): journal {exp:g}, broker {act:g}")
                 await book.record_unexplained(con_id, sym, exp, act)
                 log.warning("broker.position_unexplained", con_id=con_id, symbol=sym, expected=exp, actual=act)
+        if accept is not None:
+            await accept({c: q for c, (_, q) in actual.items()})
         return out

@@ -98,3 +98,130 @@ class StoreAdapter:
             data_type=d.get("data_type", "live"),
             arrival_at=dt.datetime.fromisoformat(at) if at else rec.created_at,
         )
+
+
+class RiskAdapter:
+    """Builds the gate's ``OrderIntent``/``AccountState`` and asks ``RiskGate.check``."""
+
+    def __init__(self, gate: Any) -> None:
+        self._gate = gate
+
+    def check(
+        self, *, order_ref: str, month: ContractMonth, side: str, qty: int, limit: float,
+        risk: Mapping[str, Any], reducing: bool, is_reprice: bool = False,
+    ) -> Any:
+        from hydra_engine.risk.intents import AccountState, OrderIntent
+
+        intent = OrderIntent(
+            market=month.symbol, con_id=month.con_id, local_symbol=month.local_symbol, direction=side,
+            qty=int(qty), limit_price=float(limit), mid_price=float(risk["mid_price"]), order_ref=order_ref,
+            is_reprice=is_reprice, reduces_position=reducing, position_value=float(risk["position_value"]),
+            trade_loss=float(risk["trade_loss"]), **_optional_intent_fields(OrderIntent, risk),
+        )
+        state = AccountState(
+            daily_pnl=float(risk["daily_pnl"]), current_equity=float(risk["current_equity"]),
+            peak_equity=float(risk["peak_equity"]), position_value=float(risk["position_value"]),
+            current_position=float(risk["current_position"]), stale=bool(risk.get("stale", False)),
+            trading_date=risk.get("trading_date"),
+        )
+        return self._gate.check(intent, state)
+
+    @staticmethod
+    def approved(decision: Any) -> bool:
+        from hydra_engine.risk.intents import Approval
+
+        return isinstance(decision, Approval)
+
+    @staticmethod
+    def reasons(decision: Any) -> tuple[str, ...]:
+        return tuple(str(r) for r in getattr(decision, "reasons", ()) or ("denied",))
+
+    @staticmethod
+    def predicted_slippage(*, qty: int, adv: float, spread: float, mid: float, sigma: float) -> float:
+        """Predicted cost per contract in price units (positive is a cost), from the risk layer."""
+        from hydra_engine.risk.slippage import estimate_slippage
+
+        try:
+            est = estimate_slippage(spread=spread, daily_sigma=sigma, qty=qty, adv=adv, mid_price=mid)
+        except (TypeError, ValueError) as exc:
+            log.warning("order.slippage_estimate_failed", error=str(exc))
+            return float("nan")
+        return float(getattr(est, "price", est))
+
+
+def _optional_intent_fields(cls: Any, risk: Mapping[str, Any]) -> dict[str, Any]:
+    """Fields some OrderIntent versions carry (ADV, trading date) when the class has them."""
+    names = set(getattr(cls, "__dataclass_fields__", {}))
+    out: dict[str, Any] = {}
+    if "adv" in names:
+        out["adv"] = float(risk["adv"])
+    if "trading_date" in names and risk.get("trading_date") is not None:
+        out["trading_date"] = risk["trading_date"]
+    return out
+
+
+def make_fill_record(
+    rep: ExecutionReport, *, limit: float | None, arrival_mid: float | None, predicted: float | None,
+    data_type: str, arrival_at: dt.datetime | None,
+) -> Any:
+    """The journal's ``FillRecord`` for one execution; actual slippage is the signed cost vs the
+    arrival mid (positive is a cost: paid above the mid on a buy, sold below it on a sell)."""
+    from hydra_engine.execution.fill_journal import FillRecord
+
+    from hydra_engine.risk.slippage import actual_slippage
+
+    actual = actual_slippage(rep.side, rep.price, arrival_mid) if arrival_mid is not None else None
+    latency = (rep.time - arrival_at).total_seconds() * 1000.0 if arrival_at is not None else None
+    return FillRecord(
+        fill_time=rep.time, symbol=rep.symbol, contract_month=rep.contract_month, direction=rep.side,
+        qty=rep.qty, limit_price=limit, arrival_mid=arrival_mid, fill_price=rep.price,
+        predicted_slippage=predicted, actual_slippage=actual, latency_ms=latency, exec_id=rep.exec_id,
+        order_ref=rep.order_ref, perm_id=rep.perm_id, commission=rep.commission, data_type=data_type,
+    )
+
+
+class JournalPositionBook:
+    """Positions our journal explains: the last reconciled broker snapshot plus every execution
+    seen since (by execId), persisted so a restart compares against what it knew before."""
+
+    def __init__(self, store: Any, keep_exec_ids: int = 2000) -> None:
+        from hydra_engine.store.kv import StateKey
+
+        self._store = store
+        self._key = StateKey("broker_positions", dict, None)
+        self._seen: dict[str, tuple[int, float]] = {}
+        self._keep = keep_exec_ids
+
+    def note_execution(self, rep: ExecutionReport) -> None:
+        self._seen[rep.exec_id] = (rep.con_id, rep.qty if rep.side == "BUY" else -rep.qty)
+
+    async def expected_positions(self) -> dict[int, float] | None:
+        kv = getattr(self._store, "kv", None)
+        if kv is None:
+            return None
+        snap = await kv.get(self._key)
+        if snap is None:
+            return None
+        out = {int(k): float(v) for k, v in snap.get("positions", {}).items()}
+        counted = set(snap.get("exec_ids", []))
+        for exec_id, (con_id, signed) in self._seen.items():
+            if exec_id not in counted:
+                out[con_id] = out.get(con_id, 0.0) + signed
+        return {k: v for k, v in out.items() if abs(v) > 1e-9}
+
+    async def record_unexplained(self, con_id: int, symbol: str, expected: float, actual: float) -> None:
+        ops = getattr(self._store, "ops", None)
+        if ops is not None:
+            await ops.position_change(symbol, expected, actual, detail={"con_id": con_id})
+
+    async def accept_positions(self, actual: dict[int, float]) -> None:
+        kv = getattr(self._store, "kv", None)
+        if kv is None:
+            return
+        ids = list(self._seen)[-self._keep:]
+        snap = await kv.get(self._key) or {}
+        prior = [i for i in snap.get("exec_ids", []) if i not in self._seen][-(self._keep - len(ids)):] if len(ids) < self._keep else []
+        await kv.set(self._key, {
+            "positions": {str(k): v for k, v in actual.items() if abs(v) > 1e-9},
+            "exec_ids": prior + ids,
+        })

@@ -24,7 +24,7 @@ import structlog
 from hydra_engine.broker.contracts import ContractMonth
 from hydra_engine.broker.errors import BrokerError, NotConnected, StateUnknown
 from hydra_engine.broker.records import ExecutionReport
-from hydra_engine.execution.order_adapters import RiskAdapter, StoreAdapter, make_fill_record
+from hydra_engine.execution.order_adapters import JournalPositionBook, RiskAdapter, StoreAdapter, make_fill_record
 from hydra_engine.execution.patience import PatienceSchedule, limit_price
 from hydra_engine.execution.slicing import slice_sizes
 
@@ -62,6 +62,8 @@ class WorkingOrder:
     ack_latency_ms: float | None = None
     ack_recorded: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    parked: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while the order waits on the clock for its next patience step (the engine is idle)."""
     acked: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -137,7 +139,10 @@ class OrderManager:
         self._journalled: set[str] = set()
         self._fills_by_ref: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._lock = asyncio.Lock()
+        self._busy = 0
+        self._idle_changed = asyncio.Event()
+        self._book = JournalPositionBook(store)
+        gateway.set_position_book(self._book)
         gateway.subscribe_executions(self._on_execution)
         gateway.subscribe_order_errors(self._on_order_error)
         gateway.add_rebind_hook(self._rebind)
@@ -161,27 +166,45 @@ class OrderManager:
         reducing: bool = False,
         purpose: str = "",
         trading_date: dt.date | None = None,
+        daily_sigma: float | None = None,
+        stale_pnl: bool = False,
     ) -> RouteResult:
-        """Work ``n_contracts`` in ``direction`` (BUY/SELL) through the gate, slice by slice."""
+        """Work ``n_contracts`` in ``direction`` (BUY/SELL) through the gate, slice by slice.
+
+        ``position_value`` is the signed notional after the order (account currency) and
+        ``trade_loss`` the order's loss on a k-sigma adverse day; ``daily_sigma`` (price units,
+        for the slippage prediction) is read from recent bars when not given.
+        """
         side = _side(direction)
         if n_contracts < 0 or int(n_contracts) != n_contracts:
             raise ValueError(f"n_contracts={n_contracts} must be a whole number >= 0")
         sizes = slice_sizes(int(n_contracts), adv, self._max_adv_fraction)
         children: list[ChildResult] = []
         position = float(current_position)
-        for size in sizes:
-            risk = dict(
-                adv=adv, mid_price=mid_price, daily_pnl=daily_pnl, peak_equity=peak_equity,
-                current_equity=current_equity, position_value=position_value,
-                trade_loss=trade_loss * size / max(1, n_contracts), current_position=position,
-            )
-            child = await self._work_child(
-                contract, side, size, risk, reducing=reducing, purpose=purpose, trading_date=trading_date
-            )
-            children.append(child)
-            position += child.filled if side == "BUY" else -child.filled
-            if child.status != "FILLED":
-                break
+        self._set_busy(+1)
+        try:
+            if daily_sigma is None and sizes:
+                daily_sigma = await self._daily_sigma(contract)
+            for size in sizes:
+                risk = dict(
+                    adv=adv, mid_price=mid_price, daily_pnl=daily_pnl, peak_equity=peak_equity,
+                    current_equity=current_equity, position_value=position_value,
+                    trade_loss=trade_loss * size / max(1, n_contracts), current_position=position,
+                    sigma=daily_sigma or 0.0, trading_date=trading_date, stale=stale_pnl,
+                )
+                child = await self._work_child(
+                    contract, side, size, risk, reducing=reducing, purpose=purpose, trading_date=trading_date
+                )
+                children.append(child)
+                position += child.filled if side == "BUY" else -child.filled
+                if child.status != "FILLED":
+                    break
+        finally:
+            self._set_busy(-1)
+        return self._summarise(contract, side, int(n_contracts), children)
+
+    @staticmethod
+    def _summarise(contract: ContractMonth, side: str, n_contracts: int, children: list[ChildResult]) -> RouteResult:
         filled = sum(c.filled for c in children)
         notional = sum((c.avg_price or 0.0) * c.filled for c in children)
         if not children:
@@ -199,6 +222,18 @@ class OrderManager:
             reasons=reasons,
         )
 
+    async def move_to_target(
+        self, market: Any, target: int, *, equity: Any = None, trading_date: dt.date | None = None
+    ) -> Any:
+        """Order only ``target - current`` in the active month; roll an expiring month first."""
+        from hydra_engine.execution.targets import move_to_target
+
+        return await move_to_target(self, market, target, equity=equity, trading_date=trading_date)
+
+    @property
+    def gateway(self) -> Any:
+        return self._gw
+
     async def close(self) -> None:
         """Wait for journalling tasks; called on engine stop."""
         if self._tasks:
@@ -207,6 +242,30 @@ class OrderManager:
     @property
     def working_orders(self) -> list[WorkingOrder]:
         return list(self._working.values())
+
+    @property
+    def idle(self) -> bool:
+        """True when no child order is doing anything but waiting on the clock."""
+        return self._busy == 0
+
+    async def wait_idle(self, timeout_s: float = 10.0, *, min_working: int = 0) -> None:
+        """Lock-step drivers: return once every child order waits on the clock (or none runs),
+        with at least ``min_working`` orders working."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._busy > 0 or len(self._working) < min_working:
+            self._idle_changed.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"order manager still busy after {timeout_s}s ({self._busy} active)")
+            try:
+                await asyncio.wait_for(self._idle_changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    def _set_busy(self, delta: int) -> None:
+        self._busy += delta
+        self._idle_changed.set()
 
     # ----------------------------------------------------------------- one child order
 
@@ -221,7 +280,7 @@ class OrderManager:
         limit = limit_price(step0, side=side, bid=quote.bid, ask=quote.ask, tick=tick)
         order_ref = self._new_ref(month)
         predicted = self._risk.predicted_slippage(
-            qty=qty, adv=risk["adv"], spread=quote.spread, mid=quote.mid, month=month
+            qty=qty, adv=risk["adv"], spread=quote.spread, mid=quote.mid, sigma=risk["sigma"]
         )
         decision = self._risk.check(
             order_ref=order_ref, month=month, side=side, qty=qty, limit=limit, risk=risk, reducing=reducing,
@@ -240,13 +299,14 @@ class OrderManager:
             arrival_at=self._now(), data_type=quote.data_type, predicted_slippage=predicted,
             limit=limit, started_mono=started,
         )
+        # registered first, so a reconnect's orphan resolution never mistakes it for a dead intent
+        self._working[order_ref] = wo
         # the intent is durable before anything leaves the process
         await self._store.intent(
             order_ref, month, side, qty, limit, quote.mid, wo.arrival_at, purpose=purpose, trading_date=trading_date,
             extra={"predicted_slippage": predicted, "data_type": quote.data_type},
         )
         self._publish(order_ref, "INTENT", month, side, qty, 0.0, limit)
-        self._working[order_ref] = wo
         try:
             trade = self._gw.place_order(
                 decision, month, action=side, quantity=qty, limit_price=limit, order_ref=order_ref
@@ -313,7 +373,7 @@ class OrderManager:
         decision = self._risk.check(
             order_ref=wo.order_ref, month=wo.month, side=wo.side, qty=int(wo.remaining), limit=new_limit,
             risk={**risk, "current_position": risk["current_position"] + (wo.filled if wo.side == "BUY" else -wo.filled)},
-            reducing=reducing,
+            reducing=reducing, is_reprice=True,
         )
         if not self._risk.approved(decision):
             reasons = self._risk.reasons(decision)
@@ -333,7 +393,7 @@ class OrderManager:
         wo.limit = new_limit
         wo.reprices += 1
         log.info("order.repriced", order_ref=wo.order_ref, step=step_idx, limit=new_limit, remaining=wo.remaining)
-        await self._store.status(wo.order_ref, "WORKING", limit_price=new_limit, detail=f"step {step_idx}")
+        await self._store.status(wo.order_ref, "WORKING", detail=f"repriced to {new_limit} (patience step {step_idx})")
 
     def _cancel(self, wo: WorkingOrder, why: str) -> None:
         if wo.cancel_sent or wo.trade is None:
@@ -402,9 +462,13 @@ class OrderManager:
             return True
         changed = asyncio.ensure_future(wo.changed.wait())
         timer = asyncio.ensure_future(self._clock.sleep_until(deadline))
+        wo.parked.set()
+        self._set_busy(-1)
         try:
             done, _ = await asyncio.wait({changed, timer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._set_busy(+1)
+            wo.parked.clear()
             changed.cancel()
             timer.cancel()
         return changed in done
@@ -495,6 +559,7 @@ class OrderManager:
         if rep.exec_id in self._journalled:
             return
         self._journalled.add(rep.exec_id)
+        self._book.note_execution(rep)
         self._fills_by_ref[rep.order_ref] = self._fills_by_ref.get(rep.order_ref, 0.0) + rep.qty
         wo = self._working.get(rep.order_ref)
         if wo is not None:
@@ -527,6 +592,15 @@ class OrderManager:
 
     def _now(self) -> dt.datetime:
         return self._clock.now()
+
+    async def _daily_sigma(self, month: ContractMonth) -> float:
+        from hydra_engine.execution.targets import market_stats
+
+        try:
+            return market_stats(await self._gw.get_daily_bars(month, lookback_days=45)).sigma
+        except BrokerError as exc:
+            log.warning("order.sigma_unavailable", symbol=month.local_symbol, error=str(exc))
+            return 0.0
 
     def _new_ref(self, month: ContractMonth) -> str:
         return f"{self._prefix}-{month.symbol}-{self._now():%Y%m%d}-{uuid.uuid4().hex[:10]}"

@@ -118,6 +118,10 @@ class ModelSpec:
             )
         if self.calibrate not in CALIBRATIONS:
             raise ModelError(f"spec.calibrate: {self.calibrate!r} is not one of {list(CALIBRATIONS)}")
+        _check_hyperparams(self)
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
 
     def resolved_hyperparams(self) -> dict[str, Any]:
         """The family's defaults overlaid with this spec's values."""
@@ -164,6 +168,22 @@ def _build_estimator(spec: ModelSpec) -> Any:
     if spec.family == "hist_gb":
         return HistGradientBoostingClassifier(early_stopping=False, **hp)
     return RandomForestClassifier(n_jobs=1, **hp)
+
+
+def _check_hyperparams(spec: ModelSpec) -> None:
+    """Fail at spec time, not hours later in an experiment, on an out-of-range hyperparameter."""
+    try:
+        est = _build_estimator(spec)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"spec.hyperparams ({spec.family}): {exc}") from exc
+    step = est.steps[-1][1] if isinstance(est, Pipeline) else est
+    validate = getattr(step, "_validate_params", None)
+    if validate is None:  # pragma: no cover - older/newer scikit-learn without the hook
+        return
+    try:
+        validate()
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"spec.hyperparams ({spec.family}): {exc}") from exc
 
 
 def select_features(features: pd.DataFrame, names: tuple[str, ...], what: str) -> pd.DataFrame:

@@ -155,7 +155,7 @@ def build_features(bars: pd.DataFrame, external: pd.DataFrame | None = None) -> 
     out["trend_20"] = (close - sma20) / sma20.abs()
     out["ma_cross"] = (sma5 - sma20) / sma20.abs()
     out.loc[sma20 == 0.0, ["trend_20", "ma_cross"]] = 0.0
-    dow = df.index.dayofweek.to_numpy()
+    dow = df.index.day_of_week.to_numpy()
     month = df.index.month.to_numpy() - 1
     out["dow_sin"] = np.sin(2 * math.pi * dow / 5.0)
     out["dow_cos"] = np.cos(2 * math.pi * dow / 5.0)
@@ -294,10 +294,8 @@ def load_external_csv(path: str | Path, release_lag_days: int) -> pd.DataFrame:
         name = col if col.startswith(EXTERNAL_PREFIX) else f"{EXTERNAL_PREFIX}{col}"
         data[name] = values.astype(float).to_numpy()
     out = pd.DataFrame(data, index=pd.DatetimeIndex(available, name="date"))
-    out = out.sort_index()
-    if out.index.has_duplicates:
-        # Two observations released the same day: the later observation is the one known.
-        order = np.argsort(observed.to_numpy(), kind="stable")
-        out = pd.DataFrame(data, index=pd.DatetimeIndex(available, name="date")).iloc[order]
-        out = out[~out.index.duplicated(keep="last")].sort_index()
+    out["_observed"] = observed
+    # Two observations public on the same day (a late release): the later observation is the one known.
+    out = out.sort_values(["date", "_observed"], kind="stable")
+    out = out[~out.index.duplicated(keep="last")].drop(columns="_observed")
     return out

@@ -41,6 +41,12 @@ class ClockLike(Protocol):
     def now(self) -> dt.datetime: ...
 
 
+class WriteGateLike(Protocol):
+    """The store's one-writer-at-a-time gate (``Store.tx``): commits or rolls back a block."""
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Any]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ModelRecord:
     """One registered model version as the store describes it. Times are ISO-8601 UTC strings."""
@@ -116,10 +122,20 @@ def _fsync_dir(path: Path) -> None:
 class ModelRegistry:
     """Models in ``models_dir/<version>/`` plus their rows in the store's ``models`` table."""
 
-    def __init__(self, store_conn: aiosqlite.Connection, models_dir: str | Path, clock: ClockLike | None = None) -> None:
+    def __init__(
+        self,
+        store_conn: aiosqlite.Connection,
+        models_dir: str | Path,
+        clock: ClockLike | None = None,
+        write_gate: WriteGateLike | None = None,
+    ) -> None:
+        """``write_gate``: pass the store's ``Store.tx`` when the connection is shared, so registry
+        transactions never interleave with other writers on it; without one the registry runs its
+        own ``BEGIN IMMEDIATE`` transactions (fine for a connection of its own, e.g. the CLI)."""
         self._conn = store_conn
         self._dir = Path(models_dir)
         self._clock = clock
+        self._gate = write_gate
         self._lock = asyncio.Lock()
         self._cached: tuple[str, BaselineModel] | None = None
 
@@ -136,6 +152,10 @@ class ModelRegistry:
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
         """One write transaction; nests as a savepoint if the connection already has one open."""
+        if self._gate is not None:
+            async with self._lock, self._gate.transaction():
+                yield
+            return
         async with self._lock:
             if self._conn.in_transaction:
                 name = f"registry_{uuid.uuid4().hex[:8]}"
@@ -217,9 +237,9 @@ class ModelRegistry:
         chash = model.content_hash()
         self._dir.mkdir(parents=True, exist_ok=True)
         tmp = self._dir / f"{TMP_PREFIX}{uuid.uuid4().hex}"
-        await asyncio.to_thread(model.save, tmp)
         final: Path | None = None
         try:
+            await asyncio.to_thread(model.save, tmp)
             async with self._transaction():
                 if parent is not None and await self._fetch(parent) is None:
                     raise RegistryError(f"register: parent {parent!r} is not registered")
@@ -269,8 +289,14 @@ class ModelRegistry:
         model = await self._load_verified(rec)
         async with self._transaction():
             now = self._now()
+            current = await self.get(version)
+            if current.status == "rejected":
+                raise RegistryError(f"promote: {version} was rejected meanwhile ({current.status_reason})")
             old = await self._champion_record()
             old_version = old.version if old else None
+            if old_version == version:  # promoted meanwhile by another process: nothing to do
+                self._cached = (version, model)
+                return
             if old is not None:
                 await self._conn.execute(
                     "UPDATE models SET status = 'archived', archived_at = ?, superseded_by = ?, status_reason = ? "

@@ -92,6 +92,10 @@ class PurgedWalkForward:
         if min_train is None:
             min_train = self.train_window if self.train_window is not None else 1
         self.min_train = int(min_train)
+        if self.train_window is not None and self.min_train > self.train_window:
+            raise ModelError(
+                f"PurgedWalkForward.min_train: {self.min_train} exceeds train_window {self.train_window}"
+            )
 
     def folds(self, n_rows: int) -> list[Fold]:
         """The folds for ``n_rows`` rows; raises ``InsufficientHistoryError`` if they do not fit."""
@@ -248,8 +252,17 @@ def summarize(
     )
 
 
-def _costs_bps(cost: float | CostFn, dates: pd.DatetimeIndex) -> np.ndarray:
-    if callable(cost):
+def _costs_bps(cost: float | pd.Series | CostFn, dates: pd.DatetimeIndex) -> np.ndarray:
+    if isinstance(cost, pd.Series):
+        series = cost.copy()
+        series.index = pd.DatetimeIndex(pd.to_datetime(series.index)).normalize()
+        series = series.sort_index()
+        aligned = series.reindex(dates, method="ffill")
+        if aligned.isna().any():
+            first = dates[int(np.flatnonzero(aligned.isna().to_numpy())[0])]
+            raise ModelError(f"cost_bps: the cost series has no value on or before {first}")
+        values = aligned.to_numpy(dtype=float)
+    elif callable(cost):
         values = np.array([float(cost(d)) for d in dates], dtype=float)
     else:
         values = np.full(len(dates), float(cost))
@@ -264,7 +277,7 @@ def walk_forward_evaluate(
     features: pd.DataFrame,
     labels: pd.Series,
     returns: pd.Series,
-    cost_bps: float | CostFn = 0.0,
+    cost_bps: float | pd.Series | CostFn = 0.0,
     *,
     n_splits: int = 5,
     test_window: int | None = None,
@@ -279,8 +292,9 @@ def walk_forward_evaluate(
     """Fit ``spec`` on each fold's training rows and trade its test rows out of sample.
 
     ``labels``: 0/1 targets by decision date (``make_labels``); ``returns``: the return a position
-    decided that date earns (``make_forward_returns``); ``cost_bps``: one-way cost per unit of
-    position change, a number or a callable of the date (e.g. from the slippage estimate).
+    decided that date earns (``make_forward_returns``); ``cost_bps``: one-way cost in basis points
+    per unit of position change: a number, a Series by date (used as of each date, e.g. daily
+    slippage estimates) or a callable of the date.
     ``purge`` defaults to ``label_horizon`` and may not be smaller. Training uses
     ``spec.train_window_days`` rows per fold; ``min_train`` lets early folds use fewer. Synchronous
     and CPU-bound: run it in a subprocess or thread.
@@ -297,6 +311,11 @@ def walk_forward_evaluate(
         if not isinstance(s, pd.Series):
             raise ModelError(f"walk_forward_evaluate: {name} must be a pandas Series, got {type(s).__name__}")
     common = x.index.intersection(labels.dropna().index).intersection(returns.dropna().index).sort_values()
+    if len(common) == 0:
+        raise InsufficientHistoryError(
+            "walk_forward_evaluate: features, labels and returns share no dates "
+            f"(features {x.index.min()}..{x.index.max()}, labels {len(labels)} rows, returns {len(returns)} rows)"
+        )
     x, y, r = x.loc[common], labels.loc[common].astype(int), returns.loc[common].astype(float)
     splitter = PurgedWalkForward(n_splits, spec.train_window_days, test_window, purge, embargo, min_train)
     folds = splitter.folds(len(common))

@@ -90,9 +90,9 @@ DEFAULT_PRODUCTS: dict[str, Product] = {
                                                         "momentum_fade")),
         Product(_spec("DY", "CME", 440, 0.025, "Dry Whey", _CME_DAIRY, MONTH_CODES, 50), "last_bd",
                 12, MarketProfile(40.0, 0.012, 150, 5.0, 0.0, 0.10, "steady")),
-        Product(_spec("OJ", "NYBOT", 15000, 0.05, "FCOJ-A", _ICE_SOFTS, "FHKNUX", 50),
+        Product(_spec("OJ", "NYBOT", 150, 0.05, "FCOJ-A", _ICE_SOFTS, "FHKNUX", 50),
                 "last_bd", 6, MarketProfile(150.0, 0.020, 1_200, 4.0, 0.01, 0.10, "regime_mix")),
-        Product(_spec("MWE", "MGEX", 5000, 0.25, "Hard Red Spring Wheat", _MGEX_WHEAT, "HKNUZ",
+        Product(_spec("MWE", "MGEX", 50, 0.25, "Hard Red Spring Wheat", _MGEX_WHEAT, "HKNUZ",
                       100), "bd_before_15", 5,
                 MarketProfile(650.0, 0.016, 3_000, 2.0, 0.05, 0.08, "steady")),
     )

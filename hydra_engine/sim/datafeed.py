@@ -52,7 +52,8 @@ class DataFeed:
     def __init__(self, universe: MarketUniverse) -> None:
         self.u = universe
         self._bounds: dict[tuple[str, dt.date], tuple[dt.datetime, dt.datetime] | None] = {}
-        self._local_index: dict[str, FutureMonth] | None = None
+        self._details: dict[tuple[int, str, dt.date], ContractDetailsView] = {}
+        self._hours_cache: dict[tuple[str, dt.date], tuple[str, str]] = {}
 
     # ----- sessions -------------------------------------------------------------------------
     def bounds(self, symbol: str, day: dt.date) -> tuple[dt.datetime, dt.datetime] | None:
@@ -122,7 +123,11 @@ class DataFeed:
         if c.con_id:
             m = self.u.month(c.con_id)
             if m is None:
-                return []
+                cont = getattr(self.u, "continuous_symbol", None)
+                sym = cont(c.con_id) if cont else None
+                spec = self.u.spec(sym) if sym else None
+                months = self.u.months(sym, self.trade_date(sym, now)) if spec and sym else []
+                return [Resolved(spec, months[0], "CONTFUT")] if (spec and months) else []
             spec = self.u.spec(m.symbol)
             if spec is None or (c.symbol and c.symbol != spec.symbol):
                 return []
@@ -149,7 +154,7 @@ class DataFeed:
         if sec == "CONTFUT":
             months = self.u.months(spec.symbol, today)
             return [Resolved(spec, months[0], "CONTFUT")] if months else []
-        months = list(self.u.months(spec.symbol, today, include_expired=include_expired or bool(c.last_trade_date_or_month) or bool(c.local_symbol)))
+        months = list(self.u.months(spec.symbol, today, include_expired=include_expired))
         if c.local_symbol:
             months = [m for m in months if m.local_symbol == c.local_symbol]
         ltd = c.last_trade_date_or_month
@@ -163,7 +168,39 @@ class DataFeed:
         return [Resolved(spec, m, "FUT") for m in months]
 
     def details(self, r: Resolved, now: dt.datetime) -> ContractDetailsView:
+        key = (r.month.con_id, r.sec_type, now.date())
+        view = self._details.get(key)
+        if view is None:
+            if len(self._details) > 5_000:
+                self._details.clear()
+            view = self._details[key] = self._build_details(r, now)
+        return view
+
+    def _build_details(self, r: Resolved, now: dt.datetime) -> ContractDetailsView:
         spec, m = r.spec, r.month
+        hkey = (spec.symbol, now.date())
+        if hkey not in self._hours_cache:
+            hours = getattr(self.u, "trading_hours", None)
+            if hours is not None:
+                self._hours_cache[hkey] = (hours(spec.symbol, now.date()), hours(spec.symbol, now.date(), True))
+            else:
+                self._hours_cache[hkey] = self._hours(spec, now)
+        trading_s, liquid_s = self._hours_cache[hkey]
+        return ContractDetailsView(
+            contract=wire_contract(spec, m, r.sec_type),
+            market_name=spec.trading_class,
+            min_tick=spec.min_tick,
+            long_name=spec.long_name,
+            contract_month=m.contract_month,
+            time_zone_id=spec.hours.time_zone,
+            trading_hours=trading_s,
+            liquid_hours=liquid_s,
+            real_expiration_date=m.real_expiration_date.strftime("%Y%m%d"),
+            valid_exchanges=spec.exchange,
+        )
+
+    def _hours(self, spec: ContractSpec, now: dt.datetime) -> tuple[str, str]:
+        """IB tradingHours/liquidHours text for a universe that does not format them itself."""
         tz = ZoneInfo(spec.hours.time_zone)
         trading, liquid = [], []
         start = now.date() - dt.timedelta(days=1)
@@ -179,18 +216,7 @@ class DataFeed:
             lo, lc = spec.hours.liquid_open, spec.hours.liquid_close
             lo_day = c.date() if lo < lc else c.date() - dt.timedelta(days=1)
             liquid.append(f"{lo_day:%Y%m%d}:{lo:%H%M}-{c.date():%Y%m%d}:{lc:%H%M}")
-        return ContractDetailsView(
-            contract=wire_contract(spec, m, r.sec_type),
-            market_name=spec.trading_class,
-            min_tick=spec.min_tick,
-            long_name=spec.long_name,
-            contract_month=m.contract_month,
-            time_zone_id=spec.hours.time_zone,
-            trading_hours=";".join(trading),
-            liquid_hours=";".join(liquid),
-            real_expiration_date=m.real_expiration_date.strftime("%Y%m%d"),
-            valid_exchanges=spec.exchange,
-        )
+        return ";".join(trading), ";".join(liquid)
 
     # ----- historical data ------------------------------------------------------------------
     def daily_bars(self, r: Resolved, end_day: dt.date, duration: str) -> list[DailyBar]:

@@ -6,15 +6,16 @@ right or wrong about:
 
 - A marketable order takes the touch: ask (bid) = path price +/- half the day's spread, plus
   impact ``k * sigma * sqrt(q / ADV)`` where ``sigma`` is the day's price volatility (price
-  units), ``q`` the contracts filled so far including this fill and ``ADV`` the month's average
-  daily volume, plus noise of a fraction of a tick.
+  units), ``q`` the order's remaining quantity before the fill (the demand the market sees) and
+  ``ADV`` the month's average daily volume, plus noise of a fraction of a tick.
 - A resting limit fills at its limit when the path trades through it; when the path only touches
   it, it fills with a queue probability.
-- Liquidity per step: the displayed touch size at the first opportunity of each session, then a
-  participation cap on each minute's traded volume; so a large order against the day's volume
-  fills in parts and may not complete within the session.
+- Liquidity per step: an order that fits in the displayed touch size fills at once; a larger
+  one gets a participation share of each minute's traded volume, so a large order against the
+  day's volume fills in parts and may not complete within the session.
 - Only path prices printing strictly after the order's ``start`` are used; prices sit on the tick
-  grid; the result is deterministic for (seed, conId, start, end, order).
+  grid; noise and queue draws belong to the step (seeded by seed, conId, trade date), so the
+  result is deterministic and the same whether a window is played in one call or several.
 """
 
 from __future__ import annotations
@@ -84,13 +85,14 @@ def touch_prices(price: float, ctx: DayContext) -> tuple[float, float]:
     return bid, ask
 
 
-def touch_size(ctx: DayContext, params: HiddenFillParams, rng: np.random.Generator) -> int:
-    return max(1, int(round(ctx.adv * params.touch_share * rng.lognormal(0.0, 0.4))))
+def touch_size(ctx: DayContext, params: HiddenFillParams, step: int) -> int:
+    """Displayed size at the touch at one step (at least one contract)."""
+    z = float(ctx.path.touch_z[step])
+    return max(1, int(round(ctx.adv * params.touch_share * math.exp(0.4 * z))))
 
 
 def match_order(
     params: HiddenFillParams,
-    seed: int,
     con_id: int,
     side: Side,
     qty: int,
@@ -99,19 +101,21 @@ def match_order(
     end: dt.datetime,
     sessions: Iterable[Callable[[], DayContext | None]],
 ) -> list[SimFill]:
-    """Fills for one working order over ``(start, end]`` across the given sessions (oldest first)."""
+    """Fills for one working order over ``(start, end]`` across the given sessions (oldest first).
+
+    Each step's outcome depends only on the step and on the order's side, limit and remaining
+    quantity, so playing a window in one call or in several consecutive calls (passing the
+    remaining quantity) gives the same fills.
+    """
     if side not in ("BUY", "SELL"):
         raise ValueError(f"side must be 'BUY' or 'SELL', got {side!r}")
-    if qty <= 0:
-        raise ValueError(f"qty must be a positive whole number of contracts, got {qty}")
+    if isinstance(qty, bool) or not isinstance(qty, (int, np.integer)) or qty <= 0:
+        raise ValueError(f"qty must be a positive whole number of contracts, got {qty!r}")
     if limit is not None and not (math.isfinite(limit) and limit > 0):
         raise ValueError(f"limit must be a positive finite price or None, got {limit}")
-    key = f"{start.isoformat()}|{end.isoformat()}|{side}|{qty}|{limit}"
-    rng = np.random.default_rng(stream_seed(seed, "match", str(con_id), key))
     buy = side == "BUY"
     sign = 1.0 if buy else -1.0
-    remaining = qty
-    filled = 0
+    remaining = int(qty)
     fills: list[SimFill] = []
     for make in sessions:
         if remaining <= 0:
@@ -124,41 +128,35 @@ def match_order(
         i1 = path.last_step_at_or_before(end)
         if i0 > i1:
             continue
-        capacity = float(touch_size(ctx, params, rng))
-        cum = path.cum_volume
-        for i in range(i0, i1 + 1):
-            step_volume = cum[i] - (cum[i - 1] if i else 0)
-            if i > i0:
-                capacity += params.participation * float(step_volume)
-            avail = min(remaining, int(capacity))
-            if avail <= 0:
+        # Participation allowance per step, anchored at the session open (not at the call).
+        cum = path.cum_volume[max(i0 - 1, 0): i1 + 1].astype(np.float64)
+        allowed = np.floor(params.participation * cum)
+        allow = np.diff(allowed) if i0 > 0 else np.concatenate([[allowed[0]], np.diff(allowed)])
+        for k, i in enumerate(range(i0, i1 + 1)):
+            shown = touch_size(ctx, params, i)
+            cap = remaining if remaining <= shown else min(remaining, int(allow[k]))
+            if cap <= 0:
                 continue
             price = float(path.price[i])
             bid, ask = touch_prices(price, ctx)
             touch = ask if buy else bid
-            fill_qty = 0
-            fill_price = 0.0
             marketable = limit is None or (touch <= limit if buy else touch >= limit)
             if marketable:
-                impact = params.impact_k * ctx.sigma_price * math.sqrt((filled + avail) / max(ctx.adv, 1.0))
-                noise = rng.normal(0.0, params.noise_ticks) * ctx.tick
-                raw = touch + sign * impact + noise
-                fill_price = tick_round(raw, ctx.tick, "up" if buy else "down")
+                impact = params.impact_k * ctx.sigma_price * math.sqrt(remaining / max(ctx.adv, 1.0))
+                noise = float(path.fill_noise[i]) * params.noise_ticks * ctx.tick
+                fill_price = tick_round(touch + sign * impact + noise, ctx.tick, "up" if buy else "down")
                 if limit is not None:
                     fill_price = min(fill_price, limit) if buy else max(fill_price, limit)
-                fill_qty = avail
+                fill_qty = cap
             else:
                 assert limit is not None
                 through = price < limit if buy else price > limit
                 at_limit = abs(price - limit) < ctx.tick / 2
-                if through or (at_limit and rng.random() < params.queue_fill_prob):
-                    fill_qty = avail if through else max(1, avail // 2)
-                    fill_price = tick_round(limit, ctx.tick, "down" if buy else "up")
-            if fill_qty <= 0:
-                continue
-            capacity -= fill_qty
+                if not (through or (at_limit and float(path.queue_u[i]) < params.queue_fill_prob)):
+                    continue
+                fill_qty = cap if through else max(1, cap // 2)
+                fill_price = tick_round(limit, ctx.tick, "down" if buy else "up")
             remaining -= fill_qty
-            filled += fill_qty
             fills.append(SimFill(time=path.step_time(i), qty=fill_qty, price=fill_price))
             if remaining <= 0:
                 break

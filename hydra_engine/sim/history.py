@@ -248,10 +248,18 @@ def _minus_years(day: dt.date, years: int) -> dt.date:
 
 
 def lay_onto(history: PriceHistory, target_days: np.ndarray) -> LaidHistory:
-    """Map ``history`` onto ``target_days`` (``datetime64[D]``, increasing); see the module doc."""
-    if len(target_days) == 0:
+    """Map ``history`` onto ``target_days`` (``datetime64[D]``, increasing); see the module doc.
+
+    Real dates when the history covers the range (as-of join). Otherwise the first target day
+    maps to the source day a whole number of years earlier, and from there each target trading
+    day takes the next source row (so no weekday falls on a source weekend), wrapping to the
+    start of the source when it runs out.
+    """
+    n = len(target_days)
+    if n == 0:
         raise ValueError("lay_onto needs at least one target day")
     src = history.dates
+    N = len(src)
     src_first, src_last = history.first, history.last
     t_first = target_days[0].astype(dt.date)
     t_last = target_days[-1].astype(dt.date)
@@ -260,33 +268,30 @@ def lay_onto(history: PriceHistory, target_days: np.ndarray) -> LaidHistory:
         shift = t_last.year - src_last.year
         if (t_last.month, t_last.day) > (src_last.month, src_last.day):
             shift += 1
-    period = max(1, (src_last.year - src_first.year) - 1)  # whole years the source surely spans
     repeats = 0
-    mapped: list[dt.date] = []
-    for d in target_days.astype(dt.date):
-        m = _minus_years(d, shift)
-        extra = 0
-        while m < src_first:
-            extra += period
-            m = _minus_years(d, shift - extra)
-        repeats = max(repeats, extra // period)
-        mapped.append(m)
-    mapped_arr = np.asarray(mapped, dtype="datetime64[D]")
-    idx = np.searchsorted(src, mapped_arr, side="right") - 1
-    idx = np.clip(idx, 0, len(src) - 1)
+    if shift == 0 and t_first >= src_first:
+        idx = np.searchsorted(src, target_days, side="right") - 1
+        contiguous = np.ones(n - 1, dtype=bool)
+    else:
+        first = np.datetime64(_minus_years(t_first, shift))
+        s = int(np.searchsorted(src, first, side="left"))
+        if N >= n:
+            s = min(s, N - n)
+        linear = s + np.arange(n)
+        repeats = int(linear[-1] // N)
+        idx = linear % N
+        contiguous = idx[1:] == idx[:-1] + 1
     log_p = np.log(history.close)
-    gaps = np.diff(mapped_arr).astype(np.int64)
-    contiguous = (gaps > 0) & (gaps <= 10)
-    step = np.empty(len(idx), dtype=np.float64)
-    step[0] = 0.0
     cur = idx[1:]
     prev = idx[:-1]
-    one_day = log_p[cur] - log_p[np.maximum(cur - 1, 0)]
+    one_day = np.where(cur > 0, log_p[cur] - log_p[np.maximum(cur - 1, 0)], 0.0)
+    step = np.empty(n, dtype=np.float64)
+    step[0] = 0.0
     step[1:] = np.where(contiguous, log_p[cur] - log_p[prev], one_day)
     close = history.close[idx[0]] * np.exp(np.cumsum(step))
-    fresh = np.ones(len(idx), dtype=bool)
+    fresh = np.ones(n, dtype=bool)
     fresh[1:] = (cur != prev) | ~contiguous
-    nan = np.full(len(idx), np.nan)
+    nan = np.full(n, np.nan)
     if history.open is not None and history.high is not None and history.low is not None:
         c = history.close[idx]
         o_r = np.where(fresh, history.open[idx] / c, np.nan)

@@ -173,9 +173,9 @@ class OrderBook:
             order.status = "Inactive"
             self.orders[key] = order
             log.info("sim_order_rejected", client_id=client_id, order_id=req.order_id, reason=reason)
-            return PlaceOutcome(events=[
-                BookEvent("status", order),
+            return PlaceOutcome(events=[  # the error first, so ib_async logs the reason on the trade
                 BookEvent("error", order, code=201, text=f"Order rejected - reason:{reason}"),
+                BookEvent("status", order),
             ])  # fmt: skip
         session = self.feed.session_at(r.spec.symbol, now)
         if order.tif == "DAY":

@@ -20,11 +20,15 @@ from hydra_engine.sim.term_structure import round_to_tick
 
 STEP_S = 60
 """Path resolution in seconds."""
+PRINT_OFFSET_S = 30
+"""Each step prints this long after its minute starts, so an order resting at the open (its
+window starting exactly at the open) still takes part in the first print."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class IntradayPath:
-    """Trade prices and cumulative volume per step; step i covers [open + i*STEP_S, +STEP_S)."""
+    """Trade prices and cumulative volume per step; step i covers [open + i*STEP_S, +STEP_S) and
+    prints at ``step_time(i)``."""
 
     con_id: int
     day: dt.date
@@ -34,33 +38,31 @@ class IntradayPath:
     """float64 on the tick grid; price[0] is the open, price[-1] the close."""
     cum_volume: np.ndarray
     """int64 contracts traded up to the end of each step; the last equals the day's volume."""
+    fill_noise: np.ndarray
+    """Standard normal per step: the fill model's price noise (so fills are split-invariant)."""
+    queue_u: np.ndarray
+    """Uniform per step: the fill model's queue draw for limits resting at the traded price."""
+    touch_z: np.ndarray
+    """Standard normal per step: scatter of the displayed touch size."""
 
     @property
     def n_steps(self) -> int:
         return len(self.price)
 
-    def step_at(self, at: dt.datetime) -> int:
-        """Index of the step containing ``at`` (clipped into the session)."""
-        i = int((at - self.open_utc).total_seconds() // STEP_S)
-        return min(max(i, 0), self.n_steps - 1)
-
     def step_time(self, i: int) -> dt.datetime:
-        """Time at which step ``i``'s price prints: the start of the step (step 0 at the open)."""
-        return self.open_utc + dt.timedelta(seconds=STEP_S * i)
-
-    def first_step_after(self, t: dt.datetime) -> int:
-        """Index of the first step printing strictly after ``t`` (``n_steps`` if none)."""
-        secs = (t - self.open_utc).total_seconds()
-        if secs < 0:
-            return 0
-        return min(int(secs // STEP_S) + 1, self.n_steps)
+        """Time step ``i`` prints: the middle of its minute (step 0 prints 30 s after the open)."""
+        return self.open_utc + dt.timedelta(seconds=STEP_S * i + PRINT_OFFSET_S)
 
     def last_step_at_or_before(self, t: dt.datetime) -> int:
-        """Index of the last step printing at or before ``t`` (-1 if none)."""
-        secs = (t - self.open_utc).total_seconds()
+        """Index of the last step printed at or before ``t`` (-1 before the first print)."""
+        secs = (t - self.open_utc).total_seconds() - PRINT_OFFSET_S
         if secs < 0:
             return -1
         return min(int(secs // STEP_S), self.n_steps - 1)
+
+    def first_step_after(self, t: dt.datetime) -> int:
+        """Index of the first step printing strictly after ``t`` (``n_steps`` if none)."""
+        return self.last_step_at_or_before(t) + 1
 
 
 def _bend(raw: np.ndarray, lo_oc: float, hi_oc: float, low: float, high: float) -> np.ndarray:
@@ -136,7 +138,9 @@ def build_path(
     weights *= rng.gamma(2.0, 0.5, n)
     cum = np.floor(np.cumsum(weights) / weights.sum() * volume).astype(np.int64)
     cum[-1] = volume
-    return IntradayPath(con_id, day, open_utc, close_utc, price, cum)
+    draws = np.random.default_rng(stream_seed(seed, "fill-draws", str(con_id), day.isoformat()))
+    return IntradayPath(con_id, day, open_utc, close_utc, price, cum, draws.standard_normal(n),
+                        draws.random(n), draws.standard_normal(n))
 
 
 class PathCache:

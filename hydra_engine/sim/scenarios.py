@@ -29,7 +29,7 @@ from hydra_engine.sim.catalog import MarketProfile
 DEFAULT_LOOKBACK_DAYS = 5
 DEFAULT_CHANGE_OFFSETS_DAYS = (125, 250)
 """Business days after the scenario anchor (the default clock start) of the 1st and 2nd change."""
-_PULL_PER_DAY = 0.0015
+_PULL_PER_DAY = 0.003
 _VOLUME_NOISE_SD = 0.35
 
 

@@ -59,6 +59,8 @@ class ClientSession:
         self.version = 0
         self.closed = False
         self.ready = asyncio.Event()
+        self.closed_event = asyncio.Event()
+        self.starting = False
         self.account_updates: str | None = None
         self.positions_sub = False
         self.summary_subs: dict[int, tuple[str, ...]] = {}
@@ -103,6 +105,7 @@ class ClientSession:
         if self.closed:
             return
         self.closed = True
+        self.closed_event.set()
         log.info("sim_client_closed", conn=self.conn_id, client_id=self.client_id, reason=reason)
         try:
             self.writer.close()
@@ -138,7 +141,6 @@ class ClientSession:
             self.close(f"socket error: {exc!r}")
         except asyncio.CancelledError:
             self.close("server stopping")
-            raise
         except Exception as exc:  # a bug must cost one connection, never the exchange
             log.exception("sim_session_crashed", conn=self.conn_id, client_id=self.client_id)
             self.close(f"internal error: {exc!r}")
@@ -166,12 +168,31 @@ class ClientSession:
     def start_api(self, req: StartApi) -> None:
         if self.client_id is not None:
             return
-        if self.ex._client_in_use(req.client_id):
+        if self.starting:
+            return
+        old = self.ex._by_client.get(req.client_id)
+        if old is not None and not old.closed:
+            # The previous connection of this id may be closing right now (a quick reconnect):
+            # give it a moment before refusing, as the gateway notices a closed socket too.
+            self.starting = True
+            self.ex._spawn(self._start_when_free(req, old), "sim-start-api")
+            return
+        self._accept(req)
+
+    async def _start_when_free(self, req: StartApi, old: "ClientSession") -> None:
+        try:
+            await asyncio.wait_for(old.closed_event.wait(), 0.5)
+        except asyncio.TimeoutError:
             log.warning("sim_duplicate_client_id", conn=self.conn_id, client_id=req.client_id)
             self.error(-1, 326, f"Unable to connect as the client id {req.client_id} is already in use. "
                        "Retry with a unique client id.")  # fmt: skip
-            self.ex.loop_call_soon(self.close, "duplicate client id")
+            await self.flush()
+            self.close("duplicate client id")
             return
+        if not self.closed:
+            self._accept(req)
+
+    def _accept(self, req: StartApi) -> None:
         self.client_id = req.client_id
         self.ex._register(self)
         self.send(M.managed_accounts(self.ex.accounts))
@@ -356,7 +377,11 @@ class ClientSession:
             self.error(req.req_id, 200, "The contract description is ambiguous; specify the contract month")
             return
         r = found[0]
-        forced = self.ex.faults.on_hist()
+        faults = self.ex.faults.on_hist()
+        if any(f.kind == "drop" for f in faults):
+            self.close("injected fault: drop at a historical-data request")
+            return
+        forced = any(f.kind == "pacing" for f in faults)
         key = (r.month.con_id, r.sec_type, req.end_date_time, req.bar_size, req.duration, req.what_to_show)
         reason = "injected fault" if forced else (self.pacer.check(now, key, r.month.con_id) if self.ex.pacing else None)
         if reason:

@@ -25,10 +25,14 @@ from hydra_engine.sim.catalog import (
 )
 from hydra_engine.sim.fill_model import DayContext, HiddenFillParams, hidden_params, match_order, touch_prices
 from hydra_engine.sim.history import PriceHistory, lay_onto, load_history_csv, load_wti
-from hydra_engine.sim.market_series import MarketSeries, MonthSeries, build_market_series, build_month_series
 from hydra_engine.sim.market_types import ContractSpec, DailyBar, FutureMonth, Quote, Side, SimFill
 from hydra_engine.sim.paths import IntradayPath, PathCache, build_path
-from hydra_engine.sim.scenarios import ScenarioChoice, ScenarioInfo, history_scenario, resolve_scenario
+from hydra_engine.sim.scenarios import (
+    ScenarioChoice, ScenarioInfo, feature_and_target, history_scenario, resolve_scenario, stream_seed,
+)
+from hydra_engine.sim.term_structure import (
+    MarketSeries, MonthSeries, build_market_series, build_month_series, round_to_tick, tick_round,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +41,7 @@ DEFAULT_START = dt.date(2015, 1, 1)
 DEFAULT_END = dt.date(2027, 12, 31)
 _HISTORY_BEFORE_CLOCK_YEARS = 3
 _MAX_MATCH_SESSIONS = 40
+_MONTH_CACHE = 192
 _EXPIRED_LOOKBACK_DAYS = 2 * 365
 
 
@@ -162,7 +167,7 @@ class SimMarketUniverse:
         end = self._cap_end(ms.symbol, end)
         hi = ms.index_on_or_before(end) + 1
         lo = max(0, hi - count)
-        return [ms.bar(i) for i in range(lo, hi)]
+        return ms.bars(lo, hi)
 
     def continuous_bars(self, symbol: str, end: dt.date, count: int) -> Sequence[DailyBar]:
         """Front-month bars, ratio back-adjusted across rolls so returns carry no roll gaps.
@@ -179,29 +184,39 @@ class SimMarketUniverse:
         lo = max(0, hi - count)
         if hi <= lo:
             return []
-        ltd = np.asarray([fm.last_trade_date.toordinal() for fm in mkt.months])
-        front = np.searchsorted(ltd, mkt.ords[lo:hi], side="left")
-        tick = mkt.product.spec.min_tick
-        rows: list[list[float]] = []
-        factor = 1.0
-        bars: list[DailyBar] = []
-        for k in range(hi - lo - 1, -1, -1):
-            day = mkt.days[lo + k].astype(dt.date)
-            ms = self._month_series(mkt.months[int(front[k])].con_id)
+        ords = mkt.ords[lo:hi]
+        front = np.searchsorted(mkt.ltd_ords, ords, side="left")
+        n = hi - lo
+        cols = {k: np.full(n, np.nan) for k in ("open", "high", "low", "close", "volume")}
+        next_close = np.full(n, np.nan)  # close of the next front on the last day before a roll
+        roll_at = np.flatnonzero(front[:-1] != front[1:])
+        for j in np.unique(front):
+            ms = self._month_series(mkt.months[int(j)].con_id)
             assert ms is not None
-            j = ms.index_of(day)
-            if k < hi - lo - 1 and front[k] != front[k + 1]:
-                nxt = self._month_series(mkt.months[int(front[k + 1])].con_id)
-                assert nxt is not None
-                jn = nxt.index_of(day)
-                if jn >= 0 and j >= 0:
-                    factor *= float(nxt.close[jn]) / float(ms.close[j])
-            if j < 0:
-                continue
-            bars.append(ms.bar(j, factor=factor, tick=tick))
-        del rows
-        bars.reverse()
-        return bars
+            sel = np.flatnonzero(front == j)
+            pos = np.searchsorted(ms.ords, ords[sel])
+            ok = (pos < len(ms.ords)) & (ms.ords[np.minimum(pos, len(ms.ords) - 1)] == ords[sel])
+            for k, arr in cols.items():
+                arr[sel[ok]] = getattr(ms, k)[pos[ok]]
+            mine = roll_at[front[roll_at + 1] == j]  # rolls into month j
+            if len(mine):
+                p2 = np.searchsorted(ms.ords, ords[mine])
+                good = (p2 < len(ms.ords)) & (ms.ords[np.minimum(p2, len(ms.ords) - 1)] == ords[mine])
+                next_close[mine[good]] = ms.close[p2[good]]
+        ratio = np.ones(n)
+        valid = ~np.isnan(next_close) & ~np.isnan(cols["close"])
+        ratio[valid] = next_close[valid] / cols["close"][valid]
+        # Factor for day k: product of the roll ratios at k and after.
+        factor = np.cumprod(ratio[::-1])[::-1]
+        tick = mkt.product.spec.min_tick
+        o, h, l, c = (round_to_tick(cols[k] * factor, tick) for k in ("open", "high", "low", "close"))
+        wap = round_to_tick((h + l + 2 * c) / 4.0, tick)
+        idx = np.flatnonzero(~np.isnan(cols["close"]))
+        vol = np.nan_to_num(cols["volume"]).astype(np.int64)[idx].tolist()
+        rows = zip(mkt.days[lo:hi][idx].astype(object).tolist(), o[idx].tolist(), h[idx].tolist(),
+                   l[idx].tolist(), c[idx].tolist(), vol, wap[idx].tolist())
+        return [DailyBar(date=d, open=oo, high=hh, low=ll, close=cc, volume=v, wap=w,
+                         bar_count=max(1, v // 3) if v else 0) for d, oo, hh, ll, cc, v, w in rows]
 
     def _cap_end(self, symbol: str, end: dt.date) -> dt.date:
         if self._clock is None:
@@ -211,16 +226,19 @@ class SimMarketUniverse:
 
     # ----- quotes and fills -------------------------------------------------------------------------
     def quote(self, con_id: int, at: dt.datetime) -> Quote:
-        """Inside a session: the path at ``at``; outside: the last completed session's close."""
+        """Inside a session: the path at ``at``; outside (and in the half minute before a
+        session's first print): the last completed session, its close as ``last``."""
         ms = self._require_month(con_id)
+        if len(ms.dates) == 0:
+            raise ValueError(f"conId {con_id} trades outside the simulated range {self.start}..{self.end}")
         hours = self._markets[ms.symbol].product.spec.hours
         day = cal.trade_date(hours, at)
         i = ms.index_of(day)
         if i >= 0:
             opened, closed = cal.session_bounds(hours, day)
-            if opened <= at < closed:
-                path = self._path(ms, i)
-                s = path.step_at(at)
+            path = self._path(ms, i) if opened <= at < closed else None
+            s = path.last_step_at_or_before(at) if path is not None else -1
+            if path is not None and s >= 0:
                 bid, ask = touch_prices(float(path.price[s]), self._day_context(ms, i, path))
                 bid_size, ask_size, last_size = self._sizes(ms, day, s)
                 seg = path.price[: s + 1]
@@ -235,7 +253,6 @@ class SimMarketUniverse:
         ctx_spread = int(ms.spread_ticks[j])
         tick = ms.tick
         half = ctx_spread * tick / 2
-        from hydra_engine.sim.term_structure import tick_round
         bid = tick_round(bar.close - half, tick, "down")
         ask = tick_round(bid + ctx_spread * tick, tick)
         bid_size, ask_size, _ = self._sizes(ms, bar.date, -1)
@@ -265,7 +282,7 @@ class SimMarketUniverse:
             path = self._path(ms, i)
             return self._day_context(ms, i, path)
 
-        fills = match_order(self._fill_params[ms.symbol], self.seed, con_id, side, qty, limit,
+        fills = match_order(self._fill_params[ms.symbol], con_id, side, qty, limit,
                             start, end, [lambda d=d: session(d) for d in days])
         if fills:
             log.debug("sim_match", con_id=con_id, side=side, qty=qty, limit=limit,
@@ -308,7 +325,7 @@ class SimMarketUniverse:
         mkt = self._markets[fm.symbol]
         ms = build_month_series(mkt, fm, self.seed)
         self._month_cache[con_id] = ms
-        while len(self._month_cache) > 48:
+        while len(self._month_cache) > _MONTH_CACHE:
             self._month_cache.popitem(last=False)
         return ms
 
@@ -331,7 +348,6 @@ class SimMarketUniverse:
                           sigma_price=float(ms.sigma[i]) * ref, adv=float(ms.adv[i]), tick=ms.tick)
 
     def _sizes(self, ms: MonthSeries, day: dt.date, step: int) -> tuple[int, int, int]:
-        from hydra_engine.sim.scenarios import stream_seed
         rng = np.random.default_rng(stream_seed(self.seed, "sizes", str(ms.con_id), day.isoformat(), str(step)))
         base = max(1.0, float(ms.adv[ms.index_on_or_before(day)]) * 0.003)
         b, a, lst = (max(1, int(round(base * x))) for x in rng.lognormal(0.0, 0.5, 3))
@@ -411,6 +427,10 @@ def build_universe(
                 source = _Source("wti", wti)
             else:
                 info = resolve_scenario(sym, choice, product.profile, seed, clock_start.date())
+                late = [d for d in info.change_dates if d > end]
+                if late:
+                    log.warning("sim_scenario_change_after_range", symbol=sym, scenario=info.name,
+                                change_dates=[str(d) for d in late], end=str(end))
                 source = _Source("synthetic", None)
         else:
             raise ValueError(f"unknown symbol {sym!r}: known products are {', '.join(DEFAULT_PRODUCTS)}; "
@@ -429,7 +449,6 @@ def build_universe(
 
 def measure_coefficient(universe: SimMarketUniverse, symbol: str, first: dt.date, last: dt.date) -> float:
     """OLS slope of next-day spot log return on the scenario feature over ``[first, last]``."""
-    from hydra_engine.sim.scenarios import feature_and_target
     mkt = universe._market(symbol)
     sel = (mkt.days >= np.datetime64(first)) & (mkt.days <= np.datetime64(last))
     r = np.diff(np.log(mkt.close[sel]))

@@ -55,7 +55,17 @@ def format_field(value: object) -> str:
 
 def encode_frame(fields: Iterable[object]) -> bytes:
     """Length-prefixed frame of NUL-terminated fields."""
-    payload = "".join(format_field(f) + "\0" for f in fields).encode("utf-8")
+    parts = []
+    for f in fields:
+        t = type(f)
+        if t is str:
+            parts.append(f)
+        elif t is int:
+            parts.append(str(f))
+        else:
+            parts.append(format_field(f))
+    parts.append("")
+    payload = "\0".join(parts).encode("utf-8")
     return _LENGTH.pack(len(payload)) + payload
 
 

@@ -1,0 +1,154 @@
+"""The experiment child: ``python -m hydra_engine.agent.experiment_worker <job.json>``.
+
+Reads the job, loads the inputs pickle the parent wrote, calls the entry function and writes
+``result.json`` (``{"ok": true, "result": ...}`` or ``{"ok": false, "error": traceback}``)
+atomically. Its stdout/stderr are the experiment's log file. The default entry trains the
+candidate and walk-forward evaluates it against the champion's spec on identical test windows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import math
+import os
+import pickle
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    return value
+
+
+def _resolve(entry: str) -> Callable[..., dict[str, Any]]:
+    module, _, name = entry.partition(":")
+    fn = getattr(importlib.import_module(module), name, None)
+    if not callable(fn):
+        raise ValueError(f"entry {entry!r}: {name!r} is not a callable in {module}")
+    return fn
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one job in this process and return the result document (also written to result.json)."""
+    work = Path(job["work_dir"])
+    work.mkdir(parents=True, exist_ok=True)
+    for p in job.get("extra_sys_path") or ():
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    started = time.monotonic()
+    try:
+        inputs = None
+        if job.get("inputs_path"):
+            with open(job["inputs_path"], "rb") as fh:
+                inputs = pickle.load(fh)  # noqa: S301 - written by our own parent process
+        result = _resolve(job["entry"])(job.get("params") or {}, inputs, work)
+        doc = {"ok": True, "result": _json_safe(result), "duration_s": time.monotonic() - started}
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the journal
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        doc = {"ok": False, "error": "".join(traceback.format_exception(exc)).strip(), "duration_s": time.monotonic() - started}
+    tmp = work / "result.json.tmp"
+    tmp.write_text(json.dumps(doc, default=str))
+    os.replace(tmp, work / "result.json")
+    return doc
+
+
+def evaluate_candidate(params: dict[str, Any], inputs: dict[str, Any], work_dir: Path) -> dict[str, Any]:
+    """Walk-forward the candidate (and the champion's spec) on the same windows; fit and save it.
+
+    ``params``: candidate_spec, champion_spec (or None), n_splits, test_window, min_train,
+    embargo, label_horizon, cost_bps. ``inputs``: features (DataFrame), labels and returns (Series).
+    """
+    from hydra_engine.model import metrics as m
+    from hydra_engine.model.baseline import BaselineModel, ModelSpec
+    from hydra_engine.model.walk_forward import walk_forward_evaluate
+
+    features, labels, returns = inputs["features"], inputs["labels"], inputs["returns"]
+    wf_kwargs = {
+        "n_splits": int(params.get("n_splits", 5)),
+        "test_window": params.get("test_window"),
+        "min_train": params.get("min_train"),
+        "embargo": int(params.get("embargo", 0)),
+        "label_horizon": int(params.get("label_horizon", 1)),
+    }
+    cost = float(params.get("cost_bps", 0.0))
+    cand_spec = ModelSpec.from_dict(params["candidate_spec"])
+    t0 = time.monotonic()
+    cand = walk_forward_evaluate(cand_spec, features, labels, returns, cost, **wf_kwargs)
+    out: dict[str, Any] = {"candidate": _wf_part(cand), "wf_seconds": time.monotonic() - t0}
+    daily = {"dates": [str(d) for d in cand.oos.index], "candidate_log_loss": cand.oos["log_loss"].tolist(),
+             "candidate_return": cand.oos["net_return"].tolist(), "candidate_hit": cand.oos["hit"].tolist()}
+    if params.get("champion_spec"):
+        champ = walk_forward_evaluate(ModelSpec.from_dict(params["champion_spec"]), features, labels, returns, cost, **wf_kwargs)
+        out["champion"] = _wf_part(champ)
+        common = cand.oos.index.intersection(champ.oos.index)
+        daily = {
+            "dates": [str(d) for d in common],
+            "candidate_log_loss": cand.oos.loc[common, "log_loss"].tolist(),
+            "champion_log_loss": champ.oos.loc[common, "log_loss"].tolist(),
+            "candidate_return": cand.oos.loc[common, "net_return"].tolist(),
+            "candidate_hit": cand.oos.loc[common, "hit"].tolist(),
+            "champion_return": champ.oos.loc[common, "net_return"].tolist(),
+        }
+    out["daily"] = daily
+    if params.get("save_model", True):
+        model = BaselineModel(cand_spec).fit(features, labels)
+        model_dir = Path(work_dir) / "model"
+        model.save(model_dir)
+        x_train = features.loc[features.index.intersection(labels.index)].iloc[-model.n_train :]
+        y_train = labels.loc[x_train.index]
+        out["model_dir"] = str(model_dir)
+        out["content_hash"] = model.content_hash()
+        out["in_sample_log_loss"] = m.log_loss(y_train.to_numpy(), model.predict_proba(x_train))
+    return out
+
+
+def _wf_part(wf: Any) -> dict[str, Any]:
+    return {
+        "spec": wf.spec.to_dict(),
+        "summary": wf.summary(),
+        "window_log_loss": [w.metrics.log_loss for w in wf.windows],
+        "window_test_end": [w.test_end for w in wf.windows],
+        "oos_log_loss": wf.overall.log_loss,
+        "oos_sharpe": wf.overall.sharpe,
+        "oos_hit_rate": wf.overall.hit_rate,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m hydra_engine.agent.experiment_worker <job.json>", file=sys.stderr)
+        return 2
+    try:
+        job = json.loads(Path(argv[0]).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"cannot read job file {argv[0]}: {exc}", file=sys.stderr)
+        return 2
+    print(f"experiment {job.get('experiment_id')} pid {os.getpid()} entry {job.get('entry')}", flush=True)
+    doc = run_job(job)
+    if not doc["ok"]:
+        print(doc["error"], file=sys.stderr, flush=True)
+        return 1
+    print(f"experiment {job.get('experiment_id')} finished in {doc['duration_s']:.2f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())

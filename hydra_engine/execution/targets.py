@@ -1,0 +1,167 @@
+"""Moving a market's position to a target: order only the difference, roll expiring months.
+
+A repeated or forced cycle must never pile up contracts, so the order is ``target - current`` in
+the active month. A position still held in an earlier month (inside its roll window) is closed as
+the first leg of a two-leg roll (a reducing order), and the target is then built in the active
+month as the second leg; both legs pass the risk gate like any order. Broker positions that are
+not known stop everything: unknown is never flat.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import statistics
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import structlog
+
+from hydra_engine.broker.contracts import ContractMonth, MarketLike
+from hydra_engine.broker.errors import StateUnknown
+
+if TYPE_CHECKING:
+    from hydra_engine.execution.order_manager import OrderManager, RouteResult
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketStats:
+    """Liquidity and risk of one month from its recent completed bars."""
+
+    adv: float
+    """Average daily volume, contracts."""
+    sigma: float
+    """Standard deviation of daily close-to-close changes, price units."""
+
+
+@dataclass(frozen=True, slots=True)
+class MoveResult:
+    """What ``move_to_target`` did for one market."""
+
+    symbol: str
+    target: int
+    before: dict[str, float]
+    """Signed contracts per local symbol before any order."""
+    legs: tuple["RouteResult", ...]
+    rolled: bool
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def filled(self) -> float:
+        return sum(leg.filled for leg in self.legs)
+
+
+def market_stats(bars: Sequence[Any], window: int = 20) -> MarketStats:
+    """ADV and sigma over the last ``window`` bars (NaN-free; zeros when there is no history)."""
+    recent = list(bars)[-(window + 1):]
+    vols = [float(b.volume) for b in recent[-window:] if b.volume is not None and b.volume >= 0]
+    adv = statistics.fmean(vols) if vols else 0.0
+    closes = [float(b.close) for b in recent]
+    diffs = [b - a for a, b in zip(closes, closes[1:])]
+    sigma = statistics.stdev(diffs) if len(diffs) >= 2 else 0.0
+    return MarketStats(adv=adv, sigma=sigma if math.isfinite(sigma) else 0.0)
+
+
+async def move_to_target(
+    om: "OrderManager",
+    market: MarketLike,
+    target: int,
+    *,
+    equity: Any = None,
+    trading_date: dt.date | None = None,
+    k_sigma: float = 3.0,
+) -> MoveResult:
+    """Bring ``market``'s position to ``target`` contracts (signed), rolling if needed."""
+    gw = om.gateway
+    if int(target) != target:
+        raise ValueError(f"target={target} for {market.symbol} must be a whole number of contracts")
+    if not gw.is_connected or not gw.state_known:
+        raise StateUnknown(f"{market.symbol}: broker state unknown (not connected or not reconciled); trading waits")
+    resolved = await gw.resolve_contract(market, as_of=trading_date)
+    positions = await gw.get_positions()
+    held = {p.con_id: p for p in positions if p.symbol == market.symbol and p.quantity}
+    before = {p.local_symbol: p.quantity for p in held.values()}
+    account = await gw.get_account_summary(equity=equity, trading_date=trading_date)
+    daily_pnl = account.daily_pnl if account.daily_pnl is not None and not account.daily_pnl_stale else 0.0
+    peak = account.peak_equity if account.peak_equity is not None else account.net_liquidation
+    legs: list[RouteResult] = []
+    reasons: list[str] = []
+    rolled = False
+
+    for con_id, pos in held.items():
+        if con_id == resolved.active.con_id:
+            continue
+        month = gw.known_month(con_id)
+        if month is None:
+            reasons.append(f"{pos.local_symbol}: held month not listed any more; close it by hand")
+            continue
+        rolled = True
+        leg = await _route(
+            om, month, -pos.quantity, pos.quantity, account.net_liquidation, daily_pnl, peak, k_sigma,
+            reducing=True, purpose="roll-out", trading_date=trading_date, stale=account.daily_pnl_stale,
+        )
+        legs.append(leg)
+        if leg.filled < abs(pos.quantity):
+            reasons.append(f"roll-out of {pos.local_symbol} incomplete ({leg.filled:g}/{abs(pos.quantity):g}): not rolling in")
+            return MoveResult(market.symbol, int(target), before, tuple(legs), rolled, tuple(reasons))
+
+    current = held[resolved.active.con_id].quantity if resolved.active.con_id in held else 0.0
+    diff = int(target) - int(current)
+    if diff:
+        legs.append(
+            await _route(
+                om, resolved.active, diff, current, account.net_liquidation, daily_pnl, peak, k_sigma,
+                reducing=abs(int(target)) < abs(int(current)) and (target * current >= 0),
+                purpose="roll-in" if rolled else "target", trading_date=trading_date,
+                stale=account.daily_pnl_stale,
+            )
+        )
+    log.info(
+        "order.move_to_target", symbol=market.symbol, target=int(target), before=before, rolled=rolled,
+        legs=[(leg.direction, leg.requested, leg.filled, leg.status) for leg in legs],
+    )
+    return MoveResult(market.symbol, int(target), before, tuple(legs), rolled, tuple(reasons))
+
+
+async def _route(
+    om: "OrderManager",
+    month: ContractMonth,
+    signed_qty: float,
+    current: float,
+    equity: float,
+    daily_pnl: float,
+    peak: float,
+    k_sigma: float,
+    *,
+    reducing: bool,
+    purpose: str,
+    trading_date: dt.date | None,
+    stale: bool = False,
+) -> "RouteResult":
+    gw = om.gateway
+    quote = await gw.get_quote(month)
+    bars = await gw.get_daily_bars(month, lookback_days=45)
+    stats = market_stats(bars)
+    n = int(abs(signed_qty))
+    after = current + signed_qty
+    mult = month.multiplier or 1.0
+    return await om.route_order(
+        month,
+        "BUY" if signed_qty > 0 else "SELL",
+        n,
+        stats.adv,
+        quote.mid,
+        daily_pnl,
+        peak,
+        equity,
+        after * quote.mid * mult,
+        k_sigma * stats.sigma * mult * n,
+        current,
+        reducing=reducing,
+        purpose=purpose,
+        trading_date=trading_date,
+        daily_sigma=stats.sigma,
+        stale_pnl=stale,
+    )

@@ -1,0 +1,55 @@
+"""Fixtures for broker tests: a factory for embedded exchanges and connected gateways.
+
+Everything is real: the embedded exchange listens on 127.0.0.1 port 0 and the real ib_async
+client talks to it through ``BrokerGateway``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, AsyncIterator, Callable
+
+import pytest
+
+from hydra_engine.broker.connection import BackoffPolicy
+from hydra_engine.broker.gateway import BrokerGateway
+from hydra_engine.sim.exchange_server import EmbeddedExchange
+
+FAST_BACKOFF = BackoffPolicy(initial_s=0.05, max_s=0.3, jitter=0.1)
+
+
+@pytest.fixture
+async def make_exchange(tmp_path) -> AsyncIterator[Callable[..., Any]]:
+    started: list[EmbeddedExchange] = []
+
+    async def make(**kwargs: Any) -> EmbeddedExchange:
+        kwargs.setdefault("state_path", tmp_path / f"exchange-{len(started)}.json")
+        ex = await EmbeddedExchange.start(port=0, **kwargs)
+        started.append(ex)
+        return ex
+
+    yield make
+    for ex in started:
+        with contextlib.suppress(Exception):
+            await ex.stop()
+
+
+@pytest.fixture
+async def make_gateway() -> AsyncIterator[Callable[..., Any]]:
+    made: list[BrokerGateway] = []
+
+    def make(ex: EmbeddedExchange, **kwargs: Any) -> BrokerGateway:
+        kwargs.setdefault("client_id", 11)
+        kwargs.setdefault("embedded", True)
+        kwargs.setdefault("clock", ex.clock)
+        kwargs.setdefault("backoff", FAST_BACKOFF)
+        kwargs.setdefault("connect_timeout_s", 2.0)
+        kwargs.setdefault("request_timeout_s", 5.0)
+        gw = BrokerGateway(port=ex.port, **kwargs)
+        made.append(gw)
+        return gw
+
+    yield make
+    for gw in made:
+        with contextlib.suppress(Exception):
+            await gw.disconnect()

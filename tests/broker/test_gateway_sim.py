@@ -1,0 +1,157 @@
+"""BrokerGateway against the embedded exchange with the real ib_async client."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from hydra_engine.broker.errors import ClientIdInUse, ContractNotFound, LiveAccountRefused, NotConnected
+from hydra_engine.broker.gateway import BrokerGateway
+from hydra_engine.markets import CATALOG, MarketConfig
+
+
+async def test_connect_account_positions_quote_and_bars(make_exchange, make_gateway) -> None:
+    ex = await make_exchange()
+    gw = make_gateway(ex)
+    await gw.connect()
+    assert gw.is_connected and gw.state_known
+    assert gw.account == "DU1234567"
+    assert gw.last_sync is not None and gw.last_sync.complete
+    summary = await gw.get_account_summary()
+    assert summary.net_liquidation == pytest.approx(1_000_000.0)
+    assert summary.daily_pnl is None  # no marks given: unknown, not zero
+    assert await gw.get_positions() == []
+
+    resolved = await gw.resolve_contract(CATALOG["CL"])
+    assert resolved.active.symbol == "CL" and resolved.active.multiplier == 1000.0
+    assert resolved.active.last_trade_date > ex.clock.now().date()
+    quote = await gw.get_quote(resolved.active)
+    assert 0 < quote.bid <= quote.ask and quote.spread >= 0
+    assert quote.data_type == "live"
+    assert quote.mid == pytest.approx((quote.bid + quote.ask) / 2)
+
+    bars = await gw.get_daily_bars(resolved.active, lookback_days=30)
+    assert len(bars) >= 10
+    assert all(b.date < ex.clock.now().date() for b in bars)  # completed sessions only
+    assert [b.date for b in bars] == sorted(b.date for b in bars)
+    newer = await gw.get_daily_bars(resolved.active, since=bars[-3].date)
+    assert [b.date for b in newer] == [b.date for b in bars[-2:]]  # incremental
+    history = await gw.get_daily_bars(CATALOG["CL"], lookback_days=30)  # CONTFUT history
+    assert len(history) >= 10
+
+
+async def test_delayed_market_data_is_flagged(make_exchange, make_gateway) -> None:
+    ex = await make_exchange()
+    gw = make_gateway(ex, market_data_type=3)
+    await gw.connect()
+    resolved = await gw.resolve_contract(CATALOG["CL"])
+    quote = await gw.get_quote(resolved.active)
+    assert quote.data_type == "delayed"
+
+
+async def test_daily_pnl_and_peak_from_our_marks(make_exchange, make_gateway) -> None:
+    class Marks:
+        async def previous_mark(self, day):
+            from types import SimpleNamespace
+
+            return SimpleNamespace(trading_date=day - dt.timedelta(days=5), net_liquidation=990_000.0)
+
+        async def peak(self):
+            from types import SimpleNamespace
+
+            return SimpleNamespace(peak=1_050_000.0)
+
+    ex = await make_exchange()
+    gw = make_gateway(ex)
+    await gw.connect()
+    snap = await gw.get_account_summary(equity=Marks(), trading_date=dt.date(2018, 1, 2))
+    assert snap.daily_pnl == pytest.approx(10_000.0)
+    assert snap.daily_pnl_stale  # the previous mark is several trading days old
+    assert snap.peak_equity == pytest.approx(1_050_000.0)
+
+
+async def test_unknown_market_is_a_clear_error(make_exchange, make_gateway) -> None:
+    ex = await make_exchange()
+    gw = make_gateway(ex)
+    await gw.connect()
+    bogus = MarketConfig(symbol="XQZ", exchange="NYMEX")
+    with pytest.raises(ContractNotFound, match="XQZ on NYMEX"):
+        await gw.resolve_contract(bogus)
+    assert ex.open_orders() == []
+
+
+async def test_paper_mode_refuses_a_non_du_account(make_exchange, make_gateway) -> None:
+    ex = await make_exchange(accounts=("U7654321",))
+    gw = make_gateway(ex)
+    with pytest.raises(LiveAccountRefused, match="U7654321"):
+        await gw.connect(timeout_s=10)
+    assert not gw.is_connected
+    assert not gw.supervisor.running  # refusal is final: no reconnect loop
+
+
+def test_live_ports_and_accounts_need_confirmation() -> None:
+    for port in (4001, 7496):
+        with pytest.raises(LiveAccountRefused, match=str(port)):
+            BrokerGateway(port=port, client_id=3)
+    with pytest.raises(LiveAccountRefused, match="DU"):
+        BrokerGateway(port=4002, client_id=3, account="U1111111")
+    with pytest.raises(ValueError, match="client_id"):
+        BrokerGateway(port=4002, client_id=0)
+    with pytest.raises(ValueError, match="market_data_type"):
+        BrokerGateway(port=4002, client_id=3, market_data_type=2)
+    gw = BrokerGateway(port=4001, client_id=3, trading_mode="live", live_confirmed=True)
+    assert gw.port == 4001
+
+
+async def test_client_id_in_use_is_reported_clearly(make_exchange, make_gateway) -> None:
+    ex = await make_exchange()
+    first = make_gateway(ex, client_id=21)
+    await first.connect()
+    second = make_gateway(ex, client_id=21)
+    with pytest.raises(ClientIdInUse, match="client id 21 is already in use"):
+        await second.connect(timeout_s=6)
+    await second.disconnect()
+    assert first.is_connected
+
+
+async def test_reconnects_after_gateway_restart_and_not_after_deliberate_disconnect(
+    make_exchange, make_gateway
+) -> None:
+    ex = await make_exchange()
+    gw = make_gateway(ex)
+    await gw.connect()
+    assert gw.supervisor.connects == 1
+    await ex.restart(0.3)
+    await gw.wait_until(lambda: gw.supervisor.connects >= 2 and gw.is_connected and gw.state_known)
+    assert gw.last_sync is not None and gw.last_sync.complete
+    await gw.disconnect()
+    assert not gw.is_connected and not gw.supervisor.running
+    with pytest.raises(NotConnected):
+        await gw.get_positions()
+
+
+async def test_pacing_violation_backs_off_and_retries(make_exchange, make_gateway) -> None:
+    ex = await make_exchange(faults="pacing@hist=1")
+    gw = make_gateway(ex, pacing_backoff_s=0.05)
+    await gw.connect()
+    resolved = await gw.resolve_contract(CATALOG["CL"])
+    bars = await gw.get_daily_bars(resolved.active, lookback_days=20)
+    assert bars
+    assert any(n.code == 162 and n.kind == "pacing" for n in gw.notices)
+
+
+async def test_connectivity_notices(make_exchange, make_gateway) -> None:
+    ex = await make_exchange()
+    gw = make_gateway(ex)
+    await gw.connect()
+    syncs_before = gw.last_sync
+    ex.notice(1100)
+    await gw.wait_until(lambda: gw.state == "degraded")
+    assert not gw.state_known  # lost connectivity: broker state unknown
+    ex.notice(1101)  # restored, data lost: resubscribe and reconcile again
+    await gw.wait_until(lambda: gw.state_known and gw.last_sync is not syncs_before)
+    ex.notice(2104)
+    await gw.wait_until(lambda: any(n.code == 2104 for n in gw.notices))
+    assert gw.farms.get("usfarm") == "ok"

@@ -1,0 +1,265 @@
+"""OrderManager end to end: real store, real risk gate, real fill journal, the real ib_async client
+and the embedded exchange in lock-step. The test steps the exchange's clock only when the order
+manager is idle (every order waiting on the clock), as the lock-step composition root does."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from hydra_engine.broker.connection import BackoffPolicy
+from hydra_engine.broker.errors import ApprovalRejected, ContractNotFound
+from hydra_engine.broker.gateway import BrokerGateway
+from hydra_engine.execution.order_manager import OrderManager
+from hydra_engine.execution.patience import PatienceSchedule, PatienceStep
+from hydra_engine.markets import CATALOG, MarketConfig
+from hydra_engine.sim.exchange_server import EmbeddedExchange
+from hydra_engine.store.database import Store
+
+ACCOUNT = "DU1234567"
+FAST = PatienceSchedule(
+    steps=(PatienceStep(0, 0.0), PatienceStep(60, 0.5), PatienceStep(120, 1.0), PatienceStep(180, 1.0, 2)),
+    cancel_after_s=300,
+)
+AGGRESSIVE = PatienceSchedule(steps=(PatienceStep(0, 1.0, 10), PatienceStep(60, 1.0, 40)), cancel_after_s=1800)
+
+
+def make_gate(store: Store) -> Any:
+    import stubs  # noqa: F401  (dev only)
+
+    return stubs.Gate()
+
+
+@dataclass
+class Rig:
+    ex: EmbeddedExchange
+    store: Store
+    gw: BrokerGateway
+    om: OrderManager
+    journal: Any
+
+    async def fills(self) -> list[Any]:
+        return list(await self.journal.fills())
+
+    async def route(self, market: MarketConfig, direction: str, n: int, **kw: Any) -> asyncio.Task:
+        resolved = await self.gw.resolve_contract(market)
+        quote = await self.gw.get_quote(resolved.active)
+        kwargs = dict(
+            contract=resolved.active, direction=direction, n_contracts=n, adv=kw.pop("adv", 50_000.0),
+            mid_price=quote.mid, daily_pnl=0.0, peak_equity=1_000_000.0, current_equity=1_000_000.0,
+            position_value=n * quote.mid * resolved.active.multiplier, trade_loss=1_000.0 * n,
+            current_position=0.0,
+        )
+        kwargs.update(kw)
+        return asyncio.create_task(self.om.route_order(**kwargs))
+
+    async def drive(self, task: asyncio.Task, step: dt.timedelta = dt.timedelta(seconds=30), max_steps: int = 400) -> Any:
+        """Advance the exchange one step each time the order manager is idle, until ``task`` ends."""
+        for _ in range(max_steps):
+            idle = asyncio.ensure_future(self.om.wait_idle(timeout_s=15))
+            done, _ = await asyncio.wait({task, idle}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+            idle.cancel()
+            if task.done():
+                return task.result()
+            assert done, "order manager neither idle nor done"
+            await self.ex.advance_to(self.ex.clock.now() + step)
+        raise AssertionError("order did not finish")
+
+
+@contextlib.asynccontextmanager
+async def rig(tmp_path, *, faults: str | None = None, patience: PatienceSchedule = FAST, start: dt.datetime | None = None,
+              client_id: int = 5, ex: EmbeddedExchange | None = None, db_name: str = "hydra.db"):
+    own_ex = ex is None
+    if ex is None:
+        ex = await EmbeddedExchange.start(port=0, faults=faults, state_path=tmp_path / "exchange.json")
+        if start is not None:
+            await ex.advance_to(start)
+    store = await Store.open_path(tmp_path / db_name, ACCOUNT, clock=ex.clock)
+    from hydra_engine.execution.fill_journal import FillJournal
+
+    journal = FillJournal(store.conn)
+    gw = BrokerGateway(
+        port=ex.port, client_id=client_id, embedded=True, clock=ex.clock,
+        backoff=BackoffPolicy(initial_s=0.05, max_s=0.3, jitter=0.1), connect_timeout_s=2.0, request_timeout_s=5.0,
+    )
+    om = OrderManager(gw, make_gate(store), store, journal, ex.clock, patience=patience, max_adv_fraction=0.01)
+    await gw.connect()
+    try:
+        yield Rig(ex, store, gw, om, journal)
+    finally:
+        await om.close()
+        await gw.disconnect()
+        await store.close()
+        if own_ex:
+            await ex.stop()
+
+
+# a Tuesday in the exchange's default year, CL session open (08:00 CT)
+IN_SESSION = dt.datetime(2018, 1, 9, 14, 0, tzinfo=dt.timezone.utc)
+WEEKEND = dt.datetime(2018, 1, 6, 15, 0, tzinfo=dt.timezone.utc)
+
+
+async def test_whole_fill_is_journalled_once_with_slippage(tmp_path) -> None:
+    async with rig(tmp_path, patience=AGGRESSIVE, start=IN_SESSION) as r:
+        task = await r.route(CATALOG["CL"], "BUY", 1)
+        result = await r.drive(task)
+        assert result.status == "FILLED" and result.filled == 1
+        fills = await r.fills()
+        assert len(fills) == 1
+        f = fills[0]
+        assert f.direction == "BUY" and f.qty == 1 and f.order_ref == result.order_refs[0]
+        assert f.arrival_mid is not None and f.limit_price is not None
+        assert f.actual_slippage == pytest.approx(f.fill_price - f.arrival_mid)
+        assert f.data_type == "live"
+        rec = await r.store.orders.get(result.order_refs[0])
+        assert rec.status.value == "FILLED" and rec.filled == 1 and rec.perm_id
+        assert {p.local_symbol: p.quantity for p in await r.gw.get_positions()} == {rec.local_symbol: 1.0}
+
+
+async def test_patience_escalates_then_cancels_when_nothing_trades(tmp_path) -> None:
+    async with rig(tmp_path, start=WEEKEND) as r:  # weekend: the order rests, never fills
+        task = await r.route(CATALOG["CL"], "SELL", 1)
+        result = await r.drive(task)
+        child = result.children[0]
+        assert result.status == "CANCELLED" and result.filled == 0
+        assert child.reprices >= 2  # mid -> half way -> touch -> through
+        events = await r.store.orders.events(child.order_ref)
+        assert [e.status for e in events][:2] == ["INTENT", "SENT"]
+        assert events[-1].status == "CANCELLED"
+        assert r.ex.open_orders() == []
+        assert await r.fills() == []
+
+
+async def test_reject_is_reported_and_journalled(tmp_path) -> None:
+    async with rig(tmp_path, faults="reject@order=1", start=IN_SESSION) as r:
+        task = await r.route(CATALOG["CL"], "BUY", 1)
+        result = await r.drive(task)
+        assert result.status == "REJECTED" and result.filled == 0
+        assert any("201" in reason for reason in result.reasons)
+        rec = await r.store.orders.get(result.order_refs[0])
+        assert rec.status.value == "REJECTED" and rec.error_code == 201
+
+
+async def test_large_order_is_sliced_against_adv_and_fills_in_parts(tmp_path) -> None:
+    async with rig(tmp_path, patience=AGGRESSIVE, start=IN_SESSION) as r:
+        task = await r.route(CATALOG["CL"], "BUY", 3, adv=150.0)  # 1% of 150 -> one-lot slices
+        result = await r.drive(task)
+        assert len(result.children) == 3
+        assert all(c.qty == 1 for c in result.children)
+        assert result.filled == 3
+        fills = await r.fills()
+        assert sum(f.qty for f in fills) == 3
+        assert len({f.exec_id for f in fills}) == len(fills)
+
+
+async def test_fill_racing_a_cancel_is_journalled(tmp_path) -> None:
+    patience = PatienceSchedule(steps=(PatienceStep(0, 0.0),), cancel_after_s=60)
+    async with rig(tmp_path, faults="cancel_race@cancel=1", patience=patience, start=WEEKEND) as r:
+        task = await r.route(CATALOG["CL"], "BUY", 1)
+        result = await r.drive(task)
+        assert result.status == "FILLED" and result.filled == 1  # the fill won the race (10148)
+        assert len(await r.fills()) == 1
+
+
+async def test_restart_mid_order_journals_the_fill_once(tmp_path) -> None:
+    # marketable but resting: the weekend order waits for Sunday's open
+    patience = PatienceSchedule(steps=(PatienceStep(0, 1.0, 100),), cancel_after_s=3 * 86400)
+    async with rig(tmp_path, patience=patience, start=WEEKEND) as r:
+        task = await r.route(CATALOG["CL"], "BUY", 1)
+        await r.om.wait_idle(min_working=1)
+        wo = r.om.working_orders[0]
+        await r.ex.restart(0.5)
+        await r.gw.wait_until(lambda: not r.gw.is_connected, 5)
+        # while the gateway is down the market opens and the order fills at the exchange
+        await r.ex.advance_to(dt.datetime(2018, 1, 8, 1, 0, tzinfo=dt.timezone.utc))
+        assert r.ex.executions_today() or r.ex.book.executions  # filled at the exchange meanwhile
+        await r.gw.wait_until(lambda: r.gw.is_connected and r.gw.state_known, 10)
+        result = await r.drive(task)
+        assert result.filled == 1 and result.status == "FILLED"
+        fills = await r.fills()
+        assert len(fills) == 1 and fills[0].order_ref == wo.order_ref
+        assert r.gw.supervisor.connects >= 2
+
+
+async def test_crash_between_intent_and_send_never_resends(tmp_path) -> None:
+    ex = await EmbeddedExchange.start(port=0, state_path=tmp_path / "exchange.json")
+    try:
+        await ex.advance_to(WEEKEND)
+        # 1. a process wrote two intents: one was sent (the broker has it), one never left
+        async with rig(tmp_path, ex=ex, client_id=5) as r:
+            resolved = await r.gw.resolve_contract(CATALOG["CL"])
+            m = resolved.active
+            await r.store.orders.record_intent("HY-lost", market="CL", symbol="CL", action="BUY", quantity=1,
+                                               limit_price=10.0, con_id=m.con_id, local_symbol=m.local_symbol)
+            task = await r.route(CATALOG["CL"], "BUY", 1)
+            await r.om.wait_idle(min_working=1)
+            sent_ref = r.om.working_orders[0].order_ref
+            # crash: the process dies without cancelling (no clean shutdown of the order)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert [o.order_ref for o in ex.open_orders()] == [sent_ref]
+        n_orders_before = len(ex.book.orders)
+        # 2. restart on the same store and client id
+        async with rig(tmp_path, ex=ex, client_id=5) as r2:
+            lost = await r2.store.orders.get("HY-lost")
+            sent = await r2.store.orders.get(sent_ref)
+            assert lost.status.value == "CANCELLED" and "never re-sent" in lost.message
+            assert sent.status.value == "CANCELLED"  # found at the broker, cancelled, not re-sent
+            assert len(ex.book.orders) == n_orders_before  # nothing new was sent
+    finally:
+        await ex.stop()
+
+
+async def test_unresolvable_contract_sends_nothing(tmp_path) -> None:
+    async with rig(tmp_path) as r:
+        with pytest.raises(ContractNotFound, match="XQZ"):
+            await r.om.move_to_target(MarketConfig(symbol="XQZ", exchange="NYMEX"), 1)
+        assert r.ex.open_orders() == [] and len(r.ex.book.orders) == 0
+
+
+async def test_move_to_target_orders_only_the_difference(tmp_path) -> None:
+    async with rig(tmp_path, patience=AGGRESSIVE, start=IN_SESSION) as r:
+        first = asyncio.create_task(r.om.move_to_target(CATALOG["CL"], 2))
+        res = await r.drive(first)
+        assert res.legs[0].requested == 2 and res.filled == 2
+        again = asyncio.create_task(r.om.move_to_target(CATALOG["CL"], 2))
+        res2 = await r.drive(again)
+        assert res2.legs == ()  # already there: nothing ordered
+        down = asyncio.create_task(r.om.move_to_target(CATALOG["CL"], -1))
+        res3 = await r.drive(down)
+        assert res3.legs[0].direction == "SELL" and res3.legs[0].requested == 3
+        assert sum(p.quantity for p in await r.gw.get_positions()) == -1
+
+
+async def test_roll_moves_the_position_to_the_next_month(tmp_path) -> None:
+    async with rig(tmp_path, patience=AGGRESSIVE, start=IN_SESSION) as r:
+        cl = CATALOG["CL"]
+        res = await r.drive(asyncio.create_task(r.om.move_to_target(cl, 1)))
+        assert res.filled == 1
+        before = await r.gw.resolve_contract(cl)
+        # step into the roll window of the month we hold (a weekday session inside it)
+        day = before.roll_start
+        while day.weekday() >= 5:
+            day += dt.timedelta(days=1)
+        await r.ex.advance_to(dt.datetime.combine(day, dt.time(15, 0), dt.timezone.utc))
+        rolled = await r.drive(asyncio.create_task(r.om.move_to_target(cl, 1)))
+        assert rolled.rolled
+        assert [leg.direction for leg in rolled.legs] == ["SELL", "BUY"]
+        positions = {p.con_id: p.quantity for p in await r.gw.get_positions()}
+        after = await r.gw.resolve_contract(cl)
+        assert positions == {after.active.con_id: 1.0}
+        assert after.active.con_id != before.active.con_id
+
+
+async def test_place_order_refuses_anything_but_an_unused_approval(tmp_path) -> None:
+    async with rig(tmp_path) as r:
+        m = (await r.gw.resolve_contract(CATALOG["CL"])).active
+        with pytest.raises(ApprovalRejected):
+            r.gw.place_order(object(), m, action="BUY", quantity=1, limit_price=50.0, order_ref="x")
+        assert len(r.ex.book.orders) == 0

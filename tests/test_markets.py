@@ -1,0 +1,107 @@
+"""Market calendar: US exchange holidays by rule and decision times across DST."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+
+import pytest
+
+from hydra_engine.markets import (
+    CATALOG,
+    DEFAULT_MARKETS,
+    MarketConfig,
+    add_trading_days,
+    decision_at,
+    decisions_between,
+    easter_sunday,
+    find_market,
+    is_trading_day,
+    last_decision_at_or_before,
+    market_from_catalog,
+    next_decision_after,
+    next_trading_day,
+    previous_trading_day,
+    trading_days_between,
+    us_exchange_holidays,
+)
+
+CL = CATALOG["CL"]
+UTC = timezone.utc
+
+
+def test_holidays_2024_and_2021() -> None:
+    assert us_exchange_holidays(2024) == {
+        date(2024, 1, 1), date(2024, 1, 15), date(2024, 2, 19), date(2024, 3, 29), date(2024, 5, 27),
+        date(2024, 6, 19), date(2024, 7, 4), date(2024, 9, 2), date(2024, 11, 28), date(2024, 12, 25),
+    }
+    h21 = us_exchange_holidays(2021)
+    assert date(2021, 12, 24) in h21  # Christmas on Saturday -> Friday
+    assert date(2021, 6, 18) not in h21  # Juneteenth only from 2022
+    assert date(2021, 7, 5) in h21  # July 4th on Sunday -> Monday
+    assert date(2021, 12, 31) not in h21  # New Year 2022 on Saturday is not observed
+    assert date(2022, 6, 20) in us_exchange_holidays(2022)  # Juneteenth on Sunday -> Monday
+
+
+def test_easter() -> None:
+    assert [easter_sunday(y) for y in (2024, 2025, 2026, 2038)] == [
+        date(2024, 3, 31), date(2025, 4, 20), date(2026, 4, 5), date(2038, 4, 25)]
+
+
+def test_trading_days() -> None:
+    assert is_trading_day(CL, date(2026, 3, 2))
+    assert not is_trading_day(CL, date(2026, 3, 7))  # Saturday
+    assert not is_trading_day(CL, date(2026, 4, 3))  # Good Friday 2026
+    assert next_trading_day(CL, date(2026, 4, 2)) == date(2026, 4, 6)
+    assert previous_trading_day(CL, date(2026, 4, 6)) == date(2026, 4, 2)
+    assert trading_days_between(CL, date(2026, 4, 2), date(2026, 4, 6)) == 1
+    assert trading_days_between(CL, date(2026, 3, 2), date(2026, 3, 2)) == 0
+    assert trading_days_between(CL, date(2026, 3, 2), date(2026, 3, 9)) == 5
+    assert add_trading_days(CL, date(2026, 4, 2), 1) == date(2026, 4, 6)
+    assert add_trading_days(CL, date(2026, 4, 6), -2) == date(2026, 4, 1)
+    n_2026 = sum(is_trading_day(CL, date(2026, 1, 1) + timedelta(days=i)) for i in range(365))
+    assert n_2026 == 251
+
+
+def test_decision_times_follow_dst() -> None:
+    # 14:00 Chicago is 20:00 UTC in winter (CST) and 19:00 UTC in summer (CDT).
+    assert decision_at(CL, date(2026, 3, 6)) == datetime(2026, 3, 6, 20, 0, tzinfo=UTC)
+    assert decision_at(CL, date(2026, 3, 9)) == datetime(2026, 3, 9, 19, 0, tzinfo=UTC)
+
+
+def test_next_decision_after() -> None:
+    friday_before = datetime(2026, 3, 6, 19, 59, tzinfo=UTC)
+    assert next_decision_after(CL, friday_before) == datetime(2026, 3, 6, 20, 0, tzinfo=UTC)
+    at = datetime(2026, 3, 6, 20, 0, tzinfo=UTC)
+    assert next_decision_after(CL, at) == datetime(2026, 3, 9, 19, 0, tzinfo=UTC)  # strictly after
+    # Thursday before Good Friday -> Monday.
+    assert next_decision_after(CL, datetime(2026, 4, 2, 21, 0, tzinfo=UTC)).date() == date(2026, 4, 6)
+    with pytest.raises(ValueError, match="naive"):
+        next_decision_after(CL, datetime(2026, 3, 6, 12, 0))
+
+
+def test_last_decision_and_range() -> None:
+    d, t = last_decision_at_or_before(CL, datetime(2026, 3, 8, 12, 0, tzinfo=UTC))  # Sunday
+    assert d == date(2026, 3, 6) and t == datetime(2026, 3, 6, 20, 0, tzinfo=UTC)
+    d, t = last_decision_at_or_before(CL, datetime(2026, 3, 9, 19, 0, tzinfo=UTC))
+    assert d == date(2026, 3, 9)
+    got = decisions_between(CL, datetime(2026, 3, 6, 20, 0, tzinfo=UTC), datetime(2026, 3, 13, 23, 0, tzinfo=UTC))
+    assert [g[0] for g in got] == [date(2026, 3, d) for d in (9, 10, 11, 12, 13)]
+    assert all(t.tzinfo == UTC for _, t in got)
+
+
+def test_market_config_validation_and_catalog() -> None:
+    assert [m.symbol for m in DEFAULT_MARKETS] == ["CL", "ZO"]
+    for m in CATALOG.values():
+        assert m.decision_time >= time(13, 30)  # after each close/settlement
+    with pytest.raises(ValueError, match="time_zone 'Mars/Base'"):
+        MarketConfig(symbol="CL", exchange="NYMEX", time_zone="Mars/Base")
+    with pytest.raises(ValueError, match="currency"):
+        MarketConfig(symbol="CL", exchange="NYMEX", currency="DOLLARS")
+    with pytest.raises(ValueError, match="symbol"):
+        MarketConfig(symbol="C L", exchange="NYMEX")
+    assert market_from_catalog("ZO", max_contracts=5).max_contracts == 5
+    with pytest.raises(KeyError, match="not in the catalogue"):
+        market_from_catalog("XX")
+    assert find_market(DEFAULT_MARKETS, "ZO").exchange == "CBOT"
+    with pytest.raises(KeyError, match="configured: CL, ZO"):
+        find_market(DEFAULT_MARKETS, "LBR")
