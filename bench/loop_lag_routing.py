@@ -29,7 +29,7 @@ from hydra_engine.execution.fill_journal import FillJournal  # noqa: E402
 from hydra_engine.execution.order_manager import OrderManager  # noqa: E402
 from hydra_engine.execution.patience import PatienceSchedule, PatienceStep  # noqa: E402
 from hydra_engine.markets import CATALOG  # noqa: E402
-from hydra_engine.risk.gate import RiskGate  # noqa: E402
+from hydra_engine.risk.gate import RiskConfig, RiskGate  # noqa: E402
 from hydra_engine.sim.exchange_server import EmbeddedExchange  # noqa: E402
 from hydra_engine.store.database import Store  # noqa: E402
 
@@ -50,18 +50,20 @@ def pct(xs: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-async def ticker(lags: list[float], stop: asyncio.Event) -> None:
+async def ticker(lags: list[tuple[float, float, float]], stop: asyncio.Event) -> None:
+    """Records (start, end, lateness ms) of each 1 ms sleep."""
     period = 0.001
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         t = loop.time()
         await asyncio.sleep(period)
-        lags.append(max(0.0, (loop.time() - t - period) * 1000.0))
+        e = loop.time()
+        lags.append((t, e, max(0.0, (e - t - period) * 1000.0)))
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=10)
     args = ap.parse_args()
     quiet()
     with tempfile.TemporaryDirectory() as d:
@@ -69,8 +71,9 @@ async def main() -> None:
         await ex.advance_to(START)
         store = await Store.open_path(Path(d) / "hydra.db", "DU1234567", clock=ex.clock)
         gw = BrokerGateway(port=ex.port, client_id=9, embedded=True, clock=ex.clock)
-        gate = RiskGate.for_store(store) if hasattr(RiskGate, "for_store") else RiskGate(store.conn)
-        om = OrderManager(gw, gate, store, FillJournal(store.conn), ex.clock, patience=PATIENCE, max_adv_fraction=1.0)
+        gate = await RiskGate.open(store.conn, RiskConfig(max_orders_per_day=100_000), tx=store.tx,
+                              today=lambda: ex.clock.now().date())
+        om = OrderManager(gw, gate, store, FillJournal(store.conn, tx=store.tx), ex.clock, patience=PATIENCE, max_adv_fraction=1.0)
         await gw.connect()
         months = []
         for sym in ("CL", "ZO", "ZR", "LBR"):
@@ -78,7 +81,9 @@ async def main() -> None:
             months += list(r.months[:3])
         months = months[:10]
         quotes = {m.con_id: await gw.get_quote(m) for m in months}
-        lags: list[float] = []
+        lags: list[tuple[float, float, float]] = []
+        plays: list[tuple[float, float]] = []
+        loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         tick = asyncio.create_task(ticker(lags, stop))
         t0 = time.perf_counter()
@@ -98,18 +103,25 @@ async def main() -> None:
                 await om.wait_idle(timeout_s=30)
                 if all(t.done() for t in tasks):
                     break
+                p0 = loop.time()
                 await ex.advance_to(ex.clock.now() + dt.timedelta(seconds=30))
+                plays.append((p0, loop.time()))
             filled += sum(int(t.result().filled) for t in tasks)
         wall = time.perf_counter() - t0
         stop.set()
         await tick
         await om.close()
         await gw.disconnect()
+        await gate.close()
         await store.close()
         await ex.stop()
-    print(f"loop lag, 10 markets routing at once x {args.rounds} rounds ({n_orders} orders, {filled} filled, "
-          f"{wall:.2f} s wall, exchange in-process): ticks {len(lags)}, median {statistics.median(lags):.3f} ms, "
-          f"p99 {pct(lags, 99):.3f} ms, max {max(lags):.3f} ms  goal p99 < 5 ms")
+    every = [x for _, _, x in lags]
+    engine = [x for t, e, x in lags if not any(a < e and t < b for a, b in plays)]
+    print(f"loop lag, 10 instruments routing at once x {args.rounds} rounds ({n_orders} orders, {filled} filled, "
+          f"{wall:.2f} s wall): all ticks ({len(every)}, exchange in-process) median {statistics.median(every):.3f} ms, "
+          f"p99 {pct(every, 99):.3f} ms, max {max(every):.3f} ms; ticks outside the exchange's advance_to "
+          f"({len(engine)}) median {statistics.median(engine):.3f} ms, p99 {pct(engine, 99):.3f} ms, "
+          f"max {max(engine):.3f} ms  goal p99 < 5 ms")
 
 
 if __name__ == "__main__":

@@ -156,3 +156,15 @@ def select_active_month(
         f"{symbol}: every listed month is inside its {roll_days}-day roll window on {as_of.isoformat()}"
         f" (last listed {live[-1].local_symbol} trades until {live[-1].last_trade_date.isoformat()})"
     )
+
+
+def trading_days_between(
+    earlier: dt.date, later: dt.date, is_trading_day: Callable[[dt.date], bool] | None
+) -> int:
+    """Trading days in ``(earlier, later]`` (weekdays unless a market calendar is given)."""
+    trading = is_trading_day or (lambda d: d.weekday() < 5)
+    n, d = 0, earlier
+    while d < later and n < 1000:
+        d += dt.timedelta(days=1)
+        n += trading(d)
+    return n

@@ -18,7 +18,14 @@ import structlog
 from ib_async import IB, Contract, LimitOrder, RequestError
 
 from hydra_engine.broker.connection import BackoffPolicy, ConnectionSupervisor
-from hydra_engine.broker.contracts import ContractMonth, MarketLike, ResolvedContract, month_from_details, select_active_month
+from hydra_engine.broker.contracts import (
+    ContractMonth,
+    MarketLike,
+    ResolvedContract,
+    month_from_details,
+    select_active_month,
+    trading_days_between,
+)
 from hydra_engine.broker.errors import (
     LIVE_PORTS,
     ApprovalRejected,
@@ -31,6 +38,7 @@ from hydra_engine.broker.errors import (
     StateUnknown,
     classify,
 )
+from hydra_engine.broker.order_routing import check_bound, consume_approval
 from hydra_engine.broker.market_data import BarFetcher, QuoteFetcher, parse_account_summary
 from hydra_engine.broker.records import AccountSnapshot, BrokerNotice, ConnectionState, PositionSnapshot, SyncReport
 from hydra_engine.broker.sync import ExecutionAssembler, ExecutionListener, PositionBook, RebindHook, SessionSync
@@ -39,39 +47,6 @@ log = structlog.get_logger(__name__)
 
 OrderErrorListener = Callable[[int, str, int, str], None]
 """``(order_id, order_ref, code, message)``: reaches the order manager as the error arrives."""
-
-
-def _check_bound(
-    intent: Any, *, order_ref: str, action: str, con_id: int, quantity: float, limit_price: float, modify: bool
-) -> None:
-    """An Approval covers exactly the order its intent describes (a reprice: the remaining qty)."""
-    problems = []
-    if getattr(intent, "order_ref", order_ref) != order_ref:
-        problems.append(f"orderRef {intent.order_ref!r} != {order_ref!r}")
-    if getattr(intent, "direction", action) != action:
-        problems.append(f"direction {intent.direction} != {action}")
-    if getattr(intent, "con_id", con_id) != con_id:
-        problems.append(f"conId {intent.con_id} != {con_id}")
-    qty = float(getattr(intent, "qty", quantity))
-    if (qty > quantity) if modify else (qty != quantity):
-        problems.append(f"qty {qty:g} vs order {quantity:g}")
-    lim = getattr(intent, "limit_price", limit_price)
-    if lim is not None and abs(float(lim) - limit_price) > 1e-9:
-        problems.append(f"limit {lim} != {limit_price}")
-    if problems:
-        raise ApprovalRejected(f"approval does not cover order {order_ref}: " + "; ".join(problems))
-
-
-def _trading_days_between(
-    earlier: dt.date, later: dt.date, is_trading_day: Callable[[dt.date], bool] | None
-) -> int:
-    """Trading days in ``(earlier, later]`` (weekdays unless a market calendar is given)."""
-    trading = is_trading_day or (lambda d: d.weekday() < 5)
-    n, d = 0, earlier
-    while d < later and n < 1000:
-        d += dt.timedelta(days=1)
-        n += trading(d)
-    return n
 
 
 class BrokerGateway:
@@ -377,6 +352,10 @@ class BrokerGateway:
         """Each execution with its commission, exactly once per execId (live or recovered)."""
         self._assembler.subscribe(listener)
 
+    def subscribe_late_commissions(self, listener: Callable[[str, float], None]) -> None:
+        """Commission reports that arrived after their execution was handed on."""
+        self._assembler.subscribe_late_commissions(listener)
+
     def unsubscribe_executions(self, listener: ExecutionListener) -> None:
         self._assembler.unsubscribe(listener)
 
@@ -427,7 +406,7 @@ class BrokerGateway:
         stale = False
         if prev is not None:
             daily_pnl = snap.net_liquidation - prev.net_liquidation
-            stale = _trading_days_between(prev.trading_date, day, is_trading_day) > 1
+            stale = trading_days_between(prev.trading_date, day, is_trading_day) > 1
         peak = max(peak_rec.peak, snap.net_liquidation) if peak_rec is not None else snap.net_liquidation
         return replace(snap, daily_pnl=daily_pnl, peak_equity=peak, daily_pnl_stale=stale)
 
@@ -512,26 +491,6 @@ class BrokerGateway:
 
     # ----------------------------------------------------------------- orders
 
-    def _consume(self, approval: Any) -> Any:
-        try:
-            from hydra_engine.risk.intents import Approval  # local: risk may load later than broker
-        except ImportError:  # pragma: no cover - the risk layer is part of the engine
-            Approval = None  # type: ignore[assignment]  # noqa: N806
-        if Approval is not None and not isinstance(approval, Approval):
-            raise ApprovalRejected(f"place_order needs a risk-gate Approval, got {type(approval).__name__}")
-        if approval is None or not hasattr(approval, "intent"):
-            raise ApprovalRejected(f"place_order needs a risk-gate Approval, got {type(approval).__name__}")
-        if id(approval) in self._consumed:
-            raise ApprovalRejected(f"approval for {getattr(approval.intent, 'order_ref', '?')} was already used")
-        consume = getattr(approval, "consume", None)
-        if callable(consume):
-            try:
-                consume()
-            except Exception as exc:
-                raise ApprovalRejected(f"approval refused: {exc}") from exc
-        self._consumed[id(approval)] = approval
-        return approval.intent
-
     def place_order(
         self,
         approval: Any,
@@ -555,8 +514,8 @@ class BrokerGateway:
             raise ValueError(f"order {order_ref}: action={action!r} must be BUY or SELL")
         if quantity <= 0:
             raise ValueError(f"order {order_ref}: quantity={quantity} must be > 0")
-        intent = self._consume(approval)
-        _check_bound(intent, order_ref=order_ref, action=action, con_id=month.con_id, quantity=quantity,
+        intent = consume_approval(approval, self._consumed)
+        check_bound(intent, order_ref=order_ref, action=action, con_id=month.con_id, quantity=quantity,
                      limit_price=limit_price, modify=replace is not None)
         contract = month.contract
         if replace is not None:

@@ -61,10 +61,16 @@ class ExecutionAssembler:
         self._timeout = commission_timeout_s
         self._pending: dict[str, tuple[Any, bool, asyncio.TimerHandle | None]] = {}
         self._emitted: set[str] = set()
+        self._without_commission: set[str] = set()
         self._listeners: list[ExecutionListener] = []
+        self._late: list[Callable[[str, float], None]] = []
 
     def subscribe(self, listener: ExecutionListener) -> None:
         self._listeners.append(listener)
+
+    def subscribe_late_commissions(self, listener: Callable[[str, float], None]) -> None:
+        """``(exec_id, commission)`` for a report that came after its execution was emitted."""
+        self._late.append(listener)
 
     def unsubscribe(self, listener: ExecutionListener) -> None:
         if listener in self._listeners:
@@ -92,8 +98,13 @@ class ExecutionAssembler:
 
     def commission(self, fill: Any) -> None:
         """A commission report arrived (ib_async already merged it into ``fill``)."""
-        entry = self._pending.pop(fill.execution.execId, None)
+        exec_id = fill.execution.execId
+        entry = self._pending.pop(exec_id, None)
         if entry is None:
+            if exec_id in self._without_commission and fill.commissionReport.execId:
+                self._without_commission.discard(exec_id)
+                for late in list(self._late):
+                    late(exec_id, float(fill.commissionReport.commission))
             return
         _, live, handle = entry
         if handle is not None:
@@ -117,6 +128,7 @@ class ExecutionAssembler:
         report = report_from_fill(fill, live=live, with_commission=with_commission)
         self._emitted.add(report.exec_id)
         if report.commission is None:
+            self._without_commission.add(report.exec_id)
             log.warning("broker.commission_missing", exec_id=report.exec_id, order_ref=report.order_ref)
         for listener in list(self._listeners):
             try:

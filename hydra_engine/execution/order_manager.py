@@ -16,7 +16,6 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import structlog
@@ -25,88 +24,19 @@ from hydra_engine.broker.contracts import ContractMonth
 from hydra_engine.broker.errors import BrokerError, NotConnected, StateUnknown
 from hydra_engine.broker.records import ExecutionReport
 from hydra_engine.execution.order_adapters import JournalPositionBook, RiskAdapter, StoreAdapter, make_fill_record
+from hydra_engine.execution.order_records import (
+    ACKED,
+    TERMINAL,
+    ChildResult,
+    ClosedTrade,
+    RouteResult,
+    WorkingOrder,
+    side_of,
+)
 from hydra_engine.execution.patience import PatienceSchedule, limit_price
 from hydra_engine.execution.slicing import slice_sizes
 
 log = structlog.get_logger(__name__)
-
-TERMINAL = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
-ACKED = frozenset({"PreSubmitted", "Submitted", "Filled"})
-
-
-@dataclass(slots=True)
-class WorkingOrder:
-    """Mutable state of one live child order (internal to the manager)."""
-
-    order_ref: str
-    month: ContractMonth
-    side: str
-    qty: int
-    arrival_mid: float
-    arrival_at: dt.datetime
-    data_type: str
-    predicted_slippage: float
-    limit: float
-    started_mono: float
-    trade: Any = None
-    filled: float = 0.0
-    notional: float = 0.0
-    exec_ids: set[str] = field(default_factory=set)
-    status: str = "INTENT"
-    broker_status: str = ""
-    errors: list[tuple[int, str]] = field(default_factory=list)
-    rejected: bool = False
-    cancel_sent: bool = False
-    cancel_raced: bool = False
-    reprices: int = 0
-    ack_latency_ms: float | None = None
-    ack_recorded: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    parked: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set while the order waits on the clock for its next patience step (the engine is idle)."""
-    acked: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def remaining(self) -> float:
-        return max(0.0, self.qty - self.filled)
-
-    @property
-    def avg_price(self) -> float | None:
-        return self.notional / self.filled if self.filled else None
-
-
-@dataclass(frozen=True, slots=True)
-class ChildResult:
-    """How one child order ended."""
-
-    order_ref: str
-    status: str
-    """FILLED, PARTIAL, CANCELLED, REJECTED, DENIED or UNKNOWN."""
-    qty: int
-    filled: float
-    avg_price: float | None
-    reprices: int
-    reasons: tuple[str, ...] = ()
-    ack_latency_ms: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RouteResult:
-    """What ``route_order`` achieved: contracts filled of those requested, per child order."""
-
-    symbol: str
-    direction: str
-    requested: int
-    filled: float
-    avg_price: float | None
-    status: str
-    children: tuple[ChildResult, ...] = ()
-    reasons: tuple[str, ...] = ()
-
-    @property
-    def order_refs(self) -> tuple[str, ...]:
-        return tuple(c.order_ref for c in self.children)
-
 
 class OrderManager:
     """Routes orders through the risk gate to the broker and journals every execution."""
@@ -144,6 +74,7 @@ class OrderManager:
         self._book = JournalPositionBook(store)
         gateway.set_position_book(self._book)
         gateway.subscribe_executions(self._on_execution)
+        gateway.subscribe_late_commissions(self._on_late_commission)
         gateway.subscribe_order_errors(self._on_order_error)
         gateway.add_rebind_hook(self._rebind)
 
@@ -175,7 +106,7 @@ class OrderManager:
         ``trade_loss`` the order's loss on a k-sigma adverse day; ``daily_sigma`` (price units,
         for the slippage prediction) is read from recent bars when not given.
         """
-        side = _side(direction)
+        side = side_of(direction)
         if n_contracts < 0 or int(n_contracts) != n_contracts:
             raise ValueError(f"n_contracts={n_contracts} must be a whole number >= 0")
         sizes = slice_sizes(int(n_contracts), adv, self._max_adv_fraction)
@@ -308,6 +239,7 @@ class OrderManager:
         )
         self._publish(order_ref, "INTENT", month, side, qty, 0.0, limit)
         try:
+            wo.sent_mono = time.monotonic()
             trade = self._gw.place_order(
                 decision, month, action=side, quantity=qty, limit_price=limit, order_ref=order_ref
             )
@@ -492,7 +424,10 @@ class OrderManager:
                 return
             wo.broker_status = t.orderStatus.status
             if wo.broker_status in ACKED and not wo.acked.is_set():
-                wo.ack_latency_ms = (time.monotonic() - wo.started_mono) * 1000.0
+                now = time.monotonic()
+                wo.ack_latency_ms = (now - wo.started_mono) * 1000.0
+                if wo.sent_mono is not None:
+                    wo.wire_ack_ms = (now - wo.sent_mono) * 1000.0
                 wo.acked.set()
             if wo.broker_status == "Inactive":
                 wo.rejected = True
@@ -526,7 +461,7 @@ class OrderManager:
             else:
                 # not open any more: it filled or ended while we were away
                 wo.broker_status = "Filled" if wo.filled >= wo.qty else "Cancelled"
-                wo.trade = _Closed(wo.filled)
+                wo.trade = ClosedTrade(wo.filled)
                 wo.cancel_sent = True
             wo.changed.set()
         await self._resolve_orphans(by_ref)
@@ -568,6 +503,13 @@ class OrderManager:
             wo.exec_ids.add(rep.exec_id)
             wo.changed.set()
         task = asyncio.get_running_loop().create_task(self._journal_fill(rep, wo), name=f"journal-{rep.exec_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_late_commission(self, exec_id: str, commission: float) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._journal.set_commission(exec_id, commission), name=f"commission-{exec_id}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -615,28 +557,3 @@ class OrderManager:
             at=self._now(), order_ref=ref, status=status, symbol=month.local_symbol, action=side,
             quantity=float(qty), filled=float(filled), limit_price=limit, detail=detail,
         ))
-
-
-class _Closed:
-    """Stand-in for a Trade that ended while the session was down (no object to hold)."""
-
-    def __init__(self, filled: float) -> None:
-        from types import SimpleNamespace
-
-        self.orderStatus = SimpleNamespace(filled=filled, status="Cancelled")
-        self.order = SimpleNamespace(orderId=0, orderRef="")
-
-    def isDone(self) -> bool:  # noqa: N802 - mirrors ib_async's Trade
-        return True
-
-
-def _side(direction: Any) -> str:
-    if isinstance(direction, str):
-        d = direction.upper()
-        if d in ("BUY", "LONG", "B"):
-            return "BUY"
-        if d in ("SELL", "SHORT", "S"):
-            return "SELL"
-    elif direction in (1, -1):
-        return "BUY" if direction == 1 else "SELL"
-    raise ValueError(f"direction={direction!r} must be BUY/SELL (or +1/-1)")

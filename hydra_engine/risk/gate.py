@@ -230,6 +230,7 @@ class RiskGate:
         if not self._loaded:
             return self._deny(intent, ["gate_not_ready: persisted risk state not loaded yet (await gate.load())"])
         if self._persist_error is not None:
+            self._schedule_persist()  # retry in the background; deny meanwhile
             return self._deny(intent, [f"risk_persistence: last write of risk state failed ({self._persist_error}); "
                                        "trading waits until it succeeds"])
         problems = self._intent_problems(intent) + self._account_problems(account)

@@ -66,6 +66,7 @@ class EmbeddedExchange:
         self._marks_at: dt.datetime | None = None
         self._marks: dict[int, float | None] = {}
         self._save_pending = False
+        self._save_lock = asyncio.Lock()
         self.faults = FaultPlan(None)
         self.feed: DataFeed
         self.book: OrderBook
@@ -461,9 +462,16 @@ class EmbeddedExchange:
         await self.save_state()
         try:
             await asyncio.sleep(max(0.0, down_seconds))
-            if not self._stopped:
-                await self._listen(self.port)
-                log.info("sim_gateway_back", port=self.port)
+            for attempt in range(10):
+                if self._stopped:
+                    break
+                try:
+                    await self._listen(self.port)
+                    log.info("sim_gateway_back", port=self.port)
+                    break
+                except OSError as exc:  # the port is briefly busy: try again shortly
+                    log.warning("sim_gateway_rebind_failed", port=self.port, attempt=attempt + 1, error=str(exc))
+                    await asyncio.sleep(0.2)
         finally:
             self._down = False
 
@@ -478,6 +486,11 @@ class EmbeddedExchange:
         if self._server is not None:
             self._server.close()
         self._close_all("exchange stopping")
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            except asyncio.TimeoutError:
+                log.warning("sim_listener_close_slow", port=self.port)
         if self._conn_tasks:
             _, pending = await asyncio.wait(list(self._conn_tasks), timeout=2.0)
             for t in pending:
@@ -510,8 +523,9 @@ class EmbeddedExchange:
         """Write the state file now (atomic); no-op without ``state_path``."""
         if self.state_path is None:
             return
-        state = self.to_state()
-        await asyncio.to_thread(save_state, self.state_path, state)
+        async with self._save_lock:  # one writer at a time, so a newer snapshot always lands last
+            state = self.to_state()
+            await asyncio.to_thread(save_state, self.state_path, state)
         log.debug("sim_state_saved", path=str(self.state_path))
 
     def _restore(self, d: dict[str, Any]) -> None:

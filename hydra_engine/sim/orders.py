@@ -290,12 +290,20 @@ class OrderBook:
                 events.append(BookEvent("status", o))
             events.append(self._fill(o, t, q, price))
         for o in self.working():
-            if o.status == "PreSubmitted" and self.feed.session_at(o.symbol, t1) is not None:
+            month = self.feed.u.month(o.con_id)
+            expired_contract = month is not None and month.last_trade_date < self.feed.trade_date(o.symbol, t1)
+            if (o.expires_at is not None and t1 >= o.expires_at) or expired_contract:
+                o.status = "Cancelled"
+                log.debug("sim_order_expired", client_id=o.client_id, order_id=o.order_id,
+                          contract_expired=expired_contract)  # fmt: skip
+                events.append(BookEvent("status", o))
+                continue
+            in_session = self.feed.session_at(o.symbol, t1) is not None
+            if o.status == "PreSubmitted" and in_session:
                 o.status = "Submitted"
                 events.append(BookEvent("status", o))
-            if o.expires_at is not None and t1 >= o.expires_at and o.status in ACTIVE:
-                o.status = "Cancelled"
-                log.debug("sim_order_expired", client_id=o.client_id, order_id=o.order_id)
+            elif o.status == "Submitted" and not in_session:
+                o.status = "PreSubmitted"  # a GTC order waiting for the next session, as IB shows it
                 events.append(BookEvent("status", o))
         return events
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ class SimMarketUniverse:
         self._fill_params = {s: hidden_params(seed, s) for s in self._markets}
         self._month_cache: OrderedDict[int, MonthSeries] = OrderedDict()
         self._paths = PathCache(32)
+        self._cache_lock = threading.Lock()  # caches may be filled from a worker thread too
         self._clock: Any = None
 
     # ----- catalog ------------------------------------------------------------------------------
@@ -315,23 +317,25 @@ class SimMarketUniverse:
         return ms
 
     def _month_series(self, con_id: int) -> MonthSeries | None:
-        ms = self._month_cache.get(con_id)
-        if ms is not None:
-            self._month_cache.move_to_end(con_id)
-            return ms
+        with self._cache_lock:
+            ms = self._month_cache.get(con_id)
+            if ms is not None:
+                self._month_cache.move_to_end(con_id)
+                return ms
         fm = self.month(con_id)
         if fm is None:
             return None
-        mkt = self._markets[fm.symbol]
-        ms = build_month_series(mkt, fm, self.seed)
-        self._month_cache[con_id] = ms
-        while len(self._month_cache) > _MONTH_CACHE:
-            self._month_cache.popitem(last=False)
+        ms = build_month_series(self._markets[fm.symbol], fm, self.seed)
+        with self._cache_lock:
+            self._month_cache[con_id] = ms
+            while len(self._month_cache) > _MONTH_CACHE:
+                self._month_cache.popitem(last=False)
         return ms
 
     def _path(self, ms: MonthSeries, i: int) -> IntradayPath:
         day = ms.dates[i].astype(dt.date)
-        cached = self._paths.get((ms.con_id, day))
+        with self._cache_lock:
+            cached = self._paths.get((ms.con_id, day))
         if cached is not None:
             return cached
         hours = self._markets[ms.symbol].product.spec.hours
@@ -339,7 +343,8 @@ class SimMarketUniverse:
                           cal.liquid_bounds(hours, day),
                           (float(ms.open[i]), float(ms.high[i]), float(ms.low[i]), float(ms.close[i])),
                           int(ms.volume[i]), ms.tick)
-        self._paths.put(path)
+        with self._cache_lock:
+            self._paths.put(path)
         return path
 
     def _day_context(self, ms: MonthSeries, i: int, path: IntradayPath) -> DayContext:

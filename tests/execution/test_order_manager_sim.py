@@ -18,6 +18,7 @@ from hydra_engine.broker.gateway import BrokerGateway
 from hydra_engine.execution.order_manager import OrderManager
 from hydra_engine.execution.patience import PatienceSchedule, PatienceStep
 from hydra_engine.markets import CATALOG, MarketConfig
+from hydra_engine.risk.gate import RiskConfig, RiskGate
 from hydra_engine.sim.exchange_server import EmbeddedExchange
 from hydra_engine.store.database import Store
 
@@ -29,10 +30,9 @@ FAST = PatienceSchedule(
 AGGRESSIVE = PatienceSchedule(steps=(PatienceStep(0, 1.0, 10), PatienceStep(60, 1.0, 40)), cancel_after_s=1800)
 
 
-def make_gate(store: Store) -> Any:
-    import stubs  # noqa: F401  (dev only)
-
-    return stubs.Gate()
+async def make_gate(store: Store, clock: Any, **config: Any) -> RiskGate:
+    cfg = RiskConfig(**{"price_band_bps": 500.0, **config})
+    return await RiskGate.open(store.conn, cfg, tx=store.tx, today=lambda: clock.now().date())
 
 
 @dataclass
@@ -73,7 +73,8 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(tmp_path, *, faults: str | None = None, patience: PatienceSchedule = FAST, start: dt.datetime | None = None,
-              client_id: int = 5, ex: EmbeddedExchange | None = None, db_name: str = "hydra.db"):
+              client_id: int = 5, ex: EmbeddedExchange | None = None, db_name: str = "hydra.db",
+              risk: dict[str, Any] | None = None):
     own_ex = ex is None
     if ex is None:
         ex = await EmbeddedExchange.start(port=0, faults=faults, state_path=tmp_path / "exchange.json")
@@ -82,18 +83,20 @@ async def rig(tmp_path, *, faults: str | None = None, patience: PatienceSchedule
     store = await Store.open_path(tmp_path / db_name, ACCOUNT, clock=ex.clock)
     from hydra_engine.execution.fill_journal import FillJournal
 
-    journal = FillJournal(store.conn)
+    journal = FillJournal(store.conn, tx=store.tx)
     gw = BrokerGateway(
         port=ex.port, client_id=client_id, embedded=True, clock=ex.clock,
         backoff=BackoffPolicy(initial_s=0.05, max_s=0.3, jitter=0.1), connect_timeout_s=2.0, request_timeout_s=5.0,
     )
-    om = OrderManager(gw, make_gate(store), store, journal, ex.clock, patience=patience, max_adv_fraction=0.01)
+    gate = await make_gate(store, ex.clock, **(risk or {}))
+    om = OrderManager(gw, gate, store, journal, ex.clock, patience=patience, max_adv_fraction=0.01)
     await gw.connect()
     try:
         yield Rig(ex, store, gw, om, journal)
     finally:
         await om.close()
         await gw.disconnect()
+        await gate.close()
         await store.close()
         if own_ex:
             await ex.stop()
@@ -223,8 +226,19 @@ async def test_unresolvable_contract_sends_nothing(tmp_path) -> None:
         assert r.ex.open_orders() == [] and len(r.ex.book.orders) == 0
 
 
+async def test_gate_denial_sends_nothing_and_is_journalled(tmp_path) -> None:
+    async with rig(tmp_path, patience=AGGRESSIVE, start=IN_SESSION) as r:  # default 1% trade-loss cap
+        res = await r.drive(asyncio.create_task(r.om.move_to_target(CATALOG["CL"], 2)))
+        leg = res.legs[0]
+        assert leg.status == "DENIED" and leg.filled == 0
+        assert any(reason.startswith("single_trade_loss") for reason in leg.reasons)
+        assert len(r.ex.book.orders) == 0
+        rec = await r.store.orders.get(leg.order_refs[0])
+        assert rec.status.value == "REJECTED" and "risk gate" in rec.message
+
+
 async def test_move_to_target_orders_only_the_difference(tmp_path) -> None:
-    async with rig(tmp_path, patience=AGGRESSIVE, start=IN_SESSION) as r:
+    async with rig(tmp_path, patience=AGGRESSIVE, start=IN_SESSION, risk={"max_trade_loss_pct": 10.0}) as r:
         first = asyncio.create_task(r.om.move_to_target(CATALOG["CL"], 2))
         res = await r.drive(first)
         assert res.legs[0].requested == 2 and res.filled == 2
@@ -238,7 +252,7 @@ async def test_move_to_target_orders_only_the_difference(tmp_path) -> None:
 
 
 async def test_roll_moves_the_position_to_the_next_month(tmp_path) -> None:
-    async with rig(tmp_path, patience=AGGRESSIVE, start=IN_SESSION) as r:
+    async with rig(tmp_path, patience=AGGRESSIVE, start=IN_SESSION, risk={"max_trade_loss_pct": 10.0}) as r:
         cl = CATALOG["CL"]
         res = await r.drive(asyncio.create_task(r.om.move_to_target(cl, 1)))
         assert res.filled == 1

@@ -58,13 +58,14 @@ async def test_contract_details_and_qualify_front_month(exchange, ib_client) -> 
 async def test_unknown_contract_is_error_200(exchange, ib_client) -> None:
     ib = await ib_client()
     errors: list[tuple] = []
-    ib.errorEvent += lambda req_id, code, msg, contract: errors.append((req_id, code, msg))
+    ib.errorEvent += lambda req_id, code, msg, contract: errors.append((req_id, code, msg, contract))
     assert await ib.reqContractDetailsAsync(Future("XYZ", exchange="NYMEX")) == []
     [result] = await ib.qualifyContractsAsync(Future("CL", "209912", "NYMEX"))
     assert result is None
     codes = [e[1] for e in errors]
     assert codes == [200, 200]
     assert "No security definition" in errors[0][2]
+    assert errors[0][0] > 0 and errors[0][3].symbol == "XYZ"  # ib_async ties it to the request
 
 
 async def test_daily_bars_only_completed_sessions(exchange, ib_client) -> None:

@@ -159,3 +159,28 @@ async def test_reconnect_after_restart_replays_only_todays_executions(exchange, 
     assert all(f.execution.orderRef == "day2" for f in replayed.values())
     assert all(f.commissionReport.commission > 0 for f in replayed.values())
     assert await again.reqPositionsAsync() == []
+
+
+async def test_gtc_order_waits_presubmitted_between_sessions(exchange, ib_client, until) -> None:
+    ib = await ib_client()
+    c, _ = await front(ib, "CL")
+    trade = ib.placeOrder(c, LimitOrder("BUY", 1, 20.0, tif="GTC"))
+    await until(lambda: trade.orderStatus.status == "Submitted")
+    _, close = exchange.feed.session_at("CL", exchange.clock.now())
+    await exchange.advance_to(close + dt.timedelta(minutes=30))
+    await until(lambda: trade.orderStatus.status == "PreSubmitted", what="PreSubmitted after the close")
+    await exchange.advance_to(close + 2 * H)
+    await until(lambda: trade.orderStatus.status == "Submitted", what="Submitted at the next open")
+
+
+async def test_fixed_speed_clock_plays_by_itself(make_exchange, ib_client, sim_universe, until) -> None:
+    from hydra_engine.sim.clock import SimClock
+
+    clock = SimClock.fixed_speed(sim_universe.default_clock_start(), 600.0)  # 10 simulated minutes per second
+    ex = await make_exchange(clock=clock)
+    ib = await ib_client(ex=ex)
+    c, _ = await front(ib, "CL")
+    trade = ib.placeOrder(c, MarketOrder("BUY", 1))
+    await until(lambda: trade.isDone(), timeout=15, what="fill without advance_to")
+    assert trade.orderStatus.status == "Filled"
+    assert trade.fills[0].execution.time >= sim_universe.default_clock_start()

@@ -104,3 +104,15 @@ def test_same_seed_same_market_other_seed_differs() -> None:
     fm = a.front_month("ZO", day)
     assert a.daily_bars(fm.con_id, day, 50) == b.daily_bars(fm.con_id, day, 50)
     assert a.daily_bars(fm.con_id, day, 50) != c.daily_bars(fm.con_id, day, 50)
+
+
+@pytest.mark.slow
+def test_planted_coefficient_is_recovered_across_seeds() -> None:
+    before, after = [], []
+    for seed in range(12):
+        u = build_universe(seed=seed, symbols=["ZO"], scenarios={"ZO": "momentum_flip"})
+        change = u.scenario("ZO").change_dates[0]
+        before.append(measure_coefficient(u, "ZO", u.start, change - dt.timedelta(days=1)))
+        after.append(measure_coefficient(u, "ZO", change, u.end))
+    assert abs(np.mean(before) - 0.25) < 0.05
+    assert abs(np.mean(after) + 0.25) < 0.05

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,3 +162,31 @@ def test_deterministic_across_instances() -> None:
     assert not np.array_equal(a.intraday_path(a.front_month("ZO", at.date()).con_id, at.date()).price,
                               build_universe(seed=10, symbols=["ZO"]).intraday_path(
                                   a.front_month("ZO", at.date()).con_id, at.date()).price)
+
+
+def test_same_prices_in_a_fresh_process_with_another_hash_seed() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import datetime as dt, structlog\n"
+        "structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))\n"
+        "from hydra_engine.sim.universe import build_universe\n"
+        "u = build_universe(seed=9, symbols=['CL', 'ZO'])\n"
+        "d = dt.date(2019, 4, 2)\n"
+        "at = dt.datetime(2019, 4, 2, 15, 0, tzinfo=dt.timezone.utc)\n"
+        "fm = u.front_month('ZO', d)\n"
+        "print(repr((fm.con_id, u.continuous_bars('CL', d, 3)[-1].close, u.quote(fm.con_id, at).last,"
+        " [(f.qty, f.price) for f in u.match(fm.con_id, 'BUY', 7, None, at, at + dt.timedelta(hours=3))])))\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=env, cwd=str(Path(__file__).resolve().parents[2]), check=True).stdout.strip()
+    u = build_universe(seed=9, symbols=["CL", "ZO"])
+    d = D(2019, 4, 2)
+    at = dt.datetime(2019, 4, 2, 15, 0, tzinfo=UTC)
+    fm = u.front_month("ZO", d)
+    here = (fm.con_id, u.continuous_bars("CL", d, 3)[-1].close, u.quote(fm.con_id, at).last,
+            [(f.qty, f.price) for f in u.match(fm.con_id, "BUY", 7, None, at, at + dt.timedelta(hours=3))])
+    assert out.splitlines()[-1] == repr(here)

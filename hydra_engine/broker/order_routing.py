@@ -1,0 +1,51 @@
+"""Approvals at the broker's door: only an unused risk-gate ``Approval`` that covers exactly the
+order being sent gets through ``BrokerGateway.place_order``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra_engine.broker.errors import ApprovalRejected
+
+
+def consume_approval(approval: Any, consumed: dict[int, Any]) -> Any:
+    """Mark ``approval`` used (once only) and return its intent; anything else is refused."""
+    try:
+        from hydra_engine.risk.intents import Approval  # local: risk may load later than broker
+    except ImportError:  # pragma: no cover - the risk layer is part of the engine
+        Approval = None  # type: ignore[assignment]  # noqa: N806
+    if Approval is not None and not isinstance(approval, Approval):
+        raise ApprovalRejected(f"place_order needs a risk-gate Approval, got {type(approval).__name__}")
+    if approval is None or not hasattr(approval, "intent"):
+        raise ApprovalRejected(f"place_order needs a risk-gate Approval, got {type(approval).__name__}")
+    if id(approval) in consumed:
+        raise ApprovalRejected(f"approval for {getattr(approval.intent, 'order_ref', '?')} was already used")
+    consume = getattr(approval, "consume", None)
+    if callable(consume):
+        try:
+            consume()
+        except Exception as exc:
+            raise ApprovalRejected(f"approval refused: {exc}") from exc
+    consumed[id(approval)] = approval
+    return approval.intent
+
+
+def check_bound(
+    intent: Any, *, order_ref: str, action: str, con_id: int, quantity: float, limit_price: float, modify: bool
+) -> None:
+    """An Approval covers exactly the order its intent describes (a reprice: the remaining qty)."""
+    problems = []
+    if getattr(intent, "order_ref", order_ref) != order_ref:
+        problems.append(f"orderRef {intent.order_ref!r} != {order_ref!r}")
+    if getattr(intent, "direction", action) != action:
+        problems.append(f"direction {intent.direction} != {action}")
+    if getattr(intent, "con_id", con_id) != con_id:
+        problems.append(f"conId {intent.con_id} != {con_id}")
+    qty = float(getattr(intent, "qty", quantity))
+    if (qty > quantity) if modify else (qty != quantity):
+        problems.append(f"qty {qty:g} vs order {quantity:g}")
+    lim = getattr(intent, "limit_price", limit_price)
+    if lim is not None and abs(float(lim) - limit_price) > 1e-9:
+        problems.append(f"limit {lim} != {limit_price}")
+    if problems:
+        raise ApprovalRejected(f"approval does not cover order {order_ref}: " + "; ".join(problems))

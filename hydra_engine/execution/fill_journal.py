@@ -1,0 +1,391 @@
+"""FillJournal: every execution written durably, exactly once by execId, as it arrives.
+
+``log_fill`` returns only after the row is committed (with the store's ``synchronous=FULL`` that
+means on disk): True if it was new, False if that execId was already journalled. Each write runs
+as ONE call on the aiosqlite worker thread (insert, slippage block, commit), so a fill costs one
+thread hop plus one fsync.
+
+``group_commit=True`` shares the fsync between fills that arrive together: concurrent
+``log_fill`` calls queue up, one writer task inserts everything queued in a single transaction and
+commits once, then answers every caller. Durability is the same (nobody returns before the
+commit); throughput grows with the number of fills in flight. ``flush()`` waits for the queue.
+
+Besides the row, each fill with a predicted slippage, an actual slippage and an arrival mid adds
+its (predicted, actual, mid) float64 triple to the tail block of ``fill_slippage_blocks`` for its
+(symbol, data_type), in the same transaction, so the reconciler reads columns, not rows. Write
+fills only through this class so the blocks stay complete (``rebuild_blocks`` repairs them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import math
+import sqlite3
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Sequence
+
+import aiosqlite
+import structlog
+
+from hydra_engine.clock import from_iso, to_iso
+
+log = structlog.get_logger(__name__)
+
+DataType = Literal["live", "delayed"]
+BLOCK_FILLS = 64
+"""Fills per slippage block (64 x 24 bytes: one blob well inside a 4 KiB page)."""
+_TRIPLE = struct.Struct("<ddd")
+_UNSET_DOUBLE = 1.7976931348623157e308  # IB's "no value"
+
+_COLUMNS = (
+    "exec_id, fill_time, symbol, contract_month, direction, qty, limit_price, arrival_mid, fill_price, "
+    "predicted_slippage, actual_slippage, latency_ms, order_ref, perm_id, commission, data_type"
+)
+_INSERT = (
+    f"INSERT INTO fills ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (exec_id) DO NOTHING"
+)
+_TAIL = (
+    "SELECT block_no, n_fills, data FROM fill_slippage_blocks WHERE symbol = ? AND data_type = ? "
+    "ORDER BY block_no DESC LIMIT 1"
+)
+_PUT_BLOCK = (
+    "INSERT INTO fill_slippage_blocks (symbol, data_type, block_no, n_fills, data) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (symbol, data_type, block_no) DO UPDATE SET n_fills = excluded.n_fills, data = excluded.data"
+)
+
+
+def _opt(name: str, v: float | None, *, positive: bool = False, nonneg: bool = False) -> float | None:
+    """None/NaN -> None (unknown); infinities and out-of-range values raise naming the field."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"FillRecord.{name}={v!r} must be a number or None")
+    f = float(v)
+    if math.isnan(f):
+        return None
+    if math.isinf(f):
+        raise ValueError(f"FillRecord.{name}={v!r} must be finite")
+    if positive and f <= 0:
+        raise ValueError(f"FillRecord.{name}={v!r} must be > 0")
+    if nonneg and f < 0:
+        raise ValueError(f"FillRecord.{name}={v!r} must be >= 0")
+    return f
+
+
+@dataclass(frozen=True, slots=True)
+class FillRecord:
+    """One execution as journalled. Prices are quote currency per unit; slippage is price units
+    per unit (positive is a cost); ``commission`` account currency (None until reported).
+
+    Unknown optional values may be None (or NaN, read as None). ``actual_slippage`` is derived
+    from direction, fill price and arrival mid when not given (and checked when it is).
+    """
+
+    exec_id: str
+    fill_time: dt.datetime
+    """Timezone-aware; stored as UTC."""
+    symbol: str
+    contract_month: str
+    """YYYYMM (or YYYYMMDD) of the contract traded."""
+    direction: Literal["BUY", "SELL"]
+    qty: float
+    """Contracts in this execution (> 0)."""
+    fill_price: float
+    limit_price: float | None = None
+    arrival_mid: float | None = None
+    """Mid when the order was decided (the benchmark for actual slippage)."""
+    predicted_slippage: float | None = None
+    actual_slippage: float | None = None
+    latency_ms: float | None = None
+    """Decision (arrival) to fill, milliseconds."""
+    order_ref: str = ""
+    perm_id: int | None = None
+    commission: float | None = None
+    data_type: DataType = "live"
+    """Whether the arrival mid came from live or delayed market data."""
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if not isinstance(self.exec_id, str) or not self.exec_id:
+            raise ValueError(f"FillRecord.exec_id={self.exec_id!r} must be a non-empty string")
+        if not isinstance(self.fill_time, dt.datetime) or self.fill_time.tzinfo is None:
+            raise ValueError(f"FillRecord.fill_time={self.fill_time!r} must be a timezone-aware datetime")
+        if not isinstance(self.symbol, str) or not self.symbol:
+            raise ValueError(f"FillRecord.symbol={self.symbol!r} must be a non-empty string")
+        if self.direction not in ("BUY", "SELL"):
+            raise ValueError(f"FillRecord.direction={self.direction!r} must be 'BUY' or 'SELL'")
+        if self.data_type not in ("live", "delayed"):
+            raise ValueError(f"FillRecord.data_type={self.data_type!r} must be 'live' or 'delayed'")
+        qty = _opt("qty", self.qty, positive=True)
+        if qty is None:
+            raise ValueError(f"FillRecord.qty={self.qty!r} must be a number > 0")
+        fill = _opt("fill_price", self.fill_price, positive=True)
+        if fill is None:
+            raise ValueError(f"FillRecord.fill_price={self.fill_price!r} must be a finite price > 0")
+        set_(self, "qty", qty)
+        set_(self, "fill_price", fill)
+        set_(self, "limit_price", _opt("limit_price", self.limit_price, positive=True))
+        mid = _opt("arrival_mid", self.arrival_mid, positive=True)
+        set_(self, "arrival_mid", mid)
+        set_(self, "predicted_slippage", _opt("predicted_slippage", self.predicted_slippage))
+        set_(self, "latency_ms", _opt("latency_ms", self.latency_ms))
+        com = self.commission
+        set_(self, "commission", None if com is not None and not isinstance(com, bool) and
+             isinstance(com, (int, float)) and abs(com) >= _UNSET_DOUBLE else _opt("commission", com))
+        actual = _opt("actual_slippage", self.actual_slippage)
+        if mid is not None:
+            derived = (fill - mid) if self.direction == "BUY" else (mid - fill)
+            if actual is not None and abs(actual - derived) > 1e-9 * max(1.0, abs(mid)):
+                raise ValueError(
+                    f"FillRecord.actual_slippage={actual!r} disagrees with {self.direction} fill {fill} vs "
+                    f"arrival mid {mid} (expected {derived!r}; positive is a cost)"
+                )
+            actual = derived
+        set_(self, "actual_slippage", actual)
+        if self.perm_id is not None:
+            set_(self, "perm_id", int(self.perm_id))
+
+    @property
+    def actual_slippage_bps(self) -> float | None:
+        if self.actual_slippage is None or self.arrival_mid is None:
+            return None
+        return self.actual_slippage / self.arrival_mid * 10_000.0
+
+    @property
+    def predicted_slippage_bps(self) -> float | None:
+        if self.predicted_slippage is None or self.arrival_mid is None:
+            return None
+        return self.predicted_slippage / self.arrival_mid * 10_000.0
+
+    def _row(self) -> tuple[Any, ...]:
+        return (self.exec_id, to_iso(self.fill_time), self.symbol, self.contract_month, self.direction, self.qty,
+                self.limit_price, self.arrival_mid, self.fill_price, self.predicted_slippage,
+                self.actual_slippage, self.latency_ms, self.order_ref, self.perm_id, self.commission,
+                self.data_type)
+
+    @classmethod
+    def _from_row(cls, r: Sequence[Any]) -> "FillRecord":
+        return cls(exec_id=r[0], fill_time=from_iso(r[1]), symbol=r[2], contract_month=r[3], direction=r[4],
+                   qty=r[5], limit_price=r[6], arrival_mid=r[7], fill_price=r[8], predicted_slippage=r[9],
+                   actual_slippage=r[10], latency_ms=r[11], order_ref=r[12], perm_id=r[13], commission=r[14],
+                   data_type=r[15])
+
+
+# --------------------------------------------------------------------------- worker-thread code
+
+
+def _write_one(db: sqlite3.Connection, rec: FillRecord) -> bool:
+    """Insert one fill and extend its slippage block, inside a savepoint (all or nothing)."""
+    db.execute("SAVEPOINT fill_journal")
+    try:
+        if db.execute(_INSERT, rec._row()).rowcount != 1:  # noqa: SLF001 - same module
+            db.execute("RELEASE fill_journal")
+            return False
+        if rec.predicted_slippage is not None and rec.actual_slippage is not None and rec.arrival_mid is not None:
+            key = (rec.symbol, rec.data_type)
+            tail = db.execute(_TAIL, key).fetchone()
+            triple = _TRIPLE.pack(rec.predicted_slippage, rec.actual_slippage, rec.arrival_mid)
+            if tail is None or tail[1] >= BLOCK_FILLS:
+                block_no, n, data = (0 if tail is None else tail[0] + 1), 1, triple
+            else:
+                block_no, n, data = tail[0], tail[1] + 1, bytes(tail[2]) + triple
+            db.execute(_PUT_BLOCK, (*key, block_no, n, data))
+        db.execute("RELEASE fill_journal")
+        return True
+    except BaseException:
+        db.execute("ROLLBACK TO fill_journal")
+        db.execute("RELEASE fill_journal")
+        raise
+
+
+def _write_batch(db: sqlite3.Connection, recs: Sequence[FillRecord]) -> list[bool | BaseException]:
+    """Write every record (a bad one fails alone) and commit once."""
+    began = not db.in_transaction
+    if began:
+        db.execute("BEGIN")
+    out: list[bool | BaseException] = []
+    for rec in recs:
+        try:
+            out.append(_write_one(db, rec))
+        except sqlite3.Error as exc:
+            out.append(exc)
+    try:
+        db.commit()
+    except BaseException:
+        if db.in_transaction:
+            db.rollback()
+        raise
+    return out
+
+
+def _set_commission(db: sqlite3.Connection, exec_id: str, commission: float) -> bool:
+    n = db.execute("UPDATE fills SET commission = ? WHERE exec_id = ?", (commission, exec_id)).rowcount
+    db.commit()
+    return n == 1
+
+
+class FillJournal:
+    """Durable, exactly-once fill log over the store's shared aiosqlite connection."""
+
+    def __init__(self, conn: aiosqlite.Connection, group_commit: bool = False, *, max_batch: int = 512,
+                 tx: Any = None) -> None:
+        """``tx``: the Store's ``WriteGate`` (its lock keeps our commit from landing inside another
+        writer's open multi-statement transaction on the shared connection)."""
+        run = getattr(conn, "_execute", None)
+        if not callable(run):
+            raise TypeError("FillJournal needs an aiosqlite.Connection (aiosqlite >=0.20,<0.23)")
+        self._conn = conn
+        self._run: Callable[..., Any] = run
+        self.group_commit = group_commit
+        self._max_batch = max(1, int(max_batch))
+        self._queue: list[tuple[FillRecord, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._pending_commission: dict[str, float] = {}
+        lock = getattr(tx, "lock", None) or getattr(tx, "_lock", None)
+        self._lock: asyncio.Lock | None = lock if isinstance(lock, asyncio.Lock) else None
+
+    async def _call(self, fn: Callable[[], Any]) -> Any:
+        if self._lock is None:
+            return await self._run(fn)
+        async with self._lock:
+            return await self._run(fn)
+
+    def _db(self) -> sqlite3.Connection:
+        return self._conn._conn  # noqa: SLF001 - runs on aiosqlite's worker thread only
+
+    async def log_fill(self, rec: FillRecord) -> bool:
+        """Journal ``rec`` durably; False when its execId was already journalled."""
+        if not isinstance(rec, FillRecord):
+            raise TypeError(f"log_fill needs a FillRecord, got {type(rec).__name__}")
+        late = self._pending_commission.pop(rec.exec_id, None)
+        if late is not None and rec.commission is None:
+            rec = dataclasses.replace(rec, commission=late)
+        if not self.group_commit:
+            result = (await self._call(lambda: _write_batch(self._db(), (rec,))))[0]
+        else:
+            fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self._queue.append((rec, fut))
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.get_running_loop().create_task(self._drain(), name="fill-journal-writer")
+            result = await fut
+        if isinstance(result, BaseException):
+            log.error("fill_journal.write_failed", exec_id=rec.exec_id, error=str(result))
+            raise result
+        if result:
+            log.debug("fill_journal.logged", exec_id=rec.exec_id, symbol=rec.symbol, qty=rec.qty)
+        else:
+            log.info("fill_journal.duplicate", exec_id=rec.exec_id)
+        return result
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch:]
+            recs = [r for r, _ in batch]
+            try:
+                results = await self._call(lambda: _write_batch(self._db(), recs))
+            except BaseException as exc:  # commit failed: nobody in this batch is durable
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, fut), res in zip(batch, results):
+                if not fut.done():
+                    fut.set_result(res)  # type: ignore[arg-type]  # exceptions re-raised by log_fill
+
+    async def flush(self) -> None:
+        """Wait until every queued fill is committed (group commit); a no-op otherwise."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
+    async def aclose(self) -> None:
+        await self.flush()
+
+    async def set_commission(self, exec_id: str, commission: float) -> bool:
+        """Record a commission report (account currency) that came after its execution.
+
+        Returns False when the fill is not journalled yet: the value is kept in memory and applied
+        when that execId is logged. IB's "unset" value and NaN are ignored.
+        """
+        c = float(commission)
+        if math.isnan(c) or abs(c) >= _UNSET_DOUBLE:
+            return False
+        if math.isinf(c):
+            raise ValueError(f"commission={commission!r} for {exec_id} must be finite")
+        await self.flush()
+        found = await self._call(lambda: _set_commission(self._db(), exec_id, c))
+        if not found:
+            self._pending_commission[exec_id] = c
+            log.info("fill_journal.commission_before_fill", exec_id=exec_id, commission=c)
+        return bool(found)
+
+    async def fills(self, symbol: str | None = None, since: dt.datetime | None = None,
+                    limit: int | None = None) -> list[FillRecord]:
+        """Journalled fills, newest first, optionally for one symbol, at/after ``since``, at most ``limit``."""
+        where, args = [], []
+        if symbol is not None:
+            where.append("symbol = ?")
+            args.append(symbol)
+        if since is not None:
+            if since.tzinfo is None:
+                raise ValueError(f"since={since!r} must be timezone-aware")
+            where.append("fill_time >= ?")
+            args.append(to_iso(since))
+        sql = f"SELECT {_COLUMNS} FROM fills"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY fill_time DESC, id DESC"
+        if limit is not None:
+            if limit < 0:
+                raise ValueError(f"limit={limit} must be >= 0")
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        async with self._conn.execute(sql, args) as cur:
+            rows = await cur.fetchall()
+        return [FillRecord._from_row(r) for r in rows]  # noqa: SLF001
+
+    async def get(self, exec_id: str) -> FillRecord | None:
+        async with self._conn.execute(f"SELECT {_COLUMNS} FROM fills WHERE exec_id = ?", (exec_id,)) as cur:
+            row = await cur.fetchone()
+        return FillRecord._from_row(row) if row else None  # noqa: SLF001
+
+    async def rebuild_blocks(self) -> int:
+        """Recreate ``fill_slippage_blocks`` from ``fills`` (repair); returns the fills packed."""
+        def work() -> int:
+            db = self._db()
+            if not db.in_transaction:
+                db.execute("BEGIN")
+            try:
+                db.execute("DELETE FROM fill_slippage_blocks")
+                rows = db.execute(
+                    "SELECT symbol, data_type, predicted_slippage, actual_slippage, arrival_mid FROM fills "
+                    "WHERE predicted_slippage IS NOT NULL AND actual_slippage IS NOT NULL AND arrival_mid IS NOT NULL "
+                    "ORDER BY symbol, data_type, id"
+                )
+                total, key, buf, block_no = 0, None, bytearray(), 0
+
+                def put() -> None:
+                    if key is not None and buf:
+                        db.execute(_PUT_BLOCK, (*key, block_no, len(buf) // _TRIPLE.size, bytes(buf)))
+
+                for sym, dtp, p, a, m in rows:
+                    if (sym, dtp) != key:
+                        put()
+                        key, buf, block_no = (sym, dtp), bytearray(), 0
+                    elif len(buf) // _TRIPLE.size >= BLOCK_FILLS:
+                        put()
+                        buf, block_no = bytearray(), block_no + 1
+                    buf += _TRIPLE.pack(p, a, m)
+                    total += 1
+                put()
+                db.commit()
+                return total
+            except BaseException:
+                db.rollback()
+                raise
+        return int(await self._call(work))

@@ -1,0 +1,115 @@
+"""Records of the order manager: a live child order's state and what routing achieved."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from hydra_engine.broker.contracts import ContractMonth
+
+TERMINAL = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+ACKED = frozenset({"PreSubmitted", "Submitted", "Filled"})
+
+
+@dataclass(slots=True)
+class WorkingOrder:
+    """Mutable state of one live child order (internal to the manager)."""
+
+    order_ref: str
+    month: ContractMonth
+    side: str
+    qty: int
+    arrival_mid: float
+    arrival_at: dt.datetime
+    data_type: str
+    predicted_slippage: float
+    limit: float
+    started_mono: float
+    trade: Any = None
+    filled: float = 0.0
+    notional: float = 0.0
+    exec_ids: set[str] = field(default_factory=set)
+    status: str = "INTENT"
+    broker_status: str = ""
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    rejected: bool = False
+    cancel_sent: bool = False
+    cancel_raced: bool = False
+    reprices: int = 0
+    ack_latency_ms: float | None = None
+    """Start of the child order (quote, gate, INTENT commit included) to the broker's ack."""
+    sent_mono: float | None = None
+    wire_ack_ms: float | None = None
+    """placeOrder to the broker's acknowledgement (the round trip alone)."""
+    ack_recorded: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    parked: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while the order waits on the clock for its next patience step (the engine is idle)."""
+    acked: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.qty - self.filled)
+
+    @property
+    def avg_price(self) -> float | None:
+        return self.notional / self.filled if self.filled else None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildResult:
+    """How one child order ended."""
+
+    order_ref: str
+    status: str
+    """FILLED, PARTIAL, CANCELLED, REJECTED, DENIED or UNKNOWN."""
+    qty: int
+    filled: float
+    avg_price: float | None
+    reprices: int
+    reasons: tuple[str, ...] = ()
+    ack_latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    """What ``route_order`` achieved: contracts filled of those requested, per child order."""
+
+    symbol: str
+    direction: str
+    requested: int
+    filled: float
+    avg_price: float | None
+    status: str
+    children: tuple[ChildResult, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def order_refs(self) -> tuple[str, ...]:
+        return tuple(c.order_ref for c in self.children)
+
+
+class ClosedTrade:
+    """Stand-in for a Trade that ended while the session was down (no object to hold)."""
+
+    def __init__(self, filled: float) -> None:
+        self.orderStatus = SimpleNamespace(filled=filled, status="Cancelled")
+        self.order = SimpleNamespace(orderId=0, orderRef="")
+
+    def isDone(self) -> bool:  # noqa: N802 - mirrors ib_async's Trade
+        return True
+
+
+def side_of(direction: Any) -> str:
+    if isinstance(direction, str):
+        d = direction.upper()
+        if d in ("BUY", "LONG", "B"):
+            return "BUY"
+        if d in ("SELL", "SHORT", "S"):
+            return "SELL"
+    elif direction in (1, -1):
+        return "BUY" if direction == 1 else "SELL"
+    raise ValueError(f"direction={direction!r} must be BUY/SELL (or +1/-1)")
