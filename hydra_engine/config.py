@@ -199,7 +199,10 @@ def load_dataclass(cls: type[T], mapping: Mapping[str, Any] | None, path: str = 
     mapping = {} if mapping is None else mapping
     if not isinstance(mapping, Mapping):
         raise ConfigError(f"{path or 'settings'}: must be a table, got {_fmt(mapping)}", path)
-    hints = typing.get_type_hints(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except NameError as exc:  # a string annotation naming something not importable at module level
+        raise TypeError(f"cannot resolve the field types of {cls.__name__}: {exc}") from exc
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in mapping if k not in fields]
     if unknown:
@@ -330,6 +333,8 @@ _TYPED_SECTIONS = ("broker", "runner", "store", "logging", "markets")
 
 @dataclass(frozen=True, slots=True)
 class HydraSettings:
+    """Everything the engine is configured with; built by ``load_settings``."""
+
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     store: StoreSettings = field(default_factory=StoreSettings)
@@ -442,7 +447,9 @@ def settings_from_mapping(raw: Mapping[str, Any], source: Path | None = None) ->
     if unknown:
         known = ", ".join(sorted(_TYPED_SECTIONS + EXTRA_SECTIONS))
         raise ConfigError(f"{unknown[0]}: unknown section; known sections: {known}", str(unknown[0]))
-    raw = dict(raw)
+    for name in ("broker", "runner", "store", "logging", *EXTRA_SECTIONS):
+        if name in raw and not isinstance(raw[name], Mapping):
+            raise ConfigError(f"{name}: must be a table ([{name}])", name)
     broker_raw = dict(raw.get("broker") or {})
     runner_raw = dict(raw.get("runner") or {})
     # One trading mode: either key sets both; both set and different is an error.
@@ -456,9 +463,6 @@ def settings_from_mapping(raw: Mapping[str, Any], source: Path | None = None) ->
         runner_raw["trading_mode"] = b_mode
     if r_mode is not None and b_mode is None:
         broker_raw["trading_mode"] = r_mode
-    for name in ("broker", "runner", "store", "logging"):
-        if name in raw and not isinstance(raw[name], Mapping):
-            raise ConfigError(f"{name}: must be a table ([{name}])", name)
     broker = load_dataclass(BrokerSettings, broker_raw, "broker")
     runner = load_dataclass(RunnerConfig, runner_raw, "runner")
     store = load_dataclass(StoreSettings, raw.get("store") or {}, "store")
@@ -469,8 +473,6 @@ def settings_from_mapping(raw: Mapping[str, Any], source: Path | None = None) ->
     sections: dict[str, Mapping[str, Any]] = {}
     for name in EXTRA_SECTIONS:
         if name in raw:
-            if not isinstance(raw[name], Mapping):
-                raise ConfigError(f"{name}: must be a table ([{name}])", name)
             sections[name] = dict(raw[name])
     return HydraSettings(
         broker=broker, runner=runner, store=store, markets=markets, logging=logging,

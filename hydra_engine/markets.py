@@ -42,6 +42,8 @@ class MarketConfig:
     """Largest absolute position in this market, contracts."""
     max_adv_fraction: float = field(default=0.01, metadata={"range": (0.0, 1.0)})
     """Largest order as a fraction of average daily volume."""
+    session_close: time = field(default=time(16, 0))
+    """Local time the daily session closes; a later instant belongs to the next trading date."""
     enabled: bool = True
     calendar: str = field(default="US", metadata={"choices": CALENDARS})
     description: str = ""
@@ -59,8 +61,10 @@ class MarketConfig:
             raise ValueError(
                 f"time_zone {self.time_zone!r}: not a known IANA zone (e.g. 'America/Chicago')"
             ) from exc
-        if not isinstance(self.decision_time, time) or self.decision_time.tzinfo is not None:
-            raise ValueError("decision_time must be a local time without zone, e.g. 14:00")
+        for name in ("decision_time", "session_close"):
+            value = getattr(self, name)
+            if not isinstance(value, time) or value.tzinfo is not None:
+                raise ValueError(f"{name} must be a local time without zone, e.g. 14:00")
 
     @property
     def zone(self) -> ZoneInfo:
@@ -72,30 +76,31 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-# Known markets. Decision times sit after each market's settlement: NYMEX WTI settles 13:28-13:30
-# CT; CBOT grains (oats, rough rice) close 13:20 CT; CME lumber closes 15:05 CT.
-CATALOG: Mapping[str, MarketConfig] = {
-    "CL": MarketConfig(
-        symbol="CL", exchange="NYMEX", currency="USD", decision_time=time(14, 0),
-        time_zone="America/Chicago", roll_days=5, max_contracts=2, max_adv_fraction=0.001,
-        description="WTI crude oil (physically delivered; roll before the last trade date)",
-    ),
-    "ZO": MarketConfig(
-        symbol="ZO", exchange="CBOT", currency="USD", decision_time=time(14, 0),
-        time_zone="America/Chicago", roll_days=15, max_contracts=2, max_adv_fraction=0.01,
-        description="Oats (thin; first notice precedes the last trade date by about two weeks)",
-    ),
-    "ZR": MarketConfig(
-        symbol="ZR", exchange="CBOT", currency="USD", decision_time=time(14, 0),
-        time_zone="America/Chicago", roll_days=15, max_contracts=2, max_adv_fraction=0.01,
-        description="Rough rice (thin; roll before first notice)",
-    ),
-    "LBR": MarketConfig(
-        symbol="LBR", exchange="CME", currency="USD", decision_time=time(15, 30),
-        time_zone="America/Chicago", roll_days=10, max_contracts=1, max_adv_fraction=0.02,
-        description="Lumber (very thin)",
-    ),
-}
+# Known markets (the embedded exchange lists the same products). Each decision sits after the
+# session's close, so "today's bar" is complete and orders are worked in the next session:
+# CME Globex energy and dairy close 16:00 CT; CBOT/MGEX grains 13:20 CT; CME lumber 15:05 CT;
+# ICE US softs (IB exchange "NYBOT") 14:00 ET. roll_days counts trading days before the last trade
+# date: physically delivered contracts roll before first notice, cash-settled ones just before expiry.
+def _m(symbol: str, exchange: str, decision: time, close: time, roll: int, max_contracts: int,
+       adv: float, description: str, zone: str = "America/Chicago") -> MarketConfig:
+    return MarketConfig(symbol=symbol, exchange=exchange, currency="USD", decision_time=decision,
+                        time_zone=zone, roll_days=roll, max_contracts=max_contracts, max_adv_fraction=adv,
+                        session_close=close, description=description)
+
+
+CATALOG: Mapping[str, MarketConfig] = {m.symbol: m for m in (
+    _m("CL", "NYMEX", time(16, 15), time(16, 0), 5, 2, 0.001, "WTI crude oil (physical; roll before expiry)"),
+    _m("ZO", "CBOT", time(14, 0), time(13, 20), 15, 2, 0.01, "Oats (thin; first notice ~2 weeks before expiry)"),
+    _m("ZR", "CBOT", time(14, 0), time(13, 20), 15, 2, 0.01, "Rough rice (thin; roll before first notice)"),
+    _m("MWE", "MGEX", time(14, 0), time(13, 20), 15, 2, 0.01, "Hard red spring wheat (roll before first notice)"),
+    _m("LBR", "CME", time(15, 30), time(15, 5), 10, 1, 0.02, "Lumber (very thin; physical)"),
+    _m("DC", "CME", time(16, 15), time(16, 0), 2, 1, 0.02, "Class III milk (cash-settled)"),
+    _m("GNF", "CME", time(16, 15), time(16, 0), 2, 1, 0.02, "Nonfat dry milk (cash-settled, very thin)"),
+    _m("CSC", "CME", time(16, 15), time(16, 0), 2, 1, 0.02, "Cash-settled cheese"),
+    _m("DY", "CME", time(16, 15), time(16, 0), 2, 1, 0.02, "Dry whey (cash-settled, very thin)"),
+    _m("OJ", "NYBOT", time(14, 30), time(14, 0), 3, 1, 0.02, "FCOJ-A (physical; roll before expiry)",
+       zone="America/New_York"),
+)}
 
 DEFAULT_MARKETS: tuple[MarketConfig, ...] = (CATALOG["CL"], CATALOG["ZO"])
 """Markets traded when the configuration names none; both exist in the embedded exchange."""
@@ -232,6 +237,16 @@ def decision_at(market: MarketConfig, day: date) -> datetime:
 def local_date(market: MarketConfig, t: datetime) -> date:
     """The calendar date of ``t`` in the market's zone."""
     return ensure_utc(t).astimezone(market.zone).date()
+
+
+def trading_date_at(market: MarketConfig, t: datetime) -> date:
+    """The trading date instant ``t`` belongs to: sessions roll at ``session_close`` (exchange
+    local), and weekends and holidays belong to the next trading day."""
+    local = ensure_utc(t).astimezone(market.zone)
+    d = local.date()
+    if is_trading_day(market, d) and local.time() < market.session_close:
+        return d
+    return next_trading_day(market, d)
 
 
 def next_decision_after(market: MarketConfig, t: datetime) -> datetime:

@@ -160,3 +160,29 @@ async def test_wall_clock() -> None:
     assert clock.now() >= target
     with pytest.raises(ValueError):
         WallClock(max_step_s=0)
+
+
+def test_broker_clock_tracks_a_fast_broker_through_noisy_whole_second_probes() -> None:
+    import random
+
+    rng = random.Random(11)
+    mono = FakeMonotonic()
+    true_speed = 60.0
+    base_server, base_mono = T0.timestamp(), mono.t
+
+    def server_now() -> float:
+        return base_server + (mono.t - base_mono) * true_speed
+
+    clock = BrokerClock(monotonic=mono)
+    clock.calibrate(int(server_now()), mono.t)
+    worst_late = 0.0
+    for i in range(200):
+        mono.t += rng.uniform(0.5, 1.5)
+        rtt = rng.uniform(0.0, 0.02)  # the probe's midpoint is off by up to half the round trip
+        clock.recalibrate(int(server_now() + rtt / 2 * true_speed), mono.t)
+        if i > 5:
+            mono.t += 0.3
+            worst_late = max(worst_late, abs(clock.now().timestamp() - server_now()))
+    assert clock.speed == pytest.approx(true_speed, rel=0.005)
+    assert worst_late < 3.0  # broker seconds, i.e. < 0.05 s of real time at 60x
+    assert clock.reanchors == 1  # only the initial speed discovery

@@ -227,3 +227,9 @@ def test_data_dir_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert s.data_dir() == (tmp_path / "cfg").resolve()
     assert s.data_dir(tmp_path / "cli") == (tmp_path / "cli").resolve()
     assert load_settings().data_dir() == (tmp_path / "env").resolve()
+
+
+@pytest.mark.parametrize("section", ["broker", "risk"])
+def test_section_that_is_not_a_table(section: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{section}: must be a table"):
+        load_settings(None, {section: "3"})

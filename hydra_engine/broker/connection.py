@@ -137,6 +137,7 @@ class ConnectionSupervisor:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        self._on_change()
 
     async def _run(self) -> None:
         while not self._stopping:

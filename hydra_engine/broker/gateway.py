@@ -10,37 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import math
-from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 import structlog
-from ib_async import IB, Contract, LimitOrder, RequestError
+from ib_async import IB, LimitOrder
 
 from hydra_engine.broker.connection import BackoffPolicy, ConnectionSupervisor
-from hydra_engine.broker.contracts import (
-    ContractMonth,
-    MarketLike,
-    ResolvedContract,
-    month_from_details,
-    select_active_month,
-    trading_days_between,
-)
+from hydra_engine.broker.contracts import ContractMonth
 from hydra_engine.broker.errors import (
     LIVE_PORTS,
-    ApprovalRejected,
     BrokerError,
     ClientIdInUse,
-    ContractNotFound,
     LiveAccountRefused,
     NotConnected,
     PacingViolation,
     StateUnknown,
     classify,
 )
-from hydra_engine.broker.order_routing import check_bound, consume_approval
-from hydra_engine.broker.market_data import BarFetcher, QuoteFetcher, parse_account_summary
-from hydra_engine.broker.records import AccountSnapshot, BrokerNotice, ConnectionState, PositionSnapshot, SyncReport
+from hydra_engine.broker.market_data import AccountDataMixin, BarFetcher, QuoteFetcher
+from hydra_engine.broker.order_routing import check_bound, consume_approval, require_approval
+from hydra_engine.broker.records import (
+    BrokerNotice,
+    ConnectionState,
+    SyncReport,
+)
 from hydra_engine.broker.sync import ExecutionAssembler, ExecutionListener, PositionBook, RebindHook, SessionSync
 
 log = structlog.get_logger(__name__)
@@ -49,7 +42,7 @@ OrderErrorListener = Callable[[int, str, int, str], None]
 """``(order_id, order_ref, code, message)``: reaches the order manager as the error arrives."""
 
 
-class BrokerGateway:
+class BrokerGateway(AccountDataMixin):
     """Connection, account, contracts, data and order routing over one ib_async session."""
 
     def __init__(
@@ -69,6 +62,7 @@ class BrokerGateway:
         clock: Any = None,
         pacing_retries: int = 4,
         pacing_backoff_s: float = 2.0,
+        events: Any = None,
     ) -> None:
         if not isinstance(client_id, int) or client_id <= 0:
             raise ValueError(f"client_id={client_id!r}: a fixed positive client id is required (0 is the master id)")
@@ -95,6 +89,7 @@ class BrokerGateway:
         self._connect_timeout = connect_timeout_s
         self._request_timeout = request_timeout_s
         self._clock = clock
+        self._events = events
         self.ib = IB()
         self.ib.RaiseRequestErrors = True
         self.account: str = self._configured_account
@@ -229,6 +224,7 @@ class BrokerGateway:
         await self._reconcile()
         self.state = "connected"
         self._notify()
+        self._publish_state(f"account {account}, client id {self.client_id}")
         log.info(
             "broker.connected", port=self.port, client_id=self.client_id, account=account,
             reconnects=self._supervisor.connects, embedded=self.embedded,
@@ -264,6 +260,7 @@ class BrokerGateway:
         if self._supervisor.attempting:
             return
         self.state = "disconnected"
+        self._publish_state("connection lost: reconnecting")
         self._assembler.flush()
         log.warning("broker.disconnected", port=self.port, deliberate=False)
         self._supervisor.notify_lost()
@@ -274,6 +271,17 @@ class BrokerGateway:
 
     def _notify(self) -> None:
         self._changed.set()
+
+    def _publish_state(self, detail: str = "") -> None:
+        """ConnectionChanged on the engine's event bus (when one was given)."""
+        if self._events is None:
+            return
+        from hydra_engine.events import ConnectionChanged
+
+        self._events.publish(ConnectionChanged(
+            at=self.now(), connected=self.state == "connected" and self.state_known,
+            state=self.state.upper(), host=self.host, port=self.port, detail=detail,
+        ))
 
     async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
         """Wait (event-driven) until ``predicate()`` holds; re-checked on every gateway change."""
@@ -301,6 +309,7 @@ class BrokerGateway:
             if code == 1100:
                 self.state = "degraded"
                 self.state_known = False
+                self._publish_state(message)
                 log.warning("broker.connectivity_lost", code=code, message=message)
             elif code == 1101:
                 self.state = "connected"
@@ -377,118 +386,6 @@ class BrokerGateway:
     def _on_commission(self, trade: Any, fill: Any, report: Any) -> None:
         self._assembler.commission(fill)
 
-    # ----------------------------------------------------------------- account
-
-    def _require_session(self) -> None:
-        if not self.ib.isConnected():
-            raise NotConnected(f"not connected to {self.host}:{self.port}")
-
-    async def get_account_summary(
-        self,
-        *,
-        equity: Any = None,
-        trading_date: dt.date | None = None,
-        is_trading_day: Callable[[dt.date], bool] | None = None,
-    ) -> AccountSnapshot:
-        """Net liquidation, cash and position value; daily P&L and peak from our own marks.
-
-        IB has no DailyPnL tag: with ``equity`` (the store's equity repository) daily P&L is net
-        liquidation minus the previous trading date's closing mark (flagged stale when that mark
-        is more than one trading day old) and the peak is the persisted peak raised to now.
-        """
-        snap = await self._account_summary()
-        if equity is None:
-            return snap
-        day = trading_date or self.now().date()
-        prev = await equity.previous_mark(day)
-        peak_rec = await equity.peak()
-        daily_pnl = None
-        stale = False
-        if prev is not None:
-            daily_pnl = snap.net_liquidation - prev.net_liquidation
-            stale = trading_days_between(prev.trading_date, day, is_trading_day) > 1
-        peak = max(peak_rec.peak, snap.net_liquidation) if peak_rec is not None else snap.net_liquidation
-        return replace(snap, daily_pnl=daily_pnl, peak_equity=peak, daily_pnl_stale=stale)
-
-    async def _account_summary(self) -> AccountSnapshot:
-        self._require_session()
-        values = await asyncio.wait_for(self.ib.accountSummaryAsync(self.account), self._request_timeout)
-        return parse_account_summary(values, self.account, self.now())
-
-    async def get_positions(self) -> list[PositionSnapshot]:
-        """Futures positions (non-zero) in the traded account."""
-        self._require_session()
-        positions = await asyncio.wait_for(self.ib.reqPositionsAsync(), self._request_timeout)
-        out: list[PositionSnapshot] = []
-        for p in positions:
-            c = p.contract
-            if self.account and p.account != self.account or not p.position:
-                continue
-            out.append(
-                PositionSnapshot(
-                    account=p.account, con_id=int(c.conId), symbol=c.symbol, local_symbol=c.localSymbol,
-                    contract_month=(c.lastTradeDateOrContractMonth or "")[:6], quantity=float(p.position),
-                    avg_cost=float(p.avgCost), multiplier=float(c.multiplier or 1.0),
-                )
-            )
-        return out
-
-    # ----------------------------------------------------------------- contracts and data
-
-    async def contract_months(self, market: MarketLike) -> list[ContractMonth]:
-        """Every listed month of ``market`` from the contract details."""
-        self._require_session()
-        probe = Contract(secType="FUT", symbol=market.symbol, exchange=market.exchange, currency=market.currency)
-        try:
-            details = await asyncio.wait_for(self.ib.reqContractDetailsAsync(probe), self._request_timeout)
-        except RequestError as exc:
-            raise ContractNotFound(
-                f"{market.symbol} on {market.exchange} ({market.currency}): {exc.message} (IB {exc.code})", code=exc.code
-            ) from exc
-        except asyncio.TimeoutError as exc:
-            raise ContractNotFound(f"{market.symbol} on {market.exchange}: contract details timed out") from exc
-        months = [month_from_details(d) for d in details if d.contract is not None and d.contract.secType == "FUT"]
-        if not months:
-            raise ContractNotFound(
-                f"{market.symbol} on {market.exchange} ({market.currency}): no futures contract details", code=200
-            )
-        for m in months:
-            self._contracts[m.con_id] = m
-        return months
-
-    async def resolve_contract(self, market: MarketLike, as_of: dt.date | None = None) -> ResolvedContract:
-        """The month to hold now (front month, or the next one inside the roll window)."""
-        months = await self.contract_months(market)
-        day = as_of or self.now().date()
-        calendar = None
-        try:
-            from hydra_engine.markets import MarketConfig, is_trading_day
-
-            if isinstance(market, MarketConfig):
-                calendar = lambda d: is_trading_day(market, d)  # noqa: E731
-        except ImportError:  # pragma: no cover
-            pass
-        return select_active_month(market.symbol, months, day, int(market.roll_days), calendar)
-
-    def known_month(self, con_id: int) -> ContractMonth | None:
-        return self._contracts.get(con_id)
-
-    async def get_quote(self, month: ContractMonth, timeout_s: float | None = None):  # -> QuoteSnapshot
-        """Snapshot of bid/ask (mid and spread), flagged live or delayed."""
-        self._require_session()
-        return await self._quotes.snapshot(month, timeout_s or self._request_timeout)
-
-    async def get_daily_bars(
-        self,
-        target: ContractMonth | MarketLike,
-        *,
-        since: dt.date | None = None,
-        lookback_days: int = 365,
-    ):  # -> list[BarRecord]
-        """Completed daily bars after ``since`` (incremental); a market gives CONTFUT history."""
-        self._require_session()
-        return await self._bars.daily(target, since=since, lookback_days=lookback_days)
-
     # ----------------------------------------------------------------- orders
 
     def place_order(
@@ -514,9 +411,10 @@ class BrokerGateway:
             raise ValueError(f"order {order_ref}: action={action!r} must be BUY or SELL")
         if quantity <= 0:
             raise ValueError(f"order {order_ref}: quantity={quantity} must be > 0")
-        intent = consume_approval(approval, self._consumed)
+        intent = require_approval(approval, self._consumed)
         check_bound(intent, order_ref=order_ref, action=action, con_id=month.con_id, quantity=quantity,
-                     limit_price=limit_price, modify=replace is not None)
+                    limit_price=limit_price, modify=replace is not None)
+        consume_approval(approval, self._consumed)
         contract = month.contract
         if replace is not None:
             if replace.isDone():

@@ -1,4 +1,4 @@
-"""Quotes and daily bars for the gateway (split out of gateway.py to keep each module small).
+"""Account, positions, contracts, quotes and daily bars: the gateway's read-only requests.
 
 Quotes are one-shot snapshots flagged live or delayed (market data type 1 or 3). Daily bars are
 completed sessions only and incremental: pass the last stored bar's date as ``since``. A pacing
@@ -10,15 +10,23 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable
 from zoneinfo import ZoneInfo
 
 import structlog
 from ib_async import Contract, RequestError
 
-from hydra_engine.broker.contracts import ContractMonth, MarketLike
+from hydra_engine.broker.contracts import (
+    ContractMonth,
+    MarketLike,
+    ResolvedContract,
+    month_from_details,
+    select_active_month,
+    trading_days_between,
+)
 from hydra_engine.broker.errors import BrokerError, ContractNotFound, NotConnected, PacingViolation, StateUnknown
-from hydra_engine.broker.records import AccountSnapshot, BarRecord, QuoteSnapshot
+from hydra_engine.broker.records import AccountSnapshot, BarRecord, PositionSnapshot, QuoteSnapshot
 
 if TYPE_CHECKING:
     from hydra_engine.broker.gateway import BrokerGateway
@@ -181,3 +189,130 @@ class BarFetcher:
             except ConnectionError as exc:
                 raise NotConnected(f"history for {label}: {exc}") from exc
         raise PacingViolation(f"history for {label}: pacing", code=162)  # pragma: no cover
+
+
+class AccountDataMixin:
+    """Account, positions, contracts, quotes and bars: the read-only half of ``BrokerGateway``."""
+
+    ib: Any
+    account: str
+    _request_timeout: float
+    _contracts: dict[int, ContractMonth]
+    _quotes: QuoteFetcher
+    _bars: BarFetcher
+    host: str
+    port: int
+
+    now: Callable[[], dt.datetime]
+    """The engine clock's time (BrokerGateway.now)."""
+
+    def _require_session(self) -> None:
+        if not self.ib.isConnected():
+            raise NotConnected(f"not connected to {self.host}:{self.port}")
+
+    async def get_account_summary(
+        self,
+        *,
+        equity: Any = None,
+        trading_date: dt.date | None = None,
+        is_trading_day: Callable[[dt.date], bool] | None = None,
+    ) -> AccountSnapshot:
+        """Net liquidation, cash and position value; daily P&L and peak from our own marks.
+
+        IB has no DailyPnL tag: with ``equity`` (the store's equity repository) daily P&L is net
+        liquidation minus the previous trading date's closing mark (flagged stale when that mark
+        is more than one trading day old) and the peak is the persisted peak raised to now.
+        """
+        snap = await self._account_summary()
+        if equity is None:
+            return snap
+        day = trading_date or self.now().date()
+        prev = await equity.previous_mark(day)
+        peak_rec = await equity.peak()
+        daily_pnl = None
+        stale = False
+        if prev is not None:
+            daily_pnl = snap.net_liquidation - prev.net_liquidation
+            stale = trading_days_between(prev.trading_date, day, is_trading_day) > 1
+        peak = max(peak_rec.peak, snap.net_liquidation) if peak_rec is not None else snap.net_liquidation
+        return replace(snap, daily_pnl=daily_pnl, peak_equity=peak, daily_pnl_stale=stale)
+
+    async def _account_summary(self) -> AccountSnapshot:
+        self._require_session()
+        values = await asyncio.wait_for(self.ib.accountSummaryAsync(self.account), self._request_timeout)
+        return parse_account_summary(values, self.account, self.now())
+
+    async def get_positions(self) -> list[PositionSnapshot]:
+        """Futures positions (non-zero) in the traded account."""
+        self._require_session()
+        positions = await asyncio.wait_for(self.ib.reqPositionsAsync(), self._request_timeout)
+        out: list[PositionSnapshot] = []
+        for p in positions:
+            c = p.contract
+            if self.account and p.account != self.account or not p.position:
+                continue
+            out.append(
+                PositionSnapshot(
+                    account=p.account, con_id=int(c.conId), symbol=c.symbol, local_symbol=c.localSymbol,
+                    contract_month=(c.lastTradeDateOrContractMonth or "")[:6], quantity=float(p.position),
+                    avg_cost=float(p.avgCost), multiplier=float(c.multiplier or 1.0),
+                )
+            )
+        return out
+
+    # ----------------------------------------------------------------- contracts and data
+
+    async def contract_months(self, market: MarketLike) -> list[ContractMonth]:
+        """Every listed month of ``market`` from the contract details."""
+        self._require_session()
+        probe = Contract(secType="FUT", symbol=market.symbol, exchange=market.exchange, currency=market.currency)
+        try:
+            details = await asyncio.wait_for(self.ib.reqContractDetailsAsync(probe), self._request_timeout)
+        except RequestError as exc:
+            raise ContractNotFound(
+                f"{market.symbol} on {market.exchange} ({market.currency}): {exc.message} (IB {exc.code})", code=exc.code
+            ) from exc
+        except asyncio.TimeoutError as exc:
+            raise ContractNotFound(f"{market.symbol} on {market.exchange}: contract details timed out") from exc
+        months = [month_from_details(d) for d in details if d.contract is not None and d.contract.secType == "FUT"]
+        if not months:
+            raise ContractNotFound(
+                f"{market.symbol} on {market.exchange} ({market.currency}): no futures contract details", code=200
+            )
+        for m in months:
+            self._contracts[m.con_id] = m
+        return months
+
+    async def resolve_contract(self, market: MarketLike, as_of: dt.date | None = None) -> ResolvedContract:
+        """The month to hold now (front month, or the next one inside the roll window)."""
+        months = await self.contract_months(market)
+        day = as_of or self.now().date()
+        calendar = None
+        try:
+            from hydra_engine.markets import MarketConfig, is_trading_day
+
+            if isinstance(market, MarketConfig):
+                calendar = lambda d: is_trading_day(market, d)  # noqa: E731
+        except ImportError:  # pragma: no cover
+            pass
+        return select_active_month(market.symbol, months, day, int(market.roll_days), calendar)
+
+    def known_month(self, con_id: int) -> ContractMonth | None:
+        return self._contracts.get(con_id)
+
+    async def get_quote(self, month: ContractMonth, timeout_s: float | None = None) -> QuoteSnapshot:
+        """Snapshot of bid/ask (mid and spread), flagged live or delayed."""
+        self._require_session()
+        return await self._quotes.snapshot(month, timeout_s or self._request_timeout)
+
+    async def get_daily_bars(
+        self,
+        target: ContractMonth | MarketLike,
+        *,
+        since: dt.date | None = None,
+        lookback_days: int = 365,
+    ) -> list[BarRecord]:
+        """Completed daily bars after ``since`` (incremental); a market gives CONTFUT history."""
+        self._require_session()
+        return await self._bars.daily(target, since=since, lookback_days=lookback_days)
+

@@ -8,8 +8,8 @@ from typing import Any
 from hydra_engine.broker.errors import ApprovalRejected
 
 
-def consume_approval(approval: Any, consumed: dict[int, Any]) -> Any:
-    """Mark ``approval`` used (once only) and return its intent; anything else is refused."""
+def require_approval(approval: Any, consumed: dict[int, Any]) -> Any:
+    """The intent of an unused risk-gate ``Approval``; anything else is refused (nothing consumed)."""
     try:
         from hydra_engine.risk.intents import Approval  # local: risk may load later than broker
     except ImportError:  # pragma: no cover - the risk layer is part of the engine
@@ -18,8 +18,14 @@ def consume_approval(approval: Any, consumed: dict[int, Any]) -> Any:
         raise ApprovalRejected(f"place_order needs a risk-gate Approval, got {type(approval).__name__}")
     if approval is None or not hasattr(approval, "intent"):
         raise ApprovalRejected(f"place_order needs a risk-gate Approval, got {type(approval).__name__}")
-    if id(approval) in consumed:
+    if id(approval) in consumed or getattr(approval, "used", False):
         raise ApprovalRejected(f"approval for {getattr(approval.intent, 'order_ref', '?')} was already used")
+    return approval.intent
+
+
+def consume_approval(approval: Any, consumed: dict[int, Any]) -> Any:
+    """Mark ``approval`` used (once only) and return its intent."""
+    intent = require_approval(approval, consumed)
     consume = getattr(approval, "consume", None)
     if callable(consume):
         try:
@@ -27,7 +33,7 @@ def consume_approval(approval: Any, consumed: dict[int, Any]) -> Any:
         except Exception as exc:
             raise ApprovalRejected(f"approval refused: {exc}") from exc
     consumed[id(approval)] = approval
-    return approval.intent
+    return intent
 
 
 def check_bound(

@@ -204,9 +204,8 @@ class SessionSync:
 
         rebound: list[str] = []
         if rebind is not None and not any("open orders" in e for e in errors):
-            own = [t for t in trades if t.order.orderRef]
-            await rebind(own)
-            rebound = [t.order.orderRef for t in own]
+            await rebind(trades)
+            rebound = [t.order.orderRef for t in trades if t.order.orderRef]
 
         unexplained: list[str] = []
         if position_book is not None and positions is not None:

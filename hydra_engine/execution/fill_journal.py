@@ -178,24 +178,47 @@ class FillRecord:
 # --------------------------------------------------------------------------- worker-thread code
 
 
+def _has_triple(rec: FillRecord) -> bool:
+    return rec.predicted_slippage is not None and rec.actual_slippage is not None and rec.arrival_mid is not None
+
+
+def _append_blocks(db: sqlite3.Connection, recs: Sequence[FillRecord]) -> None:
+    """Append the (predicted, actual, mid) triples of ``recs`` to their tail blocks, in order."""
+    by_key: dict[tuple[str, str], bytearray] = {}
+    for rec in recs:
+        if _has_triple(rec):
+            by_key.setdefault((rec.symbol, rec.data_type), bytearray()).extend(
+                _TRIPLE.pack(rec.predicted_slippage, rec.actual_slippage, rec.arrival_mid))
+    size = _TRIPLE.size
+    for key, new in by_key.items():
+        tail = db.execute(_TAIL, key).fetchone()
+        if tail is None:
+            block_no, buf = 0, bytearray()
+        elif tail[1] >= BLOCK_FILLS:
+            block_no, buf = tail[0] + 1, bytearray()
+        else:
+            block_no, buf = tail[0], bytearray(tail[2])
+        buf.extend(new)
+        full = BLOCK_FILLS * size
+        for off in range(0, len(buf), full):
+            chunk = bytes(buf[off:off + full])
+            db.execute(_PUT_BLOCK, (*key, block_no, len(chunk) // size, chunk))
+            block_no += 1
+
+
+def _insert(db: sqlite3.Connection, rec: FillRecord) -> bool:
+    return db.execute(_INSERT, rec._row()).rowcount == 1  # noqa: SLF001 - same module
+
+
 def _write_one(db: sqlite3.Connection, rec: FillRecord) -> bool:
     """Insert one fill and extend its slippage block, inside a savepoint (all or nothing)."""
     db.execute("SAVEPOINT fill_journal")
     try:
-        if db.execute(_INSERT, rec._row()).rowcount != 1:  # noqa: SLF001 - same module
-            db.execute("RELEASE fill_journal")
-            return False
-        if rec.predicted_slippage is not None and rec.actual_slippage is not None and rec.arrival_mid is not None:
-            key = (rec.symbol, rec.data_type)
-            tail = db.execute(_TAIL, key).fetchone()
-            triple = _TRIPLE.pack(rec.predicted_slippage, rec.actual_slippage, rec.arrival_mid)
-            if tail is None or tail[1] >= BLOCK_FILLS:
-                block_no, n, data = (0 if tail is None else tail[0] + 1), 1, triple
-            else:
-                block_no, n, data = tail[0], tail[1] + 1, bytes(tail[2]) + triple
-            db.execute(_PUT_BLOCK, (*key, block_no, n, data))
+        new = _insert(db, rec)
+        if new:
+            _append_blocks(db, (rec,))
         db.execute("RELEASE fill_journal")
-        return True
+        return new
     except BaseException:
         db.execute("ROLLBACK TO fill_journal")
         db.execute("RELEASE fill_journal")
@@ -203,16 +226,25 @@ def _write_one(db: sqlite3.Connection, rec: FillRecord) -> bool:
 
 
 def _write_batch(db: sqlite3.Connection, recs: Sequence[FillRecord]) -> list[bool | BaseException]:
-    """Write every record (a bad one fails alone) and commit once."""
-    began = not db.in_transaction
-    if began:
+    """Write every record and commit once. Fast path: the whole batch in one savepoint; if any
+    statement fails, it is rolled back and redone record by record so a bad one fails alone."""
+    if not db.in_transaction:
         db.execute("BEGIN")
     out: list[bool | BaseException] = []
-    for rec in recs:
-        try:
-            out.append(_write_one(db, rec))
-        except sqlite3.Error as exc:
-            out.append(exc)
+    db.execute("SAVEPOINT fill_batch")
+    try:
+        flags = [_insert(db, r) for r in recs]
+        _append_blocks(db, [r for r, new in zip(recs, flags) if new])
+        db.execute("RELEASE fill_batch")
+        out.extend(flags)
+    except sqlite3.Error:
+        db.execute("ROLLBACK TO fill_batch")
+        db.execute("RELEASE fill_batch")
+        for rec in recs:
+            try:
+                out.append(_write_one(db, rec))
+            except sqlite3.Error as exc:
+                out.append(exc)
     try:
         db.commit()
     except BaseException:

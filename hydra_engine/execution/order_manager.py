@@ -16,19 +16,18 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from typing import Any, Sequence
+from typing import Any
 
 import structlog
 
 from hydra_engine.broker.contracts import ContractMonth
-from hydra_engine.broker.errors import BrokerError, NotConnected, StateUnknown
-from hydra_engine.broker.records import ExecutionReport
-from hydra_engine.execution.order_adapters import JournalPositionBook, RiskAdapter, StoreAdapter, make_fill_record
+from hydra_engine.broker.errors import BrokerError, NotConnected
+from hydra_engine.execution.broker_reports import BrokerReportsMixin
+from hydra_engine.execution.order_adapters import JournalPositionBook, RiskAdapter, StoreAdapter
 from hydra_engine.execution.order_records import (
     ACKED,
     TERMINAL,
     ChildResult,
-    ClosedTrade,
     RouteResult,
     WorkingOrder,
     side_of,
@@ -38,7 +37,7 @@ from hydra_engine.execution.slicing import slice_sizes
 
 log = structlog.get_logger(__name__)
 
-class OrderManager:
+class OrderManager(BrokerReportsMixin):
     """Routes orders through the risk gate to the broker and journals every execution."""
 
     def __init__(
@@ -161,6 +160,20 @@ class OrderManager:
 
         return await move_to_target(self, market, target, equity=equity, trading_date=trading_date)
 
+    def cancel_working(self, symbol: str | None = None, reason: str = "operator") -> int:
+        """Cancel every working order (of ``symbol``); each settles through its own event loop.
+
+        Cancels never pass the risk gate (HALTED still allows them). Returns how many were sent.
+        """
+        n = 0
+        for wo in list(self._working.values()):
+            if symbol is not None and wo.month.symbol != symbol:
+                continue
+            if not wo.cancel_sent and wo.trade is not None and not wo.trade.isDone():
+                self._cancel(wo, reason)
+                n += 1
+        return n
+
     @property
     def gateway(self) -> Any:
         return self._gw
@@ -272,7 +285,8 @@ class OrderManager:
                 # waiting for the broker to confirm (and for any fill that raced the cancel)
                 if not await self._wait_changed(wo, self._settle_timeout):
                     if not self._gw.is_connected:
-                        await self._wait_reconnect(wo)
+                        if not await self._wait_reconnect(wo):
+                            return
                         continue
                     log.warning("order.settle_timeout", order_ref=wo.order_ref, status=wo.broker_status)
                     return
@@ -283,7 +297,8 @@ class OrderManager:
             if woke:
                 continue
             if not self._gw.is_connected or not self._gw.state_known:
-                await self._wait_reconnect(wo)
+                if not await self._wait_reconnect(wo):
+                    return
                 continue
             elapsed = (self._now() - start).total_seconds()
             if elapsed >= self.patience.cancel_after_s:
@@ -352,14 +367,14 @@ class OrderManager:
     async def _finish(self, wo: WorkingOrder) -> ChildResult:
         if wo.filled >= wo.qty:
             status = "FILLED"
+        elif not (wo.rejected or wo.broker_status in TERMINAL):
+            status = "UNKNOWN"  # the broker's last word is not final (stopped, or no confirmation)
         elif wo.rejected and wo.filled == 0:
             status = "REJECTED"
         elif wo.filled > 0:
             status = "PARTIAL"
-        elif wo.broker_status in TERMINAL:
-            status = "CANCELLED"
         else:
-            status = "UNKNOWN"
+            status = "CANCELLED"
         reasons = tuple(f"IB {c}: {m}" for c, m in wo.errors)
         wo.status = status
         await self._drain_journal()
@@ -405,13 +420,28 @@ class OrderManager:
             timer.cancel()
         return changed in done
 
-    async def _wait_reconnect(self, wo: WorkingOrder) -> None:
+    async def _wait_reconnect(self, wo: WorkingOrder) -> bool:
+        """Wait for the supervisor's reconnect and reconciliation (it never gives up); False when
+        the gateway was stopped (engine shutdown) or refused for good: the order's state is then
+        unknown and resolved on the next start."""
+        gw = self._gw
         log.warning("order.waiting_for_broker", order_ref=wo.order_ref)
-        while not await self._gw.ensure_connected(timeout_s=30.0):
-            pass
+
+        def ready() -> bool:
+            return gw.is_connected and gw.state_known
+
+        while not ready():
+            if not gw.supervisor.running:
+                log.warning("order.broker_stopped", order_ref=wo.order_ref)
+                return False
+            try:
+                await gw.wait_until(lambda: ready() or not gw.supervisor.running, 60.0)
+            except TimeoutError:
+                continue
         if wo.cancel_sent and wo.trade is not None and not wo.trade.isDone():
             wo.cancel_sent = False
             self._cancel(wo, "cancel re-sent after reconnect")
+        return True
 
     # ----------------------------------------------------------------- broker events
 
@@ -449,86 +479,6 @@ class OrderManager:
         elif code == 201:
             wo.rejected = True
         wo.changed.set()
-
-    async def _rebind(self, trades: Sequence[Any]) -> None:
-        """On (re)connect: attach our working orders to ib_async's fresh Trade objects."""
-        by_ref = {t.order.orderRef: t for t in trades if t.order.orderRef}
-        for ref, wo in list(self._working.items()):
-            fresh = by_ref.get(ref)
-            if fresh is not None:
-                self._bind(wo, fresh)
-                log.info("order.rebound", order_ref=ref, status=fresh.orderStatus.status)
-            else:
-                # not open any more: it filled or ended while we were away
-                wo.broker_status = "Filled" if wo.filled >= wo.qty else "Cancelled"
-                wo.trade = ClosedTrade(wo.filled)
-                wo.cancel_sent = True
-            wo.changed.set()
-        await self._resolve_orphans(by_ref)
-
-    async def _resolve_orphans(self, open_by_ref: dict[str, Any]) -> None:
-        """Store rows left open by an earlier process: resolve by orderRef, never re-send."""
-        rows = await self._store.unresolved()
-        for row in rows:
-            ref = row.order_ref
-            if ref in self._working:
-                continue
-            filled = self._fills_by_ref.get(ref, 0.0)
-            trade = open_by_ref.get(ref)
-            if trade is not None:
-                log.warning("order.orphan_cancelled", order_ref=ref, status=trade.orderStatus.status)
-                self._gw.ib.cancelOrder(trade.order)
-                status = "CANCELLED" if filled == 0 else "PARTIAL"
-                detail = "working order of an earlier session: cancelled on restart"
-            elif filled > 0:
-                status = "FILLED" if filled >= row.qty else "PARTIAL"
-                detail = "resolved from the broker's executions on restart"
-            else:
-                status = "NOT_SENT" if row.status == "INTENT" else "CANCELLED"
-                detail = "not at the broker on restart: never re-sent"
-            await self._store.status(ref, status, filled=filled, detail=detail)
-            log.info("order.orphan_resolved", order_ref=ref, status=status, filled=filled)
-
-    def _on_execution(self, rep: ExecutionReport) -> None:
-        """Each execution, exactly once per execId, as it arrives (live or recovered)."""
-        if rep.exec_id in self._journalled:
-            return
-        self._journalled.add(rep.exec_id)
-        self._book.note_execution(rep)
-        self._fills_by_ref[rep.order_ref] = self._fills_by_ref.get(rep.order_ref, 0.0) + rep.qty
-        wo = self._working.get(rep.order_ref)
-        if wo is not None:
-            wo.filled += rep.qty
-            wo.notional += rep.qty * rep.price
-            wo.exec_ids.add(rep.exec_id)
-            wo.changed.set()
-        task = asyncio.get_running_loop().create_task(self._journal_fill(rep, wo), name=f"journal-{rep.exec_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _on_late_commission(self, exec_id: str, commission: float) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._journal.set_commission(exec_id, commission), name=f"commission-{exec_id}"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _journal_fill(self, rep: ExecutionReport, wo: WorkingOrder | None) -> None:
-        try:
-            if wo is not None:
-                ctx = dict(limit=wo.limit, arrival_mid=wo.arrival_mid, predicted=wo.predicted_slippage,
-                           data_type=wo.data_type, arrival_at=wo.arrival_at)
-            else:
-                ctx = await self._store.context(rep.order_ref)
-            record = make_fill_record(rep, **ctx)
-            await self._journal.log_fill(record)
-            log.info("order.fill_journalled", exec_id=rep.exec_id, order_ref=rep.order_ref, qty=rep.qty, price=rep.price)
-        except Exception:  # noqa: BLE001 - a journal failure is logged loudly, never silently lost
-            log.exception("order.fill_journal_failed", exec_id=rep.exec_id, order_ref=rep.order_ref)
-
-    async def _drain_journal(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # ----------------------------------------------------------------- helpers
 

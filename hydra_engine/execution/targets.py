@@ -79,6 +79,10 @@ async def move_to_target(
         raise ValueError(f"target={target} for {market.symbol} must be a whole number of contracts")
     if not gw.is_connected or not gw.state_known:
         raise StateUnknown(f"{market.symbol}: broker state unknown (not connected or not reconciled); trading waits")
+    busy = [w.order_ref for w in om.working_orders if w.month.symbol == market.symbol]
+    if busy:
+        return MoveResult(market.symbol, int(target), {}, (), False,
+                          (f"orders still working for {market.symbol}: {', '.join(busy)}; not adding more",))
     resolved = await gw.resolve_contract(market, as_of=trading_date)
     positions = await gw.get_positions()
     held = {p.con_id: p for p in positions if p.symbol == market.symbol and p.quantity}

@@ -131,7 +131,7 @@ class RiskGate:
         self._board = BreakerBoard(self.config.cooldowns())
         self._date: dt.date | None = None
         self._count = OrderCount(dt.date.min)
-        self._count_dirty = False
+        self._dirty_counts: dict[dt.date, OrderCount] = {}
         self._stale = False
         self._loaded = repo is None
         self._writer: asyncio.Task[None] | None = None
@@ -242,7 +242,7 @@ class RiskGate:
         reasons: list[str] = []
         cur = float(account.current_position)
         after = cur + intent.signed_qty
-        reduces = cur != 0 and (intent.signed_qty > 0) != (cur > 0) and abs(after) <= abs(cur) + 1e-9
+        reduces = cur != 0 and (intent.signed_qty > 0) != (cur > 0) and intent.qty <= abs(cur) + 1e-9
         state = self.trading_state
         if state is TradingState.HALTED:
             reasons.append(f"halted: trading state HALTED ({self._why(TradingState.HALTED)}); cancels only")
@@ -278,7 +278,7 @@ class RiskGate:
             return self._deny(intent, reasons)
         self._count = OrderCount(day, self._count.orders + (1 if counted else 0),
                                  self._count.reprices + (1 if intent.is_reprice else 0))
-        self._count_dirty = True
+        self._dirty_counts[day] = self._count
         self._schedule_persist()
         warnings = ("daily_pnl_stale",) if account.stale else ()
         approval = _issue_approval(intent, self.trading_state, day, warnings)
@@ -397,7 +397,7 @@ class RiskGate:
         return Denial(tuple(reasons), intent, self.trading_state)
 
     def _dirty(self) -> bool:
-        return self._count_dirty or bool(self._board._dirty)  # noqa: SLF001 - same package
+        return bool(self._dirty_counts) or bool(self._board._dirty)  # noqa: SLF001 - same package
 
     def _schedule_persist(self) -> None:
         if self._repo is None or not self._dirty():
@@ -420,16 +420,15 @@ class RiskGate:
     async def _persist_once(self) -> None:
         if self._repo is None:
             self._board.take_dirty()
-            self._count_dirty = False
+            self._dirty_counts.clear()
             return
         recs = self._board.take_dirty()
-        counts = [self._count] if self._count_dirty else []
-        self._count_dirty = False
+        counts, self._dirty_counts = self._dirty_counts, {}
         try:
-            await self._repo.save(recs, counts)
+            await self._repo.save(recs, list(counts.values()))
         except Exception as exc:
             self._board.mark_dirty(recs)
-            self._count_dirty = self._count_dirty or bool(counts)
+            self._dirty_counts = {**counts, **self._dirty_counts}
             self._persist_error = f"{type(exc).__name__}: {exc}"
             log.error("risk.persist_failed", error=self._persist_error)
             raise

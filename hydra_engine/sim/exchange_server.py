@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import secrets
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,7 +33,12 @@ log = structlog.get_logger(__name__)
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 EXEC_DAY_TZ = ZoneInfo("America/New_York")
 """Executions are replayed for the current calendar day in New York, as IB resets them."""
+SETTLE_LOOP_TURNS = 6
+"""Event-loop turns ``advance_to`` yields first, so an order a client on the same loop has just
+written is booked before time moves (the embedded, lock-step case)."""
 REALTIME_STEP_S = 0.2
+STATE_SAVE_INTERVAL_S = 5.0
+"""In the background modes the clock alone is persisted at most this often (real seconds)."""
 """In real-time and fixed-speed modes the exchange plays the clock forward this often (real s)."""
 
 
@@ -122,7 +128,11 @@ class EmbeddedExchange:
             universe.bind_clock(clock)
         ex.accounts = list(accounts)
         ex._accounts = {a: Account(a, starting_cash) for a in ex.accounts}
-        ex.book = OrderBook(ex.feed, ex._accounts, exec_prefix=f"{seed % 0xFFFF:04x}")
+        # A fresh exchange draws a run id so execIds and permIds never repeat across runs (an engine
+        # store may outlive an exchange without a state file); a resumed one keeps its own.
+        run_id = secrets.randbits(32)
+        ex.book = OrderBook(ex.feed, ex._accounts, exec_prefix=f"{run_id:08x}")
+        ex.book.next_perm_id = 100_000_000 + (run_id % 1_000) * 1_000_000
         ex._last_t = clock.now()
         if saved:
             ex._restore(saved)
@@ -388,6 +398,8 @@ class EmbeddedExchange:
         flush every message to the clients. In other modes: play up to ``min(t, clock.now())``."""
         if t.tzinfo is None:
             raise ValueError(f"advance_to needs a timezone-aware time, got {t.isoformat()}")
+        for _ in range(SETTLE_LOOP_TURNS):  # let requests already on the loopback socket land first
+            await asyncio.sleep(0)
         async with self._advance_lock:
             if self.lockstep:
                 if t > self.clock.now():
@@ -399,12 +411,16 @@ class EmbeddedExchange:
         await self._flush_all()
         self._save_soon()
 
-    def _play(self, t: dt.datetime) -> None:
+    def _play(self, t: dt.datetime) -> int:
+        """Play (last played, t]; returns how many order events it produced."""
         t0 = time.perf_counter()
+        n = 0
         try:
             start = self._last_t
             if t > start:
-                self._deliver(self.book.advance(start, t))
+                events = self.book.advance(start, t)
+                n = len(events)
+                self._deliver(events)
                 self._last_t = t
                 due = self.faults.due(start, t)
                 if due:
@@ -418,6 +434,7 @@ class EmbeddedExchange:
                 s.refresh_market_data(t)
         finally:
             self.busy_seconds += time.perf_counter() - t0
+        return n
 
     def _prune(self, t: dt.datetime) -> None:
         """Keep a week of executions and finished orders; older ones are never replayed."""
@@ -434,12 +451,15 @@ class EmbeddedExchange:
             await asyncio.gather(*(s.flush() for s in sessions))
 
     async def _tick_loop(self) -> None:
+        last_save = time.monotonic()
         while not self._stopped:
             try:
                 async with self._advance_lock:
-                    self._play(self.clock.now())
+                    n = self._play(self.clock.now())
                 await self._flush_all()
-                self._save_soon()
+                if n or time.monotonic() - last_save > STATE_SAVE_INTERVAL_S:
+                    self._save_soon()  # orders changed, or the clock moved on: persist
+                    last_save = time.monotonic()
             except Exception:  # keep ticking: a bug in one step must not freeze the market
                 log.exception("sim_tick_failed")
             await asyncio.sleep(REALTIME_STEP_S)

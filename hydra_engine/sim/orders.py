@@ -126,7 +126,7 @@ def on_tick(price: float, tick: float) -> bool:
 class OrderBook:
     """Working and finished orders of every client, keyed by (client_id, order_id)."""
 
-    def __init__(self, feed: DataFeed, accounts: Mapping[str, Account], exec_prefix: str = "0001") -> None:
+    def __init__(self, feed: DataFeed, accounts: Mapping[str, Account], exec_prefix: str = "00000001") -> None:
         self.feed = feed
         self.accounts = accounts
         self.orders: dict[tuple[int, int], WorkingOrder] = {}
@@ -324,7 +324,7 @@ class OrderBook:
             o.status = "Filled"
         self.exec_seq += 1
         ex = Execution(
-            f"{self.exec_prefix}{o.perm_id % 0xFFFF:04x}.{self.exec_seq:08x}.01.01", o.order_id,
+            f"{self.exec_prefix}.{self.exec_seq:08x}.01.01", o.order_id,
             o.client_id, o.perm_id, o.account, o.con_id, t, "BOT" if o.action == "BUY" else "SLD",
             float(qty), price, o.filled, round(o.avg_fill_price, 10), o.order_ref,
             booked.commission, booked.realized_pnl,

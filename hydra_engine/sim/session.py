@@ -39,6 +39,18 @@ ALL_SUMMARY_TAGS = (
 )  # fmt: skip
 
 
+_REQ_ID_POS = {3: 1, 4: 2, 9: 2, 20: 1, 1: 2, 62: 2, 7: 2, 76: 2, 25: 2, 2: 2}
+"""Where each request carries its request/order id, so a decoding error can name the request."""
+
+
+def _request_id(fields: list[str]) -> int:
+    """The id a bad request's error should carry (so ib_async fails that request), else -1."""
+    try:
+        return int(fields[_REQ_ID_POS[int(fields[0])]])
+    except (KeyError, IndexError, ValueError):
+        return -1
+
+
 @dataclass(slots=True)
 class MktSub:
     req_id: int
@@ -156,13 +168,17 @@ class ClientSession:
         except RequestError as exc:
             log.warning("sim_bad_request", conn=self.conn_id, client_id=self.client_id, msg_id=exc.msg_id,
                         field=exc.field, value=exc.value[:40], reason=exc.reason)  # fmt: skip
-            self.error(-1, 320, f"Server error when reading an API client request: {exc}")
+            self.error(_request_id(fields), 320, f"Server error when reading an API client request: {exc}")
             return
         if self.client_id is None and not isinstance(req, StartApi):
             log.warning("sim_request_before_start_api", conn=self.conn_id, request=type(req).__name__)
             self.error(-1, 321, "Error validating request: API not started (send START_API first)")
             return
-        self.ex._dispatch(self, req)
+        try:
+            self.ex._dispatch(self, req)
+        except Exception as exc:  # one failed request costs that request, not the connection
+            log.exception("sim_request_failed", conn=self.conn_id, client_id=self.client_id, request=type(req).__name__)
+            self.error(_request_id(fields), 322, f"Error processing request: {type(req).__name__}: {exc}")
 
     # ----- start ----------------------------------------------------------------------------
     def start_api(self, req: StartApi) -> None:

@@ -14,11 +14,15 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from .account import Account
 from .orders import ACTIVE, Execution, WorkingOrder
 
 if TYPE_CHECKING:
     from .exchange_server import EmbeddedExchange
+
+log = structlog.get_logger(__name__)
 
 STATE_VERSION = 1
 
@@ -74,6 +78,12 @@ def load_state(path: Path) -> dict[str, Any] | None:
     for key in ("clock", "accounts", "orders", "executions", "counters"):
         if key not in data:
             raise StateFileError(f"{path}: missing key {key!r}")
+    try:
+        clock = dt.datetime.fromisoformat(str(data["clock"]))
+    except ValueError:
+        raise StateFileError(f"{path}: key 'clock' = {data['clock']!r} is not an ISO datetime") from None
+    if clock.tzinfo is None:
+        raise StateFileError(f"{path}: key 'clock' = {data['clock']!r} has no time zone (expected UTC)")
     return data
 
 
@@ -91,6 +101,7 @@ def exchange_state(ex: "EmbeddedExchange") -> dict[str, Any]:
         "counters": {
             "next_perm_id": ex.book.next_perm_id,
             "exec_seq": ex.book.exec_seq,
+            "exec_prefix": ex.book.exec_prefix,
             "max_order_id": {str(k): v for k, v in ex.book.max_order_id.items()},
         },
         "faults": ex.faults.state(),
@@ -99,11 +110,16 @@ def exchange_state(ex: "EmbeddedExchange") -> dict[str, Any]:
 
 def restore_exchange(ex: "EmbeddedExchange", d: dict[str, Any]) -> None:
     """Load a saved state into a freshly built exchange (before it listens)."""
+    if d.get("seed") not in (None, ex.seed):
+        log.warning("sim_state_seed_differs", saved_seed=d.get("seed"), seed=ex.seed,
+                    detail="positions resume, but prices now come from a different universe")  # fmt: skip
     try:
         for a in d["accounts"]:
             acct = Account.from_dict(a)
             if acct.account_id in ex._accounts:
                 ex._accounts[acct.account_id] = acct
+            else:
+                log.warning("sim_state_account_dropped", account=acct.account_id, managed=ex.accounts)
         ex.book.accounts = ex._accounts
         for od in d["orders"]:
             o = WorkingOrder.from_dict(od)
@@ -112,6 +128,7 @@ def restore_exchange(ex: "EmbeddedExchange", d: dict[str, Any]) -> None:
         c = d["counters"]
         ex.book.next_perm_id = int(c["next_perm_id"])
         ex.book.exec_seq = int(c["exec_seq"])
+        ex.book.exec_prefix = str(c.get("exec_prefix", ex.book.exec_prefix))
         ex.book.max_order_id = {int(k): int(v) for k, v in c.get("max_order_id", {}).items()}
         ex.faults.restore(d.get("faults", {}))
         last = dt.datetime.fromisoformat(d.get("last_played", d["clock"]))

@@ -8,6 +8,7 @@ revise a settlement).
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -89,6 +90,15 @@ def frame_to_rows(frame: "pd.DataFrame") -> list[BarRow]:
     if "date" not in df.columns:
         df = df.rename(columns={df.columns[0]: "date"})
     return [_row_from(rec) for rec in df.to_dict("records")]
+
+
+def _frame(rows: list[Any]) -> "pd.DataFrame":
+    import numpy as np
+    import pandas as pd
+
+    dates = np.array([r[0] for r in rows], dtype="datetime64[D]").astype("datetime64[us]")
+    values = np.array([r[1:] for r in rows], dtype="float64").reshape(len(rows), len(BAR_COLUMNS))
+    return pd.DataFrame(values, index=pd.DatetimeIndex(dates, name="date"), columns=list(BAR_COLUMNS))
 
 
 class BarRepo:
@@ -173,8 +183,4 @@ class BarRepo:
         async with self._conn.execute(sql, args) as cur:
             rows = list(await cur.fetchall())
         rows.reverse()
-        import pandas as pd
-
-        index = pd.DatetimeIndex(pd.to_datetime([r[0] for r in rows]), name="date")
-        data = {col: [r[i + 1] for r in rows] for i, col in enumerate(BAR_COLUMNS)}
-        return pd.DataFrame(data, index=index, columns=list(BAR_COLUMNS), dtype="float64")
+        return await asyncio.to_thread(_frame, rows)  # keep the loop free for long histories

@@ -345,18 +345,20 @@ class Store:
         migs = discover_migrations() if migrations is None else sorted(migrations, key=lambda m: m.version)
         if readonly:
             return await cls._open_readonly(path, account, broker, clock, migs)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         held: StoreLock | None = None
-        if lock:
-            lock_path = path.with_name(LOCK_FILE_NAME if path.name == DB_FILE_NAME else path.stem + ".lock")
-            try:
+        lock_path = path.with_name(LOCK_FILE_NAME if path.name == DB_FILE_NAME else path.stem + ".lock")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if lock:
                 held = StoreLock.acquire(lock_path)
-            except LockHeldError as exc:
-                who = f"process {exc.pid}" if exc.pid is not None else "another process"
-                raise StoreLockedError(
-                    f"store {path.parent} is in use by {who} (lock {lock_path}): another HYDRA engine is "
-                    "running on this account; stop it first", exc.pid,
-                ) from None
+        except OSError as exc:
+            raise StoreError(f"cannot create or lock the store in {path.parent}: {exc.strerror or exc}") from exc
+        except LockHeldError as exc:
+            who = f"process {exc.pid}" if exc.pid is not None else "another process"
+            raise StoreLockedError(
+                f"store {path.parent} is in use by {who} (lock {lock_path}): another HYDRA engine is "
+                "running on this account; stop it first", exc.pid,
+            ) from None
         conn: aiosqlite.Connection | None = None
         try:
             pre = await asyncio.to_thread(_preflight, path, account, broker, migs)
@@ -365,20 +367,22 @@ class Store:
                 backup = await asyncio.to_thread(backup_database, path, pre.version, backups_kept)
                 log.info("store_backed_up", path=str(path), backup=str(backup), version=pre.version)
             conn = await aiosqlite.connect(path)
+            await conn.execute("PRAGMA busy_timeout = 5000")
             mode = await _scalar(conn, "PRAGMA journal_mode = WAL")
             if str(mode).lower() != "wal":
                 raise StoreError(f"{path}: could not switch to WAL journal mode (got {mode})")
             await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.execute("PRAGMA busy_timeout = 5000")
             await conn.execute("PRAGMA synchronous = FULL")
             applied = await apply_migrations(conn, migs)
             await _write_meta(conn, account, broker, clock)
             version = int(await _scalar(conn, "PRAGMA user_version"))
-        except BaseException:
+        except BaseException as exc:
             if conn is not None:
                 await conn.close()
             if held is not None:
                 held.release()
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise StoreError(f"cannot open the store {path}: {exc}") from exc
             raise
         log.info("store_opened", path=str(path), account=account, version=version, migrated=applied)
         return cls(conn, path, account, broker, held, clock, version, applied, backup)

@@ -16,10 +16,14 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import sqlite3
 from pathlib import Path
 from typing import AsyncIterator
 
 import aiosqlite
+import structlog
+
+log = structlog.get_logger(__name__)
 
 
 class LockHeldError(Exception):
@@ -115,8 +119,18 @@ class WriteGate:
             try:
                 yield self._conn
             except BaseException:
-                await self._conn.execute("ROLLBACK TO hydra_tx")
-                await self._conn.execute("RELEASE hydra_tx")
+                try:
+                    await self._conn.execute("ROLLBACK TO hydra_tx")
+                    await self._conn.execute("RELEASE hydra_tx")
+                except sqlite3.OperationalError as exc:  # a writer outside the gate committed meanwhile
+                    log.error("write_gate_rollback_impossible", error=str(exc))
                 raise
-            await self._conn.execute("RELEASE hydra_tx")
+            try:
+                await self._conn.execute("RELEASE hydra_tx")
+            except sqlite3.OperationalError as exc:
+                if "no such savepoint" not in str(exc):
+                    raise
+                # A writer outside the gate committed while our block ran: our statements are
+                # already durable, but they were not atomic with each other. Writers should use the gate.
+                log.warning("write_gate_foreign_commit", error=str(exc))
             await self._conn.commit()

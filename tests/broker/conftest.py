@@ -1,7 +1,7 @@
 """Fixtures for broker tests: a factory for embedded exchanges and connected gateways.
 
-Everything is real: the embedded exchange listens on 127.0.0.1 port 0 and the real ib_async
-client talks to it through ``BrokerGateway``.
+Everything is real: the embedded exchange (``make_exchange`` from tests/conftest.py) listens on
+127.0.0.1 port 0 and the real ib_async client talks to it through ``BrokerGateway``.
 """
 
 from __future__ import annotations
@@ -13,25 +13,9 @@ import pytest
 
 from hydra_engine.broker.connection import BackoffPolicy
 from hydra_engine.broker.gateway import BrokerGateway
-from hydra_engine.sim.exchange_server import EmbeddedExchange
+from hydra_engine.sim import EmbeddedExchange
 
 FAST_BACKOFF = BackoffPolicy(initial_s=0.05, max_s=0.3, jitter=0.1)
-
-
-@pytest.fixture
-async def make_exchange(tmp_path) -> AsyncIterator[Callable[..., Any]]:
-    started: list[EmbeddedExchange] = []
-
-    async def make(**kwargs: Any) -> EmbeddedExchange:
-        kwargs.setdefault("state_path", tmp_path / f"exchange-{len(started)}.json")
-        ex = await EmbeddedExchange.start(port=0, **kwargs)
-        started.append(ex)
-        return ex
-
-    yield make
-    for ex in started:
-        with contextlib.suppress(Exception):
-            await ex.stop()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from hydra_engine.execution.order_manager import OrderManager
 from hydra_engine.execution.patience import PatienceSchedule, PatienceStep
 from hydra_engine.markets import CATALOG, MarketConfig
 from hydra_engine.risk.gate import RiskConfig, RiskGate
-from hydra_engine.sim.exchange_server import EmbeddedExchange
+from hydra_engine.sim import EmbeddedExchange
 from hydra_engine.store.database import Store
 
 ACCOUNT = "DU1234567"
@@ -72,12 +72,13 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(tmp_path, *, faults: str | None = None, patience: PatienceSchedule = FAST, start: dt.datetime | None = None,
+async def rig(tmp_path, universe: Any, *, faults: str | None = None, patience: PatienceSchedule = FAST, start: dt.datetime | None = None,
               client_id: int = 5, ex: EmbeddedExchange | None = None, db_name: str = "hydra.db",
-              risk: dict[str, Any] | None = None):
+              risk: dict[str, Any] | None = None, market_data_type: int = 1):
     own_ex = ex is None
     if ex is None:
-        ex = await EmbeddedExchange.start(port=0, faults=faults, state_path=tmp_path / "exchange.json")
+        ex = await EmbeddedExchange.start(port=0, faults=faults, state_path=tmp_path / "exchange.json",
+                                          universe=universe)
         if start is not None:
             await ex.advance_to(start)
     store = await Store.open_path(tmp_path / db_name, ACCOUNT, clock=ex.clock)
@@ -87,6 +88,7 @@ async def rig(tmp_path, *, faults: str | None = None, patience: PatienceSchedule
     gw = BrokerGateway(
         port=ex.port, client_id=client_id, embedded=True, clock=ex.clock,
         backoff=BackoffPolicy(initial_s=0.05, max_s=0.3, jitter=0.1), connect_timeout_s=2.0, request_timeout_s=5.0,
+        market_data_type=market_data_type,
     )
     gate = await make_gate(store, ex.clock, **(risk or {}))
     om = OrderManager(gw, gate, store, journal, ex.clock, patience=patience, max_adv_fraction=0.01)
@@ -107,8 +109,8 @@ IN_SESSION = dt.datetime(2018, 1, 9, 14, 0, tzinfo=dt.timezone.utc)
 WEEKEND = dt.datetime(2018, 1, 6, 15, 0, tzinfo=dt.timezone.utc)
 
 
-async def test_whole_fill_is_journalled_once_with_slippage(tmp_path) -> None:
-    async with rig(tmp_path, patience=AGGRESSIVE, start=IN_SESSION) as r:
+async def test_whole_fill_is_journalled_once_with_slippage(tmp_path, sim_universe) -> None:
+    async with rig(tmp_path, sim_universe, patience=AGGRESSIVE, start=IN_SESSION) as r:
         task = await r.route(CATALOG["CL"], "BUY", 1)
         result = await r.drive(task)
         assert result.status == "FILLED" and result.filled == 1
@@ -119,13 +121,16 @@ async def test_whole_fill_is_journalled_once_with_slippage(tmp_path) -> None:
         assert f.arrival_mid is not None and f.limit_price is not None
         assert f.actual_slippage == pytest.approx(f.fill_price - f.arrival_mid)
         assert f.data_type == "live"
+        assert f.commission is not None and f.commission > 0
+        assert f.latency_ms is not None and f.latency_ms >= 0
+        assert f.predicted_slippage is not None and f.predicted_slippage > 0
         rec = await r.store.orders.get(result.order_refs[0])
         assert rec.status.value == "FILLED" and rec.filled == 1 and rec.perm_id
         assert {p.local_symbol: p.quantity for p in await r.gw.get_positions()} == {rec.local_symbol: 1.0}
 
 
-async def test_patience_escalates_then_cancels_when_nothing_trades(tmp_path) -> None:
-    async with rig(tmp_path, start=WEEKEND) as r:  # weekend: the order rests, never fills
+async def test_patience_escalates_then_cancels_when_nothing_trades(tmp_path, sim_universe) -> None:
+    async with rig(tmp_path, sim_universe, start=WEEKEND) as r:  # weekend: the order rests, never fills
         task = await r.route(CATALOG["CL"], "SELL", 1)
         result = await r.drive(task)
         child = result.children[0]
@@ -138,8 +143,8 @@ async def test_patience_escalates_then_cancels_when_nothing_trades(tmp_path) -> 
         assert await r.fills() == []
 
 
-async def test_reject_is_reported_and_journalled(tmp_path) -> None:
-    async with rig(tmp_path, faults="reject@order=1", start=IN_SESSION) as r:
+async def test_reject_is_reported_and_journalled(tmp_path, sim_universe) -> None:
+    async with rig(tmp_path, sim_universe, faults="reject@order=1", start=IN_SESSION) as r:
         task = await r.route(CATALOG["CL"], "BUY", 1)
         result = await r.drive(task)
         assert result.status == "REJECTED" and result.filled == 0
@@ -148,8 +153,8 @@ async def test_reject_is_reported_and_journalled(tmp_path) -> None:
         assert rec.status.value == "REJECTED" and rec.error_code == 201
 
 
-async def test_large_order_is_sliced_against_adv_and_fills_in_parts(tmp_path) -> None:
-    async with rig(tmp_path, patience=AGGRESSIVE, start=IN_SESSION) as r:
+async def test_large_order_is_sliced_against_adv_and_fills_in_parts(tmp_path, sim_universe) -> None:
+    async with rig(tmp_path, sim_universe, patience=AGGRESSIVE, start=IN_SESSION) as r:
         task = await r.route(CATALOG["CL"], "BUY", 3, adv=150.0)  # 1% of 150 -> one-lot slices
         result = await r.drive(task)
         assert len(result.children) == 3
@@ -160,19 +165,19 @@ async def test_large_order_is_sliced_against_adv_and_fills_in_parts(tmp_path) ->
         assert len({f.exec_id for f in fills}) == len(fills)
 
 
-async def test_fill_racing_a_cancel_is_journalled(tmp_path) -> None:
+async def test_fill_racing_a_cancel_is_journalled(tmp_path, sim_universe) -> None:
     patience = PatienceSchedule(steps=(PatienceStep(0, 0.0),), cancel_after_s=60)
-    async with rig(tmp_path, faults="cancel_race@cancel=1", patience=patience, start=WEEKEND) as r:
+    async with rig(tmp_path, sim_universe, faults="cancel_race@cancel=1", patience=patience, start=WEEKEND) as r:
         task = await r.route(CATALOG["CL"], "BUY", 1)
         result = await r.drive(task)
         assert result.status == "FILLED" and result.filled == 1  # the fill won the race (10148)
         assert len(await r.fills()) == 1
 
 
-async def test_restart_mid_order_journals_the_fill_once(tmp_path) -> None:
+async def test_restart_mid_order_journals_the_fill_once(tmp_path, sim_universe) -> None:
     # marketable but resting: the weekend order waits for Sunday's open
     patience = PatienceSchedule(steps=(PatienceStep(0, 1.0, 100),), cancel_after_s=3 * 86400)
-    async with rig(tmp_path, patience=patience, start=WEEKEND) as r:
+    async with rig(tmp_path, sim_universe, patience=patience, start=WEEKEND) as r:
         task = await r.route(CATALOG["CL"], "BUY", 1)
         await r.om.wait_idle(min_working=1)
         wo = r.om.working_orders[0]
@@ -189,12 +194,12 @@ async def test_restart_mid_order_journals_the_fill_once(tmp_path) -> None:
         assert r.gw.supervisor.connects >= 2
 
 
-async def test_crash_between_intent_and_send_never_resends(tmp_path) -> None:
-    ex = await EmbeddedExchange.start(port=0, state_path=tmp_path / "exchange.json")
+async def test_crash_between_intent_and_send_never_resends(tmp_path, sim_universe) -> None:
+    ex = await EmbeddedExchange.start(port=0, state_path=tmp_path / "exchange.json", universe=sim_universe)
     try:
         await ex.advance_to(WEEKEND)
         # 1. a process wrote two intents: one was sent (the broker has it), one never left
-        async with rig(tmp_path, ex=ex, client_id=5) as r:
+        async with rig(tmp_path, sim_universe, ex=ex, client_id=5) as r:
             resolved = await r.gw.resolve_contract(CATALOG["CL"])
             m = resolved.active
             await r.store.orders.record_intent("HY-lost", market="CL", symbol="CL", action="BUY", quantity=1,
@@ -209,7 +214,7 @@ async def test_crash_between_intent_and_send_never_resends(tmp_path) -> None:
         assert [o.order_ref for o in ex.open_orders()] == [sent_ref]
         n_orders_before = len(ex.book.orders)
         # 2. restart on the same store and client id
-        async with rig(tmp_path, ex=ex, client_id=5) as r2:
+        async with rig(tmp_path, sim_universe, ex=ex, client_id=5) as r2:
             lost = await r2.store.orders.get("HY-lost")
             sent = await r2.store.orders.get(sent_ref)
             assert lost.status.value == "CANCELLED" and "never re-sent" in lost.message
@@ -219,15 +224,15 @@ async def test_crash_between_intent_and_send_never_resends(tmp_path) -> None:
         await ex.stop()
 
 
-async def test_unresolvable_contract_sends_nothing(tmp_path) -> None:
-    async with rig(tmp_path) as r:
+async def test_unresolvable_contract_sends_nothing(tmp_path, sim_universe) -> None:
+    async with rig(tmp_path, sim_universe) as r:
         with pytest.raises(ContractNotFound, match="XQZ"):
             await r.om.move_to_target(MarketConfig(symbol="XQZ", exchange="NYMEX"), 1)
         assert r.ex.open_orders() == [] and len(r.ex.book.orders) == 0
 
 
-async def test_gate_denial_sends_nothing_and_is_journalled(tmp_path) -> None:
-    async with rig(tmp_path, patience=AGGRESSIVE, start=IN_SESSION) as r:  # default 1% trade-loss cap
+async def test_gate_denial_sends_nothing_and_is_journalled(tmp_path, sim_universe) -> None:
+    async with rig(tmp_path, sim_universe, patience=AGGRESSIVE, start=IN_SESSION) as r:  # default 1% trade-loss cap
         res = await r.drive(asyncio.create_task(r.om.move_to_target(CATALOG["CL"], 2)))
         leg = res.legs[0]
         assert leg.status == "DENIED" and leg.filled == 0
@@ -237,8 +242,8 @@ async def test_gate_denial_sends_nothing_and_is_journalled(tmp_path) -> None:
         assert rec.status.value == "REJECTED" and "risk gate" in rec.message
 
 
-async def test_move_to_target_orders_only_the_difference(tmp_path) -> None:
-    async with rig(tmp_path, patience=AGGRESSIVE, start=IN_SESSION, risk={"max_trade_loss_pct": 10.0}) as r:
+async def test_move_to_target_orders_only_the_difference(tmp_path, sim_universe) -> None:
+    async with rig(tmp_path, sim_universe, patience=AGGRESSIVE, start=IN_SESSION, risk={"max_trade_loss_pct": 10.0}) as r:
         first = asyncio.create_task(r.om.move_to_target(CATALOG["CL"], 2))
         res = await r.drive(first)
         assert res.legs[0].requested == 2 and res.filled == 2
@@ -251,8 +256,8 @@ async def test_move_to_target_orders_only_the_difference(tmp_path) -> None:
         assert sum(p.quantity for p in await r.gw.get_positions()) == -1
 
 
-async def test_roll_moves_the_position_to_the_next_month(tmp_path) -> None:
-    async with rig(tmp_path, patience=AGGRESSIVE, start=IN_SESSION, risk={"max_trade_loss_pct": 10.0}) as r:
+async def test_roll_moves_the_position_to_the_next_month(tmp_path, sim_universe) -> None:
+    async with rig(tmp_path, sim_universe, patience=AGGRESSIVE, start=IN_SESSION, risk={"max_trade_loss_pct": 10.0}) as r:
         cl = CATALOG["CL"]
         res = await r.drive(asyncio.create_task(r.om.move_to_target(cl, 1)))
         assert res.filled == 1
@@ -271,9 +276,124 @@ async def test_roll_moves_the_position_to_the_next_month(tmp_path) -> None:
         assert after.active.con_id != before.active.con_id
 
 
-async def test_place_order_refuses_anything_but_an_unused_approval(tmp_path) -> None:
-    async with rig(tmp_path) as r:
+async def test_place_order_refuses_anything_but_an_unused_approval(tmp_path, sim_universe) -> None:
+    from hydra_engine.risk.intents import AccountState, OrderIntent
+
+    async with rig(tmp_path, sim_universe, start=WEEKEND) as r:
         m = (await r.gw.resolve_contract(CATALOG["CL"])).active
-        with pytest.raises(ApprovalRejected):
-            r.gw.place_order(object(), m, action="BUY", quantity=1, limit_price=50.0, order_ref="x")
-        assert len(r.ex.book.orders) == 0
+        q = await r.gw.get_quote(m)
+        with pytest.raises(ApprovalRejected, match="Approval"):
+            r.gw.place_order(object(), m, action="BUY", quantity=1, limit_price=q.bid, order_ref="HY-x")
+        gate = r.om._risk._gate  # the rig's real RiskGate
+
+        def approve(ref: str, qty: int = 1) -> Any:
+            intent = OrderIntent(market="CL", con_id=m.con_id, local_symbol=m.local_symbol, direction="BUY",
+                                 qty=qty, limit_price=q.bid, mid_price=q.mid, order_ref=ref,
+                                 position_value=q.mid * 1000 * qty, trade_loss=100.0)
+            return gate.check(intent, AccountState(daily_pnl=0.0, current_equity=1e6, peak_equity=1e6))
+
+        ok = approve("HY-a")
+        r.gw.place_order(ok, m, action="BUY", quantity=1, limit_price=q.bid, order_ref="HY-a")
+        with pytest.raises(ApprovalRejected, match="already used"):
+            r.gw.place_order(ok, m, action="BUY", quantity=1, limit_price=q.bid, order_ref="HY-a2")
+        other = approve("HY-b")
+        with pytest.raises(ApprovalRejected, match="does not cover"):
+            r.gw.place_order(other, m, action="BUY", quantity=2, limit_price=q.bid, order_ref="HY-b")
+        assert not other.used  # a refused mismatch does not burn the approval
+        await r.ex.advance_to(r.ex.clock.now() + dt.timedelta(seconds=1))
+        assert [o.order_ref for o in r.ex.open_orders()] == ["HY-a"]  # only the approved order went out
+
+
+async def test_order_still_working_after_reconnect_is_rebound_and_filled_once(tmp_path, sim_universe) -> None:
+    patience = PatienceSchedule(steps=(PatienceStep(0, 1.0, 100),), cancel_after_s=3 * 86400)
+    async with rig(tmp_path, sim_universe, patience=patience, start=WEEKEND) as r:
+        task = await r.route(CATALOG["CL"], "BUY", 1)
+        await r.om.wait_idle(min_working=1)
+        wo = r.om.working_orders[0]
+        old_trade = wo.trade
+        await r.ex.restart(0.3)
+        await r.gw.wait_until(lambda: not r.gw.is_connected, 5)
+        await r.gw.wait_until(lambda: r.gw.is_connected and r.gw.state_known, 10)
+        assert wo.order_ref in r.gw.last_sync.rebound_orders
+        assert wo.trade is not old_trade  # bound to ib_async's fresh Trade
+        result = await r.drive(task, step=dt.timedelta(hours=6))
+        assert result.status == "FILLED"
+        fills = await r.fills()
+        assert len(fills) == 1 and fills[0].order_ref == wo.order_ref
+
+
+async def test_unexplained_position_change_is_journalled_on_reconnect(tmp_path, sim_universe) -> None:
+    from ib_async import IB, Future, MarketOrder
+
+    async with rig(tmp_path, sim_universe, start=IN_SESSION) as r:
+        m = (await r.gw.resolve_contract(CATALOG["CL"])).active
+        other = IB()  # a manual trade from another session on the same account
+        await other.connectAsync("127.0.0.1", r.ex.port, clientId=77, timeout=5)
+        trade = other.placeOrder(Future(conId=m.con_id, exchange="NYMEX"), MarketOrder("BUY", 1))
+        await r.ex.advance_to(r.ex.clock.now() + dt.timedelta(minutes=5))
+        if not trade.isDone():
+            await asyncio.wait_for(trade.filledEvent, 10)
+        assert trade.orderStatus.status == "Filled"
+        other.disconnect()
+        await r.ex.restart(0.2)
+        await r.gw.wait_until(lambda: not r.gw.is_connected, 5)
+        await r.gw.wait_until(lambda: r.gw.is_connected and r.gw.state_known, 10)
+        assert r.gw.last_sync.unexplained_positions
+        entries = await r.store.ops.recent(kind="POSITION_CHANGE")
+        assert entries and entries[0].detail["actual"] == 1.0 and entries[0].detail["expected"] == 0.0
+        assert await r.fills() == []  # not our order: not journalled as our fill
+
+
+async def test_partial_fill_then_cancel_is_journalled(tmp_path, sim_universe) -> None:
+    patience = PatienceSchedule(steps=(PatienceStep(0, 1.0, 10),), cancel_after_s=20 * 60)
+    start = dt.datetime(2018, 1, 9, 15, 0, tzinfo=dt.timezone.utc)  # oats: thin, fills in parts
+    async with rig(tmp_path, sim_universe, patience=patience, start=start) as r:
+        task = await r.route(CATALOG["ZO"], "BUY", 8)
+        result = await r.drive(task, step=dt.timedelta(minutes=1))
+        child = result.children[0]
+        assert result.status == "PARTIAL" and 0 < result.filled < 8
+        fills = await r.fills()
+        assert sum(f.qty for f in fills) == result.filled
+        assert len({f.exec_id for f in fills}) == len(fills) >= 2
+        rec = await r.store.orders.get(child.order_ref)
+        assert rec.status.value == "CANCELLED" and rec.filled == result.filled
+        assert r.ex.open_orders() == []
+
+
+async def test_fills_on_delayed_data_are_flagged(tmp_path, sim_universe) -> None:
+    async with rig(tmp_path, sim_universe, patience=AGGRESSIVE, start=IN_SESSION, market_data_type=3) as r:
+        result = await r.drive(await r.route(CATALOG["CL"], "SELL", 1))
+        assert result.status == "FILLED"
+        fills = await r.fills()
+        assert [f.data_type for f in fills] == ["delayed"]
+
+
+async def test_cancel_working_settles_every_order(tmp_path, sim_universe) -> None:
+    async with rig(tmp_path, sim_universe, start=WEEKEND) as r:
+        tasks = [await r.route(CATALOG[s], "BUY", 1) for s in ("CL", "ZO")]
+        await r.om.wait_idle(min_working=2)
+        assert r.om.cancel_working(reason="flatten") == 2
+        results = await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        assert [x.status for x in results] == ["CANCELLED", "CANCELLED"]
+        assert r.ex.open_orders() == [] and r.om.working_orders == []
+
+
+async def test_engine_stop_mid_order_leaves_it_unknown_then_resolved_on_restart(tmp_path, sim_universe) -> None:
+    ex = await EmbeddedExchange.start(port=0, state_path=tmp_path / "exchange.json", universe=sim_universe)
+    try:
+        await ex.advance_to(WEEKEND)
+        async with rig(tmp_path, sim_universe, ex=ex) as r:
+            task = await r.route(CATALOG["CL"], "BUY", 1)
+            await r.om.wait_idle(min_working=1)
+            ref = r.om.working_orders[0].order_ref
+            await r.gw.disconnect()  # engine stopping: no reconnect, the order's fate is unknown
+            result = await asyncio.wait_for(task, 10)
+            assert result.status == "UNKNOWN"
+            assert (await r.store.orders.get(ref)).status.value == "UNKNOWN"
+        async with rig(tmp_path, sim_universe, ex=ex) as r2:
+            rec = await r2.store.orders.get(ref)
+            assert rec.status.value == "CANCELLED"  # found working at the broker on restart: cancelled
+        await ex.advance_to(ex.clock.now() + dt.timedelta(seconds=1))
+        assert ex.open_orders() == []
+    finally:
+        await ex.stop()

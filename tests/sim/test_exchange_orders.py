@@ -184,3 +184,66 @@ async def test_fixed_speed_clock_plays_by_itself(make_exchange, ib_client, sim_u
     await until(lambda: trade.isDone(), timeout=15, what="fill without advance_to")
     assert trade.orderStatus.status == "Filled"
     assert trade.fills[0].execution.time >= sim_universe.default_clock_start()
+
+
+async def test_global_cancel_and_summary_pushed_after_a_fill(exchange, ib_client, until) -> None:
+    a = await ib_client(client_id=1)
+    b = await ib_client(client_id=2)
+    c, _ = await front(a, "CL")
+    ta = a.placeOrder(c, LimitOrder("BUY", 1, 20.0, tif="GTC"))
+    tb = b.placeOrder(c, LimitOrder("SELL", 1, 99.0, tif="GTC"))
+    await until(lambda: ta.orderStatus.status == tb.orderStatus.status == "Submitted")
+    b.reqGlobalCancel()
+    await until(lambda: ta.orderStatus.status == tb.orderStatus.status == "Cancelled", what="global cancel")
+    await a.accountSummaryAsync()  # subscribes: later changes are pushed
+    def gross() -> str:
+        return {v.tag: v.value for v in a.wrapper.acctSummary.values()}["GrossPositionValue"]
+
+    before = gross()
+    t = a.placeOrder(c, MarketOrder("BUY", 1))
+    await until(lambda: t.orderStatus.status == "Submitted")
+    await exchange.advance_to(exchange.clock.now() + dt.timedelta(minutes=5))
+    await until(lambda: gross() != before, what="summary update")
+    assert float(gross()) > 0
+
+
+async def test_orders_for_a_second_account(make_exchange, ib_client, until) -> None:
+    ex = await make_exchange(accounts=("DU1111111", "DU2222222"), starting_cash=250_000.0)
+    ib = await ib_client(ex=ex)
+    assert ib.managedAccounts() == ["DU1111111", "DU2222222"]
+    c, _ = await front(ib, "CL")
+    t = ib.placeOrder(c, MarketOrder("SELL", 1, account="DU2222222"))
+    bad = ib.placeOrder(c, MarketOrder("SELL", 1, account="U999"))
+    await until(lambda: t.orderStatus.status == "Submitted" and bad.isDone())
+    await ex.advance_to(ex.clock.now() + dt.timedelta(minutes=5))
+    await until(lambda: t.isDone())
+    assert ex.positions("DU2222222")[c.conId].qty == -1 and ex.positions("DU1111111") == {}
+    assert ex.account_values("DU1111111")["NetLiquidation"] == 250_000.0
+    assert any("not managed" in e.message for e in bad.log)
+
+
+async def test_same_seed_same_orders_same_fills(make_exchange, ib_client, until) -> None:
+    async def run(client_id: int) -> list[tuple]:
+        ex = await make_exchange()
+        ib = await ib_client(client_id=client_id, ex=ex)
+        c, _ = await front(ib, "ZO")
+        t = ib.placeOrder(c, MarketOrder("BUY", 40))
+        await until(lambda: t.orderStatus.status == "Submitted")
+        for k in range(1, 4):
+            await ex.advance_to(ex.clock.now() + 2 * H)
+        await until(lambda: len(t.fills) == len(ex.executions_today()))
+        await ex.stop()
+        return [(e.time, e.qty, e.price) for e in ex.executions_today()]
+
+    first, second = await run(21), await run(22)
+    assert first and first == second
+
+
+async def test_advance_right_after_place_books_the_order_first(exchange, ib_client, until) -> None:
+    """Same event loop, lock-step: an order written just before advance_to is played in that step."""
+    ib = await ib_client()
+    c, _ = await front(ib, "CL")
+    trade = ib.placeOrder(c, MarketOrder("BUY", 1))
+    await exchange.advance_to(exchange.clock.now() + dt.timedelta(minutes=5))
+    await until(lambda: trade.isDone(), what="fill in the same step")
+    assert trade.orderStatus.status == "Filled"

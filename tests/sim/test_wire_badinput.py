@@ -121,3 +121,32 @@ async def test_wrong_greeting_and_request_before_start_api(exchange, ib_client) 
     assert err[3] == "321" and "START_API" in err[4]
     raw.close()
     await still_served(ib)
+
+
+async def test_garbage_in_an_order_fails_that_order(exchange, ib_client, until) -> None:
+    """A numeric field the exchange cannot read: error 320 on that order id, the trade ends."""
+    from ib_async import Future, LimitOrder
+
+    ib = await ib_client(client_id=1)
+    c = (await ib.reqContractDetailsAsync(Future("CL")))[0].contract
+    order = LimitOrder("BUY", 1, 50.0)
+    order.totalQuantity = "lots"  # type: ignore[assignment]  # ib_async sends it verbatim
+    errors: list[tuple[int, int]] = []
+    ib.errorEvent += lambda req_id, code, msg, contract: errors.append((req_id, code))
+    trade = ib.placeOrder(c, order)
+    await until(lambda: trade.isDone(), what="the bad order to end")
+    assert errors == [(trade.order.orderId, 320)]
+    assert exchange.open_orders() == []
+    await still_served(ib)
+
+
+async def test_history_outside_the_universe_fails_only_that_request(exchange, ib_client) -> None:
+    from ib_async import Future
+
+    ib = await ib_client(client_id=1)
+    c = (await ib.reqContractDetailsAsync(Future("CL")))[0].contract
+    codes: list[int] = []
+    ib.errorEvent += lambda req_id, code, msg, contract: codes.append(code)
+    bars = await ib.reqHistoricalDataAsync(c, "19900105 12:00:00 UTC", "5 D", "1 day", "TRADES", True, timeout=5)
+    assert list(bars) == [] and codes and codes[-1] in (162, 322)
+    await still_served(ib)

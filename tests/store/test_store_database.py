@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from conftest import file_hash
 from hydra_engine.store import database as db
 from hydra_engine.store.database import (
     AccountMismatchError,
@@ -21,6 +21,10 @@ from hydra_engine.store.database import (
     discover_migrations,
     latest_version,
 )
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def core_only() -> list[Migration]:
@@ -239,3 +243,12 @@ async def test_readonly_refuses_a_store_needing_migration(tmp_path: Path) -> Non
         await Store.open_path(path, "DU1", readonly=True,
                               migrations=core_only() + [Migration(2, "v002_x", "CREATE TABLE x (y);")])
     assert file_hash(path) == before
+
+
+async def test_unwritable_location_gives_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot create or lock the store"):
+        await Store.open_path(blocker / "sub" / "hydra.db", "DU1")
+    with pytest.raises(StoreError, match="is a directory"):
+        await Store.open_path(tmp_path, "DU1", lock=False)

@@ -149,3 +149,17 @@ async def test_write_gate_serialises_writers(store: Store) -> None:
     await asyncio.gather(writer("a"), writer("b"))
     assert order in (["a-in", "a-out", "b-in", "b-out"], ["b-in", "b-out", "a-in", "a-out"])
     assert set(await store.kv.items()) == {"a", "b"}
+
+
+async def test_write_gate_survives_a_foreign_commit_inside_its_block(store: Store) -> None:
+    async with store.tx.transaction() as conn:
+        await conn.execute("INSERT INTO kv (key, value, updated_at) VALUES ('a', '1', 'x')")
+        await store.conn.commit()  # a writer that ignores the gate commits on the shared connection
+        await conn.execute("INSERT INTO kv (key, value, updated_at) VALUES ('b', '2', 'x')")
+    assert await store.kv.items() == {"a": 1, "b": 2}
+    with pytest.raises(KeyError):  # the block's own error surfaces, not a savepoint error
+        async with store.tx.transaction() as conn:
+            await conn.execute("INSERT INTO kv (key, value, updated_at) VALUES ('c', '3', 'x')")
+            await store.conn.commit()
+            raise KeyError("boom")
+    assert (await store.kv.items())["c"] == 3  # committed by the foreign writer: cannot be undone

@@ -1,0 +1,127 @@
+"""FillJournal durable insert rate: one commit per fill vs group commit (prints figures only).
+
+Connection set up as the Store does (WAL, synchronous=FULL), on a real file in a temp dir (or
+--dir). Per-fill: sequential awaits, each returning after its own commit. Group commit: --inflight
+fills in flight at once (as when a burst of executions arrives); each still returns only after
+the commit that covers it.
+
+    python bench/journal_inserts.py [--n 4000] [--group-n 40000] [--inflight 256] [--dir /tmp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib
+import tempfile
+import time
+from pathlib import Path
+
+import logging
+import sys
+
+import aiosqlite
+import structlog
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+
+from hydra_engine.execution.fill_journal import FillJournal, FillRecord  # noqa: E402
+
+T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
+
+
+def make(i: int, tag: str) -> FillRecord:
+    return FillRecord(exec_id=f"{tag}.{i:08d}.01.01", fill_time=T0 + dt.timedelta(milliseconds=i), symbol="CL",
+                      contract_month="202703", direction="BUY" if i % 2 else "SELL", qty=1.0,
+                      fill_price=70.02 if i % 2 else 69.98, limit_price=70.05 if i % 2 else 69.95,
+                      arrival_mid=70.0, predicted_slippage=0.015, latency_ms=420.0, order_ref=f"H-CL-{i}",
+                      perm_id=10_000 + i, commission=2.25, data_type="live")
+
+
+async def open_db(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path)
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA synchronous = FULL")
+    for name in ("v001_core", "v002_fills"):
+        try:
+            mod = importlib.import_module(f"hydra_engine.store.migrations.{name}")
+        except ModuleNotFoundError:
+            continue
+        await conn.executescript(mod.SQL)
+    await conn.commit()
+    return conn
+
+
+async def per_fill(path: Path, n: int) -> float:
+    conn = await open_db(path)
+    j = FillJournal(conn)
+    recs = [make(i, "p") for i in range(n)]
+    for r in recs[:200]:  # warm-up: WAL grows to its working size
+        await j.log_fill(make(10**7 + recs.index(r), "w"))
+    t = time.perf_counter()
+    for r in recs:
+        await j.log_fill(r)
+    dt_s = time.perf_counter() - t
+    await conn.close()
+    return n / dt_s
+
+
+async def naive(path: Path, n: int) -> float:
+    """Reference: one INSERT then commit() per fill through aiosqlite's public calls (no blocks)."""
+    conn = await open_db(path)
+    sql = ("INSERT INTO fills (exec_id, fill_time, symbol, contract_month, direction, qty, limit_price, "
+           "arrival_mid, fill_price, predicted_slippage, actual_slippage, latency_ms, order_ref, perm_id, "
+           "commission, data_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+    recs = [make(i, "n")._row() for i in range(n)]  # noqa: SLF001
+    for i in range(200):
+        await conn.execute(sql, make(10**7 + i, "w")._row())  # noqa: SLF001
+        await conn.commit()
+    t = time.perf_counter()
+    for r in recs:
+        await conn.execute(sql, r)
+        await conn.commit()
+    dt_s = time.perf_counter() - t
+    await conn.close()
+    return n / dt_s
+
+
+async def group(path: Path, n: int, inflight: int) -> float:
+    conn = await open_db(path)
+    j = FillJournal(conn, group_commit=True)
+    recs = [make(i, "g") for i in range(n)]
+    await asyncio.gather(*(j.log_fill(make(10**7 + i, "w")) for i in range(inflight)))
+    t = time.perf_counter()
+    for k in range(0, n, inflight):
+        await asyncio.gather(*(j.log_fill(r) for r in recs[k:k + inflight]))
+    await j.flush()
+    dt_s = time.perf_counter() - t
+    await conn.close()
+    return n / dt_s
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=4000)
+    ap.add_argument("--group-n", type=int, default=40_000)
+    ap.add_argument("--inflight", type=int, default=256)
+    ap.add_argument("--dir", default=None)
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=a.dir) as d:
+        pf, nv = [], []
+        for i in range(a.repeat):  # interleaved, so both see the same disk load
+            nv.append(await naive(Path(d) / f"nv{i}.db", a.n))
+            pf.append(await per_fill(Path(d) / f"pf{i}.db", a.n))
+        gc = [await group(Path(d) / f"gc{i}.db", a.group_n, a.inflight) for i in range(a.repeat)]
+    print(f"per-fill commit (synchronous=FULL, WAL): {a.n} fills x{a.repeat}: "
+          f"median {sorted(pf)[len(pf) // 2]:,.0f}/s  (runs: {', '.join(f'{x:,.0f}' for x in pf)})  goal >= 4,000/s")
+    print(f"reference (public execute + commit per fill, no blocks): median {sorted(nv)[len(nv) // 2]:,.0f}/s  "
+          f"(runs: {', '.join(f'{x:,.0f}' for x in nv)})")
+    print(f"group commit ({a.inflight} in flight): {a.group_n} fills x{a.repeat}: "
+          f"median {sorted(gc)[len(gc) // 2]:,.0f}/s  (runs: {', '.join(f'{x:,.0f}' for x in gc)})  goal >= 20,000/s")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,443 @@
+"""Engine: the composition root. Builds every part from the settings and owns their life cycle.
+
+One Engine per process and per store (broker + account). For broker "sim" it starts the embedded
+exchange on loopback with its state file in the store directory (a restart resumes the same
+simulated account) and, by default, a lock-step clock that ``run_days`` steps; for broker "ib" it
+talks to an IB Gateway in real time with APScheduler firing the decisions. The engine is the same
+either way (one kernel, swappable edges). It never imports Textual or ``hydra_tui``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import structlog
+
+from hydra_engine.clock import WallClock
+from hydra_engine.config import HydraSettings
+from hydra_engine.events import AgentPhaseChanged, BreakerChanged, ChampionChanged, ConnectionChanged, EventBus
+from hydra_engine.execution.cycle import CycleConfig
+from hydra_engine.execution.runner import CONTINUOUS, PaperTradingRunner, check_live_allowed
+from hydra_engine.markets import local_date, next_decision_after
+from hydra_engine.paths import store_dir
+from hydra_engine.store.ops_journal import OpsKind
+
+log = structlog.get_logger(__name__)
+
+SIM_DEFAULT_ACCOUNT = "DU1234567"
+EXCHANGE_STATE_FILE = "exchange.json"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    """A snapshot for the TUI header and ``hydra-tui status``. Money in account currency."""
+
+    mode: str
+    """SIM, PAPER or LIVE."""
+    connection: str
+    connected: bool
+    last_message_age_s: float | None
+    trading_state: str
+    """ACTIVE, REDUCING or HALTED (the risk gate's view)."""
+    paused: bool
+    agent_phase: str
+    champion: str | None
+    next_decision_market: str | None
+    next_decision_at: dt.datetime | None
+    now: dt.datetime
+    account: str
+    net_liquidation: float | None
+    cash: float | None
+    daily_pnl: float | None
+    peak_equity: float | None
+    drawdown: float | None
+    positions: Mapping[str, float] = field(default_factory=dict)
+    working_orders: tuple[str, ...] = ()
+    cycles_run: int = 0
+    store_dir: str = ""
+
+
+class Engine:
+    """``await Engine(settings).start()``, then ``run_days`` (lock-step sim) or let the scheduler run."""
+
+    def __init__(self, settings: HydraSettings, *, data_dir: str | Path | None = None, live_confirmed: bool = False,
+                 lockstep: bool | None = None, universe: Any = None, seed: int | None = None,
+                 agent: bool = True) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir(data_dir)
+        self.live_confirmed = live_confirmed
+        self.kind = settings.broker.kind
+        self.lockstep = (self.kind == "sim") if lockstep is None else bool(lockstep and self.kind == "sim")
+        self.seed = 7 if seed is None else int(seed)
+        self.agent_enabled = agent
+        """False (or ``[agent] enabled = false``): no self-healing loop; the champion still trades."""
+        self._universe = universe
+        self.bus = EventBus()
+        self.cycle_config = CycleConfig.from_mapping(settings.sections.get("execution"))
+        self.exchange: Any = None
+        self.store: Any = None
+        self.broker: Any = None
+        self.risk_gate: Any = None
+        self.fill_journal: Any = None
+        self.reconciler: Any = None
+        self.order_manager: Any = None
+        self.registry: Any = None
+        self.champion: Any = None
+        self.agent: Any = None
+        self.executor: Any = None
+        self.runner: PaperTradingRunner | None = None
+        self.driver: Any = None
+        self.clock: Any = None
+        self.account = settings.broker.account
+        self._started = False
+        self._stopped = False
+
+    @property
+    def mode(self) -> str:
+        if self.kind == "sim":
+            return "SIM"
+        return "LIVE" if self.settings.broker.trading_mode == "live" else "PAPER"
+
+    @property
+    def store_path(self) -> Path:
+        return store_dir(self.data_dir, self.kind, self.account)
+
+    # ----------------------------------------------------------------- start / stop
+
+    async def start(self) -> None:
+        """Build and connect everything; bootstrap a champion if the registry has none."""
+        if self._started:
+            return
+        check_live_allowed(self.settings.broker.trading_mode, self.live_confirmed)
+        self._started = True
+        try:
+            await self._build()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _build(self) -> None:
+        from hydra_engine.broker.gateway import BrokerGateway
+        from hydra_engine.store.database import Store
+
+        b = self.settings.broker
+        if self.kind == "sim":
+            self.account = b.account or SIM_DEFAULT_ACCOUNT
+            await self._start_exchange()
+            port, self.clock = self.exchange.port, self.exchange.clock
+        else:
+            port, self.clock = b.port, WallClock()
+        self.broker = BrokerGateway(
+            port=port, client_id=b.client_id, host=b.host, account=self.account or None, trading_mode=b.trading_mode,
+            live_confirmed=self.live_confirmed, embedded=self.kind == "sim", market_data_type=b.market_data_type,
+            connect_timeout_s=b.connect_timeout_s, clock=self.clock,
+        )
+        sup = self.broker.supervisor
+        notify = sup._on_change  # noqa: SLF001 - chain a publisher after the gateway's own listener
+        sup._on_change = lambda: (notify(), self._connection_changed())  # noqa: SLF001
+        if self.kind != "sim":  # the account names the store: learn it from the first connection
+            await self.broker.connect()
+            self.account = self.broker.account
+        self.store = await Store.open(self.data_dir, self.kind, self.account, clock=self.clock,
+                                      backups_kept=self.settings.store.backups_kept)
+        await self._build_parts()
+        if self.kind == "sim":
+            await self.broker.connect()
+        else:
+            await self.broker.resync()  # now with the order manager's rebind hooks and position book
+        await self._bootstrap_champion()
+        await self.agent.start()
+        await self.runner.start(schedule=not self.lockstep)
+        if self.lockstep:
+            from hydra_engine.execution.lockstep import LockstepDriver
+
+            self.driver = LockstepDriver(self.exchange, self.runner, self.broker)
+        await self.store.ops.record(OpsKind.NOTE, f"engine started ({self.mode}, port {port})", actor="engine",
+                                    detail={"mode": self.mode, "port": port, "lockstep": self.lockstep})
+        log.info("engine.started", mode=self.mode, account=self.account, store=str(self.store.directory),
+                 lockstep=self.lockstep, port=port)
+
+    async def _start_exchange(self) -> None:
+        from hydra_engine.sim import EmbeddedExchange
+
+        directory = self.store_path
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        sim_raw = dict(self.settings.sections.get("sim", {}))
+        self.exchange = await EmbeddedExchange.start(
+            port=self.settings.broker.port, seed=int(sim_raw.get("seed", self.seed)), universe=self._universe,
+            faults=sim_raw.get("faults"), state_path=directory / EXCHANGE_STATE_FILE, accounts=(self.account,),
+            starting_cash=float(sim_raw.get("starting_cash", 1_000_000.0)), pacing=not self.lockstep,
+        )
+        if self.lockstep:
+            log.info("engine.sim_pacing_off", reason="lock-step clock: historical-data pacing windows never elapse")
+
+    async def _build_parts(self) -> None:
+        from hydra_engine.agent.experiments import SubprocessExecutor
+        from hydra_engine.agent.loop import AgentLoop
+        from hydra_engine.execution.fill_journal import FillJournal
+        from hydra_engine.execution.order_manager import OrderManager
+        from hydra_engine.execution.reconciler import SlippageReconciler
+        from hydra_engine.model.champion import ChampionProvider
+        from hydra_engine.model.registry import ModelRegistry
+        from hydra_engine.risk.gate import RiskConfig, RiskGate
+
+        s, store, clock = self.settings, self.store, self.clock
+        primary = s.markets[0]
+        self.fill_journal = FillJournal(store.conn)
+        self.reconciler = SlippageReconciler(store.conn)
+        self.risk_gate = await RiskGate.open(store.conn, s.section("risk", RiskConfig), tx=store.tx,
+                                             on_transition=self._breaker_changed,
+                                             today=lambda: local_date(primary, clock.now()))
+        self.order_manager = OrderManager(
+            self.broker, self.risk_gate, store, self.fill_journal, clock, patience=self.cycle_config.patience(),
+            max_adv_fraction=max(m.max_adv_fraction for m in s.markets) or 0.01, events=self.bus,
+        )
+        self.registry = ModelRegistry(store.conn, store.directory / "models", clock, write_gate=store.tx)
+        self.champion = ChampionProvider(self.registry)
+        agent_raw = dict(s.sections.get("agent", {}))
+        self.agent_enabled = self.agent_enabled and bool(agent_raw.pop("enabled", True))
+        agent_raw.setdefault("experiment_wait_s", 0.0)  # experiments never hold up the day's signal
+        agent_cfg = _agent_config(agent_raw)
+        self.executor = SubprocessExecutor(max_parallel=1)
+        self.agent = AgentLoop(store.conn, self.registry, self.executor, store.directory / "experiments",
+                               agent_cfg, on_phase=self._agent_phase)
+        if not self.agent_enabled:
+            log.warning("engine.agent_disabled", reason="agent.enabled = false: no self-healing, the champion trades")
+        self.runner = PaperTradingRunner(
+            self.broker, self.risk_gate, self.order_manager, self.fill_journal,
+            self.agent if self.agent_enabled else None, self.champion,
+            self.reconciler, s.runner, store=store, markets=s.markets, clock=clock, bus=self.bus,
+            cycle_config=self.cycle_config, live_confirmed=self.live_confirmed,
+        )
+
+    async def stop(self) -> None:
+        """Stop cleanly: cycles finish (bounded), working orders are cancelled, state is flushed."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.driver is not None:
+            self.driver.stop()
+        steps: list[tuple[str, Any]] = []
+        if self.runner is not None:
+            steps.append(("runner", self.runner.stop()))
+        for name, coro in steps:
+            await _quietly(name, coro)
+        if self.order_manager is not None and self.broker is not None and self.broker.is_connected:
+            for w in list(self.order_manager.working_orders):
+                if w.trade is not None:
+                    try:
+                        self.broker.cancel_order(w.trade)
+                    except Exception:  # noqa: BLE001
+                        pass
+        if self.order_manager is not None:
+            await _quietly("order_manager", self.order_manager.close())
+        background = getattr(self.agent, "_background", None)
+        if background is not None and not background.done():
+            background.cancel()  # experiments are abandoned (journalled as such on the next start)
+            await asyncio.gather(background, return_exceptions=True)
+        if self.executor is not None:
+            await _quietly("executor", self.executor.shutdown())
+        if self.broker is not None:
+            await _quietly("broker", self.broker.disconnect())
+        if self.risk_gate is not None:
+            await _quietly("risk_gate", self.risk_gate.close())
+        if self.fill_journal is not None and hasattr(self.fill_journal, "aclose"):
+            await _quietly("fill_journal", self.fill_journal.aclose())
+        if self.store is not None and not self.store.closed:
+            try:
+                await self.store.ops.record(OpsKind.NOTE, "engine stopped", actor="engine")
+            except Exception:  # noqa: BLE001
+                pass
+            await _quietly("store", self.store.close())
+        if self.exchange is not None:
+            await _quietly("exchange", self.exchange.stop())
+        self.bus.close()
+        log.info("engine.stopped", mode=self.mode)
+
+    async def __aenter__(self) -> "Engine":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ----------------------------------------------------------------- champion bootstrap
+
+    async def _bootstrap_champion(self) -> None:
+        """No champion: fit the default spec on the history available now (in a thread), promote it."""
+        if await self.registry.champion_version() is not None:
+            return
+        m = self.runner.agent_market
+        try:
+            since = await self.store.bars.latest_date(m.symbol, CONTINUOUS)
+            bars = await self.broker.get_daily_bars(m, since=since, lookback_days=self.cycle_config.history_days)
+            if bars:
+                await self.store.bars.upsert(m.symbol, CONTINUOUS, bars)
+            frame = await self.store.bars.load(m.symbol, CONTINUOUS, limit=self.cycle_config.bars_for_features)
+            spec = dict(self.agent.config.default_spec)
+            model, metrics = await asyncio.to_thread(_fit_baseline, frame, spec)
+        except Exception as exc:  # noqa: BLE001 - no champion: no signal until the agent bootstraps one
+            log.exception("engine.bootstrap_failed", market=m.symbol)
+            await self.store.ops.record(OpsKind.NOTE, f"champion bootstrap failed: {exc}", actor="engine")
+            return
+        version = await self.registry.register(model, metrics, mutation="bootstrap", status="champion")
+        await self.store.ops.record(OpsKind.NOTE, f"bootstrap champion {version} fitted on {metrics['n_train']} {m.symbol} days",
+                                    actor="engine", detail={"version": version, **metrics})
+        self.bus.publish(ChampionChanged(at=self.clock.now(), version=version, reason="bootstrap"))
+        log.info("engine.champion_bootstrapped", version=version, **metrics)
+
+    # ----------------------------------------------------------------- operator commands
+
+    async def pause(self, reason: str = "operator") -> None:
+        await self._r().pause(reason)
+
+    async def resume(self) -> None:
+        await self._r().resume()
+
+    async def force_cycle(self, market: str | None = None) -> dict[str, Any]:
+        """Run today's cycle now (once per market and date: a repeat is a no-op)."""
+        await self.store.ops.command("force-cycle", f"force cycle {market or 'all markets'}")
+        return await self._r().run_daily_cycle(market, force=True, trigger="force")
+
+    async def approve(self) -> str:
+        version = await self.agent.approve()
+        await self.store.ops.command("approve", f"approved candidate {version}")
+        self.bus.publish(ChampionChanged(at=self.clock.now(), version=version, reason="approved by operator"))
+        return version
+
+    async def rollback(self, reason: str) -> str:
+        if not reason or not reason.strip():
+            raise ValueError("rollback needs a reason")
+        previous = await self.registry.champion_version()
+        restored = await self.agent.rollback(reason, trading_date=local_date(self.settings.markets[0], self.clock.now()))
+        await self.store.ops.command("rollback", f"rolled back {previous} -> {restored}: {reason}")
+        self.bus.publish(ChampionChanged(at=self.clock.now(), version=restored, previous=previous or "", reason=reason))
+        return restored
+
+    async def flatten(self) -> list[Any]:
+        """Cancel every working order, then close every position through the risk gate."""
+        r = self._r()
+        await self.store.ops.command("flatten", "flatten: cancel working orders, close positions through the gate")
+        for w in list(self.order_manager.working_orders):
+            if w.trade is not None:
+                self.broker.cancel_order(w.trade)
+        await r.wait_executions(15.0)
+        out = []
+        for m in r.markets:
+            task = asyncio.get_running_loop().create_task(
+                self.order_manager.move_to_target(m, 0, equity=self.store.equity), name=f"flatten-{m.symbol}")
+            r._executions[m.symbol] = _ticket(m.symbol, local_date(m, self.clock.now()), task)  # noqa: SLF001
+            out.append(task)
+        return out
+
+    async def reset_peak(self, new_peak: float | None = None, reason: str = "operator reset") -> float:
+        """Set the persisted equity peak (default: current net liquidation), journalled."""
+        if new_peak is None:
+            snap = await self.broker.get_account_summary()
+            new_peak = snap.net_liquidation
+        rec = await self.store.equity.reset_peak(float(new_peak), reason)
+        return rec.peak
+
+    async def run_reconciliation(self, symbol: str | None = None) -> Any:
+        return await self._r().run_reconciliation(symbol)
+
+    async def run_days(self, n: int | None, pause_s: float = 0.0) -> Any:
+        """Lock-step: play ``n`` trading days (None: until stopped)."""
+        if self.driver is None:
+            raise RuntimeError("run_days needs the embedded exchange in lock-step mode (broker 'sim')")
+        return await self.driver.run_days(n, pause_s)
+
+    def _r(self) -> PaperTradingRunner:
+        if self.runner is None:
+            raise RuntimeError("engine not started")
+        return self.runner
+
+    # ----------------------------------------------------------------- status and events
+
+    def status(self) -> EngineStatus:
+        r, gw = self.runner, self.broker
+        now = self.clock.now() if self.clock is not None else dt.datetime.now(dt.timezone.utc)
+        acct = r.last_account if r is not None else None
+        nxt_market, nxt_at = (r.next_decision() if r is not None else (None, None))
+        age = None
+        if gw is not None and gw.last_message_at is not None:
+            age = max(0.0, (dt.datetime.now(dt.timezone.utc) - gw.last_message_at).total_seconds())
+        peak = getattr(acct, "peak_equity", None)
+        nlv = getattr(acct, "net_liquidation", None)
+        dd = (peak - nlv) / peak if peak and nlv is not None and peak > 0 else None
+        working = tuple(f"{w.side} {w.remaining:g}/{w.qty} {w.month.local_symbol} @ {w.limit:g}"
+                        for w in (self.order_manager.working_orders if self.order_manager else []))
+        return EngineStatus(
+            mode=self.mode, connection=getattr(gw, "state", "disconnected"), connected=bool(gw and gw.is_connected),
+            last_message_age_s=age,
+            trading_state=self.risk_gate.trading_state.value if self.risk_gate is not None else "UNKNOWN",
+            paused=bool(r and r.paused), agent_phase=self.agent.phase.value if self.agent is not None else "IDLE",
+            champion=getattr(getattr(self.champion, "last_signal", None), "version", None),
+            next_decision_market=nxt_market, next_decision_at=nxt_at, now=now, account=self.account,
+            net_liquidation=nlv, cash=getattr(acct, "total_cash", None), daily_pnl=getattr(acct, "daily_pnl", None),
+            peak_equity=peak, drawdown=dd,
+            positions={p.local_symbol: p.quantity for p in (r.last_positions or [])} if r is not None else {},
+            working_orders=working, cycles_run=r.cycles_run if r is not None else 0,
+            store_dir=str(self.store.directory) if self.store is not None else "",
+        )
+
+    def _connection_changed(self) -> None:
+        gw = self.broker
+        if gw is None or self.clock is None:
+            return
+        key = (gw.is_connected, str(gw.state))
+        if key == getattr(self, "_last_conn", None):
+            return
+        self._last_conn = key
+        self.bus.publish(ConnectionChanged(at=self.clock.now(), connected=gw.is_connected, state=str(gw.state).upper(),
+                                           host=gw.host, port=gw.port))
+
+    def _breaker_changed(self, t: Any) -> None:
+        self.bus.publish(BreakerChanged(at=self.clock.now(), breaker=t.name.value, tripped=t.new.value != "ACTIVE",
+                                        trading_state=t.trading_state.value, reason=t.reason))
+
+    def _agent_phase(self, phase: Any) -> None:
+        self.bus.publish(AgentPhaseChanged(at=self.clock.now(), phase=getattr(phase, "value", str(phase))))
+
+
+def _ticket(market: str, day: dt.date, task: asyncio.Task[Any]) -> Any:
+    from hydra_engine.execution.runner import ExecutionTicket
+
+    return ExecutionTicket(market, day, 0, task)
+
+
+def _agent_config(raw: Mapping[str, Any]) -> Any:
+    from hydra_engine.agent.loop import AgentConfig
+    from hydra_engine.config import load_dataclass
+
+    return load_dataclass(AgentConfig, raw, "agent")
+
+
+def _fit_baseline(bars: Any, spec: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Fit the default spec on every labelled day (runs in a worker thread)."""
+    import numpy as np
+
+    from hydra_engine.model.baseline import BaselineModel, ModelSpec
+    from hydra_engine.model.features import build_features, make_labels
+
+    feats = build_features(bars[["open", "high", "low", "close", "volume"]])
+    labels = make_labels(bars[["open", "high", "low", "close", "volume"]])
+    idx = feats.index.intersection(labels.index)
+    model = BaselineModel(ModelSpec.from_dict(spec)).fit(feats.loc[idx], labels.loc[idx])
+    p = np.clip(model.predict_proba(feats.loc[idx]), 1e-6, 1 - 1e-6)
+    y = labels.loc[idx].to_numpy()
+    ll = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+    return model, {"in_sample_log_loss": ll if math.isfinite(ll) else None, "n_train": int(len(idx)),
+                   "bootstrap": True, "train_end": str(idx[-1].date())}
+
+
+async def _quietly(name: str, coro: Any) -> None:
+    try:
+        await coro
+    except Exception:  # noqa: BLE001 - shutdown goes on; each failure is logged
+        log.exception("engine.stop_step_failed", step=name)

@@ -1,0 +1,126 @@
+"""What comes back from the broker for the order manager: executions and reconnects.
+
+Each execution is journalled as it arrives, exactly once by execId (live, or recovered by
+``reqExecutions`` after a reconnect or a restart), with the slippage context of its order. On every
+(re)connect our working orders are rebound to ib_async's fresh ``Trade`` objects (by orderRef, else
+permId), and store rows an earlier process left open are resolved against the broker's open orders
+and executions, never by sending again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Sequence
+
+import structlog
+
+from hydra_engine.broker.records import ExecutionReport
+from hydra_engine.execution.order_adapters import JournalPositionBook, StoreAdapter, make_fill_record
+from hydra_engine.execution.order_records import ClosedTrade, WorkingOrder
+
+log = structlog.get_logger(__name__)
+
+
+class BrokerReportsMixin:
+    """Execution journalling and reconnect handling (mixed into ``OrderManager``)."""
+
+    _gw: Any
+    _store: StoreAdapter
+    _journal: Any
+    _book: JournalPositionBook
+    _prefix: str
+    _working: dict[str, WorkingOrder]
+    _journalled: set[str]
+    _fills_by_ref: dict[str, float]
+    _tasks: set[asyncio.Task[Any]]
+
+    def _bind(self, wo: WorkingOrder, trade: Any) -> None:  # provided by OrderManager
+        raise NotImplementedError
+
+    async def _rebind(self, trades: Sequence[Any]) -> None:
+        """On (re)connect: attach our working orders to ib_async's fresh Trade objects."""
+        by_ref = {t.order.orderRef: t for t in trades if t.order.orderRef}
+        by_perm = {t.order.permId: t for t in trades if t.order.permId}
+        for ref, wo in list(self._working.items()):
+            perm = getattr(getattr(wo.trade, "order", None), "permId", 0)
+            fresh = by_ref.get(ref) or (by_perm.get(perm) if perm else None)
+            if fresh is not None:
+                self._bind(wo, fresh)
+                log.info("order.rebound", order_ref=ref, status=fresh.orderStatus.status)
+            else:
+                # not open any more: it filled or ended while we were away
+                wo.broker_status = "Filled" if wo.filled >= wo.qty else "Cancelled"
+                wo.trade = ClosedTrade(wo.filled)
+                wo.cancel_sent = True
+            wo.changed.set()
+        await self._resolve_orphans(by_ref)
+
+    async def _resolve_orphans(self, open_by_ref: dict[str, Any]) -> None:
+        """Store rows left open by an earlier process: resolve by orderRef, never re-send."""
+        rows = await self._store.unresolved()
+        for row in rows:
+            ref = row.order_ref
+            if ref in self._working:
+                continue
+            filled = self._fills_by_ref.get(ref, 0.0)
+            trade = open_by_ref.get(ref)
+            if trade is not None:
+                log.warning("order.orphan_cancelled", order_ref=ref, status=trade.orderStatus.status)
+                self._gw.cancel_order(trade)
+                status = "CANCELLED" if filled == 0 else "PARTIAL"
+                detail = "working order of an earlier session: cancelled on restart"
+            elif filled > 0:
+                status = "FILLED" if filled >= row.qty else "PARTIAL"
+                detail = "resolved from the broker's executions on restart"
+            else:
+                status = "NOT_SENT" if row.status == "INTENT" else "CANCELLED"
+                detail = "not at the broker on restart: never re-sent"
+            await self._store.status(ref, status, filled=filled, detail=detail)
+            log.info("order.orphan_resolved", order_ref=ref, status=status, filled=filled)
+
+    def _on_execution(self, rep: ExecutionReport) -> None:
+        """Each execution, exactly once per execId, as it arrives (live or recovered)."""
+        if rep.exec_id in self._journalled:
+            return
+        self._journalled.add(rep.exec_id)
+        if not rep.order_ref.startswith(self._prefix + "-"):
+            # not an order of ours (manual, another client): the position check on connect flags it
+            log.warning("order.foreign_execution", exec_id=rep.exec_id, order_ref=rep.order_ref,
+                        symbol=rep.local_symbol, side=rep.side, qty=rep.qty)
+            return
+        self._book.note_execution(rep)
+        self._fills_by_ref[rep.order_ref] = self._fills_by_ref.get(rep.order_ref, 0.0) + rep.qty
+        wo = self._working.get(rep.order_ref)
+        if wo is not None:
+            wo.filled += rep.qty
+            wo.notional += rep.qty * rep.price
+            wo.exec_ids.add(rep.exec_id)
+            wo.changed.set()
+        task = asyncio.get_running_loop().create_task(self._journal_fill(rep, wo), name=f"journal-{rep.exec_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_late_commission(self, exec_id: str, commission: float) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._journal.set_commission(exec_id, commission), name=f"commission-{exec_id}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _journal_fill(self, rep: ExecutionReport, wo: WorkingOrder | None) -> None:
+        try:
+            if wo is not None:
+                ctx = dict(limit=wo.limit, arrival_mid=wo.arrival_mid, predicted=wo.predicted_slippage,
+                           data_type=wo.data_type, arrival_at=wo.arrival_at)
+            else:
+                ctx = await self._store.context(rep.order_ref)
+            record = make_fill_record(rep, **ctx)
+            await self._journal.log_fill(record)
+            log.info("order.fill_journalled", exec_id=rep.exec_id, order_ref=rep.order_ref, qty=rep.qty, price=rep.price)
+        except Exception:  # noqa: BLE001 - a journal failure is logged loudly, never silently lost
+            log.exception("order.fill_journal_failed", exec_id=rep.exec_id, order_ref=rep.order_ref)
+
+    async def _drain_journal(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+

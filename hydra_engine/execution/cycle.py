@@ -1,0 +1,150 @@
+"""Pieces of the daily cycle that are pure decisions: which trading date is due, and how a
+champion's probability becomes a target position.
+
+Kept apart from the runner so the arithmetic can be read (and tested) without a broker: the
+runner gathers the inputs (account, bars, quote), calls ``target_from_signal`` and hands the
+target to the order manager, which orders only the difference.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from hydra_engine.markets import MarketConfig, is_trading_day, last_decision_at_or_before, local_date
+from hydra_engine.risk.sizing import SizingResult, size_position
+
+
+@dataclass(frozen=True, slots=True)
+class CycleConfig:
+    """Settings of the signal -> target step and of order working (section ``[execution]``)."""
+
+    long_threshold: float = field(default=0.53, metadata={"range": (0.5, 1.0)})
+    """P(up) above this: long."""
+    short_threshold: float = field(default=0.47, metadata={"range": (0.0, 0.5)})
+    """P(up) below this: short (flat in between)."""
+    allow_short: bool = True
+    kelly_multiplier: float = field(default=0.25, metadata={"range": (0.0, 1.0)})
+    """Fraction of full Kelly to use."""
+    win_loss_ratio: float = field(default=1.0, metadata={"range": (0.01, 100.0)})
+    """Average win / average loss assumed by Kelly (1.0: symmetric daily moves)."""
+    k_sigma: float = field(default=3.0, metadata={"range": (0.5, 10.0)})
+    """Risk per contract = k_sigma x daily sigma x multiplier (account currency)."""
+    max_trade_loss_pct: float = field(default=1.0, metadata={"range": (0.01, 100.0)})
+    """Sizing never exceeds the gate's single-trade loss cap (percent of equity)."""
+    history_days: int = field(default=1500, metadata={"range": (60, 10_000)})
+    """Calendar days of daily bars fetched the first time (later fetches are incremental)."""
+    bars_for_features: int = field(default=1000, metadata={"range": (30, 20_000)})
+    """Most recent stored bars used to build features."""
+    patience_steps: tuple[tuple[float, float, int], ...] = (
+        (0.0, 0.0, 0), (7200.0, 0.5, 0), (14400.0, 1.0, 0), (21600.0, 1.0, 1),
+    )
+    """``(after_s, half_spreads, ticks_through)``: a daily order rests for hours, walking to the touch."""
+    cancel_after_s: float = field(default=86_400.0, metadata={"range": (60.0, 7 * 86_400.0)})
+    submit_timeout_s: float = field(default=60.0, metadata={"range": (1.0, 3600.0)})
+    """How long (real s) a cycle waits for its orders to be placed before it returns."""
+    agent_timeout_s: float = field(default=600.0, metadata={"range": (1.0, 86_400.0)})
+    """Longest (real s) the cycle waits for the agent before trading without it."""
+    agent_market: str = ""
+    """Market whose bars feed the self-healing agent (empty: the first configured)."""
+
+    def __post_init__(self) -> None:
+        if self.short_threshold > self.long_threshold:
+            raise ValueError(
+                f"execution.short_threshold = {self.short_threshold} must not exceed long_threshold = {self.long_threshold}"
+            )
+
+    @classmethod
+    def from_mapping(cls, mapping: "CycleConfig | Mapping[str, Any] | None") -> "CycleConfig":
+        if isinstance(mapping, CycleConfig):
+            return mapping
+        from hydra_engine.config import load_dataclass
+
+        return load_dataclass(cls, mapping or {}, "execution")
+
+    def patience(self) -> Any:
+        from hydra_engine.execution.patience import PatienceSchedule
+
+        return PatienceSchedule.from_config({"steps": [list(s) for s in self.patience_steps],
+                                             "cancel_after_s": self.cancel_after_s})
+
+
+@dataclass(frozen=True, slots=True)
+class TargetDecision:
+    """How the signal became a target (contracts, signed)."""
+
+    target: int
+    direction: str
+    """LONG, FLAT or SHORT."""
+    p_up: float
+    sizing: SizingResult | None
+    risk_per_contract: float
+    """Account currency per contract at ``k_sigma``."""
+    cap_trade_loss: int
+    """Contracts allowed by the single-trade loss cap."""
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.sizing
+        return {
+            "target": self.target, "direction": self.direction, "p_up": round(self.p_up, 6),
+            "risk_per_contract": round(self.risk_per_contract, 2), "cap_trade_loss": self.cap_trade_loss,
+            "kelly_full": None if s is None else round(s.kelly_full, 6),
+            "kelly_contracts": None if s is None else s.kelly_contracts,
+            "binding": "trade_loss" if s is not None and self.cap_trade_loss < s.n_contracts else (None if s is None else s.binding),
+        }
+
+
+def target_from_signal(
+    p_up: float,
+    *,
+    config: CycleConfig,
+    market: MarketConfig,
+    equity: float,
+    daily_sigma: float,
+    multiplier: float,
+    adv: float,
+) -> TargetDecision:
+    """Long / flat / short by thresholds, sized by fractional Kelly, capped by the market's contracts,
+    its ADV fraction and the single-trade loss cap (so the gate is not asked for what it refuses)."""
+    if not (isinstance(p_up, (int, float)) and 0.0 <= p_up <= 1.0):
+        raise ValueError(f"p_up = {p_up!r}: must be a probability in [0, 1]")
+    if p_up > config.long_threshold:
+        sign, direction, win_prob = 1, "LONG", float(p_up)
+    elif p_up < config.short_threshold and config.allow_short:
+        sign, direction, win_prob = -1, "SHORT", 1.0 - float(p_up)
+    else:
+        return TargetDecision(0, "FLAT", float(p_up), None, 0.0, 0)
+    rpc = config.k_sigma * max(daily_sigma, 0.0) * max(multiplier, 0.0)
+    if not math.isfinite(rpc) or rpc <= 0 or adv <= 0 or equity <= 0:
+        return TargetDecision(0, "FLAT", float(p_up), None, rpc if math.isfinite(rpc) else 0.0, 0)
+    sizing = size_position(
+        win_prob=win_prob, win_loss_ratio=config.win_loss_ratio, equity=equity, risk_per_contract=rpc, adv=adv,
+        max_contracts=market.max_contracts, kelly_multiplier=config.kelly_multiplier,
+        max_adv_fraction=market.max_adv_fraction,
+    )
+    cap = int(math.floor(config.max_trade_loss_pct / 100.0 * equity / rpc + 1e-9))
+    n = min(sizing.n_contracts, cap)
+    if n <= 0:
+        direction = "FLAT"
+    return TargetDecision(sign * n if n > 0 else 0, direction, float(p_up), sizing, rpc, cap)
+
+
+def due_trading_date(market: MarketConfig, now: dt.datetime, *, force: bool = False) -> dt.date:
+    """The trading date whose cycle is due at ``now``: the latest decision at or before ``now``;
+    with ``force`` today's trading date even before its decision time (a forced, early cycle)."""
+    if force:
+        today = local_date(market, now)
+        if is_trading_day(market, today):
+            return today
+    return last_decision_at_or_before(market, now)[0]
+
+
+def bars_until(frame: Any, day: dt.date) -> Any:
+    """Rows of a date-indexed bar frame dated ``day`` or earlier (completed before the decision)."""
+    import pandas as pd
+
+    if frame is None or len(frame) == 0:
+        return frame
+    return frame[frame.index <= pd.Timestamp(day)]

@@ -1,0 +1,572 @@
+"""PaperTradingRunner: the daily cycle (ARCHITECTURE "The daily cycle"), once per market and date.
+
+connection -> account state -> bars and features -> self-healing agent -> champion signal ->
+target -> ``OrderManager.move_to_target`` -> summary. A cycle is claimed in the store before it
+runs (``cycles.claim``), so duplicate triggers, restarts and catch-ups are harmless, and one
+``asyncio.Lock`` keeps two cycles from overlapping. The cycle does not hold the lock while an order
+is worked: it returns once the orders are placed, and the order manager keeps working them on
+their patience schedule in tracked background tasks. The agent and the signal are independent:
+an agent failure never blocks the signal, a missing signal never blocks the agent.
+
+In real time an APScheduler ``AsyncIOScheduler`` fires one ``CronTrigger`` per market at its
+decision time; the job only signals (starts a tracked cycle task); holidays are checked inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import structlog
+
+from hydra_engine.config import RunnerConfig
+from hydra_engine.events import (
+    AccountUpdated,
+    CycleFinished,
+    CycleStarted,
+    EventBus,
+    PauseChanged,
+    PositionsUpdated,
+)
+from hydra_engine.execution.cycle import CycleConfig, bars_until, due_trading_date, target_from_signal
+from hydra_engine.markets import (
+    MarketConfig,
+    decision_at,
+    is_trading_day,
+    local_date,
+    next_decision_after,
+    trading_days_between,
+)
+from hydra_engine.store.cycles import CycleStatus
+from hydra_engine.store.kv import LAST_CYCLE_DATE, PAUSE_REASON, PAUSED
+
+log = structlog.get_logger(__name__)
+
+LIVE_ENV = "HYDRA_LIVE_CONFIRMED"
+CONTINUOUS = "CONTFUT"
+
+
+class LiveTradingRefused(ValueError):
+    """Live trading was asked for without every confirmation."""
+
+
+def check_live_allowed(trading_mode: str, live_confirmed: bool) -> None:
+    """Live needs ``HYDRA_LIVE_CONFIRMED=true`` in the environment AND the operator's confirmation."""
+    if trading_mode != "live":
+        return
+    env = os.environ.get(LIVE_ENV, "").strip().lower()
+    missing = []
+    if env != "true":
+        missing.append(f"environment variable {LIVE_ENV}=true (it is {env or 'unset'!r})")
+    if not live_confirmed:
+        missing.append("the operator's confirmation (TUI modal or --yes-i-mean-live)")
+    if missing:
+        raise LiveTradingRefused("trading_mode = 'live' refused: missing " + " and ".join(missing))
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionTicket:
+    """One market's order work started by a cycle (the task keeps running after the cycle)."""
+
+    market: str
+    trading_date: dt.date
+    target: int
+    task: asyncio.Task[Any]
+
+
+class PaperTradingRunner:
+    """Owns the cycle lock, the cycle tasks, the scheduler and the background execution tasks."""
+
+    def __init__(
+        self,
+        broker: Any,
+        risk_gate: Any,
+        order_manager: Any,
+        fill_journal: Any,
+        agent_loop: Any,
+        model: Any,
+        reconciler: Any,
+        config: RunnerConfig | Mapping[str, Any] | None = None,
+        *,
+        store: Any,
+        markets: Sequence[MarketConfig],
+        clock: Any,
+        bus: EventBus | None = None,
+        cycle_config: CycleConfig | Mapping[str, Any] | None = None,
+        live_confirmed: bool = False,
+    ) -> None:
+        self.config = RunnerConfig.from_mapping(config)
+        check_live_allowed(self.config.trading_mode, live_confirmed)
+        self.broker = broker
+        self.risk_gate = risk_gate
+        self.order_manager = order_manager
+        self.fill_journal = fill_journal
+        self.agent_loop = agent_loop
+        self.model = model
+        self.reconciler = reconciler
+        self.store = store
+        self.markets = tuple(m for m in markets if m.enabled)
+        if not self.markets:
+            raise ValueError("markets: at least one enabled market is needed")
+        self.clock = clock
+        self.bus = bus or EventBus()
+        self.cycle_config = CycleConfig.from_mapping(cycle_config)
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._executions: dict[str, ExecutionTicket] = {}
+        self._scheduler: Any = None
+        self._agent_task: asyncio.Task[Any] | None = None
+        self._paused = False
+        self._pause_reason = ""
+        self._started = False
+        self._stopping = False
+        self.cycle_running: str | None = None
+        """``market/date`` of the cycle holding the lock, if any."""
+        self.last_summary: dict[str, Any] | None = None
+        self.last_account: Any = None
+        self.last_positions: list[Any] | None = None
+        self.cycles_run = 0
+
+    # ----------------------------------------------------------------- life cycle
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def pause_reason(self) -> str:
+        return self._pause_reason
+
+    @property
+    def agent_market(self) -> MarketConfig:
+        name = self.cycle_config.agent_market
+        return next((m for m in self.markets if m.symbol == name), self.markets[0]) if name else self.markets[0]
+
+    def market(self, symbol: str) -> MarketConfig:
+        for m in self.markets:
+            if m.symbol == symbol:
+                return m
+        raise KeyError(f"market {symbol!r} is not configured (configured: {', '.join(m.symbol for m in self.markets)})")
+
+    async def start(self, *, schedule: bool = True, catch_up: bool | None = None) -> None:
+        """Load the persisted pause; with ``schedule`` start APScheduler (real time) and catch up once."""
+        self._paused = bool(await self.store.kv.get(PAUSED))
+        self._pause_reason = str(await self.store.kv.get(PAUSE_REASON))
+        self._started = True
+        for rec in await self.store.cycles.interrupted():
+            log.warning("runner.cycle_interrupted_found", market=rec.market, trading_date=str(rec.trading_date))
+        if schedule:
+            self._start_scheduler()
+            if self.config.catch_up if catch_up is None else catch_up:
+                for m in self.markets:
+                    self.trigger(m.symbol, trigger="catch-up")
+        log.info("runner.started", markets=[m.symbol for m in self.markets], paused=self._paused, scheduled=schedule)
+
+    def _start_scheduler(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+        from apscheduler.triggers.cron import CronTrigger
+
+        sched = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone="UTC")
+        for m in self.markets:
+            trigger = CronTrigger(day_of_week="mon-fri", hour=m.decision_time.hour, minute=m.decision_time.minute,
+                                  second=m.decision_time.second, timezone=m.time_zone)
+            sched.add_job(self._scheduled, trigger, args=[m.symbol], id=f"cycle-{m.symbol}", name=f"daily cycle {m.symbol}",
+                          misfire_grace_time=self.config.misfire_grace_s, coalesce=True, max_instances=1,
+                          replace_existing=True)
+        sched.start()
+        self._scheduler = sched
+
+    @property
+    def scheduler(self) -> Any:
+        """The APScheduler instance (None in lock-step or before ``start``)."""
+        return self._scheduler
+
+    def _scheduled(self, symbol: str) -> None:
+        """The scheduler's job: check the holiday calendar, then only signal the runner."""
+        m = self.market(symbol)
+        today = local_date(m, self.clock.now())
+        if not is_trading_day(m, today):
+            log.info("runner.holiday_skip", market=symbol, date=str(today))
+            return
+        self.trigger(symbol, trigger="schedule")
+
+    def trigger(self, symbol: str | None = None, *, trigger: str = "force", force: bool = False) -> asyncio.Task[Any]:
+        """Start a cycle task (tracked) and return it; the lock and the claim make repeats harmless."""
+        task = asyncio.get_running_loop().create_task(
+            self.run_daily_cycle(symbol, force=force, trigger=trigger), name=f"cycle-{symbol or 'all'}-{trigger}"
+        )
+        self._track(task)
+        return task
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_task_failure)
+
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the scheduler; let a running cycle finish (bounded); cancel what is left."""
+        self._stopping = True
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        wait = self.config.stop_timeout_s if timeout_s is None else timeout_s
+        cycles = [t for t in self._tasks if not t.done()]
+        if cycles:
+            _, pending = await asyncio.wait(cycles, timeout=wait)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        execs = [e.task for e in self._executions.values() if not e.task.done()]
+        if self._agent_task is not None and not self._agent_task.done():
+            execs.append(self._agent_task)
+        for t in execs:
+            t.cancel()
+        await asyncio.gather(*execs, return_exceptions=True)
+        log.info("runner.stopped", cycles_cancelled=len(cycles), executions_cancelled=len(execs))
+
+    # ----------------------------------------------------------------- pause
+
+    async def pause(self, reason: str = "operator", *, actor: str = "operator") -> None:
+        """No new orders or experiments; observation continues. Persisted and journalled."""
+        self._paused, self._pause_reason = True, reason
+        await self.store.kv.set(PAUSED, True)
+        await self.store.kv.set(PAUSE_REASON, reason)
+        await self.store.ops.command("pause", f"paused: {reason}", actor=actor)
+        if self.agent_loop is not None:
+            try:
+                await self.agent_loop.pause()
+            except Exception:  # noqa: BLE001 - the runner's pause stands without the agent
+                log.exception("runner.agent_pause_failed")
+        self.bus.publish(PauseChanged(at=self.clock.now(), paused=True, reason=reason))
+
+    async def resume(self, *, actor: str = "operator") -> None:
+        self._paused, self._pause_reason = False, ""
+        await self.store.kv.set(PAUSED, False)
+        await self.store.kv.set(PAUSE_REASON, "")
+        await self.store.ops.command("resume", "resumed", actor=actor)
+        if self.agent_loop is not None:
+            try:
+                await self.agent_loop.resume()
+            except Exception:  # noqa: BLE001
+                log.exception("runner.agent_resume_failed")
+        self.bus.publish(PauseChanged(at=self.clock.now(), paused=False, reason=""))
+
+    # ----------------------------------------------------------------- decisions
+
+    def next_decision(self) -> tuple[str, dt.datetime]:
+        """The next (market, UTC instant) decision after now."""
+        now = self.clock.now()
+        return min(((m.symbol, next_decision_after(m, now)) for m in self.markets), key=lambda x: x[1])
+
+    @property
+    def executions(self) -> dict[str, ExecutionTicket]:
+        return dict(self._executions)
+
+    def executions_busy(self) -> bool:
+        """True while an execution task is doing something other than waiting on a placed order."""
+        om = self.order_manager
+        live = [e for e in self._executions.values() if not e.task.done()]
+        if not live:
+            return False
+        working = list(getattr(om, "working_orders", []))
+        if not om.idle or not working:
+            return True
+        return not all(w.parked.is_set() and not w.changed.is_set() for w in working)
+
+    async def wait_executions(self, timeout_s: float | None = None) -> bool:
+        """Wait for every background execution to end; True when none is left."""
+        live = [e.task for e in self._executions.values() if not e.task.done()]
+        if not live:
+            return True
+        _, pending = await asyncio.wait(live, timeout=timeout_s)
+        return not pending
+
+    # ----------------------------------------------------------------- the cycle
+
+    async def run_daily_cycle(
+        self,
+        market: str | MarketConfig | None = None,
+        *,
+        force: bool = False,
+        trigger: str | None = None,
+        trading_date: dt.date | None = None,
+    ) -> dict[str, Any]:
+        """Run the cycle for ``market`` (None: every market) and return its summary.
+
+        The trading date is the latest decision at or before now (``force``: today's trading date
+        even before the decision time). A (market, date) already claimed returns status DUPLICATE.
+        """
+        trig = trigger or ("force" if force else "schedule")
+        if market is None:
+            out = [await self.run_daily_cycle(m, force=force, trigger=trig, trading_date=trading_date) for m in self.markets]
+            return {"trigger": trig, "cycles": out}
+        m = market if isinstance(market, MarketConfig) else self.market(market)
+        day = trading_date or due_trading_date(m, self.clock.now(), force=force)
+        async with self._lock:
+            return await self._cycle(m, day, trig)
+
+    async def _claim(self, m: MarketConfig, day: dt.date, trig: str) -> bool:
+        if await self.store.cycles.claim(m.symbol, day, trig):
+            return True
+        rec = await self.store.cycles.get(m.symbol, day)
+        if rec is not None and rec.status == CycleStatus.RUNNING and rec.owner != self.store.cycles.owner:
+            return await self.store.cycles.reclaim(m.symbol, day, trigger=f"recovery:{trig}")
+        return False
+
+    async def _cycle(self, m: MarketConfig, day: dt.date, trig: str) -> dict[str, Any]:
+        if self._stopping:
+            return {"market": m.symbol, "trading_date": day.isoformat(), "status": "STOPPING", "trigger": trig}
+        if not await self._claim(m, day, trig):
+            log.info("runner.cycle_duplicate", market=m.symbol, trading_date=str(day), trigger=trig)
+            return {"market": m.symbol, "trading_date": day.isoformat(), "status": "DUPLICATE", "trigger": trig}
+        started = time.perf_counter()
+        self.cycle_running = f"{m.symbol}/{day.isoformat()}"
+        self.bus.publish(CycleStarted(at=self.clock.now(), market=m.symbol, trading_date=day, trigger=trig))
+        log.info("runner.cycle_started", market=m.symbol, trading_date=str(day), trigger=trig)
+        summary: dict[str, Any] = {"market": m.symbol, "trading_date": day.isoformat(), "trigger": trig,
+                                   "paused": self._paused, "started_at": self.clock.now().isoformat()}
+        status = CycleStatus.FINISHED
+        try:
+            status = await self._steps(m, day, summary)
+        except asyncio.CancelledError:
+            summary["error"] = "cancelled (engine stopping)"
+            status = CycleStatus.FAILED
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded in the cycle row and the event
+            log.exception("runner.cycle_failed", market=m.symbol, trading_date=str(day))
+            summary["error"] = f"{type(exc).__name__}: {exc}"
+            status = CycleStatus.FAILED
+        finally:
+            summary["status"] = status.value
+            summary["duration_s"] = round(time.perf_counter() - started, 3)
+            try:
+                await asyncio.shield(self.store.cycles.finish(m.symbol, day, summary, status))
+                await self.store.kv.set(LAST_CYCLE_DATE, day.isoformat())
+            except Exception:  # noqa: BLE001
+                log.exception("runner.cycle_record_failed", market=m.symbol)
+            self.cycle_running = None
+            self.cycles_run += 1
+            self.last_summary = summary
+            self.bus.publish(CycleFinished(at=self.clock.now(), market=m.symbol, trading_date=day,
+                                           outcome=status.value, summary=summary))
+            log.info("runner.cycle_finished", market=m.symbol, trading_date=str(day), status=status.value,
+                     target=summary.get("target"), p_up=summary.get("p_up"), orders=summary.get("orders"))
+        return summary
+
+    async def _steps(self, m: MarketConfig, day: dt.date, summary: dict[str, Any]) -> CycleStatus:
+        cfg = self.cycle_config
+        # 1. connection
+        if not await self.broker.ensure_connected(timeout_s=10.0):
+            summary["skipped"] = "broker not connected (or state unknown): cycle skipped"
+            log.warning("runner.cycle_skipped_disconnected", market=m.symbol, trading_date=str(day))
+            return CycleStatus.SKIPPED
+        # 2. account state
+        acct = await self._account_state(m, day, summary)
+        # 3. data
+        bars = await self._bars(m, day, summary)
+        features = None
+        if bars is not None and len(bars):
+            try:
+                from hydra_engine.model.features import build_features
+
+                features = await asyncio.to_thread(build_features, bars)
+            except Exception as exc:  # noqa: BLE001 - no features: no signal, the agent still observes
+                summary["features_error"] = f"{type(exc).__name__}: {exc}"
+        # 4. self-heal (independent of the signal)
+        if self.agent_loop is not None and m.symbol == self.agent_market.symbol and bars is not None and len(bars):
+            summary["agent"] = await self._agent(day, bars)
+        # 5. signal
+        p_up = None
+        if features is not None and len(features):
+            try:
+                p_up = await self.model.predict_proba(features)
+            except Exception as exc:  # noqa: BLE001 - a broken champion means no trade today, not a crash
+                summary["signal_error"] = f"{type(exc).__name__}: {exc}"
+                log.warning("runner.signal_failed", market=m.symbol, error=str(exc))
+        summary["p_up"] = None if p_up is None else round(float(p_up), 6)
+        version = getattr(getattr(self.model, "last_signal", None), "version", None)
+        summary["champion"] = version
+        if p_up is None:
+            summary["orders"] = "none: no signal"
+            return CycleStatus.FINISHED
+        # 6. target and execution
+        if self._paused:
+            summary["orders"] = f"none: paused ({self._pause_reason})"
+            return CycleStatus.FINISHED
+        await self._target_and_execute(m, day, float(p_up), bars, acct, summary)
+        return CycleStatus.FINISHED
+
+    async def _account_state(self, m: MarketConfig, day: dt.date, summary: dict[str, Any]) -> Any:
+        snap = await self.broker.get_account_summary(
+            equity=self.store.equity, trading_date=day, is_trading_day=lambda d: is_trading_day(m, d)
+        )
+        prev = await self.store.equity.previous_mark(day)
+        stale = bool(snap.daily_pnl_stale) or (prev is not None and trading_days_between(m, prev.trading_date, day) > 1)
+        peak = await self.store.equity.update_peak(snap.net_liquidation, day) if snap.net_liquidation > 0 else None
+        positions = await self.broker.get_positions()
+        self.last_account, self.last_positions = snap, positions
+        peak_v = peak.peak if peak is not None else snap.net_liquidation
+        dd = (peak_v - snap.net_liquidation) / peak_v if peak_v > 0 else None
+        summary.update(net_liquidation=round(snap.net_liquidation, 2), daily_pnl=None if snap.daily_pnl is None else round(snap.daily_pnl, 2),
+                       pnl_stale=stale, peak_equity=round(peak_v, 2), drawdown=None if dd is None else round(dd, 6),
+                       position_value=round(snap.gross_position_value, 2),
+                       positions={p.local_symbol: p.quantity for p in positions})
+        now = self.clock.now()
+        self.bus.publish(AccountUpdated(at=now, account=snap.account, net_liquidation=snap.net_liquidation,
+                                        cash=snap.total_cash, currency=snap.currency, daily_pnl=snap.daily_pnl,
+                                        peak_equity=peak_v, drawdown_fraction=dd, stale=stale))
+        self.bus.publish(PositionsUpdated(at=now, positions={p.local_symbol: p.quantity for p in positions}))
+        if self.risk_gate is not None:
+            from hydra_engine.risk.intents import AccountState
+
+            state = self.risk_gate.evaluate_account(AccountState(
+                daily_pnl=0.0 if stale or snap.daily_pnl is None else snap.daily_pnl, current_equity=snap.net_liquidation,
+                peak_equity=peak_v, position_value=snap.gross_position_value, stale=stale, trading_date=day,
+            ))
+            summary["trading_state"] = getattr(state, "value", str(state))
+        # the closing mark of this trading date (the base of the next date's P&L)
+        await self.store.equity.record_mark(day, snap.net_liquidation, currency=snap.currency or "USD", source="cycle")
+        return snap
+
+    async def _bars(self, m: MarketConfig, day: dt.date, summary: dict[str, Any]) -> Any:
+        cfg = self.cycle_config
+        try:
+            since = await self.store.bars.latest_date(m.symbol, CONTINUOUS)
+            new = await self.broker.get_daily_bars(m, since=since, lookback_days=cfg.history_days)
+            if new:
+                await self.store.bars.upsert(m.symbol, CONTINUOUS, new)
+            summary["bars_new"] = len(new)
+        except Exception as exc:  # noqa: BLE001 - stored bars still serve; the gap is recorded
+            summary["bars_error"] = f"{type(exc).__name__}: {exc}"
+            log.warning("runner.bars_failed", market=m.symbol, error=str(exc))
+        frame = await self.store.bars.load(m.symbol, CONTINUOUS, end=day, limit=cfg.bars_for_features)
+        frame = bars_until(frame, day)
+        summary["bars"] = len(frame)
+        summary["last_bar"] = str(frame.index[-1].date()) if len(frame) else None
+        return frame
+
+    async def _agent(self, day: dt.date, bars: Any) -> dict[str, Any]:
+        """Run the agent's cycle in a tracked task; the signal waits for it at most ``agent_timeout_s``."""
+        prev = self._agent_task
+        if prev is not None and not prev.done():
+            return {"skipped": "the agent is still busy with an earlier cycle; the signal goes ahead"}
+        task = asyncio.get_running_loop().create_task(
+            self.agent_loop.run_cycle(day, bars[["open", "high", "low", "close", "volume"]]), name=f"agent-{day}"
+        )
+        task.add_done_callback(_log_task_failure)
+        self._agent_task = task
+        done, _ = await asyncio.wait({task}, timeout=self.cycle_config.agent_timeout_s)
+        if not done:
+            log.warning("runner.agent_slow", trading_date=str(day), waited_s=self.cycle_config.agent_timeout_s)
+            return {"pending": "the agent is still working; the signal goes ahead"}
+        if task.cancelled():
+            return {"error": "agent cancelled"}
+        exc = task.exception()
+        if exc is not None:  # a failed agent never blocks the signal
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        res = task.result()
+        return {"phase": getattr(res.phase, "value", str(res.phase)), "findings": len(res.drift_findings),
+                "diagnosis": getattr(getattr(res.diagnosis, "kind", None), "value", None),
+                "experiments": len(res.experiments), "promoted": res.promoted,
+                "awaiting_approval": res.awaiting_approval, "rolled_back": res.rolled_back,
+                "champion": res.champion_version, "notes": list(res.notes)}
+
+    async def _target_and_execute(self, m: MarketConfig, day: dt.date, p_up: float, bars: Any, acct: Any,
+                                  summary: dict[str, Any]) -> None:
+        from hydra_engine.execution.targets import market_stats
+
+        cfg = self.cycle_config
+        resolved = await self.broker.resolve_contract(m, as_of=day)
+        month = resolved.active
+        month_bars = await self.broker.get_daily_bars(month, lookback_days=45)
+        stats = market_stats(month_bars)
+        decision = target_from_signal(p_up, config=cfg, market=m, equity=acct.net_liquidation,
+                                      daily_sigma=stats.sigma, multiplier=month.multiplier, adv=stats.adv)
+        summary.update(target=decision.target, direction=decision.direction, contract=month.local_symbol,
+                       adv=round(stats.adv, 1), sigma=round(stats.sigma, 6), sizing=decision.to_dict())
+        if not await self._retire_previous(m.symbol):
+            summary["orders"] = "none: earlier orders still working"
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._execute(m, decision.target, day), name=f"execute-{m.symbol}-{day.isoformat()}"
+        )
+        task.add_done_callback(_log_task_failure)
+        self._executions[m.symbol] = ExecutionTicket(m.symbol, day, decision.target, task)
+        summary["orders"] = await self._submitted(task, m.symbol)
+
+    async def _execute(self, m: MarketConfig, target: int, day: dt.date) -> Any:
+        res = await self.order_manager.move_to_target(m, target, equity=self.store.equity, trading_date=day)
+        log.info("runner.execution_done", market=m.symbol, trading_date=str(day), target=target,
+                 filled=getattr(res, "filled", None), reasons=list(getattr(res, "reasons", ()) or ()))
+        return res
+
+    async def _placed(self, symbol: str) -> None:
+        om = self.order_manager
+        while True:
+            await om.wait_idle(self.cycle_config.submit_timeout_s, min_working=1)
+            if any(w.month.symbol == symbol for w in om.working_orders):
+                return
+            await asyncio.sleep(0.001)
+
+    async def _submitted(self, task: asyncio.Task[Any], symbol: str) -> str:
+        """Wait until the orders are placed (then parked on their schedule) or the task ended."""
+        om = self.order_manager
+        idle = asyncio.ensure_future(self._placed(symbol))
+        try:
+            done, _ = await asyncio.wait({task, idle}, timeout=self.cycle_config.submit_timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
+            await asyncio.gather(idle, return_exceptions=True)
+        if task.done():
+            if task.cancelled():
+                return "cancelled"
+            exc = task.exception()
+            if exc is not None:
+                return f"failed: {type(exc).__name__}: {exc}"
+            res = task.result()
+            legs = getattr(res, "legs", ())
+            if not legs:
+                return "none: already at target"
+            return "; ".join(f"{leg.direction} {leg.requested} -> {leg.status} ({leg.filled:g} filled)" for leg in legs)
+        working = [w for w in om.working_orders if w.month.symbol == symbol]
+        return "working: " + ", ".join(f"{w.side} {w.qty} {w.month.local_symbol} @ {w.limit:g}" for w in working)
+
+    async def _retire_previous(self, symbol: str) -> bool:
+        """Cancel orders still worked from an earlier cycle of ``symbol`` (the new target replaces them)."""
+        prev = self._executions.get(symbol)
+        if prev is None or prev.task.done():
+            return True
+        for w in list(self.order_manager.working_orders):
+            if w.month.symbol == symbol and w.trade is not None:
+                try:
+                    self.broker.cancel_order(w.trade)
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("runner.cancel_failed", order_ref=w.order_ref, error=str(exc))
+        done, _ = await asyncio.wait({prev.task}, timeout=15.0)
+        return bool(done)
+
+    # ----------------------------------------------------------------- reconciliation
+
+    async def run_reconciliation(self, symbol: str | None = None) -> Any:
+        """The slippage reconciliation over the journalled fills (``ReconciliationReport``)."""
+        if self.reconciler is None:
+            raise RuntimeError("no slippage reconciler configured")
+        report = await self.reconciler.reconcile(symbol)
+        log.info("runner.reconciliation", symbol=symbol, n_fills=report.n_fills, verdict=report.verdict)
+        return report
+
+    def decision_time(self, symbol: str, day: dt.date) -> dt.datetime:
+        return decision_at(self.market(symbol), day)
+
+
+def _log_task_failure(task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("runner.task_failed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,178 @@
+"""FillJournal on a real SQLite file: durable, exactly once by execId, commissions, queries, blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib
+import sqlite3
+import struct
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from hydra_engine.execution.fill_journal import BLOCK_FILLS, FillJournal, FillRecord
+
+T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
+
+
+async def open_db(path: Path, migrate: bool = True) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path)
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA synchronous = FULL")
+    if migrate:
+        for name in ("v001_core", "v002_fills"):
+            try:
+                mod = importlib.import_module(f"hydra_engine.store.migrations.{name}")
+            except ModuleNotFoundError:
+                continue
+            await conn.executescript(mod.SQL)
+        await conn.commit()
+    return conn
+
+
+@pytest.fixture
+async def db(tmp_path: Path):
+    conn = await open_db(tmp_path / "fills.db")
+    yield conn
+    await conn.close()
+
+
+def rec(i: int = 0, **kw) -> FillRecord:
+    base = dict(exec_id=f"0000e1.{i:06d}.01.01", fill_time=T0 + dt.timedelta(seconds=i), symbol="CL",
+                contract_month="202701", direction="BUY", qty=1.0, fill_price=70.03, limit_price=70.05,
+                arrival_mid=70.0, predicted_slippage=0.02, latency_ms=850.0, order_ref=f"H-CL-{i}",
+                perm_id=1000 + i, commission=2.25, data_type="live")
+    base.update(kw)
+    return FillRecord(**base)  # type: ignore[arg-type]
+
+
+async def test_log_fill_is_durable_and_exactly_once(tmp_path: Path) -> None:
+    path = tmp_path / "fills.db"
+    conn = await open_db(path)
+    j = FillJournal(conn)
+    assert await j.log_fill(rec(1)) is True
+    assert await j.log_fill(rec(1)) is False  # replayed execution
+    assert await j.log_fill(rec(1, fill_price=99.0)) is False  # same execId, different data: first wins
+    # a second, independent connection sees the committed row (no close/commit needed first)
+    other = sqlite3.connect(path)
+    rows = other.execute("SELECT exec_id, fill_price, actual_slippage FROM fills").fetchall()
+    other.close()
+    assert rows == [("0000e1.000001.01.01", 70.03, pytest.approx(0.03))]
+    await conn.close()
+
+
+async def test_record_round_trip_and_sign_convention(db) -> None:
+    j = FillJournal(db)
+    buy, sell = rec(1), rec(2, direction="SELL", fill_price=69.96, data_type="delayed")
+    assert buy.actual_slippage == pytest.approx(0.03) and sell.actual_slippage == pytest.approx(0.04)
+    assert buy.actual_slippage_bps == pytest.approx(0.03 / 70 * 1e4)
+    await j.log_fill(buy)
+    await j.log_fill(sell)
+    got = await j.fills()
+    assert [f.exec_id for f in got] == [sell.exec_id, buy.exec_id]  # newest first
+    assert got[1] == buy and got[0] == sell
+    assert got[1].fill_time.tzinfo is not None
+
+
+async def test_commission_report_after_execution_updates_row(db) -> None:
+    j = FillJournal(db)
+    await j.log_fill(rec(1, commission=None))
+    assert (await j.get(rec(1).exec_id)).commission is None  # type: ignore[union-attr]
+    assert await j.set_commission(rec(1).exec_id, 2.47) is True
+    assert (await j.get(rec(1).exec_id)).commission == pytest.approx(2.47)  # type: ignore[union-attr]
+    # a report before its execution is applied when the execution arrives
+    assert await j.set_commission(rec(2).exec_id, 1.5) is False
+    await j.log_fill(rec(2, commission=None))
+    assert (await j.get(rec(2).exec_id)).commission == pytest.approx(1.5)  # type: ignore[union-attr]
+    assert await j.set_commission(rec(1).exec_id, 1.7976931348623157e308) is False  # IB "unset"
+
+
+async def test_queries_by_symbol_since_and_limit(db) -> None:
+    j = FillJournal(db)
+    for i in range(10):
+        await j.log_fill(rec(i, symbol="CL" if i % 2 else "ZC"))
+    assert len(await j.fills(symbol="CL")) == 5
+    assert [f.exec_id for f in await j.fills(limit=2)] == [rec(9).exec_id, rec(8).exec_id]
+    since = await j.fills(since=T0 + dt.timedelta(seconds=7))
+    assert [f.exec_id for f in since] == [rec(9).exec_id, rec(8).exec_id, rec(7).exec_id]
+    assert len(await j.fills(symbol="ZC", since=T0 + dt.timedelta(seconds=5), limit=10)) == 2
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await j.fills(since=dt.datetime(2026, 1, 1))
+
+
+async def test_group_commit_batches_concurrent_fills(db) -> None:
+    j = FillJournal(db, group_commit=True)
+    recs = [rec(i) for i in range(300)] + [rec(5)]
+    results = await asyncio.gather(*(j.log_fill(r) for r in recs))
+    assert results.count(True) == 300 and results[-1] is False
+    await j.flush()
+    async with db.execute("SELECT COUNT(*) FROM fills") as cur:
+        assert (await cur.fetchone())[0] == 300
+    assert not db.in_transaction  # everything committed
+
+
+async def test_slippage_blocks_match_the_rows(db) -> None:
+    j = FillJournal(db, group_commit=True)
+    n = BLOCK_FILLS * 2 + 5
+    recs = [rec(i, predicted_slippage=0.01 * (i % 7), fill_price=70.0 + 0.01 * (i % 5)) for i in range(n)]
+    recs.append(rec(n + 1, predicted_slippage=None))  # no prediction: row yes, block no
+    await asyncio.gather(*(j.log_fill(r) for r in recs))
+    async with db.execute("SELECT block_no, n_fills, data FROM fill_slippage_blocks ORDER BY block_no") as cur:
+        blocks = await cur.fetchall()
+    assert [(b[0], b[1]) for b in blocks] == [(0, BLOCK_FILLS), (1, BLOCK_FILLS), (2, 5)]
+    triples = [t for b in blocks for t in struct.iter_unpack("<ddd", b[2])]
+    assert triples == [(r.predicted_slippage, r.actual_slippage, r.arrival_mid) for r in recs[:n]]
+    assert await j.rebuild_blocks() == n
+    async with db.execute("SELECT block_no, n_fills, data FROM fill_slippage_blocks ORDER BY block_no") as cur:
+        assert await cur.fetchall() == blocks
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(fill_price=float("nan")), "fill_price=nan"),
+        (dict(fill_price=-1.0), "fill_price=-1.0 must be > 0"),
+        (dict(arrival_mid=0.0), "arrival_mid=0.0 must be > 0"),
+        (dict(qty=0), "qty=0"),
+        (dict(direction="LONG"), "direction='LONG'"),
+        (dict(data_type="frozen"), "data_type='frozen'"),
+        (dict(exec_id=""), "exec_id"),
+        (dict(fill_time=dt.datetime(2026, 1, 1)), "timezone-aware"),
+        (dict(actual_slippage=0.5), "disagrees"),
+        (dict(latency_ms=float("inf")), "latency_ms=inf must be finite"),
+    ],
+)
+def test_bad_records_are_refused_naming_the_field(kw, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        rec(1, **kw)
+
+
+def test_unknowns_are_none() -> None:
+    r = rec(1, arrival_mid=None, predicted_slippage=float("nan"), limit_price=None, latency_ms=None)
+    assert r.actual_slippage is None and r.predicted_slippage is None and r.actual_slippage_bps is None
+
+
+async def test_failed_write_raises_and_keeps_the_journal_usable(db) -> None:
+    j = FillJournal(db)
+    await db.execute("CREATE TRIGGER no_zc BEFORE INSERT ON fills WHEN NEW.symbol = 'ZC' "
+                     "BEGIN SELECT RAISE(ABORT, 'ZC refused'); END")
+    await db.commit()
+    with pytest.raises(sqlite3.Error, match="ZC refused"):
+        await j.log_fill(rec(1, symbol="ZC"))
+    assert await j.log_fill(rec(2)) is True
+    async with db.execute("SELECT COUNT(*) FROM fill_slippage_blocks WHERE symbol = 'ZC'") as cur:
+        assert (await cur.fetchone())[0] == 0
+
+
+async def test_through_the_store_when_present(tmp_path: Path) -> None:
+    database = pytest.importorskip("hydra_engine.store.database")
+    store = await database.Store.open_path(tmp_path / "hydra.db", "DU123", lock=False)
+    try:
+        j = FillJournal(store.conn, tx=store.tx)
+        assert await j.log_fill(rec(1)) is True
+        assert await j.log_fill(rec(1)) is False
+        assert [f.exec_id for f in await j.fills()] == [rec(1).exec_id]
+    finally:
+        await store.close()

@@ -1,0 +1,152 @@
+"""SlippageReconciler: statistics against scipy, verdicts, delayed-data exclusion, real journal."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib
+import math
+from pathlib import Path
+
+import aiosqlite
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy import stats
+
+from hydra_engine.execution.fill_journal import FillJournal, FillRecord
+from hydra_engine.execution.reconciler import (
+    VERDICT_CALIBRATED,
+    VERDICT_INSUFFICIENT,
+    VERDICT_OVER,
+    VERDICT_UNDER,
+    CalibrationThresholds,
+    SlippageReconciler,
+    analyse,
+    average_ranks,
+)
+
+T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
+TH = CalibrationThresholds(min_fills=30, max_abs_bias_bps=2.0, pessimism_low=0.67, pessimism_high=1.5)
+
+
+async def open_db(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path)
+    await conn.execute("PRAGMA journal_mode = WAL")
+    for name in ("v001_core", "v002_fills"):
+        try:
+            mod = importlib.import_module(f"hydra_engine.store.migrations.{name}")
+        except ModuleNotFoundError:
+            continue
+        await conn.executescript(mod.SQL)
+    await conn.commit()
+    return conn
+
+
+@pytest.fixture
+async def db(tmp_path: Path):
+    conn = await open_db(tmp_path / "rec.db")
+    yield conn
+    await conn.close()
+
+
+def triples(pred, act, mid) -> np.ndarray:
+    return np.column_stack([np.asarray(pred, float), np.asarray(act, float), np.asarray(mid, float)])
+
+
+finite = st.floats(-5.0, 5.0, allow_nan=False, allow_infinity=False, width=32)
+
+
+@settings(max_examples=120, deadline=None)
+@given(data=st.data(), n=st.integers(3, 60))
+def test_statistics_agree_with_scipy(data, n) -> None:
+    pred = data.draw(arrays(np.float64, n, elements=finite))
+    act = data.draw(arrays(np.float64, n, elements=finite))
+    mid = data.draw(arrays(np.float64, n, elements=st.floats(10.0, 500.0, width=32)))
+    rep = analyse(triples(pred, act, mid), symbol=None, n_delayed=0, thresholds=TH)
+    p = rep.price
+    assert rep.n_fills == n
+    assert p.mean_predicted == pytest.approx(pred.mean(), abs=1e-9)
+    assert p.bias == pytest.approx((pred - act).mean(), abs=1e-9)
+    assert p.rmse == pytest.approx(math.sqrt(((pred - act) ** 2).mean()), abs=1e-9)
+    if np.ptp(pred) > 1e-6 and np.ptp(act) > 1e-6:
+        assert p.pearson == pytest.approx(stats.pearsonr(pred, act)[0], abs=1e-7)
+        lr = stats.linregress(pred, act)
+        assert p.slope == pytest.approx(lr.slope, rel=1e-6, abs=1e-7)
+        assert p.intercept == pytest.approx(lr.intercept, rel=1e-6, abs=1e-7)
+    if len(np.unique(pred)) > 1 and len(np.unique(act)) > 1:
+        assert p.spearman == pytest.approx(stats.spearmanr(pred, act)[0], abs=1e-7)
+    d = pred - act
+    if d.std() > 0:
+        lo, hi = stats.t.interval(0.95, n - 1, loc=d.mean(), scale=stats.sem(d))
+        assert (p.bias_ci_low, p.bias_ci_high) == (pytest.approx(lo, abs=1e-7), pytest.approx(hi, abs=1e-7))
+    assert p.bias_ci_low <= p.bias + 1e-12 <= p.bias_ci_high + 2e-12
+    b = rep.bps
+    assert b.mean_actual == pytest.approx((act / mid * 1e4).mean(), rel=1e-9, abs=1e-9)
+    if p.mean_predicted != 0:
+        assert p.pessimism_multiplier == pytest.approx(act.mean() / pred.mean(), rel=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(x=arrays(np.float64, st.integers(1, 200), elements=st.integers(-5, 5).map(float)))
+def test_average_ranks_match_scipy_with_ties(x) -> None:
+    assert np.allclose(average_ranks(x), stats.rankdata(x, method="average"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(pred=arrays(np.float64, st.integers(30, 80), elements=st.floats(0.001, 0.2)),
+       scale=st.floats(0.2, 3.0))
+def test_verdict_follows_the_thresholds(pred, scale) -> None:
+    mid = np.full(pred.shape, 70.0)
+    rep = analyse(triples(pred, pred * scale, mid), symbol="CL", n_delayed=0, thresholds=TH)
+    bias_bps = (pred - pred * scale).mean() / 70.0 * 1e4
+    ok = abs(bias_bps) <= 2.0 and 0.67 <= scale <= 1.5
+    expected = VERDICT_CALIBRATED if ok else (VERDICT_UNDER if scale > 1 else VERDICT_OVER)
+    assert rep.verdict == expected, (rep.verdict, rep.verdict_reason)
+    assert rep.pessimism_multiplier == pytest.approx(scale, rel=1e-9)
+
+
+def test_tiny_and_degenerate_inputs() -> None:
+    empty = analyse(np.empty((0, 3)), symbol=None, n_delayed=0, thresholds=TH)
+    assert empty.n_fills == 0 and empty.verdict == VERDICT_INSUFFICIENT and math.isnan(empty.bias)
+    one = analyse(triples([0.1], [0.2], [70.0]), symbol=None, n_delayed=0, thresholds=TH)
+    assert one.bias == pytest.approx(-0.1) and math.isnan(one.spearman) and math.isnan(one.bias_ci[0])
+    const = analyse(triples([0.1] * 40, [0.1] * 40, [70.0] * 40), symbol=None, n_delayed=0, thresholds=TH)
+    assert const.verdict == VERDICT_CALIBRATED and math.isnan(const.pearson) and const.rmse == 0.0
+    zero = analyse(triples([0.0] * 40, [0.1] * 40, [70.0] * 40), symbol=None, n_delayed=0, thresholds=TH)
+    assert math.isnan(zero.pessimism_multiplier) and zero.verdict == VERDICT_UNDER
+    with pytest.raises(ValueError, match="min_fills"):
+        CalibrationThresholds(min_fills=1)
+
+
+async def test_reconcile_from_the_journal_excludes_delayed(db) -> None:
+    j = FillJournal(db, group_commit=True)
+    rng = np.random.default_rng(3)
+    recs = []
+    for i in range(120):
+        sym = "CL" if i % 3 else "ZC"
+        mid = 70.0 if sym == "CL" else 450.0
+        pred = float(rng.uniform(0.005, 0.05)) * (1 if sym == "CL" else 6)
+        cost = pred * 1.1 + float(rng.normal(0, 0.002))
+        recs.append(FillRecord(exec_id=f"e{i}", fill_time=T0 + dt.timedelta(minutes=i), symbol=sym,
+                               contract_month="202703", direction="BUY" if i % 2 else "SELL", qty=1,
+                               fill_price=mid + cost if i % 2 else mid - cost, arrival_mid=mid,
+                               predicted_slippage=pred, data_type="delayed" if i % 10 == 0 else "live"))
+    await asyncio.gather(*(j.log_fill(r) for r in recs))
+    rec = SlippageReconciler(db, TH)
+    live = [r for r in recs if r.data_type == "live"]
+    rep = await rec.reconcile()
+    assert rep.n_fills == len(live) and rep.n_delayed_excluded == 12
+    pred = np.array([r.predicted_slippage for r in live])
+    act = np.array([r.actual_slippage for r in live])
+    assert rep.mean_actual == pytest.approx(act.mean(), rel=1e-9)
+    assert rep.spearman == pytest.approx(stats.spearmanr(pred, act)[0], abs=1e-9)
+    assert rep.pessimism_multiplier == pytest.approx(act.mean() / pred.mean(), rel=1e-9)
+    cl = await rec.reconcile("CL")
+    assert cl.n_fills == sum(1 for r in live if r.symbol == "CL") and cl.symbol == "CL"
+    assert cl.bps.mean_actual == pytest.approx(np.mean([r.actual_slippage_bps for r in live if r.symbol == "CL"]))
+    zc = await SlippageReconciler(db, CalibrationThresholds(min_fills=1000)).reconcile("ZC")
+    assert zc.verdict == VERDICT_INSUFFICIENT and "min_fills 1000" in zc.verdict_reason
+    assert (await rec.reconcile("NOPE")).n_fills == 0
