@@ -13,7 +13,7 @@ import heapq
 import itertools
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Protocol, runtime_checkable
+from typing import Awaitable, Callable, Protocol, runtime_checkable
 
 import structlog
 
@@ -157,6 +157,16 @@ class BrokerClock:
             self._speed = (s - s0) / (m - m0)
         self._last = (s, m)
         self._wake()
+
+    async def probe(self, fetch: Callable[[], Awaitable[datetime | float]]) -> float:
+        """Ask the broker for its time (e.g. ``ib.reqCurrentTimeAsync``) and fold it in, stamped at
+        the middle of the round trip. Returns the round trip in seconds."""
+        t0 = self._monotonic()
+        server = await fetch()
+        t1 = self._monotonic()
+        s = ensure_utc(server, "broker time").timestamp() if isinstance(server, datetime) else float(server)
+        self.recalibrate(s, (t0 + t1) / 2)
+        return t1 - t0
 
     def _server_at(self, m: float) -> float:
         assert self._anchor is not None

@@ -188,7 +188,7 @@ class Engine:
 
         s, store, clock = self.settings, self.store, self.clock
         primary = s.markets[0]
-        self.fill_journal = FillJournal(store.conn)
+        self.fill_journal = EventedJournal(FillJournal(store.conn), self.bus, clock)
         self.reconciler = SlippageReconciler(store.conn)
         self.risk_gate = await RiskGate.open(store.conn, s.section("risk", RiskConfig), tx=store.tx,
                                              on_transition=self._breaker_changed,
@@ -319,21 +319,28 @@ class Engine:
         self.bus.publish(ChampionChanged(at=self.clock.now(), version=restored, previous=previous or "", reason=reason))
         return restored
 
-    async def flatten(self) -> list[Any]:
-        """Cancel every working order, then close every position through the risk gate."""
+    async def flatten(self) -> asyncio.Task[Any]:
+        """Cancel every working order, then close every position through the risk gate.
+
+        Returns the task working the closing orders (one market after another: the gateway's
+        position request is not safe to run concurrently)."""
         r = self._r()
         await self.store.ops.command("flatten", "flatten: cancel working orders, close positions through the gate")
         for w in list(self.order_manager.working_orders):
             if w.trade is not None:
                 self.broker.cancel_order(w.trade)
         await r.wait_executions(15.0)
-        out = []
-        for m in r.markets:
-            task = asyncio.get_running_loop().create_task(
-                self.order_manager.move_to_target(m, 0, equity=self.store.equity), name=f"flatten-{m.symbol}")
-            r._executions[m.symbol] = _ticket(m.symbol, local_date(m, self.clock.now()), task)  # noqa: SLF001
-            out.append(task)
-        return out
+
+        async def close_all() -> list[Any]:
+            out = []
+            for m in r.markets:
+                out.append(await self.order_manager.move_to_target(m, 0, equity=self.store.equity))
+            return out
+
+        task = asyncio.get_running_loop().create_task(close_all(), name="flatten")
+        task.add_done_callback(_log_failure)
+        r._executions["*flatten*"] = _ticket("*flatten*", local_date(r.markets[0], self.clock.now()), task)  # noqa: SLF001
+        return task
 
     async def reset_peak(self, new_peak: float | None = None, reason: str = "operator reset") -> float:
         """Set the persisted equity peak (default: current net liquidation), journalled."""
@@ -405,6 +412,31 @@ class Engine:
         self.bus.publish(AgentPhaseChanged(at=self.clock.now(), phase=getattr(phase, "value", str(phase))))
 
 
+class EventedJournal:
+    """The fill journal, publishing ``FillRecorded`` once per newly journalled execution."""
+
+    def __init__(self, journal: Any, bus: EventBus, clock: Any) -> None:
+        self._journal = journal
+        self._bus = bus
+        self._clock = clock
+
+    async def log_fill(self, rec: Any) -> bool:
+        new = await self._journal.log_fill(rec)
+        if new:
+            from hydra_engine.events import FillRecorded
+
+            self._bus.publish(FillRecorded(
+                at=self._clock.now(), exec_id=rec.exec_id, symbol=rec.symbol, direction=rec.direction,
+                quantity=float(rec.qty), fill_price=float(rec.fill_price), order_ref=rec.order_ref,
+                contract_month=rec.contract_month, predicted_slippage=rec.predicted_slippage,
+                actual_slippage=rec.actual_slippage, commission=rec.commission,
+            ))
+        return bool(new)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._journal, name)
+
+
 def _ticket(market: str, day: dt.date, task: asyncio.Task[Any]) -> Any:
     from hydra_engine.execution.runner import ExecutionTicket
 
@@ -434,6 +466,11 @@ def _fit_baseline(bars: Any, spec: Mapping[str, Any]) -> tuple[Any, dict[str, An
     ll = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
     return model, {"in_sample_log_loss": ll if math.isfinite(ll) else None, "n_train": int(len(idx)),
                    "bootstrap": True, "train_end": str(idx[-1].date())}
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("engine.task_failed", task=task.get_name(), error=repr(task.exception()))
 
 
 async def _quietly(name: str, coro: Any) -> None:

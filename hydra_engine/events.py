@@ -121,6 +121,26 @@ class AgentPhaseChanged(EngineEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ExperimentUpdated(EngineEvent):
+    """An agent experiment's progress: ``status`` QUEUED, RUNNING, DONE, FAILED or TIMED_OUT."""
+
+    experiment_id: str
+    status: str
+    hypothesis: str = ""
+    progress_fraction: float = 0.0
+    """0..1 of the walk-forward windows evaluated."""
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRequested(EngineEvent):
+    """Supervised autonomy: a candidate passed the promotion gate and waits for ``approve``."""
+
+    version: str
+    summary: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChampionChanged(EngineEvent):
     """The model used for signals changed (promotion or rollback)."""
 

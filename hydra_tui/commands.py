@@ -72,13 +72,19 @@ def reconciliation_text(rep: Any) -> str:
             ("bias 95% CI high", p.bias_ci_high, b.bias_ci_high),
             ("RMSE", p.rmse, b.rmse),
             ("Pearson", p.pearson, b.pearson),
-            ("Spearman", p.spearman, b.spearman),
+            ("Spearman", _spearman(rep, p), _spearman(rep, b)),
             ("slope", p.slope, b.slope),
             ("intercept", p.intercept, b.intercept),
             ("pessimism multiplier", p.pessimism_multiplier, b.pessimism_multiplier),
         ]),
     ]
     return "\n".join(lines)
+
+
+def _spearman(rep: Any, stats: Any) -> float:
+    """Spearman's rho sits on the stats or (scale-free, one value) on the report, by version."""
+    value = getattr(stats, "spearman", None)
+    return float(getattr(rep, "spearman", math.nan)) if value is None else float(value)
 
 
 def _store_target(settings: Any, data_dir: Path) -> tuple[str, str]:
@@ -103,8 +109,9 @@ async def fill_report(args: argparse.Namespace) -> int:
     from hydra_engine.execution.fill_journal import FillJournal
     from hydra_engine.execution.reconciler import SlippageReconciler
     from hydra_engine.store.database import Store, StoreError
-    from hydra_tui.headless import settings_from_args
+    from hydra_tui.headless import configure_logging, settings_from_args
 
+    configure_logging("WARNING", None)  # stdout carries the report only
     try:
         settings = settings_from_args(args)
         data_dir = settings.data_dir(getattr(args, "data_dir", None))

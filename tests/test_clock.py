@@ -186,3 +186,25 @@ def test_broker_clock_tracks_a_fast_broker_through_noisy_whole_second_probes() -
     assert clock.speed == pytest.approx(true_speed, rel=0.005)
     assert worst_late < 3.0  # broker seconds, i.e. < 0.05 s of real time at 60x
     assert clock.reanchors == 1  # only the initial speed discovery
+
+
+async def test_broker_clock_probe_stamps_the_middle_of_the_round_trip() -> None:
+    mono = FakeMonotonic()
+    clock = BrokerClock(monotonic=mono, estimate_speed=False)
+
+    async def fetch() -> datetime:  # a broker answering after 0.4 s with its time at mid-trip
+        mono.t += 0.2
+        answer = T0
+        mono.t += 0.2
+        return answer
+
+    rtt = await clock.probe(fetch)
+    assert rtt == pytest.approx(0.4)
+    assert clock.calibrated and clock.now() == T0 + timedelta(seconds=0.2)
+
+    async def fetch_epoch() -> float:
+        return T0.timestamp() + 10.2
+
+    mono.t += 10
+    await clock.probe(fetch_epoch)
+    assert clock.reanchors == 0 and clock.probes == 2

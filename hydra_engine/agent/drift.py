@@ -31,11 +31,35 @@ __all__ = [
     "RealizedOutcome",
     "TwoSidedCusum",
     "UpperCusum",
+    "lag1_autocorrelation",
     "population_stability_index",
 ]
 
 #: Largest reference sample kept per feature for KS/PSI (keeps persisted state small).
 MAX_REFERENCE_SAMPLE = 500
+
+#: Deterministic calendar features: their "drift" is the calendar moving on, so they are not monitored.
+CALENDAR_PREFIXES = ("dow_", "month_")
+
+
+def lag1_autocorrelation(values: np.ndarray) -> float:
+    """Lag-1 autocorrelation of an ordered series; 0 unless significant at about 3 standard errors.
+
+    Rolling-window features (20-day volatility, 20-day returns) are strongly autocorrelated; a
+    CUSUM or KS test designed for independent days would overrun its false-alarm budget on them,
+    so each feature is monitored through its AR(1) innovations.
+    """
+    x = np.asarray(values, dtype=float)
+    if x.size < 30:
+        return 0.0
+    xc = x - x.mean()
+    denom = float(xc @ xc)
+    if denom <= 0:
+        return 0.0
+    phi = float(xc[1:] @ xc[:-1]) / denom
+    if abs(phi) < 3.0 / np.sqrt(x.size):
+        return 0.0
+    return float(np.clip(phi, -0.99, 0.99))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +147,7 @@ class FeatureMonitor:
         reference: Iterable[float],
         thresholds: DetectorThresholds,
         *,
+        phi: float = 0.0,
         state: Mapping[str, Any] | None = None,
     ) -> None:
         if not (math.isfinite(ref_std) and ref_std > 0):
@@ -131,8 +156,11 @@ class FeatureMonitor:
         self.ref_mean = float(ref_mean)
         self.ref_std = float(ref_std)
         self.reference = np.asarray(list(reference), dtype=float)
+        """KS/PSI reference: standardized innovations of the training values."""
+        self.phi = float(phi)
         self.t = thresholds
         state = state or {}
+        self.prev: float | None = state.get("prev")
         self.mean = (
             TwoSidedCusum.from_dict(state["mean"]) if "mean" in state else TwoSidedCusum(thresholds.mean_k, thresholds.mean_h)
         )
@@ -146,28 +174,40 @@ class FeatureMonitor:
 
     @classmethod
     def from_reference(cls, name: str, values: Iterable[float], thresholds: DetectorThresholds, seed: int = 0) -> "FeatureMonitor":
+        """``values`` in time order (the AR(1) coefficient is estimated from their order)."""
         arr = np.asarray(list(values), dtype=float)
         arr = arr[np.isfinite(arr)]
         if arr.size < 30:
             raise ValueError(f"feature {name!r}: need >= 30 finite reference values, got {arr.size}")
-        sample = arr
-        if arr.size > MAX_REFERENCE_SAMPLE:
-            sample = np.random.default_rng(seed).choice(arr, MAX_REFERENCE_SAMPLE, replace=False)
-        return cls(name, float(arr.mean()), float(arr.std(ddof=1)), sample, thresholds)
+        mean, std = float(arr.mean()), float(arr.std(ddof=1))
+        if not std > 0:
+            raise ValueError(f"feature {name!r}: reference values are constant; nothing to monitor")
+        phi = lag1_autocorrelation(arr)
+        u = (arr - mean) / std
+        innov = (u[1:] - phi * u[:-1]) / math.sqrt(1.0 - phi * phi) if phi else u
+        sample = innov
+        if innov.size > MAX_REFERENCE_SAMPLE:
+            sample = np.random.default_rng(seed).choice(innov, MAX_REFERENCE_SAMPLE, replace=False)
+        return cls(name, mean, std, sample, thresholds, phi=phi)
 
     def update(self, x: float, date: str) -> list[DriftFinding]:
         """Feed one day's value; non-finite values are data-quality issues and are skipped here."""
         if not math.isfinite(x):
             return []
         self.n_seen += 1
-        z = (x - self.ref_mean) / self.ref_std
+        u = (x - self.ref_mean) / self.ref_std
+        if self.phi and self.prev is not None:
+            z = (u - self.phi * self.prev) / math.sqrt(1.0 - self.phi * self.phi)
+        else:
+            z = u
+        self.prev = u
         findings = [
             DriftFinding(self.name, det, stat, self.t.mean_h, date, f"z={z:+.2f}") for det, stat in self.mean.update(z)
         ]
         v = self.var.update(z * z)
         if v is not None:
             findings.append(DriftFinding(self.name, "cusum_var", v, self.t.var_h, date, f"z^2={z * z:.2f}"))
-        self.window.append(float(x))
+        self.window.append(float(z))
         self.since_test += 1
         if self.since_test >= self.t.ks_stride and len(self.window) >= self.t.ks_window:
             self.since_test = 0
@@ -208,8 +248,10 @@ class FeatureMonitor:
             "name": self.name,
             "ref_mean": self.ref_mean,
             "ref_std": self.ref_std,
+            "phi": self.phi,
             "reference": self.reference.tolist(),
             "state": {
+                "prev": self.prev,
                 "mean": self.mean.to_dict(),
                 "var": self.var.to_dict(),
                 "window": list(self.window),
@@ -222,7 +264,7 @@ class FeatureMonitor:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], thresholds: DetectorThresholds) -> "FeatureMonitor":
-        return cls(d["name"], d["ref_mean"], d["ref_std"], d["reference"], thresholds, state=d["state"])
+        return cls(d["name"], d["ref_mean"], d["ref_std"], d["reference"], thresholds, phi=d.get("phi", 0.0), state=d["state"])
 
 
 class DriftMonitor:
@@ -234,9 +276,14 @@ class DriftMonitor:
 
     @classmethod
     def from_reference(cls, reference: Mapping[str, Iterable[float]], thresholds: DetectorThresholds) -> "DriftMonitor":
-        """``reference`` maps feature name -> training values (a DataFrame works)."""
+        """``reference`` maps feature name -> training values in time order (a DataFrame works).
+
+        Calendar features are skipped (see ``CALENDAR_PREFIXES``).
+        """
         monitors = {}
         for i, name in enumerate(reference.keys()):
+            if str(name).startswith(CALENDAR_PREFIXES):
+                continue
             monitors[str(name)] = FeatureMonitor.from_reference(str(name), np.asarray(reference[name], dtype=float), thresholds, seed=i)
         return cls(monitors, thresholds)
 

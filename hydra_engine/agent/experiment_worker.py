@@ -93,7 +93,27 @@ def evaluate_candidate(params: dict[str, Any], inputs: dict[str, Any], work_dir:
     out: dict[str, Any] = {"candidate": _wf_part(cand), "wf_seconds": time.monotonic() - t0}
     daily = {"dates": [str(d) for d in cand.oos.index], "candidate_log_loss": cand.oos["log_loss"].tolist(),
              "candidate_return": cand.oos["net_return"].tolist(), "candidate_hit": cand.oos["hit"].tolist()}
-    if params.get("champion_spec"):
+    if params.get("champion_model_dir"):
+        # The deployed champion, scored on the candidate's out-of-sample days: "does the new recipe
+        # beat what trades now". Days inside the champion's own training window favour it, so the
+        # comparison is conservative.
+        champ_model = BaselineModel.load(params["champion_model_dir"])
+        oos = cand.oos
+        p_ch = champ_model.predict_proba(features.loc[oos.index])
+        y = oos["label"].to_numpy()
+        ll_ch = m.log_losses(y, p_ch)
+        from hydra_engine.model.walk_forward import positions_from_proba
+
+        ret_ch = positions_from_proba(p_ch) * oos["ret"].to_numpy()
+        folds = oos["fold"].to_numpy()
+        out["champion"] = {
+            "model_dir": params["champion_model_dir"],
+            "window_log_loss": [float(ll_ch[folds == f].mean()) for f in sorted(set(folds.tolist()))],
+            "oos_log_loss": float(ll_ch.mean()),
+            "summary": {"overall": {"log_loss": float(ll_ch.mean()), "hit_rate": float(((p_ch > 0.5) == (y == 1)).mean())}},
+        }
+        daily |= {"champion_log_loss": ll_ch.tolist(), "champion_return": ret_ch.tolist()}
+    elif params.get("champion_spec"):
         champ = walk_forward_evaluate(ModelSpec.from_dict(params["champion_spec"]), features, labels, returns, cost, **wf_kwargs)
         out["champion"] = _wf_part(champ)
         common = cand.oos.index.intersection(champ.oos.index)

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from hydra_engine.agent.diagnose import Diagnosis, DiagnosisKind
 from hydra_engine.model.baseline import FAMILY_DEFAULTS, MIN_TRAIN_ROWS, ModelError, ModelSpec
 
-REPAIRS = ("retrain_recent", "drop_features", "retune_regularization", "change_family", "recalibrate")
+REPAIRS = ("refit", "retrain_recent", "drop_features", "retune_regularization", "change_family", "recalibrate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +64,12 @@ class PlaybookConfig:
 
 
 def _retrain(spec: ModelSpec, diag: str, windows: tuple[int, ...]) -> list[Hypothesis]:
-    return [
+    out = [
         Hypothesis("retrain_recent", {"train_window_days": w}, diag, f"fit on the last {w} days only, so the new regime dominates")
         for w in windows
         if w < spec.train_window_days
     ]
+    return out + [Hypothesis("refit", {}, diag, "refit the champion's spec on the latest data")]
 
 
 def _drop(spec: ModelSpec, diag: str, drifted: tuple[str, ...]) -> list[Hypothesis]:

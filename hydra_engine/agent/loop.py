@@ -24,7 +24,7 @@ import pandas as pd
 import structlog
 
 from hydra_engine.agent.diagnose import DataQualityReport, Diagnosis, DiagnosisKind, check_data_quality, diagnose
-from hydra_engine.agent.drift import DriftFinding, DriftMonitor, PerformanceMonitor, RealizedOutcome
+from hydra_engine.agent.drift import CALENDAR_PREFIXES, DriftFinding, DriftMonitor, PerformanceMonitor, RealizedOutcome
 from hydra_engine.agent.experiments import ExperimentExecutor, ExperimentJob, ExperimentResult
 from hydra_engine.agent.hypotheses import Hypothesis, Playbook, PlaybookConfig
 from hydra_engine.agent.journal import ExperimentJournal
@@ -530,8 +530,9 @@ class AgentLoop:
         cycle_dir = self.work_dir / cid
         inputs_path = await self.write_inputs(inputs, cycle_dir)
         jobs: list[tuple[Hypothesis, ExperimentJob]] = []
+        champion_dir = str(self.registry.models_dir / (await self.registry.get(champion)).path) if champion else None
         for h in hyps:
-            params = {"candidate_spec": h.apply(spec.to_dict()), "champion_spec": spec.to_dict() if champion else None}
+            params = {"candidate_spec": h.apply(spec.to_dict()), "champion_model_dir": champion_dir}
             job = self.make_job(self.new_id("exp"), params, inputs_path, cycle_dir)
             await self.journal.start_experiment(job.experiment_id, h.key, diagnosis=diagnosis.kind.value if diagnosis else "bootstrap",
                                                 config_diff=h.config_diff, trading_date=iso, cycle_id=cid, log_path=str(job.log_path))
@@ -646,8 +647,9 @@ class AgentLoop:
         """New champion: detectors re-reference on its training rows and start clean."""
         feats = inputs.features
         train = feats.loc[(feats.index >= pd.Timestamp(model.train_start)) & (feats.index <= pd.Timestamp(model.train_end))] if model.train_start else feats
-        ref = train[list(model.spec.features)].iloc[-self.config.reference_days :]
-        n_streams = len(model.spec.features) + len(PerformanceMonitor.METRICS)
+        cols = [c for c in model.spec.features if not c.startswith(CALENDAR_PREFIXES)]
+        ref = train[cols].iloc[-self.config.reference_days :]
+        n_streams = len(cols) + len(PerformanceMonitor.METRICS)
         budget = FalseAlarmBudget.per_feature(self.config.alarms_per_1000_days_per_stream, n_streams)
         thresholds = thresholds_for_budget(budget, n_reference=len(ref))
         self.drift = DriftMonitor.from_reference({c: ref[c].to_numpy() for c in ref.columns}, thresholds)

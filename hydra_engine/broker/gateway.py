@@ -106,6 +106,7 @@ class BrokerGateway(AccountDataMixin):
         self._supervisor = ConnectionSupervisor(self._attempt, backoff, name=f"ib:{port}", on_change=self._notify)
         self._assembler = ExecutionAssembler()
         self._order_error_listeners: list[OrderErrorListener] = []
+        self._connection_listeners: list[Callable[[], None]] = []
         self._rebind_hooks: list[RebindHook] = []
         self._position_book: PositionBook | None = None
         self._consumed: dict[int, Any] = {}
@@ -185,6 +186,8 @@ class BrokerGateway(AccountDataMixin):
         self.ib.disconnect()
         self.state = "stopped"
         self.state_known = False
+        self._notify()
+        self._connection_changed()
         log.info("broker.disconnected", port=self.port, deliberate=True)
 
     async def _attempt(self) -> None:
@@ -264,6 +267,7 @@ class BrokerGateway(AccountDataMixin):
         self._assembler.flush()
         log.warning("broker.disconnected", port=self.port, deliberate=False)
         self._supervisor.notify_lost()
+        self._connection_changed()
 
     def _on_update(self) -> None:
         self.last_message_at = dt.datetime.now(dt.timezone.utc)
@@ -368,6 +372,17 @@ class BrokerGateway(AccountDataMixin):
     def unsubscribe_executions(self, listener: ExecutionListener) -> None:
         self._assembler.unsubscribe(listener)
 
+    def subscribe_connection(self, listener: Callable[[], None]) -> None:
+        """Called when the session drops or is closed (working orders re-check their state)."""
+        self._connection_listeners.append(listener)
+
+    def _connection_changed(self) -> None:
+        for listener in list(self._connection_listeners):
+            try:
+                listener()
+            except Exception:  # noqa: BLE001
+                log.exception("broker.connection_listener_failed")
+
     def subscribe_order_errors(self, listener: OrderErrorListener) -> None:
         """Order errors (201 reject, 202 cancelled, 10148 cancel raced a fill...) as they arrive."""
         self._order_error_listeners.append(listener)
@@ -451,4 +466,24 @@ class BrokerGateway(AccountDataMixin):
         await asyncio.sleep(seconds)
 
 
-__all__ = ["BrokerGateway", "LIVE_PORTS", "PacingViolation", "classify"]
+
+
+async def probe_accounts(host: str, port: int, client_id: int, timeout_s: float = 4.0) -> list[str]:
+    """Accounts managed by the gateway at ``host:port``, read over a read-only session.
+
+    For the live-confirmation modal, which must name the account before any order-capable session
+    exists: nothing is subscribed beyond ib_async's start-up requests and no order can be sent.
+    """
+    if client_id <= 0:
+        raise ValueError(f"client_id={client_id!r}: a positive client id is required")
+    ib = IB()
+    try:
+        await ib.connectAsync(host, port, clientId=client_id, timeout=timeout_s, readonly=True)
+        return list(ib.managedAccounts())
+    except (OSError, TimeoutError, ConnectionError) as exc:
+        raise NotConnected(f"no API session with {host}:{port} to read the account: {exc}") from exc
+    finally:
+        ib.disconnect()
+
+
+__all__ = ["BrokerGateway", "LIVE_PORTS", "PacingViolation", "classify", "probe_accounts"]

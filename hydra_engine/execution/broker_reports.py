@@ -33,6 +33,8 @@ class BrokerReportsMixin:
     _journalled: set[str]
     _fills_by_ref: dict[str, float]
     _tasks: set[asyncio.Task[Any]]
+    _events: Any
+    _clock: Any
 
     def _bind(self, wo: WorkingOrder, trade: Any) -> None:  # provided by OrderManager
         raise NotImplementedError
@@ -115,10 +117,31 @@ class BrokerReportsMixin:
             else:
                 ctx = await self._store.context(rep.order_ref)
             record = make_fill_record(rep, **ctx)
-            await self._journal.log_fill(record)
-            log.info("order.fill_journalled", exec_id=rep.exec_id, order_ref=rep.order_ref, qty=rep.qty, price=rep.price)
-        except Exception:  # noqa: BLE001 - a journal failure is logged loudly, never silently lost
-            log.exception("order.fill_journal_failed", exec_id=rep.exec_id, order_ref=rep.order_ref)
+        except Exception:  # noqa: BLE001 - logged loudly; the broker still has the execution
+            log.exception("order.fill_record_failed", exec_id=rep.exec_id, order_ref=rep.order_ref)
+            return
+        for attempt, pause_s in enumerate((0.1, 0.5, 2.0, None), start=1):
+            try:
+                new = await self._journal.log_fill(record)
+                break
+            except Exception:  # noqa: BLE001 - retried, then logged loudly (never silently lost)
+                if pause_s is None:
+                    log.exception("order.fill_journal_failed", exec_id=rep.exec_id, order_ref=rep.order_ref,
+                                  attempts=attempt, record=repr(record))
+                    return
+                log.warning("order.fill_journal_retry", exec_id=rep.exec_id, attempt=attempt)
+                await asyncio.sleep(pause_s)
+        log.info("order.fill_journalled", exec_id=rep.exec_id, order_ref=rep.order_ref, qty=rep.qty,
+                 price=rep.price, new=new)
+        if new and self._events is not None:
+            from hydra_engine.events import FillRecorded
+
+            self._events.publish(FillRecorded(
+                at=self._clock.now(), exec_id=rep.exec_id, symbol=rep.symbol, direction=rep.side,
+                quantity=rep.qty, fill_price=rep.price, order_ref=rep.order_ref,
+                contract_month=rep.contract_month, predicted_slippage=record.predicted_slippage,
+                actual_slippage=record.actual_slippage, commission=record.commission,
+            ))
 
     async def _drain_journal(self) -> None:
         if self._tasks:

@@ -8,13 +8,27 @@ target to the order manager, which orders only the difference.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from hydra_engine.markets import MarketConfig, is_trading_day, last_decision_at_or_before, local_date
+import structlog
+
+from hydra_engine.events import AccountUpdated, PositionsUpdated
+from hydra_engine.markets import (
+    MarketConfig,
+    is_trading_day,
+    last_decision_at_or_before,
+    local_date,
+    trading_days_between,
+)
 from hydra_engine.risk.sizing import SizingResult, size_position
+
+log = structlog.get_logger(__name__)
+CONTINUOUS = "CONTFUT"
+"""Bar-store contract key of the continuous (back-adjusted) history features are built on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +153,91 @@ def due_trading_date(market: MarketConfig, now: dt.datetime, *, force: bool = Fa
         if is_trading_day(market, today):
             return today
     return last_decision_at_or_before(market, now)[0]
+
+
+async def account_state(runner: Any, m: MarketConfig, day: dt.date, summary: dict[str, Any]) -> Any:
+    """Step 2: account summary and positions -> daily P&L (stale flag), peak, breakers, closing mark."""
+    snap = await runner.broker.get_account_summary(
+        equity=runner.store.equity, trading_date=day, is_trading_day=lambda d: is_trading_day(m, d)
+    )
+    prev = await runner.store.equity.previous_mark(day)
+    stale = bool(snap.daily_pnl_stale) or (prev is not None and trading_days_between(m, prev.trading_date, day) > 1)
+    peak = await runner.store.equity.update_peak(snap.net_liquidation, day) if snap.net_liquidation > 0 else None
+    positions = await runner.broker.get_positions()
+    runner.last_account, runner.last_positions = snap, positions
+    peak_v = peak.peak if peak is not None else snap.net_liquidation
+    dd = (peak_v - snap.net_liquidation) / peak_v if peak_v > 0 else None
+    summary.update(net_liquidation=round(snap.net_liquidation, 2), daily_pnl=None if snap.daily_pnl is None else round(snap.daily_pnl, 2),
+                   pnl_stale=stale, peak_equity=round(peak_v, 2), drawdown=None if dd is None else round(dd, 6),
+                   position_value=round(snap.gross_position_value, 2),
+                   positions={p.local_symbol: p.quantity for p in positions})
+    now = runner.clock.now()
+    runner.bus.publish(AccountUpdated(at=now, account=snap.account, net_liquidation=snap.net_liquidation,
+                                    cash=snap.total_cash, currency=snap.currency, daily_pnl=snap.daily_pnl,
+                                    peak_equity=peak_v, drawdown_fraction=dd, stale=stale))
+    runner.bus.publish(PositionsUpdated(at=now, positions={p.local_symbol: p.quantity for p in positions}))
+    if runner.risk_gate is not None:
+        from hydra_engine.risk.intents import AccountState
+
+        state = runner.risk_gate.evaluate_account(AccountState(
+            daily_pnl=0.0 if stale or snap.daily_pnl is None else snap.daily_pnl, current_equity=snap.net_liquidation,
+            peak_equity=peak_v, position_value=snap.gross_position_value, stale=stale, trading_date=day,
+        ))
+        summary["trading_state"] = getattr(state, "value", str(state))
+    # the closing mark of this trading date (the base of the next date's P&L)
+    await runner.store.equity.record_mark(day, snap.net_liquidation, currency=snap.currency or "USD", source="cycle")
+    return snap
+
+
+async def load_bars(runner: Any, m: MarketConfig, day: dt.date, summary: dict[str, Any]) -> Any:
+    """Step 3: new completed CONTFUT bars into the bar store; the stored bars up to ``day``."""
+    cfg = runner.cycle_config
+    try:
+        since = await runner.store.bars.latest_date(m.symbol, CONTINUOUS)
+        new = await runner.broker.get_daily_bars(m, since=since, lookback_days=cfg.history_days)
+        if new:
+            await runner.store.bars.upsert(m.symbol, CONTINUOUS, new)
+        summary["bars_new"] = len(new)
+    except Exception as exc:  # noqa: BLE001 - stored bars still serve; the gap is recorded
+        summary["bars_error"] = f"{type(exc).__name__}: {exc}"
+        log.warning("runner.bars_failed", market=m.symbol, error=str(exc))
+    frame = await runner.store.bars.load(m.symbol, CONTINUOUS, end=day, limit=cfg.bars_for_features)
+    frame = bars_until(frame, day)
+    summary["bars"] = len(frame)
+    summary["last_bar"] = str(frame.index[-1].date()) if len(frame) else None
+    return frame
+
+
+async def agent_step(runner: Any, day: dt.date, bars: Any) -> dict[str, Any]:
+    """Run the agent's cycle in a tracked task; the signal waits for it at most ``agent_timeout_s``."""
+    prev = runner._agent_task
+    if prev is not None and not prev.done():
+        return {"skipped": "the agent is still busy with an earlier cycle; the signal goes ahead"}
+    task = asyncio.get_running_loop().create_task(
+        runner.agent_loop.run_cycle(day, bars[["open", "high", "low", "close", "volume"]]), name=f"agent-{day}"
+    )
+    task.add_done_callback(_log_task_failure)
+    runner._agent_task = task
+    done, _ = await asyncio.wait({task}, timeout=runner.cycle_config.agent_timeout_s)
+    if not done:
+        log.warning("runner.agent_slow", trading_date=str(day), waited_s=runner.cycle_config.agent_timeout_s)
+        return {"pending": "the agent is still working; the signal goes ahead"}
+    if task.cancelled():
+        return {"error": "agent cancelled"}
+    exc = task.exception()
+    if exc is not None:  # a failed agent never blocks the signal
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    res = task.result()
+    return {"phase": getattr(res.phase, "value", str(res.phase)), "findings": len(res.drift_findings),
+            "diagnosis": getattr(getattr(res.diagnosis, "kind", None), "value", None),
+            "experiments": len(res.experiments), "promoted": res.promoted,
+            "awaiting_approval": res.awaiting_approval, "rolled_back": res.rolled_back,
+            "champion": res.champion_version, "notes": list(res.notes)}
+
+
+def _log_task_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("runner.task_failed", task=task.get_name(), error=repr(task.exception()))
 
 
 def bars_until(frame: Any, day: dt.date) -> Any:

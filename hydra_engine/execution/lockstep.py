@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import structlog
 
-from hydra_engine.markets import local_date, next_decision_after
+from hydra_engine.markets import decision_at, is_trading_day, local_date, next_decision_after
 
 log = structlog.get_logger(__name__)
 
@@ -61,12 +61,12 @@ class LockstepDriver:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def next_decision(self) -> tuple[dt.datetime, list[Any]]:
-        """The next decision instant after now and the markets deciding then."""
+    def next_day(self) -> tuple[dt.date, list[tuple[dt.datetime, Any]]]:
+        """The next trading date with a decision after now, and its (instant, market) decisions in time order."""
         now = self.clock.now()
-        times = [(next_decision_after(m, now), m) for m in self.runner.markets]
-        first = min(t for t, _ in times)
-        return first, [m for t, m in times if t == first]
+        day = min(local_date(m, next_decision_after(m, now)) for m in self.runner.markets)
+        plan = [(decision_at(m, day), m) for m in self.runner.markets if is_trading_day(m, day)]
+        return day, sorted((p for p in plan if p[0] > now), key=lambda p: (p[0], p[1].symbol))
 
     async def run_days(self, n: int | None, pause_s: float = 0.0) -> LockstepReport:
         """Play ``n`` decision days (None: until ``stop()``), waiting ``pause_s`` real seconds between."""
@@ -75,27 +75,20 @@ class LockstepDriver:
         report = LockstepReport(start=self.clock.now())
         await self.settle()
         while (n is None or report.days < n) and not self._stop.is_set():
-            at, markets = self.next_decision()
-            while not self._stop.is_set():
-                wake = self.clock.next_wakeup()
-                target = at if wake is None or wake >= at else wake
-                await self.exchange.advance_to(target)
-                report.steps += 1
-                await self.settle()
-                if target >= at:
+            day, plan = self.next_day()
+            summaries: list[dict[str, Any]] = []
+            for at, m in plan:
+                if not await self._step_to(at, report):
                     break
-            if self._stop.is_set():
-                break
-            day = local_date(markets[0], at)
-            summaries = []
-            for m in markets:
-                res = await self.runner.run_daily_cycle(m.symbol, trigger="lockstep", trading_date=local_date(m, at))
-                summaries.append(res)
+                summaries.append(await self.runner.run_daily_cycle(m.symbol, trigger="lockstep", trading_date=day))
                 await self.settle()
+            if self._stop.is_set():
+                report.cycles.extend(summaries)
+                break
             report.cycles.extend(summaries)
             report.days += 1
             self.days_played += 1
-            log.info("lockstep.day", date=str(day), at=at.isoformat(), steps=report.steps,
+            log.info("lockstep.day", date=str(day), now=self.clock.now().isoformat(), steps=report.steps,
                      cycles=[(s.get("market"), s.get("status")) for s in summaries])
             if self.on_day is not None:
                 self.on_day(day, summaries)
@@ -106,6 +99,18 @@ class LockstepDriver:
                     pass
         report.end = self.clock.now()
         return report
+
+    async def _step_to(self, at: dt.datetime, report: LockstepReport) -> bool:
+        """Advance wake-up by wake-up up to ``at`` (False when stopped on the way)."""
+        while not self._stop.is_set():
+            wake = self.clock.next_wakeup()
+            target = at if wake is None or wake >= at else wake
+            await self.exchange.advance_to(target)
+            report.steps += 1
+            await self.settle()
+            if target >= at:
+                return True
+        return False
 
     # ----------------------------------------------------------------- quiescence
 

@@ -37,6 +37,7 @@ from hydra_engine.execution.slicing import slice_sizes
 
 log = structlog.get_logger(__name__)
 
+
 class OrderManager(BrokerReportsMixin):
     """Routes orders through the risk gate to the broker and journals every execution."""
 
@@ -75,6 +76,7 @@ class OrderManager(BrokerReportsMixin):
         gateway.subscribe_executions(self._on_execution)
         gateway.subscribe_late_commissions(self._on_late_commission)
         gateway.subscribe_order_errors(self._on_order_error)
+        gateway.subscribe_connection(self._on_connection_lost)
         gateway.add_rebind_hook(self._rebind)
 
     # ----------------------------------------------------------------- public API
@@ -219,6 +221,7 @@ class OrderManager(BrokerReportsMixin):
     ) -> ChildResult:
         started = time.monotonic()
         quote = await self._gw.get_quote(month)
+        risk = {**risk, "mid_price": quote.mid}  # the price band is measured around the arrival mid
         tick = month.min_tick or quote.min_tick or 0.0
         step0 = self.patience.steps[0]
         limit = limit_price(step0, side=side, bid=quote.bid, ask=quote.ask, tick=tick)
@@ -246,10 +249,14 @@ class OrderManager(BrokerReportsMixin):
         # registered first, so a reconnect's orphan resolution never mistakes it for a dead intent
         self._working[order_ref] = wo
         # the intent is durable before anything leaves the process
-        await self._store.intent(
-            order_ref, month, side, qty, limit, quote.mid, wo.arrival_at, purpose=purpose, trading_date=trading_date,
-            extra={"predicted_slippage": predicted, "data_type": quote.data_type},
-        )
+        try:
+            await self._store.intent(
+                order_ref, month, side, qty, limit, quote.mid, wo.arrival_at, purpose=purpose,
+                trading_date=trading_date, extra={"predicted_slippage": predicted, "data_type": quote.data_type},
+            )
+        except BaseException:
+            self._working.pop(order_ref, None)  # not journalled: nothing is sent
+            raise
         self._publish(order_ref, "INTENT", month, side, qty, 0.0, limit)
         try:
             wo.sent_mono = time.monotonic()
@@ -281,6 +288,10 @@ class OrderManager(BrokerReportsMixin):
                 self._publish(wo.order_ref, "ACKED", wo.month, wo.side, wo.qty, wo.filled, wo.limit)
             if self._settled(wo):
                 return
+            if not self._gw.is_connected or not self._gw.state_known:
+                if not await self._wait_reconnect(wo):
+                    return
+                continue
             if wo.cancel_sent or wo.rejected:
                 # waiting for the broker to confirm (and for any fill that raced the cancel)
                 if not await self._wait_changed(wo, self._settle_timeout):
@@ -319,7 +330,8 @@ class OrderManager(BrokerReportsMixin):
             return
         decision = self._risk.check(
             order_ref=wo.order_ref, month=wo.month, side=wo.side, qty=int(wo.remaining), limit=new_limit,
-            risk={**risk, "current_position": risk["current_position"] + (wo.filled if wo.side == "BUY" else -wo.filled)},
+            risk={**risk, "mid_price": quote.mid,
+                  "current_position": risk["current_position"] + (wo.filled if wo.side == "BUY" else -wo.filled)},
             reducing=reducing, is_reprice=True,
         )
         if not self._risk.approved(decision):
@@ -465,6 +477,10 @@ class OrderManager(BrokerReportsMixin):
 
         trade.statusEvent += on_status
         on_status(trade)
+
+    def _on_connection_lost(self) -> None:
+        for wo in self._working.values():
+            wo.changed.set()
 
     def _on_order_error(self, order_id: int, order_ref: str, code: int, message: str) -> None:
         wo = self._working.get(order_ref) or next(

@@ -1,9 +1,9 @@
 """SlippageReconciler: is the slippage model honest? Predicted vs actual over the journalled fills.
 
 It reads the journal's columnar ``fill_slippage_blocks`` (float64 triples predicted, actual,
-arrival mid), so a million fills are ~16k blobs and a few numpy passes: sums for the moments,
-one argsort per column for Spearman's ranks (average ranks for ties), run two at a time in
-threads. Fills priced on DELAYED data are excluded from every statistic and from the verdict
+arrival mid), so a million fills are ~16k blobs read into one preallocated array, then a few
+numpy passes: centred sums for the moments, and one argsort per column for Spearman's ranks
+(average ranks for ties, float32), the two in parallel threads. Spearman is computed once, in bps. Fills priced on DELAYED data are excluded from every statistic and from the verdict
 (their "arrival mid" is stale); ``n_delayed_excluded`` says how many.
 
 Definitions (per fill i, predicted p_i and actual a_i, positive is a cost):
@@ -68,7 +68,6 @@ class SlippageStats:
     bias: float
     rmse: float
     pearson: float
-    spearman: float
     slope: float
     intercept: float
     bias_ci_low: float
@@ -76,7 +75,7 @@ class SlippageStats:
     pessimism_multiplier: float
 
 
-EMPTY_STATS = SlippageStats(*([_NAN] * 11))
+EMPTY_STATS = SlippageStats(*([_NAN] * 10))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +91,9 @@ class ReconciliationReport:
     thresholds: CalibrationThresholds
     price: SlippageStats
     bps: SlippageStats
+    spearman: float
+    """Spearman's rank correlation of predicted vs actual, computed in bps (scale-free across
+    markets; within one market it ranks the same costs). NaN below 2 fills or without variation."""
 
     @property
     def sufficient(self) -> bool:
@@ -124,10 +126,6 @@ class ReconciliationReport:
     @property
     def pearson(self) -> float:
         return self.price.pearson
-
-    @property
-    def spearman(self) -> float:
-        return self.price.spearman
 
     @property
     def slope(self) -> float:
@@ -195,16 +193,6 @@ def _rank_pearson(rx: np.ndarray, ry: np.ndarray, chunk: int = 1 << 16) -> float
     return float(np.clip((sxy - n * mx * my) / math.sqrt(vx * vy), -1.0, 1.0))
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    dx = x - x.mean()
-    dy = y - y.mean()
-    sxx = float(np.dot(dx, dx))
-    syy = float(np.dot(dy, dy))
-    if sxx <= 0.0 or syy <= 0.0:
-        return _NAN
-    return float(np.clip(np.dot(dx, dy) / math.sqrt(sxx * syy), -1.0, 1.0))
-
-
 _T975 = (12.706204736175, 4.302652729749, 3.182446305284, 2.776445105198, 2.570581835636, 2.446911851145,
          2.364624251593, 2.306004135204, 2.262157162798, 2.228138851986, 2.200985160092, 2.178812829667,
          2.160368656463, 2.144786687918, 2.13144954556, 2.119905299221, 2.109815577833, 2.100922040241,
@@ -229,38 +217,49 @@ def _t975(dof: int) -> float:
     return z + g1 / v + g2 / v**2 + g3 / v**3 + g4 / v**4
 
 
-def compute_stats(pred: np.ndarray, act: np.ndarray, *, ranks: tuple[np.ndarray, np.ndarray] | None = None) -> SlippageStats:
-    """All figures for paired arrays (float64, same length); see the module docstring."""
+def compute_stats(pred: np.ndarray, act: np.ndarray) -> SlippageStats:
+    """All moment-based figures for paired arrays (same length); see the module docstring.
+
+    One centring pass per array and three dot products: bias, RMSE and the CI come from the
+    centred sums, so no (p - a) array is built.
+    """
     n = int(pred.shape[0])
     if n == 0:
         return EMPTY_STATS
     mp, ma = float(pred.mean()), float(act.mean())
-    d = pred - act
-    bias = float(d.mean())
-    rmse = float(math.sqrt(float(np.dot(d, d)) / n))
-    if n >= 2:
-        sd = float(d.std(ddof=1))
-        half = _t975(n - 1) * sd / math.sqrt(n)
-        lo, hi = bias - half, bias + half
-    else:
-        lo = hi = _NAN
-    del d
     dp = pred - mp
     da = act - ma
     spp = float(np.dot(dp, dp))
     saa = float(np.dot(da, da))
     spa = float(np.dot(dp, da))
     del dp, da
+    bias = mp - ma
+    sdd = max(0.0, spp - 2.0 * spa + saa)  # sum of squared deviations of (p - a) from its mean
+    rmse = math.sqrt(sdd / n + bias * bias)
+    if n >= 2:
+        half = _t975(n - 1) * math.sqrt(sdd / (n - 1)) / math.sqrt(n)
+        lo, hi = bias - half, bias + half
+    else:
+        lo = hi = _NAN
     pearson = float(np.clip(spa / math.sqrt(spp * saa), -1.0, 1.0)) if spp > 0 and saa > 0 else _NAN
     slope = spa / spp if spp > 0 else _NAN
     intercept = ma - slope * mp if spp > 0 else _NAN
-    if n >= 2:
-        rp, ra = ranks if ranks is not None else (average_ranks(pred), average_ranks(act))
-        spearman = _pearson(rp, ra)
-    else:
-        spearman = _NAN
     pess = ma / mp if mp != 0 else _NAN
-    return SlippageStats(mp, ma, bias, rmse, pearson, spearman, slope, intercept, lo, hi, pess)
+    return SlippageStats(mp, ma, bias, rmse, pearson, slope, intercept, lo, hi, pess)
+
+
+def spearman(x: np.ndarray, y: np.ndarray, *, parallel: bool = True) -> float:
+    """Spearman's rho (average ranks for ties); the two rankings run in two threads."""
+    if x.shape[0] < 2:
+        return _NAN
+    if parallel:
+        with ThreadPoolExecutor(max_workers=2) as pool:  # numpy's sort releases the GIL
+            fx = pool.submit(average_ranks, x)
+            ry = average_ranks(y)
+            rx = fx.result()
+    else:
+        rx, ry = average_ranks(x), average_ranks(y)
+    return _rank_pearson(rx, ry)
 
 
 def verdict_for(n: int, bps: SlippageStats, th: CalibrationThresholds) -> tuple[str, str]:
@@ -279,23 +278,17 @@ def verdict_for(n: int, bps: SlippageStats, th: CalibrationThresholds) -> tuple[
 def analyse(triples: np.ndarray, *, symbol: str | None, n_delayed: int,
             thresholds: CalibrationThresholds) -> ReconciliationReport:
     """The report for an (n, 3) array of (predicted, actual, arrival mid) rows (CPU: run in a thread)."""
-    pred = np.ascontiguousarray(triples[:, 0])
-    act = np.ascontiguousarray(triples[:, 1])
-    mid = triples[:, 2]
-    pred_bps = pred / mid * 10_000.0
-    act_bps = act / mid * 10_000.0
-    n = int(pred.shape[0])
-    if n >= 2:
-        with ThreadPoolExecutor(max_workers=2) as pool:  # numpy sorts release the GIL
-            futs = [pool.submit(average_ranks, a) for a in (pred, act, pred_bps, act_bps)]
-            r = [f.result() for f in futs]
-        price = compute_stats(pred, act, ranks=(r[0], r[1]))
-        del r[:2]
-        bps = compute_stats(pred_bps, act_bps, ranks=(r[0], r[1]))
-    else:
-        price, bps = compute_stats(pred, act), compute_stats(pred_bps, act_bps)
+    pred, act, mid = triples[:, 0], triples[:, 1], triples[:, 2]
+    n = int(triples.shape[0])
+    price = compute_stats(pred, act)
+    pred_bps = pred / mid
+    pred_bps *= 10_000.0
+    act_bps = act / mid
+    act_bps *= 10_000.0
+    bps = compute_stats(pred_bps, act_bps)
+    rho = spearman(pred_bps, act_bps, parallel=n >= 50_000)
     verdict, reason = verdict_for(n, bps, thresholds)
-    return ReconciliationReport(symbol, n, n_delayed, verdict, reason, thresholds, price, bps)
+    return ReconciliationReport(symbol, n, n_delayed, verdict, reason, thresholds, price, bps, rho)
 
 
 # --------------------------------------------------------------------------- the reconciler
@@ -308,29 +301,39 @@ class SlippageReconciler:
         self._conn = conn
         self.thresholds = thresholds or CalibrationThresholds()
 
-    async def _blocks(self, symbol: str | None) -> tuple[bytes, int]:
+    async def _blocks(self, symbol: str | None) -> tuple[np.ndarray, int]:
+        """The live triples as an (n, 3) float64 array, read block by block on the DB thread (no
+        intermediate list of rows), and the number of delayed fills."""
         where = "" if symbol is None else " AND symbol = ?"
         args: tuple[Any, ...] = () if symbol is None else (symbol,)
-        async with self._conn.execute(
-            f"SELECT COALESCE(SUM(n_fills), 0) FROM fill_slippage_blocks WHERE data_type = 'delayed'{where}", args
-        ) as cur:
-            row = await cur.fetchone()
-        n_delayed = int(row[0]) if row else 0
-        async with self._conn.execute(
-            f"SELECT data FROM fill_slippage_blocks WHERE data_type = 'live'{where}", args
-        ) as cur:
-            rows = await cur.fetchall()
-        data = b"".join(r[0] for r in rows)
-        del rows
-        return data, n_delayed
+
+        def read(db: Any) -> tuple[np.ndarray, int]:
+            counts = dict(db.execute(
+                f"SELECT data_type, COALESCE(SUM(n_fills), 0) FROM fill_slippage_blocks WHERE 1 = 1{where} "
+                "GROUP BY data_type", args).fetchall())
+            n_live = int(counts.get("live", 0))
+            out = np.empty(n_live * 3, dtype=np.float64)
+            pos = 0
+            for (data,) in db.execute(f"SELECT data FROM fill_slippage_blocks WHERE data_type = 'live'{where}", args):
+                k = len(data) // 8
+                if len(data) % 24 or pos + k > out.shape[0]:
+                    raise ValueError("fill_slippage_blocks is inconsistent (partial triple or n_fills mismatch): "
+                                     "run FillJournal.rebuild_blocks()")
+                out[pos:pos + k] = np.frombuffer(data, dtype="<f8")
+                pos += k
+            if pos != out.shape[0]:
+                raise ValueError("fill_slippage_blocks is inconsistent (n_fills mismatch): run "
+                                 "FillJournal.rebuild_blocks()")
+            return out.reshape(-1, 3), int(counts.get("delayed", 0))
+
+        run = getattr(self._conn, "_execute", None)
+        if not callable(run):
+            raise TypeError("SlippageReconciler needs an aiosqlite.Connection (aiosqlite >=0.20,<0.23)")
+        return await run(lambda: read(self._conn._conn))  # noqa: SLF001 - aiosqlite's worker thread
 
     async def reconcile(self, symbol: str | None = None) -> ReconciliationReport:
         """Predicted vs actual over every live fill (of ``symbol`` if given)."""
-        data, n_delayed = await self._blocks(symbol)
-        if len(data) % 24:
-            raise ValueError(f"fill_slippage_blocks holds {len(data)} bytes, not whole triples: run "
-                             "FillJournal.rebuild_blocks()")
-        triples = np.frombuffer(data, dtype="<f8").reshape(-1, 3)
+        triples, n_delayed = await self._blocks(symbol)
         report = await asyncio.to_thread(analyse, triples, symbol=symbol, n_delayed=n_delayed,
                                          thresholds=self.thresholds)
         log.info("reconciler.report", symbol=symbol, n_fills=report.n_fills, verdict=report.verdict,

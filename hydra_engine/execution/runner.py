@@ -25,21 +25,26 @@ import structlog
 
 from hydra_engine.config import RunnerConfig
 from hydra_engine.events import (
-    AccountUpdated,
     CycleFinished,
     CycleStarted,
     EventBus,
     PauseChanged,
-    PositionsUpdated,
 )
-from hydra_engine.execution.cycle import CycleConfig, bars_until, due_trading_date, target_from_signal
+from hydra_engine.execution.cycle import (
+    CONTINUOUS,
+    CycleConfig,
+    account_state,
+    agent_step,
+    due_trading_date,
+    load_bars,
+    target_from_signal,
+)
 from hydra_engine.markets import (
     MarketConfig,
     decision_at,
     is_trading_day,
     local_date,
     next_decision_after,
-    trading_days_between,
 )
 from hydra_engine.store.cycles import CycleStatus
 from hydra_engine.store.kv import LAST_CYCLE_DATE, PAUSE_REASON, PAUSED
@@ -47,7 +52,6 @@ from hydra_engine.store.kv import LAST_CYCLE_DATE, PAUSE_REASON, PAUSED
 log = structlog.get_logger(__name__)
 
 LIVE_ENV = "HYDRA_LIVE_CONFIRMED"
-CONTINUOUS = "CONTFUT"
 
 
 class LiveTradingRefused(ValueError):
@@ -365,9 +369,9 @@ class PaperTradingRunner:
             log.warning("runner.cycle_skipped_disconnected", market=m.symbol, trading_date=str(day))
             return CycleStatus.SKIPPED
         # 2. account state
-        acct = await self._account_state(m, day, summary)
+        acct = await account_state(self, m, day, summary)
         # 3. data
-        bars = await self._bars(m, day, summary)
+        bars = await load_bars(self, m, day, summary)
         features = None
         if bars is not None and len(bars):
             try:
@@ -378,7 +382,7 @@ class PaperTradingRunner:
                 summary["features_error"] = f"{type(exc).__name__}: {exc}"
         # 4. self-heal (independent of the signal)
         if self.agent_loop is not None and m.symbol == self.agent_market.symbol and bars is not None and len(bars):
-            summary["agent"] = await self._agent(day, bars)
+            summary["agent"] = await agent_step(self, day, bars)
         # 5. signal
         p_up = None
         if features is not None and len(features):
@@ -399,81 +403,6 @@ class PaperTradingRunner:
             return CycleStatus.FINISHED
         await self._target_and_execute(m, day, float(p_up), bars, acct, summary)
         return CycleStatus.FINISHED
-
-    async def _account_state(self, m: MarketConfig, day: dt.date, summary: dict[str, Any]) -> Any:
-        snap = await self.broker.get_account_summary(
-            equity=self.store.equity, trading_date=day, is_trading_day=lambda d: is_trading_day(m, d)
-        )
-        prev = await self.store.equity.previous_mark(day)
-        stale = bool(snap.daily_pnl_stale) or (prev is not None and trading_days_between(m, prev.trading_date, day) > 1)
-        peak = await self.store.equity.update_peak(snap.net_liquidation, day) if snap.net_liquidation > 0 else None
-        positions = await self.broker.get_positions()
-        self.last_account, self.last_positions = snap, positions
-        peak_v = peak.peak if peak is not None else snap.net_liquidation
-        dd = (peak_v - snap.net_liquidation) / peak_v if peak_v > 0 else None
-        summary.update(net_liquidation=round(snap.net_liquidation, 2), daily_pnl=None if snap.daily_pnl is None else round(snap.daily_pnl, 2),
-                       pnl_stale=stale, peak_equity=round(peak_v, 2), drawdown=None if dd is None else round(dd, 6),
-                       position_value=round(snap.gross_position_value, 2),
-                       positions={p.local_symbol: p.quantity for p in positions})
-        now = self.clock.now()
-        self.bus.publish(AccountUpdated(at=now, account=snap.account, net_liquidation=snap.net_liquidation,
-                                        cash=snap.total_cash, currency=snap.currency, daily_pnl=snap.daily_pnl,
-                                        peak_equity=peak_v, drawdown_fraction=dd, stale=stale))
-        self.bus.publish(PositionsUpdated(at=now, positions={p.local_symbol: p.quantity for p in positions}))
-        if self.risk_gate is not None:
-            from hydra_engine.risk.intents import AccountState
-
-            state = self.risk_gate.evaluate_account(AccountState(
-                daily_pnl=0.0 if stale or snap.daily_pnl is None else snap.daily_pnl, current_equity=snap.net_liquidation,
-                peak_equity=peak_v, position_value=snap.gross_position_value, stale=stale, trading_date=day,
-            ))
-            summary["trading_state"] = getattr(state, "value", str(state))
-        # the closing mark of this trading date (the base of the next date's P&L)
-        await self.store.equity.record_mark(day, snap.net_liquidation, currency=snap.currency or "USD", source="cycle")
-        return snap
-
-    async def _bars(self, m: MarketConfig, day: dt.date, summary: dict[str, Any]) -> Any:
-        cfg = self.cycle_config
-        try:
-            since = await self.store.bars.latest_date(m.symbol, CONTINUOUS)
-            new = await self.broker.get_daily_bars(m, since=since, lookback_days=cfg.history_days)
-            if new:
-                await self.store.bars.upsert(m.symbol, CONTINUOUS, new)
-            summary["bars_new"] = len(new)
-        except Exception as exc:  # noqa: BLE001 - stored bars still serve; the gap is recorded
-            summary["bars_error"] = f"{type(exc).__name__}: {exc}"
-            log.warning("runner.bars_failed", market=m.symbol, error=str(exc))
-        frame = await self.store.bars.load(m.symbol, CONTINUOUS, end=day, limit=cfg.bars_for_features)
-        frame = bars_until(frame, day)
-        summary["bars"] = len(frame)
-        summary["last_bar"] = str(frame.index[-1].date()) if len(frame) else None
-        return frame
-
-    async def _agent(self, day: dt.date, bars: Any) -> dict[str, Any]:
-        """Run the agent's cycle in a tracked task; the signal waits for it at most ``agent_timeout_s``."""
-        prev = self._agent_task
-        if prev is not None and not prev.done():
-            return {"skipped": "the agent is still busy with an earlier cycle; the signal goes ahead"}
-        task = asyncio.get_running_loop().create_task(
-            self.agent_loop.run_cycle(day, bars[["open", "high", "low", "close", "volume"]]), name=f"agent-{day}"
-        )
-        task.add_done_callback(_log_task_failure)
-        self._agent_task = task
-        done, _ = await asyncio.wait({task}, timeout=self.cycle_config.agent_timeout_s)
-        if not done:
-            log.warning("runner.agent_slow", trading_date=str(day), waited_s=self.cycle_config.agent_timeout_s)
-            return {"pending": "the agent is still working; the signal goes ahead"}
-        if task.cancelled():
-            return {"error": "agent cancelled"}
-        exc = task.exception()
-        if exc is not None:  # a failed agent never blocks the signal
-            return {"error": f"{type(exc).__name__}: {exc}"}
-        res = task.result()
-        return {"phase": getattr(res.phase, "value", str(res.phase)), "findings": len(res.drift_findings),
-                "diagnosis": getattr(getattr(res.diagnosis, "kind", None), "value", None),
-                "experiments": len(res.experiments), "promoted": res.promoted,
-                "awaiting_approval": res.awaiting_approval, "rolled_back": res.rolled_back,
-                "champion": res.champion_version, "notes": list(res.notes)}
 
     async def _target_and_execute(self, m: MarketConfig, day: dt.date, p_up: float, bars: Any, acct: Any,
                                   summary: dict[str, Any]) -> None:

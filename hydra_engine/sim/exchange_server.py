@@ -21,10 +21,11 @@ import structlog
 from . import messages as M
 from .account import Account, AccountSnapshot, PositionState
 from .datafeed import DataFeed, wire_contract
-from .faults import NOTICES, Fault, FaultPlan
+from .faults import FaultPlan
 from .market_types import MarketUniverse
-from .orders import ACTIVE, BookEvent, Execution, OrderBook, WorkingOrder
+from .orders import ACTIVE, DONE, Execution, OrderBook, WorkingOrder
 from .requests import CancelOrder, PlaceOrder, ReqGlobalCancel, ReqOpenOrders
+from .routing import OrderRouting
 from .session import ClientSession
 from .state import exchange_state, load_state, restore_exchange, save_state
 
@@ -42,7 +43,7 @@ STATE_SAVE_INTERVAL_S = 5.0
 """In real-time and fixed-speed modes the exchange plays the clock forward this often (real s)."""
 
 
-class EmbeddedExchange:
+class EmbeddedExchange(OrderRouting):
     """IB-compatible paper exchange on loopback. Build it with ``await EmbeddedExchange.start()``."""
 
     def __init__(self) -> None:  # use start()
@@ -57,6 +58,8 @@ class EmbeddedExchange:
         self.seed = 7
         self.busy_seconds = 0.0
         """Perf-counter seconds spent playing time (advance) and handling requests."""
+        self.busy_cpu_seconds = 0.0
+        """CPU seconds (this thread) spent there: the same, without time lost to other processes."""
         self._accounts: dict[str, Account] = {}
         self._sessions: set[ClientSession] = set()
         self._by_client: dict[int, ClientSession] = {}
@@ -245,9 +248,15 @@ class EmbeddedExchange:
     def open_orders(self) -> list[WorkingOrder]:
         return self.book.working()
 
+    def completed_orders_today(self) -> list[WorkingOrder]:
+        """Orders filled, cancelled or rejected today (New York day): what reqCompletedOrders lists."""
+        today = self.clock.now().astimezone(EXEC_DAY_TZ).date()
+        return [o for o in self.book.orders.values()
+                if o.status in DONE and o.done_at is not None and o.done_at.astimezone(EXEC_DAY_TZ).date() == today]
+
     # ----- request dispatch -----------------------------------------------------------------
     def _dispatch(self, s: ClientSession, req: object) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             for f in self.faults.on_request():
                 if f.kind == "drop":
@@ -262,7 +271,7 @@ class EmbeddedExchange:
                 self._open_orders(s, req.all_clients)
             elif isinstance(req, ReqGlobalCancel):
                 for o in self.book.working():
-                    self._deliver(self.book.cancel(o.client_id, o.order_id).events)
+                    self._deliver(self.book.cancel(o.client_id, o.order_id, self.clock.now()).events)
             else:
                 name = ClientSession.HANDLERS.get(type(req))
                 if name is None:
@@ -271,23 +280,7 @@ class EmbeddedExchange:
                 getattr(s, name)(req)
         finally:
             self.busy_seconds += time.perf_counter() - t0
-
-    def _open_orders(self, s: ClientSession, all_clients: bool) -> None:
-        for o in self.book.working():
-            if all_clients or o.client_id == s.client_id or s.client_id == 0:
-                c = self._wire(o.con_id)
-                if c is not None:
-                    s.send(M.open_order(c, self._order_view(o), s.version))
-                    s.send(self._status_fields(o))
-        s.send_end(M.open_order_end())
-
-    def _order_view(self, o: WorkingOrder) -> M.OrderView:
-        return M.OrderView(o.order_id, o.client_id, o.perm_id, o.action, o.total_qty, o.order_type,
-                           o.lmt_price, o.tif, o.account, o.order_ref, o.status)  # fmt: skip
-
-    def _status_fields(self, o: WorkingOrder) -> list[Any]:
-        return M.order_status(o.order_id, o.status, o.filled, o.remaining, round(o.avg_fill_price, 10),
-                              o.perm_id, o.last_fill_price, o.client_id)  # fmt: skip
+            self.busy_cpu_seconds += time.thread_time() - c0
 
     def _place(self, s: ClientSession, req: PlaceOrder) -> None:
         assert s.client_id is not None
@@ -315,82 +308,12 @@ class EmbeddedExchange:
             price = self.feed.mark(o.con_id, now) or o.lmt_price or o.avg_fill_price
             log.info("sim_fault_cancel_race", client_id=s.client_id, order_id=o.order_id, price=price)
             self._deliver([self.book.fill_now(o, now, price)])
-        out = self.book.cancel(s.client_id, req.order_id)
+        out = self.book.cancel(s.client_id, req.order_id, self.clock.now())
         if out.error:
             s.error(req.order_id, *out.error)
         self._deliver(out.events)
         self._after_faults(faults, s)
         self._save_soon()
-
-    def _after_faults(self, faults: list[Fault], s: ClientSession | None) -> None:
-        for f in faults:
-            if f.kind == "drop" and s is not None:
-                log.info("sim_fault_drop", conn=s.conn_id, client_id=s.client_id)
-                s.close("injected fault: drop")
-            elif f.kind == "restart":
-                log.info("sim_fault_restart", down_seconds=f.param("down"))
-                self._spawn(self.restart(f.param("down")), "sim-fault-restart")
-            elif f.kind == "notice":
-                self.notice(int(f.param("code")))
-
-    def notice(self, code: int, text: str | None = None) -> None:
-        """Broadcast a system notice (1100/1101/1102, 2103-2106...) to every client."""
-        text = text or NOTICES.get(code, "Notice")
-        log.info("sim_notice", code=code)
-        for s in list(self._by_client.values()):
-            if code == 1101:
-                s.mkt.clear()  # data lost: the client must resubscribe, as with IB
-            s.error(-1, code, text)
-
-    # ----- delivering order events ----------------------------------------------------------
-    def _deliver(self, events: list[BookEvent], delay: float = 0.0) -> None:
-        touched: dict[str, set[int]] = {}
-        post: list[Fault] = []
-        for ev in events:
-            o = ev.order
-            s = self._by_client.get(o.client_id)
-            c = self._wire(o.con_id)
-            batch: list[list[Any]] = []
-            ev_delay = delay
-            dup = False
-            if ev.kind == "fill":
-                assert ev.execution is not None
-                touched.setdefault(o.account, set()).add(o.con_id)
-                for f in self.faults.on_fill():
-                    if f.kind == "delay_fill":
-                        ev_delay = max(ev_delay, f.param("s"))
-                    elif f.kind == "dup_exec":
-                        dup = True
-                    elif f.kind == "drop" and s is not None:
-                        log.info("sim_fault_drop_at_fill", client_id=o.client_id, exec_id=ev.execution.exec_id)
-                        s.close("injected fault: drop at fill")
-                        s = None
-                    else:
-                        post.append(f)
-            if s is None or c is None:
-                continue
-            if ev.kind == "fill":
-                e = ev.execution
-                assert e is not None
-                exec_msgs = [M.execution_data(-1, c, self._exec_view(e, c), s.version),
-                             M.commission_report(e.exec_id, e.commission, self._currency(e.account), e.realized_pnl)]  # fmt: skip
-                batch.append(exec_msgs[0])
-                batch.append(M.open_order(c, self._order_view(o), s.version))
-                batch.append(self._status_fields(o))
-                batch.append(exec_msgs[1])
-                if dup:
-                    batch += exec_msgs
-            elif ev.kind == "status":
-                if o.status in ACTIVE or o.status == "Filled":
-                    batch.append(M.open_order(c, self._order_view(o), s.version))
-                batch.append(self._status_fields(o))
-            elif ev.kind == "error":
-                batch.append(M.error(o.order_id, ev.code, ev.text, s.version))
-            s.send_later(ev_delay, batch)
-        for acct, con_ids in touched.items():
-            for sess in list(self._by_client.values()):
-                sess.on_account_change(acct, con_ids)
-        self._after_faults(post, None)
 
     # ----- time -----------------------------------------------------------------------------
     async def advance_to(self, t: dt.datetime) -> None:
@@ -413,7 +336,7 @@ class EmbeddedExchange:
 
     def _play(self, t: dt.datetime) -> int:
         """Play (last played, t]; returns how many order events it produced."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         n = 0
         try:
             start = self._last_t
@@ -434,6 +357,7 @@ class EmbeddedExchange:
                 s.refresh_market_data(t)
         finally:
             self.busy_seconds += time.perf_counter() - t0
+            self.busy_cpu_seconds += time.thread_time() - c0
         return n
 
     def _prune(self, t: dt.datetime) -> None:

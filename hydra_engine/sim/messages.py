@@ -39,6 +39,7 @@ ACCOUNT_SUMMARY = 63
 ACCOUNT_SUMMARY_END = 64
 ACCOUNT_UPDATE_MULTI = 73
 ACCOUNT_UPDATE_MULTI_END = 74
+COMPLETED_ORDER = 101
 COMPLETED_ORDERS_END = 102
 
 Fields = list[object]
@@ -288,6 +289,38 @@ def open_order(c: WireContract, o: OrderView, server_version: int) -> Fields:
 
 def open_order_end() -> Fields:
     return [OPEN_ORDER_END, 1]
+
+
+def completed_order(c: WireContract, o: OrderView, filled: float, completed: dt.datetime, server_version: int) -> Fields:
+    """COMPLETED_ORDER (only ever in answer to reqCompletedOrders); mirrors ``Decoder.completedOrder``."""
+    f: Fields = [COMPLETED_ORDER, *c.fields11()]
+    f += [
+        o.action, o.total_qty, o.order_type, o.lmt_price, o.aux_price, o.tif, o.oca_group, o.account,
+        "O", 0, o.order_ref, o.perm_id, o.outside_rth, False, 0.0, "", "", "", "",
+    ]  # fmt: skip
+    if server_version < 177:
+        f.append("")  # faProfile
+    f += [
+        "", o.good_till_date, "", "", "", 0, "", -1,  # modelCode .. exemptCode
+        "", "", "", "", "",  # startingPrice, stockRefPrice, delta, stockRangeLower/Upper
+        0, False, False, "", 0, 0,  # displaySize, sweepToFill, allOrNone, minQty, ocaType, triggerMethod
+        "", "", "", "",  # volatility, volatilityType, deltaNeutralOrderType, deltaNeutralAuxPrice
+    ]  # fmt: skip
+    f += [False, "", "", "", ""]  # continuousUpdate, referencePriceType, trailStop, trailingPct, comboDescrip
+    f += [0, 0, 0]  # comboLegCount, orderComboLegCount, smartComboRoutingParamsCount
+    f += ["", "", ""]  # scaleInitLevelSize, scaleSubsLevelSize, scalePriceIncrement
+    f += [""]  # hedgeType
+    f += ["", "", False, 0]  # clearingAccount, clearingIntent, notHeld, dncPresent
+    f += [""]  # algoStrategy
+    f += [False, o.status, False, False]  # solicited, status, randomizeSize, randomizePrice
+    f += [0]  # conditionCount
+    f += [
+        "", "", "", False, False, "", filled, 0, False, "", False, False, 0,  # trailStopPrice .. parentPermId
+        ib_time(completed), o.status,  # completedTime, completedStatus
+    ]  # fmt: skip
+    if server_version >= 170:
+        f += ["", "", "", "", ""]
+    return f
 
 
 def completed_orders_end() -> Fields:

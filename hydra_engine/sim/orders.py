@@ -22,6 +22,7 @@ from .requests import PlaceOrder
 log = structlog.get_logger(__name__)
 
 ACTIVE = ("PreSubmitted", "Submitted")
+_TIME_FIELDS = ("placed_at", "matched_until", "expires_at", "done_at")
 DONE = ("Filled", "Cancelled", "Inactive")
 
 
@@ -48,6 +49,8 @@ class WorkingOrder:
     filled: float = 0.0
     avg_fill_price: float = 0.0
     last_fill_price: float = 0.0
+    done_at: dt.datetime | None = None
+    """When it was filled, cancelled or rejected (simulated time)."""
 
     @property
     def remaining(self) -> float:
@@ -55,14 +58,14 @@ class WorkingOrder:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("placed_at", "matched_until", "expires_at"):
+        for k in _TIME_FIELDS:
             d[k] = d[k].isoformat() if d[k] else None
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "WorkingOrder":
         kw = dict(d)
-        for k in ("placed_at", "matched_until", "expires_at"):
+        for k in _TIME_FIELDS:
             kw[k] = dt.datetime.fromisoformat(kw[k]) if kw.get(k) else None
         return cls(**kw)
 
@@ -166,11 +169,11 @@ class OrderBook:
             reason = "The contract description is ambiguous; specify the contract month"
         if reason is None and order.lmt_price is not None and order.order_type == "LMT" and not on_tick(order.lmt_price, r.spec.min_tick):
             self.orders[key] = order
-            order.status = "Cancelled"
+            order.status, order.done_at = "Cancelled", now
             return PlaceOutcome(events=[BookEvent("error", order, code=110, text=(
                 "The price does not conform to the minimum price variation for this contract."))])  # fmt: skip
         if reason is not None:
-            order.status = "Inactive"
+            order.status, order.done_at = "Inactive", now
             self.orders[key] = order
             log.info("sim_order_rejected", client_id=client_id, order_id=req.order_id, reason=reason)
             return PlaceOutcome(events=[  # the error first, so ib_async logs the reason on the trade
@@ -241,18 +244,18 @@ class OrderBook:
             o.expires_at = (nxt[1] if nxt else now) if o.tif == "DAY" else None
         o.matched_until = max(o.matched_until, now)
         if o.remaining <= 0:
-            o.status = "Filled"
+            o.status, o.done_at = "Filled", now
         return PlaceOutcome(events=[BookEvent("status", o)])
 
     # ----- cancelling -----------------------------------------------------------------------
-    def cancel(self, client_id: int, order_id: int) -> PlaceOutcome:
+    def cancel(self, client_id: int, order_id: int, now: dt.datetime | None = None) -> PlaceOutcome:
         o = self.orders.get((client_id, order_id))
         if o is None:
             return PlaceOutcome(error=(10147, f"OrderId {order_id} that needs to be cancelled is not found."))
         if o.status not in ACTIVE:
             return PlaceOutcome(events=[BookEvent("error", o, code=10148, text=(
                 f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {o.status}."))])  # fmt: skip
-        o.status = "Cancelled"
+        o.status, o.done_at = "Cancelled", now or o.matched_until
         return PlaceOutcome(events=[BookEvent("status", o), BookEvent("error", o, code=202, text="Order Canceled - reason:")])
 
     # ----- playing time ---------------------------------------------------------------------
@@ -294,6 +297,7 @@ class OrderBook:
             expired_contract = month is not None and month.last_trade_date < self.feed.trade_date(o.symbol, t1)
             if (o.expires_at is not None and t1 >= o.expires_at) or expired_contract:
                 o.status = "Cancelled"
+                o.done_at = min(o.expires_at, t1) if o.expires_at is not None else t1
                 log.debug("sim_order_expired", client_id=o.client_id, order_id=o.order_id,
                           contract_expired=expired_contract)  # fmt: skip
                 events.append(BookEvent("status", o))
@@ -321,7 +325,7 @@ class OrderBook:
         o.filled = new_filled
         o.last_fill_price = price
         if o.remaining <= 0:
-            o.status = "Filled"
+            o.status, o.done_at = "Filled", t
         self.exec_seq += 1
         ex = Execution(
             f"{self.exec_prefix}.{self.exec_seq:08x}.01.01", o.order_id,

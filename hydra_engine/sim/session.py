@@ -355,6 +355,10 @@ class ClientSession:
         self.send_end(M.execution_data_end(req.req_id))
 
     def completed_orders(self, req: ReqCompletedOrders) -> None:
+        for o in self.ex.completed_orders_today():
+            c = self.ex._wire(o.con_id)
+            if c is not None and o.done_at is not None:
+                self.send(M.completed_order(c, self.ex._order_view(o), o.filled, o.done_at, self.version))
         self.send_end(M.completed_orders_end())
 
     def auto_open_orders(self, req: ReqAutoOpenOrders) -> None:

@@ -6,8 +6,14 @@ import datetime as dt
 
 import pytest
 
-from hydra_engine.broker.errors import ClientIdInUse, ContractNotFound, LiveAccountRefused, NotConnected
-from hydra_engine.broker.gateway import BrokerGateway
+from hydra_engine.broker.errors import (
+    ClientIdInUse,
+    ContractNotFound,
+    LiveAccountRefused,
+    NotConnected,
+    StateUnknown,
+)
+from hydra_engine.broker.gateway import BrokerGateway, probe_accounts
 from hydra_engine.markets import CATALOG, MarketConfig
 
 
@@ -149,8 +155,25 @@ async def test_connectivity_notices(make_exchange, make_gateway) -> None:
     ex.notice(1100)
     await gw.wait_until(lambda: gw.state == "degraded")
     assert not gw.state_known  # lost connectivity: broker state unknown
+    month = (await gw.resolve_contract(CATALOG["CL"])).active
+    with pytest.raises(StateUnknown, match="trading waits"):  # nothing is sent while unknown
+        gw.place_order(object(), month, action="BUY", quantity=1, limit_price=1.0, order_ref="HY-t")
+    assert ex.open_orders() == []
     ex.notice(1101)  # restored, data lost: resubscribe and reconcile again
     await gw.wait_until(lambda: gw.state_known and gw.last_sync is not syncs_before)
     ex.notice(2104)
     await gw.wait_until(lambda: any(n.code == 2104 for n in gw.notices))
     assert gw.farms.get("usfarm") == "ok"
+
+
+async def test_probe_accounts_reads_the_account_without_trading(make_exchange) -> None:
+    ex = await make_exchange(accounts=("DU7777777",))
+    assert await probe_accounts("127.0.0.1", ex.port, client_id=41) == ["DU7777777"]
+    assert ex.open_orders() == []
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    with pytest.raises(NotConnected):
+        await probe_accounts("127.0.0.1", closed_port, client_id=41, timeout_s=1)

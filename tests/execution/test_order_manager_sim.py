@@ -74,7 +74,7 @@ class Rig:
 @contextlib.asynccontextmanager
 async def rig(tmp_path, universe: Any, *, faults: str | None = None, patience: PatienceSchedule = FAST, start: dt.datetime | None = None,
               client_id: int = 5, ex: EmbeddedExchange | None = None, db_name: str = "hydra.db",
-              risk: dict[str, Any] | None = None, market_data_type: int = 1):
+              risk: dict[str, Any] | None = None, market_data_type: int = 1, events: Any = None):
     own_ex = ex is None
     if ex is None:
         ex = await EmbeddedExchange.start(port=0, faults=faults, state_path=tmp_path / "exchange.json",
@@ -91,7 +91,7 @@ async def rig(tmp_path, universe: Any, *, faults: str | None = None, patience: P
         market_data_type=market_data_type,
     )
     gate = await make_gate(store, ex.clock, **(risk or {}))
-    om = OrderManager(gw, gate, store, journal, ex.clock, patience=patience, max_adv_fraction=0.01)
+    om = OrderManager(gw, gate, store, journal, ex.clock, patience=patience, max_adv_fraction=0.01, events=events)
     await gw.connect()
     try:
         yield Rig(ex, store, gw, om, journal)
@@ -110,9 +110,19 @@ WEEKEND = dt.datetime(2018, 1, 6, 15, 0, tzinfo=dt.timezone.utc)
 
 
 async def test_whole_fill_is_journalled_once_with_slippage(tmp_path, sim_universe) -> None:
-    async with rig(tmp_path, sim_universe, patience=AGGRESSIVE, start=IN_SESSION) as r:
+    from hydra_engine.events import EventBus, FillRecorded, OrderUpdated
+
+    bus = EventBus()
+    sub = bus.subscribe(types=(FillRecorded, OrderUpdated))
+    async with rig(tmp_path, sim_universe, patience=AGGRESSIVE, start=IN_SESSION, events=bus) as r:
         task = await r.route(CATALOG["CL"], "BUY", 1)
         result = await r.drive(task)
+        await r.om.close()
+        seen = []
+        while (ev := sub.get_nowait()) is not None:
+            seen.append(ev)
+        assert [e.status for e in seen if isinstance(e, OrderUpdated)] == ["INTENT", "SENT", "ACKED", "FILLED"]
+        assert [e.order_ref for e in seen if isinstance(e, FillRecorded)] == [result.order_refs[0]]
         assert result.status == "FILLED" and result.filled == 1
         fills = await r.fills()
         assert len(fills) == 1
@@ -395,5 +405,32 @@ async def test_engine_stop_mid_order_leaves_it_unknown_then_resolved_on_restart(
             assert rec.status.value == "CANCELLED"  # found working at the broker on restart: cancelled
         await ex.advance_to(ex.clock.now() + dt.timedelta(seconds=1))
         assert ex.open_orders() == []
+    finally:
+        await ex.stop()
+
+
+async def test_fill_while_engine_down_is_journalled_once_by_the_next_process(tmp_path, sim_universe) -> None:
+    ex = await EmbeddedExchange.start(port=0, state_path=tmp_path / "exchange.json", universe=sim_universe)
+    patience = PatienceSchedule(steps=(PatienceStep(0, 1.0, 100),), cancel_after_s=3 * 86400)
+    try:
+        await ex.advance_to(WEEKEND)
+        async with rig(tmp_path, sim_universe, ex=ex, patience=patience) as r:
+            task = await r.route(CATALOG["CL"], "BUY", 1)
+            await r.om.wait_idle(min_working=1)
+            wo = r.om.working_orders[0]
+            ref, arrival = wo.order_ref, wo.arrival_mid
+            await r.gw.disconnect()  # the engine goes away with the order working
+            await asyncio.wait_for(task, 10)
+        await ex.advance_to(dt.datetime(2018, 1, 8, 1, 0, tzinfo=dt.timezone.utc))  # it fills meanwhile
+        assert [e.order_ref for e in ex.book.executions] == [ref]
+        for _ in range(2):  # two later starts: journalled by the first, never twice
+            async with rig(tmp_path, sim_universe, ex=ex, patience=patience) as r2:
+                await r2.om.close()
+                fills = await r2.fills()
+                assert len(fills) == 1 and fills[0].order_ref == ref
+                assert fills[0].arrival_mid == pytest.approx(arrival)
+                assert fills[0].actual_slippage == pytest.approx(fills[0].fill_price - arrival)
+                rec = await r2.store.orders.get(ref)
+                assert rec.status.value == "FILLED" and rec.filled == 1
     finally:
         await ex.stop()

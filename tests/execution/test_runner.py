@@ -148,7 +148,6 @@ async def test_restart_resumes_the_simulated_account_and_never_repeats_a_cycle(t
     await eng.start()
     try:
         await eng.run_days(2)
-        await eng.runner.wait_executions(10)
         before_positions = {p.local_symbol: p.quantity for p in await eng.broker.get_positions()}
         before_clock = eng.clock.now()
         dates = sorted({r.trading_date for r in await cycle_rows(eng)})

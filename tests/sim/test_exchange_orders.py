@@ -159,6 +159,8 @@ async def test_reconnect_after_restart_replays_only_todays_executions(exchange, 
     assert all(f.execution.orderRef == "day2" for f in replayed.values())
     assert all(f.commissionReport.commission > 0 for f in replayed.values())
     assert await again.reqPositionsAsync() == []
+    completed = [(t.order.orderRef, t.orderStatus.status) for t in again.trades()]
+    assert completed == [("day2", "Filled")]  # reqCompletedOrders at connect: today's only
 
 
 async def test_gtc_order_waits_presubmitted_between_sessions(exchange, ib_client, until) -> None:

@@ -263,3 +263,14 @@ def test_any_request_fields_decode_or_fail_cleanly(msg_id: str, rest: list[str])
         decode_request([msg_id, *rest], 178)
     except (RequestError, UnknownMessage):
         pass
+
+
+@pytest.mark.parametrize("version", [157, 170, 178])
+def test_completed_order_decodes(version: int) -> None:
+    o = M.OrderView(12, 3, 1000007, "SELL", 2, "LMT", 61.25, "DAY", "DU1", "hydra-2", "Filled")
+    t = dt.datetime(2018, 3, 1, 15, 30, tzinfo=UTC)
+    (name, (contract, order, state)), = decode(M.completed_order(CL, o, 2, t, version), version)
+    assert name == "completedOrder" and contract.localSymbol == "CLG8"
+    assert (order.action, order.totalQuantity, order.permId, order.orderRef, order.filledQuantity) == (
+        "SELL", 2.0, 1000007, "hydra-2", 2.0)
+    assert (state.status, state.completedStatus, state.completedTime) == ("Filled", "Filled", "20180301 15:30:00 UTC")

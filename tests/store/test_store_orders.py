@@ -128,3 +128,26 @@ def test_transition_table() -> None:
     assert not can_move(S.ACKED, S.SENT) and not can_move(S.FILLED, S.CANCELLED)
     assert not can_move(S.REJECTED, S.ACKED) and can_move(S.CANCELLED, S.FILLED)
     assert all(not can_move(s, S.INTENT) for s in S)
+
+
+async def test_random_report_sequences_keep_the_invariants(store: Store) -> None:
+    import random
+
+    rng = random.Random(5)
+    statuses = list(OrderStatus)
+    for n in range(40):
+        ref = f"r{n}"
+        await intent(store, ref, quantity=3)
+        prev = await store.orders.get(ref)
+        assert prev is not None
+        for _ in range(8):
+            new = rng.choice(statuses)
+            applied = await store.orders.update_status(ref, new, filled=rng.choice([None, 0, 1, 2, 3]))
+            cur = await store.orders.get(ref)
+            assert cur is not None
+            assert applied == can_move(prev.status, new)
+            assert cur.filled >= prev.filled  # never decreases
+            if prev.status in (OrderStatus.FILLED, OrderStatus.REJECTED):
+                assert cur.status == prev.status  # terminal stays terminal
+            assert cur.status != OrderStatus.INTENT or prev.status == OrderStatus.INTENT
+            prev = cur

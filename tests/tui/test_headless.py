@@ -1,0 +1,98 @@
+"""``hydra-tui --no-ui``, ``replay`` and ``fill-report`` as real subprocesses on a tmp data dir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+NO_AGENT = ["--set", "agent.enabled=false"]  # the agent's first calibration takes tens of seconds
+
+
+def hydra(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("HYDRA_HOME", None)
+    return subprocess.run([sys.executable, "-m", "hydra_tui.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_headless_days_then_fill_report(tmp_path) -> None:
+    out = hydra("--no-ui", "--days", "2", "--data-dir", str(tmp_path), *NO_AGENT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "textual" not in out.stderr.lower()
+    assert "HYDRA SIM: 4 cycle(s)" in out.stdout
+    store = tmp_path / "sim-DU1234567"
+    db = store / "hydra.db"
+    rows = query(db, "SELECT market, trading_date, status FROM cycles ORDER BY trading_date, market")
+    assert len(rows) == 4 and {r[2] for r in rows} == {"FINISHED"}
+    assert len({(r[0], r[1]) for r in rows}) == 4
+    n_fills = query(db, "SELECT COUNT(*) FROM fills WHERE predicted_slippage IS NOT NULL AND actual_slippage IS NOT NULL")[0][0]
+    assert n_fills > 0
+    assert query(db, "SELECT COUNT(*) FROM models WHERE status = 'champion'")[0][0] == 1
+    assert (store / "exchange.json").exists() and (store / "hydra.log").stat().st_size > 0
+    assert "engine.stopped" in (store / "hydra.log").read_text()
+
+    report = hydra("fill-report", "--data-dir", str(tmp_path), "--reconcile", "--limit", "5", timeout=60)
+    assert report.returncode == 0, report.stderr[-3000:]
+    for header in ("Time", "Symbol", "Dir", "Qty", "Order Price", "Fill Price", "Pred Slip", "Actual Slip", "Latency"):
+        assert header in report.stdout
+    assert "Reconciliation" in report.stdout and "pessimism multiplier" in report.stdout
+
+    # a second run on the same store resumes the account and does not repeat a cycle
+    again = hydra("--no-ui", "--days", "1", "--data-dir", str(tmp_path), *NO_AGENT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    rows2 = query(db, "SELECT market, trading_date FROM cycles")
+    assert len(rows2) == 6 and len(set(rows2)) == 6
+
+
+def test_fill_report_without_a_store_is_a_clear_error(tmp_path) -> None:
+    out = hydra("fill-report", "--data-dir", str(tmp_path), timeout=60)
+    assert out.returncode == 2
+    assert "no store" in out.stderr and str(tmp_path) in out.stderr
+
+
+def test_replay_prints_a_report_on_a_temporary_store(tmp_path) -> None:
+    out = hydra("replay", "--days", "2", "--data-dir", str(tmp_path), *NO_AGENT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for word in ("2 trading day(s)", "cycles", "orders", "fills", "P&L", "max drawdown", "agent", "Reconciliation"):
+        assert word in out.stdout
+    assert "cycles        4" in out.stdout
+    assert not any(tmp_path.iterdir())  # a fresh temporary store, not the data dir
+
+
+def test_sigterm_stops_an_endless_run_cleanly(tmp_path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "hydra_tui.cli", "--no-ui", "--data-dir", str(tmp_path), *NO_AGENT,
+                             "--set", "runner.lockstep_delay_s=0.2"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    log = tmp_path / "sim-DU1234567" / "hydra.log"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait for the first simulated day to finish
+            if log.exists() and "lockstep.day" in log.read_text():
+                break
+            assert proc.poll() is None, proc.stderr.read()[-3000:] if proc.stderr else ""
+            time.sleep(0.1)
+        else:
+            raise AssertionError("no simulated day within 60 s")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert "headless.signal" in log.read_text() and "engine.stopped" in log.read_text()
+    assert "HYDRA SIM" in out
