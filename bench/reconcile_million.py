@@ -44,13 +44,13 @@ async def main():
     conn = await aiosqlite.connect(sys.argv[1])
     rss0 = proc.memory_info().rss
     threading.Thread(target=sample, daemon=True).start()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     rep = await SlippageReconciler(conn).reconcile(None)
-    wall = time.perf_counter() - t
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
     stop.set()
     await conn.close()
     peak[0] = max(peak[0], proc.memory_info().rss)
-    print(json.dumps(dict(wall_s=wall, rss_before_mb=rss0 / 2**20, peak_rss_mb=peak[0] / 2**20,
+    print(json.dumps(dict(wall_s=wall, cpu_s=cpu, load=__import__('os').getloadavg()[0], rss_before_mb=rss0 / 2**20, peak_rss_mb=peak[0] / 2**20,
                           maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                           n=rep.n_fills, delayed=rep.n_delayed_excluded, verdict=rep.verdict,
                           spearman=rep.spearman, pearson=rep.pearson, bias_bps=rep.bps.bias)))
@@ -135,7 +135,7 @@ def main() -> None:
                              check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     for r in results:
-        print(f"reconcile {r['n']:,} live fills ({r['delayed']:,} delayed excluded): {r['wall_s'] * 1000:.0f} ms, "
+        print(f"reconcile {r['n']:,} live fills ({r['delayed']:,} delayed excluded): {r['wall_s'] * 1000:.0f} ms wall, {r['cpu_s'] * 1000:.0f} ms CPU (load avg {r['load']:.1f}), "
               f"peak RSS {r['peak_rss_mb']:.0f} MB (ru_maxrss {r['maxrss_mb']:.0f} MB, before {r['rss_before_mb']:.0f} MB); "
               f"verdict {r['verdict']!r}, spearman {r['spearman']:.3f}")
     best = min(r["wall_s"] for r in results)

@@ -21,15 +21,18 @@ import structlog
 from hydra_engine.clock import WallClock
 from hydra_engine.config import HydraSettings
 from hydra_engine.events import AgentPhaseChanged, BreakerChanged, ChampionChanged, ConnectionChanged, EventBus
-from hydra_engine.execution.cycle import CycleConfig
-from hydra_engine.execution.runner import CONTINUOUS, PaperTradingRunner, check_live_allowed
-from hydra_engine.markets import local_date, next_decision_after
+from hydra_engine.execution.cycle import CONTINUOUS, CycleConfig
+from hydra_engine.execution.runner import PaperTradingRunner, check_live_allowed
+from hydra_engine.markets import local_date
 from hydra_engine.paths import store_dir
 from hydra_engine.store.ops_journal import OpsKind
 
 log = structlog.get_logger(__name__)
 
 SIM_DEFAULT_ACCOUNT = "DU1234567"
+BROKER_TIME_SKEW_S = 300.0
+"""A broker clock further than this from wall time switches the engine to broker time."""
+BROKER_TIME_PROBE_S = 5.0
 EXCHANGE_STATE_FILE = "exchange.json"
 
 
@@ -96,6 +99,10 @@ class Engine:
         self.account = settings.broker.account
         self._started = False
         self._stopped = False
+        self._champion_version: str | None = None
+        self.broker_time = False
+        """True when the engine follows the broker's clock (an external simulator at another time/speed)."""
+        self._prober: asyncio.Task[Any] | None = None
 
     @property
     def mode(self) -> str:
@@ -126,12 +133,18 @@ class Engine:
         from hydra_engine.store.database import Store
 
         b = self.settings.broker
+        self.clock = SwitchableClock(WallClock())
+        store_args = dict(clock=self.clock, backups_kept=self.settings.store.backups_kept)
         if self.kind == "sim":
+            # the store's single-instance lock first: a refused second engine must never start (and
+            # then save over) the exchange state file of the running one
             self.account = b.account or SIM_DEFAULT_ACCOUNT
+            self.store = await Store.open(self.data_dir, self.kind, self.account, **store_args)
             await self._start_exchange()
-            port, self.clock = self.exchange.port, self.exchange.clock
+            self.clock.use(self.exchange.clock)
+            port = self.exchange.port
         else:
-            port, self.clock = b.port, WallClock()
+            port = b.port
         self.broker = BrokerGateway(
             port=port, client_id=b.client_id, host=b.host, account=self.account or None, trading_mode=b.trading_mode,
             live_confirmed=self.live_confirmed, embedded=self.kind == "sim", market_data_type=b.market_data_type,
@@ -143,16 +156,17 @@ class Engine:
         if self.kind != "sim":  # the account names the store: learn it from the first connection
             await self.broker.connect()
             self.account = self.broker.account
-        self.store = await Store.open(self.data_dir, self.kind, self.account, clock=self.clock,
-                                      backups_kept=self.settings.store.backups_kept)
+            await self._choose_time_source()
+            self.store = await Store.open(self.data_dir, self.kind, self.account, **store_args)
         await self._build_parts()
         if self.kind == "sim":
             await self.broker.connect()
         else:
             await self.broker.resync()  # now with the order manager's rebind hooks and position book
         await self._bootstrap_champion()
+        self._champion_version = await self.registry.champion_version()
         await self.agent.start()
-        await self.runner.start(schedule=not self.lockstep)
+        await self.runner.start(schedule=not self.lockstep, broker_time=self.broker_time)
         if self.lockstep:
             from hydra_engine.execution.lockstep import LockstepDriver
 
@@ -161,6 +175,46 @@ class Engine:
                                     detail={"mode": self.mode, "port": port, "lockstep": self.lockstep})
         log.info("engine.started", mode=self.mode, account=self.account, store=str(self.store.directory),
                  lockstep=self.lockstep, port=port)
+
+    async def _choose_time_source(self) -> None:
+        """A real gateway's time is wall time; a broker clock far from it (an external ``hydra-tui sim
+        --speed X`` or ``--start``) means broker-time mode: the engine reads the broker's clock."""
+        from hydra_engine.clock import BrokerClock
+
+        server, mono = await self._probe_time()
+        skew = abs(server - dt.datetime.now(dt.timezone.utc).timestamp())
+        if skew < BROKER_TIME_SKEW_S:
+            return
+        clock = BrokerClock()
+        clock.calibrate(server, mono)
+        for _ in range(3):  # a first speed estimate before anything schedules on this clock
+            await asyncio.sleep(0.4)
+            clock.recalibrate(*await self._probe_time())
+        self.clock.use(clock)
+        self.broker_time = True
+        self._prober = asyncio.get_running_loop().create_task(self._probe_loop(clock), name="engine-broker-time")
+        self._prober.add_done_callback(_log_failure)
+        log.info("engine.broker_time", skew_s=round(skew, 1), broker_now=self.clock.now().isoformat(),
+                 speed=round(clock.speed, 3))
+
+    async def _probe_time(self) -> tuple[float, float]:
+        import time as _time
+
+        m0 = _time.monotonic()
+        t = await asyncio.wait_for(self.broker.ib.reqCurrentTimeAsync(), 10.0)
+        return t.timestamp(), (m0 + _time.monotonic()) / 2.0
+
+    async def _probe_loop(self, clock: Any) -> None:
+        while True:
+            await asyncio.sleep(BROKER_TIME_PROBE_S)  # real seconds: the probe calibrates the broker clock
+            if not self.broker.is_connected:
+                continue
+            try:
+                server, mono = await self._probe_time()
+            except (asyncio.TimeoutError, ConnectionError) as exc:
+                log.warning("engine.broker_time_probe_failed", error=str(exc))
+                continue
+            clock.recalibrate(server, mono)
 
     async def _start_exchange(self) -> None:
         from hydra_engine.sim import EmbeddedExchange
@@ -188,7 +242,7 @@ class Engine:
 
         s, store, clock = self.settings, self.store, self.clock
         primary = s.markets[0]
-        self.fill_journal = EventedJournal(FillJournal(store.conn), self.bus, clock)
+        self.fill_journal = FillJournal(store.conn)  # the order manager publishes FillRecorded
         self.reconciler = SlippageReconciler(store.conn)
         self.risk_gate = await RiskGate.open(store.conn, s.section("risk", RiskConfig), tx=store.tx,
                                              on_transition=self._breaker_changed,
@@ -223,17 +277,12 @@ class Engine:
         if self.driver is not None:
             self.driver.stop()
         steps: list[tuple[str, Any]] = []
+        if self._prober is not None:
+            self._prober.cancel()
         if self.runner is not None:
             steps.append(("runner", self.runner.stop()))
         for name, coro in steps:
             await _quietly(name, coro)
-        if self.order_manager is not None and self.broker is not None and self.broker.is_connected:
-            for w in list(self.order_manager.working_orders):
-                if w.trade is not None:
-                    try:
-                        self.broker.cancel_order(w.trade)
-                    except Exception:  # noqa: BLE001
-                        pass
         if self.order_manager is not None:
             await _quietly("order_manager", self.order_manager.close())
         background = getattr(self.agent, "_background", None)
@@ -307,6 +356,7 @@ class Engine:
     async def approve(self) -> str:
         version = await self.agent.approve()
         await self.store.ops.command("approve", f"approved candidate {version}")
+        self._champion_version = version
         self.bus.publish(ChampionChanged(at=self.clock.now(), version=version, reason="approved by operator"))
         return version
 
@@ -316,6 +366,7 @@ class Engine:
         previous = await self.registry.champion_version()
         restored = await self.agent.rollback(reason, trading_date=local_date(self.settings.markets[0], self.clock.now()))
         await self.store.ops.command("rollback", f"rolled back {previous} -> {restored}: {reason}")
+        self._champion_version = restored
         self.bus.publish(ChampionChanged(at=self.clock.now(), version=restored, previous=previous or "", reason=reason))
         return restored
 
@@ -326,9 +377,7 @@ class Engine:
         position request is not safe to run concurrently)."""
         r = self._r()
         await self.store.ops.command("flatten", "flatten: cancel working orders, close positions through the gate")
-        for w in list(self.order_manager.working_orders):
-            if w.trade is not None:
-                self.broker.cancel_order(w.trade)
+        r.cancel_working_orders()
         await r.wait_executions(15.0)
 
         async def close_all() -> list[Any]:
@@ -384,7 +433,7 @@ class Engine:
             last_message_age_s=age,
             trading_state=self.risk_gate.trading_state.value if self.risk_gate is not None else "UNKNOWN",
             paused=bool(r and r.paused), agent_phase=self.agent.phase.value if self.agent is not None else "IDLE",
-            champion=getattr(getattr(self.champion, "last_signal", None), "version", None),
+            champion=getattr(getattr(self.champion, "last_signal", None), "version", None) or self._champion_version,
             next_decision_market=nxt_market, next_decision_at=nxt_at, now=now, account=self.account,
             net_liquidation=nlv, cash=getattr(acct, "total_cash", None), daily_pnl=getattr(acct, "daily_pnl", None),
             peak_equity=peak, drawdown=dd,
@@ -412,29 +461,27 @@ class Engine:
         self.bus.publish(AgentPhaseChanged(at=self.clock.now(), phase=getattr(phase, "value", str(phase))))
 
 
-class EventedJournal:
-    """The fill journal, publishing ``FillRecorded`` once per newly journalled execution."""
+class SwitchableClock:
+    """The engine's clock for an external broker: wall time until the broker's clock is chosen.
 
-    def __init__(self, journal: Any, bus: EventBus, clock: Any) -> None:
-        self._journal = journal
-        self._bus = bus
+    Every part holds this one object, so switching to broker time after the first connection
+    (the store, gate and order manager are built later) needs no rewiring."""
+
+    def __init__(self, clock: Any) -> None:
         self._clock = clock
 
-    async def log_fill(self, rec: Any) -> bool:
-        new = await self._journal.log_fill(rec)
-        if new:
-            from hydra_engine.events import FillRecorded
+    def use(self, clock: Any) -> None:
+        self._clock = clock
 
-            self._bus.publish(FillRecorded(
-                at=self._clock.now(), exec_id=rec.exec_id, symbol=rec.symbol, direction=rec.direction,
-                quantity=float(rec.qty), fill_price=float(rec.fill_price), order_ref=rec.order_ref,
-                contract_month=rec.contract_month, predicted_slippage=rec.predicted_slippage,
-                actual_slippage=rec.actual_slippage, commission=rec.commission,
-            ))
-        return bool(new)
+    @property
+    def source(self) -> Any:
+        return self._clock
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._journal, name)
+    def now(self) -> dt.datetime:
+        return self._clock.now()
+
+    async def sleep_until(self, t: dt.datetime) -> None:
+        await self._clock.sleep_until(t)
 
 
 def _ticket(market: str, day: dt.date, task: asyncio.Task[Any]) -> Any:

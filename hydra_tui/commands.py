@@ -170,7 +170,15 @@ async def replay(args: argparse.Namespace) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="hydra-replay-")
         data_dir = Path(tmp.name)
     fh = configure_logging("WARNING", data_dir / "replay.log")
-    engine = Engine(settings, data_dir=data_dir, lockstep=True, seed=getattr(args, "seed", None))
+    try:
+        engine = Engine(settings, data_dir=data_dir, lockstep=True, seed=getattr(args, "seed", None))
+    except (ConfigError, ValueError) as exc:
+        sys.stderr.write(f"hydra-tui replay: {exc}\n")
+        if fh is not None:
+            fh.close()
+        if tmp is not None:
+            tmp.cleanup()
+        return 2
     try:
         await engine.start()
         await engine.run_days(days)

@@ -133,9 +133,15 @@ async def _main(settings: Any, args: argparse.Namespace, data_dir: Path) -> int:
     from hydra_engine.execution.runner import LiveTradingRefused
     from hydra_engine.store.database import StoreError
 
+    from hydra_engine.config import ConfigError
+
     log = structlog.get_logger("hydra_tui.headless")
-    engine = Engine(settings, data_dir=data_dir, live_confirmed=bool(getattr(args, "yes_i_mean_live", False)),
-                    seed=getattr(args, "seed", None))
+    try:
+        engine = Engine(settings, data_dir=data_dir, live_confirmed=bool(getattr(args, "yes_i_mean_live", False)),
+                        seed=getattr(args, "seed", None))
+    except (ConfigError, ValueError) as exc:
+        sys.stderr.write(f"hydra-tui: {exc}\n")
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -152,7 +158,7 @@ async def _main(settings: Any, args: argparse.Namespace, data_dir: Path) -> int:
             pass
     try:
         await engine.start()
-    except (LiveTradingRefused, StoreError) as exc:
+    except (LiveTradingRefused, StoreError, ConfigError) as exc:
         log.error("headless.refused", error=str(exc))
         sys.stderr.write(f"hydra-tui: {exc}\n")
         await engine.stop()

@@ -80,9 +80,15 @@ async def test_second_engine_on_the_same_store_is_refused(tmp_path, sim_universe
     eng = make_engine(tmp_path, sim_universe)
     await eng.start()
     try:
+        await eng.run_days(1)
+        await eng.exchange.save_state()
+        state = tmp_path / "sim-DU1234567" / "exchange.json"
+        before = state.read_bytes()
         other = make_engine(tmp_path, sim_universe)
-        with pytest.raises(StoreLockedError):
+        with pytest.raises(StoreLockedError, match="in use"):
             await other.start()
+        assert other.exchange is None  # refused before an exchange could save over the running one's state
+        assert state.read_bytes() == before
     finally:
         await eng.stop()
 
@@ -122,3 +128,79 @@ def test_sim_imports_nothing_else_of_the_engine() -> None:
         "print(sorted(m for m in sys.modules if m.startswith('hydra_engine.') and not m.startswith('hydra_engine.sim')))\n"
     )
     assert _fresh(code) == "[]"
+
+
+async def test_lockstep_runs_are_deterministic_for_a_seed(tmp_path, sim_universe) -> None:
+    runs = []
+    for name in ("a", "b"):
+        eng = make_engine(tmp_path / name, sim_universe)
+        await eng.start()
+        try:
+            await eng.run_days(3)
+            fills = await eng.fill_journal.fills()
+            runs.append(([(f.fill_time, f.symbol, f.direction, f.qty, f.fill_price, f.limit_price) for f in fills],
+                         eng.status().net_liquidation))
+        finally:
+            await eng.stop()
+    assert runs[0][0] and runs[0] == runs[1]
+
+
+async def test_ib_paper_path_in_real_time_against_an_external_gateway(tmp_path, sim_universe) -> None:
+    """``--broker ib``: wall clock, APScheduler, the account learnt from the first connection."""
+    from hydra_engine.sim import EmbeddedExchange
+    from hydra_engine.sim.clock import SimClock
+
+    ex = await EmbeddedExchange.start(port=0, clock=SimClock.realtime(), universe=sim_universe,
+                                      state_path=tmp_path / "gateway.json")
+    try:
+        settings = load_settings(None, {"broker.kind": "ib", "broker.port": ex.port, "broker.client_id": 3,
+                                        "runner.catch_up": False})
+        eng = Engine(settings, data_dir=tmp_path / "data", agent=False)
+        await eng.start()
+        try:
+            st = eng.status()
+            assert st.mode == "PAPER" and st.store_dir.endswith("ib-DU1234567") and st.champion
+            assert {j.id for j in eng.runner.scheduler.get_jobs()} == {"cycle-CL", "cycle-ZO"}
+            res = await eng.force_cycle("CL")
+            assert res["status"] == "FINISHED" and res["p_up"] is not None
+            if res["target"] != 0:
+                assert res["orders"].startswith("working") or "filled" in res["orders"]
+                assert await eng.store.orders.recent(10)
+            again = await eng.force_cycle("CL")
+            assert again["status"] == "DUPLICATE"
+        finally:
+            await eng.stop()
+        assert ex.open_orders() == []  # a clean stop cancels what it was working
+    finally:
+        await ex.stop()
+
+
+async def test_broker_time_follows_an_external_simulator_running_faster(tmp_path, sim_universe) -> None:
+    """``hydra-tui sim --speed X``: the engine takes its time from the broker and ticks on it."""
+    import asyncio
+    import datetime as dt
+
+    from hydra_engine.sim import EmbeddedExchange
+    from hydra_engine.sim.clock import SimClock
+
+    start = dt.datetime(2018, 1, 9, 19, 59, 0, tzinfo=dt.timezone.utc)  # Tuesday 13:59 CT, ZO decides at 14:00
+    ex = await EmbeddedExchange.start(port=0, clock=SimClock.fixed_speed(start, 120.0), universe=sim_universe,
+                                      state_path=tmp_path / "gateway.json")
+    try:
+        settings = load_settings(None, {"broker.kind": "ib", "broker.port": ex.port, "broker.client_id": 4,
+                                        "runner.catch_up": False, "runner.broker_time_tick_s": 30})
+        eng = Engine(settings, data_dir=tmp_path / "data", agent=False)
+        sub = eng.bus.subscribe(types=(CycleFinished,))
+        await eng.start()
+        try:
+            assert eng.broker_time and eng.runner.scheduler is None
+            assert abs((eng.clock.now() - ex.clock.now()).total_seconds()) < 60  # 0.5 real s at 120x
+            done = await asyncio.wait_for(sub.get(), 60)
+            assert (done.market, done.trading_date) == ("ZO", dt.date(2018, 1, 9))
+            assert done.summary["trigger"] in ("tick", "catch-up") and done.outcome == "FINISHED"
+            row = await eng.store.cycles.get("ZO", dt.date(2018, 1, 9))
+            assert row is not None and row.started_at >= dt.datetime(2018, 1, 9, 20, 0, tzinfo=dt.timezone.utc)
+        finally:
+            await eng.stop()
+    finally:
+        await ex.stop()

@@ -379,8 +379,11 @@ class AgentLoop:
         cutoff = (day - dt.timedelta(days=self.config.findings_lookback_days)).isoformat()
         recent = [DriftFinding(**f) for f in self.state.recent_findings if f["date"] >= cutoff]
         rec = await self.registry.get(version)
+        # Overfit evidence is a property of the champion: its walk-forward (out-of-sample) log loss
+        # at registration against its in-sample log loss. Realized losses would confuse it with drift.
         in_sample = rec.metrics.get("in_sample_log_loss")
-        gap = perf["log_loss"] - in_sample if perf and in_sample is not None and perf.get("n_days", 0) >= 20 else None
+        oos = ((rec.metrics.get("walk_forward") or {}).get("overall") or {}).get("log_loss")
+        gap = oos - in_sample if in_sample is not None and oos is not None else None
         diagnosis = diagnose(recent or findings, dq, overfit_gap=gap, overfit_gap_threshold=self.config.overfit_gap_threshold, performance=perf)
         await self.journal.record("diagnosis", diagnosis.summary, trading_date=iso, cycle_id=cid, outcome=diagnosis.kind.value, payload=diagnosis.to_dict())
         base["diagnosis"] = diagnosis

@@ -237,15 +237,24 @@ class AccountDataMixin:
         peak = max(peak_rec.peak, snap.net_liquidation) if peak_rec is not None else snap.net_liquidation
         return replace(snap, daily_pnl=daily_pnl, peak_equity=peak, daily_pnl_stale=stale)
 
+    async def _ask(self, request: Any, what: str) -> Any:
+        """Await one request: a dropped session is NotConnected, silence a BrokerError (not "none")."""
+        try:
+            return await asyncio.wait_for(request, self._request_timeout)
+        except ConnectionError as exc:
+            raise NotConnected(f"{what}: {exc}") from exc
+        except asyncio.TimeoutError as exc:
+            raise BrokerError(f"{what}: no answer within {self._request_timeout:.1f}s") from exc
+
     async def _account_summary(self) -> AccountSnapshot:
         self._require_session()
-        values = await asyncio.wait_for(self.ib.accountSummaryAsync(self.account), self._request_timeout)
+        values = await self._ask(self.ib.accountSummaryAsync(self.account), "account summary")
         return parse_account_summary(values, self.account, self.now())
 
     async def get_positions(self) -> list[PositionSnapshot]:
         """Futures positions (non-zero) in the traded account."""
         self._require_session()
-        positions = await asyncio.wait_for(self.ib.reqPositionsAsync(), self._request_timeout)
+        positions = await self._ask(self.ib.reqPositionsAsync(), "positions")
         out: list[PositionSnapshot] = []
         for p in positions:
             c = p.contract
@@ -267,13 +276,11 @@ class AccountDataMixin:
         self._require_session()
         probe = Contract(secType="FUT", symbol=market.symbol, exchange=market.exchange, currency=market.currency)
         try:
-            details = await asyncio.wait_for(self.ib.reqContractDetailsAsync(probe), self._request_timeout)
+            details = await self._ask(self.ib.reqContractDetailsAsync(probe), f"contract details {market.symbol}")
         except RequestError as exc:
             raise ContractNotFound(
                 f"{market.symbol} on {market.exchange} ({market.currency}): {exc.message} (IB {exc.code})", code=exc.code
             ) from exc
-        except asyncio.TimeoutError as exc:
-            raise ContractNotFound(f"{market.symbol} on {market.exchange}: contract details timed out") from exc
         months = [month_from_details(d) for d in details if d.contract is not None and d.contract.secType == "FUT"]
         if not months:
             raise ContractNotFound(

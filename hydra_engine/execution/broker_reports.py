@@ -133,6 +133,8 @@ class BrokerReportsMixin:
                 await asyncio.sleep(pause_s)
         log.info("order.fill_journalled", exec_id=rep.exec_id, order_ref=rep.order_ref, qty=rep.qty,
                  price=rep.price, new=new)
+        if wo is None and new:
+            await self._late_fill_status(rep.order_ref)
         if new and self._events is not None:
             from hydra_engine.events import FillRecorded
 
@@ -142,6 +144,14 @@ class BrokerReportsMixin:
                 contract_month=rep.contract_month, predicted_slippage=record.predicted_slippage,
                 actual_slippage=record.actual_slippage, commission=record.commission,
             ))
+
+    async def _late_fill_status(self, order_ref: str) -> None:
+        """A fill of an order no longer worked here (it raced a cancel, or an earlier process sent
+        it): once its executions cover the order, the row becomes FILLED."""
+        row = await self._store.row(order_ref)
+        if row is not None and self._fills_by_ref.get(order_ref, 0.0) >= row.qty:
+            await self._store.status(order_ref, "FILLED", filled=self._fills_by_ref[order_ref],
+                                     detail="filled after the order left the manager")
 
     async def _drain_journal(self) -> None:
         if self._tasks:

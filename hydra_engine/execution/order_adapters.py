@@ -79,6 +79,13 @@ class StoreAdapter:
         except Exception:  # noqa: BLE001 - the broker's truth stands; the journal gap is logged loudly
             log.exception("order.store_update_failed", order_ref=order_ref, status=status)
 
+    async def row(self, order_ref: str) -> OpenRow | None:
+        rec = await self._orders.get(order_ref) if order_ref else None
+        if rec is None:
+            return None
+        return OpenRow(rec.order_ref, getattr(rec.status, "value", str(rec.status)), float(rec.quantity),
+                       float(rec.filled))
+
     async def unresolved(self) -> list[OpenRow]:
         rows = await self._orders.open_orders()
         return [OpenRow(r.order_ref, r.status.value if hasattr(r.status, "value") else str(r.status),

@@ -100,17 +100,19 @@ class OrderManager(BrokerReportsMixin):
         trading_date: dt.date | None = None,
         daily_sigma: float | None = None,
         stale_pnl: bool = False,
+        max_adv_fraction: float | None = None,
     ) -> RouteResult:
         """Work ``n_contracts`` in ``direction`` (BUY/SELL) through the gate, slice by slice.
 
         ``position_value`` is the signed notional after the order (account currency) and
         ``trade_loss`` the order's loss on a k-sigma adverse day; ``daily_sigma`` (price units,
-        for the slippage prediction) is read from recent bars when not given.
+        for the slippage prediction) is read from recent bars when not given. Child orders are at
+        most ``max_adv_fraction`` of ADV (the market's setting; the manager's default otherwise).
         """
         side = side_of(direction)
         if n_contracts < 0 or int(n_contracts) != n_contracts:
             raise ValueError(f"n_contracts={n_contracts} must be a whole number >= 0")
-        sizes = slice_sizes(int(n_contracts), adv, self._max_adv_fraction)
+        sizes = slice_sizes(int(n_contracts), adv, max_adv_fraction or self._max_adv_fraction)
         children: list[ChildResult] = []
         position = float(current_position)
         self._set_busy(+1)
@@ -220,7 +222,7 @@ class OrderManager(BrokerReportsMixin):
         purpose: str, trading_date: dt.date | None,
     ) -> ChildResult:
         started = time.monotonic()
-        quote = await self._gw.get_quote(month)
+        quote = await self._arrival_quote(month)
         risk = {**risk, "mid_price": quote.mid}  # the price band is measured around the arrival mid
         tick = month.min_tick or quote.min_tick or 0.0
         step0 = self.patience.steps[0]
@@ -368,8 +370,8 @@ class OrderManager(BrokerReportsMixin):
         """Done at the broker and every execution it reported is journalled."""
         if wo.filled >= wo.qty:
             return True
-        if wo.trade is None:
-            return False
+        if wo.trade is None or wo.cancel_raced:
+            return False  # a fill that beat our cancel: wait for its executions (bounded by the caller)
         terminal = wo.broker_status in TERMINAL or wo.rejected
         if not terminal:
             return False
@@ -432,24 +434,42 @@ class OrderManager(BrokerReportsMixin):
             timer.cancel()
         return changed in done
 
-    async def _wait_reconnect(self, wo: WorkingOrder) -> bool:
+    async def _arrival_quote(self, month: ContractMonth, attempts: int = 5) -> Any:
+        """The quote an order starts from; a dropped session (nothing written or sent yet) is
+        waited out and the request repeated."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._gw.get_quote(month)
+            except NotConnected:
+                if attempt == attempts or not await self._await_broker(month.local_symbol):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _await_broker(self, what: str) -> bool:
         """Wait for the supervisor's reconnect and reconciliation (it never gives up); False when
-        the gateway was stopped (engine shutdown) or refused for good: the order's state is then
-        unknown and resolved on the next start."""
+        the gateway was stopped (engine shutdown) or refused for good."""
         gw = self._gw
-        log.warning("order.waiting_for_broker", order_ref=wo.order_ref)
 
         def ready() -> bool:
             return gw.is_connected and gw.state_known
 
+        if not ready():
+            log.warning("order.waiting_for_broker", what=what)
         while not ready():
             if not gw.supervisor.running:
-                log.warning("order.broker_stopped", order_ref=wo.order_ref)
+                log.warning("order.broker_stopped", what=what)
                 return False
             try:
                 await gw.wait_until(lambda: ready() or not gw.supervisor.running, 60.0)
             except TimeoutError:
                 continue
+        return True
+
+    async def _wait_reconnect(self, wo: WorkingOrder) -> bool:
+        """Wait out a lost session for a working order; False when the gateway stopped (the
+        order's state is then unknown and resolved on the next start)."""
+        if not await self._await_broker(wo.order_ref):
+            return False
         if wo.cancel_sent and wo.trade is not None and not wo.trade.isDone():
             wo.cancel_sent = False
             self._cancel(wo, "cancel re-sent after reconnect")
@@ -490,7 +510,9 @@ class OrderManager(BrokerReportsMixin):
             return
         wo.errors.append((code, message))
         if code == 10148:
-            wo.cancel_raced = True  # the fill wins; its execution arrives as usual
+            # the cancel lost the race: when the broker says the order is Filled, wait for every
+            # execution (ib_async has just marked the trade Cancelled; the fill may still be in flight)
+            wo.cancel_raced = "Filled" in message or "filled" in message
             log.info("order.cancel_raced_fill", order_ref=wo.order_ref)
         elif code == 201:
             wo.rejected = True

@@ -31,7 +31,6 @@ from hydra_engine.events import (
     PauseChanged,
 )
 from hydra_engine.execution.cycle import (
-    CONTINUOUS,
     CycleConfig,
     account_state,
     agent_step,
@@ -123,6 +122,7 @@ class PaperTradingRunner:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._executions: dict[str, ExecutionTicket] = {}
         self._scheduler: Any = None
+        self._ticker: asyncio.Task[Any] | None = None
         self._agent_task: asyncio.Task[Any] | None = None
         self._paused = False
         self._pause_reason = ""
@@ -156,14 +156,21 @@ class PaperTradingRunner:
                 return m
         raise KeyError(f"market {symbol!r} is not configured (configured: {', '.join(m.symbol for m in self.markets)})")
 
-    async def start(self, *, schedule: bool = True, catch_up: bool | None = None) -> None:
-        """Load the persisted pause; with ``schedule`` start APScheduler (real time) and catch up once."""
+    async def start(self, *, schedule: bool = True, catch_up: bool | None = None, broker_time: bool = False) -> None:
+        """Load the persisted pause; with ``schedule`` start APScheduler (real time) and catch up once.
+
+        ``broker_time``: the clock is the broker's (an external simulator at another time or speed):
+        an interval tick on that clock checks which decisions are due instead of wall-time cron jobs.
+        """
         self._paused = bool(await self.store.kv.get(PAUSED))
         self._pause_reason = str(await self.store.kv.get(PAUSE_REASON))
         self._started = True
         for rec in await self.store.cycles.interrupted():
             log.warning("runner.cycle_interrupted_found", market=rec.market, trading_date=str(rec.trading_date))
-        if schedule:
+        if schedule and broker_time:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick_loop(), name="runner-broker-time-tick")
+            self._ticker.add_done_callback(_log_task_failure)
+        elif schedule:
             self._start_scheduler()
             if self.config.catch_up if catch_up is None else catch_up:
                 for m in self.markets:
@@ -184,6 +191,26 @@ class PaperTradingRunner:
         sched.start()
         self._scheduler = sched
 
+    async def _tick_loop(self) -> None:
+        """Broker-time mode: every ``broker_time_tick_s`` broker seconds, trigger the decisions now due
+        (the latest decision of each market, if it is younger than the misfire grace)."""
+        from hydra_engine.markets import last_decision_at_or_before
+
+        claimed: set[tuple[str, dt.date]] = set()
+        tick = dt.timedelta(seconds=self.config.broker_time_tick_s)
+        grace = dt.timedelta(seconds=self.config.misfire_grace_s)
+        first = True
+        while not self._stopping:
+            now = self.clock.now()
+            for m in self.markets:
+                day, at = last_decision_at_or_before(m, now)
+                if (m.symbol, day) in claimed or (now - at > grace and not (first and self.config.catch_up)):
+                    continue
+                claimed.add((m.symbol, day))
+                self.trigger(m.symbol, trigger="tick" if not first else "catch-up", trading_date=day)
+            first = False
+            await self.clock.sleep_until(now + tick)
+
     @property
     def scheduler(self) -> Any:
         """The APScheduler instance (None in lock-step or before ``start``)."""
@@ -198,10 +225,12 @@ class PaperTradingRunner:
             return
         self.trigger(symbol, trigger="schedule")
 
-    def trigger(self, symbol: str | None = None, *, trigger: str = "force", force: bool = False) -> asyncio.Task[Any]:
+    def trigger(self, symbol: str | None = None, *, trigger: str = "force", force: bool = False,
+                trading_date: dt.date | None = None) -> asyncio.Task[Any]:
         """Start a cycle task (tracked) and return it; the lock and the claim make repeats harmless."""
         task = asyncio.get_running_loop().create_task(
-            self.run_daily_cycle(symbol, force=force, trigger=trigger), name=f"cycle-{symbol or 'all'}-{trigger}"
+            self.run_daily_cycle(symbol, force=force, trigger=trigger, trading_date=trading_date),
+            name=f"cycle-{symbol or 'all'}-{trigger}",
         )
         self._track(task)
         return task
@@ -217,6 +246,9 @@ class PaperTradingRunner:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
         wait = self.config.stop_timeout_s if timeout_s is None else timeout_s
         cycles = [t for t in self._tasks if not t.done()]
         if cycles:
@@ -225,12 +257,29 @@ class PaperTradingRunner:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         execs = [e.task for e in self._executions.values() if not e.task.done()]
+        if execs:  # a clean stop leaves nothing working at the broker
+            self.cancel_working_orders()
+            _, still = await asyncio.wait(execs, timeout=min(wait, 5.0)) if wait > 0 else (set(), set(execs))
+            execs = list(still)
         if self._agent_task is not None and not self._agent_task.done():
             execs.append(self._agent_task)
         for t in execs:
             t.cancel()
         await asyncio.gather(*execs, return_exceptions=True)
         log.info("runner.stopped", cycles_cancelled=len(cycles), executions_cancelled=len(execs))
+
+    def cancel_working_orders(self, symbol: str | None = None) -> int:
+        """Ask the broker to cancel every order the order manager is working (for ``symbol``)."""
+        n = 0
+        for w in list(getattr(self.order_manager, "working_orders", [])):
+            if w.trade is None or (symbol is not None and w.month.symbol != symbol):
+                continue
+            try:
+                self.broker.cancel_order(w.trade)
+                n += 1
+            except Exception as exc:  # noqa: BLE001 - reported; the order's own loop retries after a reconnect
+                log.warning("runner.cancel_failed", order_ref=w.order_ref, error=str(exc))
+        return n
 
     # ----------------------------------------------------------------- pause
 
@@ -271,15 +320,27 @@ class PaperTradingRunner:
         return dict(self._executions)
 
     def executions_busy(self) -> bool:
-        """True while an execution task is doing something other than waiting on a placed order."""
+        """True while an execution task does something other than wait on its placed, parked orders."""
         om = self.order_manager
         live = [e for e in self._executions.values() if not e.task.done()]
         if not live:
             return False
-        working = list(getattr(om, "working_orders", []))
-        if not om.idle or not working:
+        if not om.idle:
             return True
-        return not all(w.parked.is_set() and not w.changed.is_set() for w in working)
+        working = list(getattr(om, "working_orders", []))
+        for e in live:
+            mine = [w for w in working if e.market == "*flatten*" or w.month.symbol == e.market]
+            if not mine or not all(w.parked.is_set() and not w.changed.is_set() for w in mine):
+                return True
+        return False
+
+    async def wait_cycles(self, timeout_s: float | None = None) -> bool:
+        """Wait for triggered cycle tasks (scheduler, catch-up, ``trigger``); True when none is left."""
+        live = [t for t in self._tasks if not t.done()]
+        if not live:
+            return True
+        _, pending = await asyncio.wait(live, timeout=timeout_s)
+        return not pending
 
     async def wait_executions(self, timeout_s: float | None = None) -> bool:
         """Wait for every background execution to end; True when none is left."""
@@ -411,8 +472,9 @@ class PaperTradingRunner:
         cfg = self.cycle_config
         resolved = await self.broker.resolve_contract(m, as_of=day)
         month = resolved.active
-        month_bars = await self.broker.get_daily_bars(month, lookback_days=45)
-        stats = market_stats(month_bars)
+        # sigma and ADV from the stored continuous bars: asking the broker for the month's bars
+        # here would repeat the order manager's identical request (an IB pacing violation)
+        stats = market_stats(list(bars.tail(21).itertuples()))
         decision = target_from_signal(p_up, config=cfg, market=m, equity=acct.net_liquidation,
                                       daily_sigma=stats.sigma, multiplier=month.multiplier, adv=stats.adv)
         summary.update(target=decision.target, direction=decision.direction, contract=month.local_symbol,
@@ -470,12 +532,7 @@ class PaperTradingRunner:
         prev = self._executions.get(symbol)
         if prev is None or prev.task.done():
             return True
-        for w in list(self.order_manager.working_orders):
-            if w.month.symbol == symbol and w.trade is not None:
-                try:
-                    self.broker.cancel_order(w.trade)
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("runner.cancel_failed", order_ref=w.order_ref, error=str(exc))
+        self.cancel_working_orders(symbol)
         done, _ = await asyncio.wait({prev.task}, timeout=15.0)
         return bool(done)
 

@@ -105,6 +105,7 @@ async def move_to_target(
         leg = await _route(
             om, month, -pos.quantity, pos.quantity, account.net_liquidation, daily_pnl, peak, k_sigma,
             reducing=True, purpose="roll-out", trading_date=trading_date, stale=account.daily_pnl_stale,
+            max_adv_fraction=getattr(market, "max_adv_fraction", None),
         )
         legs.append(leg)
         if leg.filled < abs(pos.quantity):
@@ -119,7 +120,7 @@ async def move_to_target(
                 om, resolved.active, diff, current, account.net_liquidation, daily_pnl, peak, k_sigma,
                 reducing=abs(int(target)) < abs(int(current)) and (target * current >= 0),
                 purpose="roll-in" if rolled else "target", trading_date=trading_date,
-                stale=account.daily_pnl_stale,
+                stale=account.daily_pnl_stale, max_adv_fraction=getattr(market, "max_adv_fraction", None),
             )
         )
     log.info(
@@ -143,6 +144,7 @@ async def _route(
     purpose: str,
     trading_date: dt.date | None,
     stale: bool = False,
+    max_adv_fraction: float | None = None,
 ) -> "RouteResult":
     gw = om.gateway
     quote = await gw.get_quote(month)
@@ -168,4 +170,5 @@ async def _route(
         trading_date=trading_date,
         daily_sigma=stats.sigma,
         stale_pnl=stale,
+        max_adv_fraction=max_adv_fraction,
     )

@@ -73,7 +73,7 @@ async def test_scenario_drives_detection_promotion_and_rollback(conn, tmp_path):
 
     # Months later (a restart after an outage), supervised: real experiments in subprocesses.
     await agent.set_autonomy(AutonomyLevel.SUPERVISED)
-    later = bars.index[bars.index >= pd.Timestamp(CHANGE + dt.timedelta(days=330))][0]
+    later = bars.index[bars.index >= pd.Timestamp(CHANGE + dt.timedelta(days=470))][0]
     res = await agent.run_cycle(later.date(), bars.loc[:later])
     assert res.hypotheses, res.notes
     assert all(e.status == "OK" for e in res.experiments), [e.error for e in res.experiments]

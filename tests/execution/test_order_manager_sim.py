@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hydra_engine.broker.connection import BackoffPolicy
-from hydra_engine.broker.errors import ApprovalRejected, ContractNotFound
+from hydra_engine.broker.errors import ApprovalRejected, ContractNotFound, NotConnected
 from hydra_engine.broker.gateway import BrokerGateway
 from hydra_engine.execution.order_manager import OrderManager
 from hydra_engine.execution.patience import PatienceSchedule, PatienceStep
@@ -47,8 +47,16 @@ class Rig:
         return list(await self.journal.fills())
 
     async def route(self, market: MarketConfig, direction: str, n: int, **kw: Any) -> asyncio.Task:
-        resolved = await self.gw.resolve_contract(market)
-        quote = await self.gw.get_quote(resolved.active)
+        for _ in range(5):  # a fault may drop the session under these requests: wait and ask again
+            await self.gw.wait_until(lambda: self.gw.is_connected and self.gw.state_known, 15)
+            try:
+                resolved = await self.gw.resolve_contract(market)
+                quote = await self.gw.get_quote(resolved.active)
+                break
+            except NotConnected:
+                continue
+        else:
+            raise AssertionError("could not prepare the order")
         kwargs = dict(
             contract=resolved.active, direction=direction, n_contracts=n, adv=kw.pop("adv", 50_000.0),
             mid_price=quote.mid, daily_pnl=0.0, peak_equity=1_000_000.0, current_equity=1_000_000.0,
@@ -434,3 +442,39 @@ async def test_fill_while_engine_down_is_journalled_once_by_the_next_process(tmp
                 assert rec.status.value == "FILLED" and rec.filled == 1
     finally:
         await ex.stop()
+
+
+SOAK_FAULTS = (
+    "rate:drop=0.06;rate:dup_exec=0.3;rate:delay_fill=0.2:s=0.1;rate:delay_ack=0.2:s=0.05;"
+    "rate:cancel_race=0.3;notice@t=2018-01-09T14:20:1101;restart@fill=5:down=0.3"
+)
+
+
+@pytest.mark.parametrize("seed_orders", [12])
+async def test_soak_under_faults_every_execution_once_and_nothing_sent_twice(
+    tmp_path, sim_universe, seed_orders: int
+) -> None:
+    patience = PatienceSchedule(steps=(PatienceStep(0, 0.0), PatienceStep(60, 1.0, 5)), cancel_after_s=180)
+    async with rig(tmp_path, sim_universe, faults=SOAK_FAULTS, patience=patience, start=IN_SESSION,
+                   risk={"max_orders_per_day": 10_000}) as r:
+        for i in range(seed_orders):
+            await r.gw.wait_until(lambda: r.gw.is_connected and r.gw.state_known, 15)  # as each cycle does
+            symbol = ("CL", "ZO")[i % 2]
+            result = await r.drive(await r.route(CATALOG[symbol], ("BUY", "SELL")[i // 2 % 2], 1),
+                                   step=dt.timedelta(seconds=20))
+            assert result.status in ("FILLED", "CANCELLED", "PARTIAL", "REJECTED", "UNKNOWN")
+        await r.gw.wait_until(lambda: r.gw.is_connected and r.gw.state_known, 15)
+        await r.gw.resync()  # pick up anything a dropped connection hid
+        await r.om.close()
+        ours = [e for e in r.ex.book.executions if e.order_ref.startswith("HY-")]
+        fills = await r.fills()
+        assert sorted(f.exec_id for f in fills) == sorted(e.exec_id for e in ours)  # each exactly once
+        refs = [o.order_ref for o in r.ex.book.orders.values()]
+        assert len(refs) == len(set(refs))  # no order was sent twice
+        rows = {rec.order_ref: rec for rec in await r.store.orders.recent(limit=1000)}
+        assert set(refs) <= set(rows)  # everything sent was journalled as an intent first
+        net: dict[int, float] = {}
+        for e in ours:
+            net[e.con_id] = net.get(e.con_id, 0.0) + (e.qty if e.side == "BOT" else -e.qty)
+        positions = {p.con_id: p.quantity for p in await r.gw.get_positions()}
+        assert positions == {k: v for k, v in net.items() if v}

@@ -223,6 +223,32 @@ async def test_scheduler_job_at_each_market_decision_time(tmp_path, sim_universe
         await eng.stop()
 
 
+async def test_startup_catches_up_a_missed_decision_once(tmp_path, sim_universe) -> None:
+    eng = make_engine(tmp_path, sim_universe)
+    await eng.start()
+    try:
+        def runner() -> PaperTradingRunner:
+            return PaperTradingRunner(
+                eng.broker, eng.risk_gate, eng.order_manager, eng.fill_journal, None, eng.champion, eng.reconciler,
+                None, store=eng.store, markets=eng.settings.markets, clock=eng.clock, bus=eng.bus,
+            )
+
+        first = runner()
+        await first.start(schedule=True, catch_up=True)  # the clock sits on Tuesday 2018-01-02 06:00 CT
+        assert await first.wait_cycles(30)
+        rows = await cycle_rows(eng)
+        assert {(r.market, r.trading_date, r.trigger) for r in rows} == {
+            ("CL", dt.date(2017, 12, 29), "catch-up"), ("ZO", dt.date(2017, 12, 29), "catch-up")}
+        await first.stop()
+        second = runner()
+        await second.start(schedule=True, catch_up=True)
+        assert await second.wait_cycles(30)
+        await second.stop()
+        assert len(await cycle_rows(eng)) == 2  # a restart does not catch up the same decision again
+    finally:
+        await eng.stop()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("HYDRA_SLOW") != "1", reason="real agent: threshold calibration takes tens of seconds")
 async def test_real_agent_observes_every_cycle(tmp_path, sim_universe) -> None:

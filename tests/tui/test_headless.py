@@ -96,3 +96,18 @@ def test_sigterm_stops_an_endless_run_cleanly(tmp_path) -> None:
     assert proc.returncode == 0, err[-3000:]
     assert "headless.signal" in log.read_text() and "engine.stopped" in log.read_text()
     assert "HYDRA SIM" in out
+
+
+def test_live_without_confirmation_exits_2_before_connecting(tmp_path) -> None:
+    # refused before any socket is opened, so the port is never contacted
+    out = hydra("--no-ui", "--broker", "ib", "--port", "1", "--data-dir", str(tmp_path),
+                "--set", "broker.trading_mode=live", "--yes-i-mean-live", timeout=60)
+    assert out.returncode == 2
+    assert "HYDRA_LIVE_CONFIRMED" in out.stderr
+    assert not (tmp_path / "ib-").exists() and not any(p.name.startswith("ib-") for p in tmp_path.iterdir())
+
+
+def test_bad_setting_names_the_key(tmp_path) -> None:
+    out = hydra("--no-ui", "--days", "1", "--data-dir", str(tmp_path), "--set", "execution.long_threshold=2", timeout=60)
+    assert out.returncode == 2
+    assert "execution.long_threshold" in out.stderr and "between" in out.stderr
