@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import logging
+import os
 import sys
 
 import aiosqlite
@@ -29,6 +30,7 @@ structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.
 
 from hydra_engine.execution.fill_journal import FillJournal, FillRecord  # noqa: E402
 
+CPU_US: dict[str, tuple[float, int]] = {}
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
 
 
@@ -60,10 +62,12 @@ async def per_fill(path: Path, n: int) -> float:
     recs = [make(i, "p") for i in range(n)]
     for r in recs[:200]:  # warm-up: WAL grows to its working size
         await j.log_fill(make(10**7 + recs.index(r), "w"))
+    c0 = time.process_time()
     t = time.perf_counter()
     for r in recs:
         await j.log_fill(r)
     dt_s = time.perf_counter() - t
+    CPU_US[f"per_fill:{path.name}"] = ((time.process_time() - c0) / n * 1e6, n)
     await conn.close()
     return n / dt_s
 
@@ -92,11 +96,13 @@ async def group(path: Path, n: int, inflight: int) -> float:
     j = FillJournal(conn, group_commit=True)
     recs = [make(i, "g") for i in range(n)]
     await asyncio.gather(*(j.log_fill(make(10**7 + i, "w")) for i in range(inflight)))
+    c0, commits0 = time.process_time(), j.commits
     t = time.perf_counter()
     for k in range(0, n, inflight):
         await asyncio.gather(*(j.log_fill(r) for r in recs[k:k + inflight]))
     await j.flush()
     dt_s = time.perf_counter() - t
+    CPU_US[f"group:{path.name}"] = ((time.process_time() - c0) / n * 1e6, j.commits - commits0)
     await conn.close()
     return n / dt_s
 
@@ -121,6 +127,9 @@ async def main() -> None:
           f"(runs: {', '.join(f'{x:,.0f}' for x in nv)})")
     print(f"group commit ({a.inflight} in flight): {a.group_n} fills x{a.repeat}: "
           f"median {sorted(gc)[len(gc) // 2]:,.0f}/s  (runs: {', '.join(f'{x:,.0f}' for x in gc)})  goal >= 20,000/s")
+    for k, (us, commits) in CPU_US.items():
+        print(f"  {k}: {us:.0f} us CPU per fill (both threads), {commits:,} commits")
+    print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

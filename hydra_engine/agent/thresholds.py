@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 from scipy import stats
+from threadpoolctl import threadpool_limits
 
 IncrementKind = Literal["normal", "chi2"]
 
@@ -70,7 +71,8 @@ def cusum_arl(
     trans[:, 0] = cum[:, 0]
     trans[:, 1:] = np.diff(cum, axis=1)
     a = np.eye(n_states + 1) - trans
-    arl = np.linalg.solve(a, np.ones(n_states + 1))
+    with threadpool_limits(1):  # small systems: BLAS threads only contend on a busy machine
+        arl = np.linalg.solve(a, np.ones(n_states + 1))
     return float(arl[0])
 
 

@@ -184,6 +184,7 @@ class BrokerGateway(AccountDataMixin):
         self._assembler.flush()
         await self._supervisor.stop()
         self.ib.disconnect()
+        self._quotes.reset()
         self.state = "stopped"
         self.state_known = False
         self._notify()
@@ -197,6 +198,7 @@ class BrokerGateway(AccountDataMixin):
         self._client_id_in_use = False
         if self.ib.client.isConnected():
             self.ib.disconnect()
+        self._quotes.reset()  # a new session starts without subscriptions
         if self.embedded:
             self.ib.client.MaxRequests = 0
             log.info("broker.throttle_lifted", reason="embedded exchange", port=self.port)
@@ -263,6 +265,7 @@ class BrokerGateway(AccountDataMixin):
         if self._supervisor.attempting:
             return
         self.state = "disconnected"
+        self._quotes.reset()
         self._publish_state("connection lost: reconnecting")
         self._assembler.flush()
         log.warning("broker.disconnected", port=self.port, deliberate=False)
@@ -348,6 +351,7 @@ class BrokerGateway(AccountDataMixin):
     async def _resubscribe(self) -> None:
         """After 1101 (data lost): account updates, then a full reconciliation."""
         try:
+            self._quotes.resubscribe()
             if self.account:
                 self.ib.client.reqAccountUpdates(True, self.account)
             await self.ib.reqAccountSummaryAsync()

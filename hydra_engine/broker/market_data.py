@@ -64,22 +64,56 @@ def _finite(x: Any) -> bool:
 
 
 class QuoteFetcher:
-    """Snapshot quotes through ``reqTickersAsync`` (ends on TICK_SNAPSHOT_END, bounded by a timeout)."""
+    """Quotes from one streaming subscription per month, kept while the session lives.
+
+    A snapshot request can take IB ~11 s to end; a subscription's first ticks come at once and
+    later reads cost one round trip: a ``reqCurrentTime`` barrier, after which every tick the
+    gateway sent before it has been applied (so a lock-step run reads the book as of its clock).
+    Subscriptions die with the session and after 1101 (data lost); ``resubscribe`` renews them.
+    """
 
     def __init__(self, gateway: "BrokerGateway") -> None:
         self._gw = gateway
+        self._tickers: dict[int, tuple[Any, Any]] = {}
+        """conId -> (ib_async Ticker, Contract)."""
+
+    def reset(self) -> None:
+        """The session is gone: ib_async dropped every ticker."""
+        self._tickers.clear()
+
+    def resubscribe(self) -> None:
+        """After 1101 (market data lost): request every subscription again."""
+        ib = self._gw.ib
+        for con_id, (ticker, contract) in list(self._tickers.items()):
+            try:
+                ib.cancelMktData(contract)
+            except Exception:  # noqa: BLE001 - already gone at the gateway
+                pass
+            self._tickers[con_id] = (ib.reqMktData(contract, "", False, False), contract)
+        if self._tickers:
+            log.info("broker.quotes_resubscribed", n=len(self._tickers))
 
     async def snapshot(self, month: ContractMonth, timeout_s: float) -> QuoteSnapshot:
         ib = self._gw.ib
+        entry = self._tickers.get(month.con_id)
         try:
-            tickers = await asyncio.wait_for(ib.reqTickersAsync(month.contract), timeout_s)
+            if entry is None:
+                ticker = ib.reqMktData(month.contract, "", False, False)
+                self._tickers[month.con_id] = (ticker, month.contract)
+            else:
+                ticker = entry[0]
+                await asyncio.wait_for(ib.reqCurrentTimeAsync(), timeout_s)  # barrier: ticks applied
+            await self._two_sided(ticker, timeout_s)
         except RequestError as exc:
+            self._tickers.pop(month.con_id, None)
             raise BrokerError(f"quote {month.local_symbol}: {exc.message} (IB {exc.code})", code=exc.code) from exc
         except asyncio.TimeoutError as exc:
-            raise BrokerError(f"quote {month.local_symbol}: no snapshot within {timeout_s:.1f}s") from exc
+            self._tickers.pop(month.con_id, None)
+            raise BrokerError(f"quote {month.local_symbol}: no two-sided market within {timeout_s:.1f}s") from exc
         except ConnectionError as exc:
+            self._tickers.pop(month.con_id, None)
             raise NotConnected(f"quote {month.local_symbol}: {exc}") from exc
-        t = tickers[0]
+        t = ticker
         if not (_finite(t.bid) and _finite(t.ask)) or t.ask < t.bid:
             raise BrokerError(f"quote {month.local_symbol}: no two-sided market (bid={t.bid}, ask={t.ask})")
         md_type = int(t.marketDataType or self._gw.market_data_type)
@@ -94,6 +128,22 @@ class QuoteFetcher:
             data_type="delayed" if md_type in DELAYED_TYPES else "live",
             min_tick=month.min_tick or None,
         )
+
+    async def _two_sided(self, ticker: Any, timeout_s: float) -> None:
+        """Wait (event-driven) until the ticker holds a bid and an ask."""
+        if _finite(ticker.bid) and _finite(ticker.ask):
+            return
+        ready = asyncio.Event()
+
+        def on_update(t: Any) -> None:
+            if _finite(t.bid) and _finite(t.ask):
+                ready.set()
+
+        ticker.updateEvent += on_update
+        try:
+            await asyncio.wait_for(ready.wait(), timeout_s)
+        finally:
+            ticker.updateEvent -= on_update
 
 
 def _duration(days: int) -> str:

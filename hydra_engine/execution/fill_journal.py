@@ -277,6 +277,8 @@ class FillJournal:
         self._queue: list[tuple[FillRecord, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._pending_commission: dict[str, float] = {}
+        self.commits = 0
+        """Transactions committed by this journal (with group commit: fewer than fills)."""
         lock = getattr(tx, "lock", None) or getattr(tx, "_lock", None)
         self._lock: asyncio.Lock | None = lock if isinstance(lock, asyncio.Lock) else None
 
@@ -298,6 +300,7 @@ class FillJournal:
             rec = dataclasses.replace(rec, commission=late)
         if not self.group_commit:
             result = (await self._call(lambda: _write_batch(self._db(), (rec,))))[0]
+            self.commits += 1
         else:
             fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             self._queue.append((rec, fut))
@@ -307,9 +310,7 @@ class FillJournal:
         if isinstance(result, BaseException):
             log.error("fill_journal.write_failed", exec_id=rec.exec_id, error=str(result))
             raise result
-        if result:
-            log.debug("fill_journal.logged", exec_id=rec.exec_id, symbol=rec.symbol, qty=rec.qty)
-        else:
+        if not result:  # new fills are logged by the caller (one log line per fill is enough)
             log.info("fill_journal.duplicate", exec_id=rec.exec_id)
         return result
 
@@ -326,6 +327,7 @@ class FillJournal:
                 if not isinstance(exc, Exception):
                     raise
                 continue
+            self.commits += 1
             for (_, fut), res in zip(batch, results):
                 if not fut.done():
                     fut.set_result(res)  # type: ignore[arg-type]  # exceptions re-raised by log_fill

@@ -311,20 +311,22 @@ class SlippageReconciler:
             counts = dict(db.execute(
                 f"SELECT data_type, COALESCE(SUM(n_fills), 0) FROM fill_slippage_blocks WHERE 1 = 1{where} "
                 "GROUP BY data_type", args).fetchall())
-            n_live = int(counts.get("live", 0))
-            out = np.empty(n_live * 3, dtype=np.float64)
+            size = int(counts.get("live", 0)) * 24
+            buf = bytearray(size)
+            view = memoryview(buf)
             pos = 0
             for (data,) in db.execute(f"SELECT data FROM fill_slippage_blocks WHERE data_type = 'live'{where}", args):
-                k = len(data) // 8
-                if len(data) % 24 or pos + k > out.shape[0]:
+                k = len(data)
+                if k % 24 or pos + k > size:
                     raise ValueError("fill_slippage_blocks is inconsistent (partial triple or n_fills mismatch): "
                                      "run FillJournal.rebuild_blocks()")
-                out[pos:pos + k] = np.frombuffer(data, dtype="<f8")
+                view[pos:pos + k] = data
                 pos += k
-            if pos != out.shape[0]:
+            view.release()
+            if pos != size:
                 raise ValueError("fill_slippage_blocks is inconsistent (n_fills mismatch): run "
                                  "FillJournal.rebuild_blocks()")
-            return out.reshape(-1, 3), int(counts.get("delayed", 0))
+            return np.frombuffer(buf, dtype="<f8").reshape(-1, 3), int(counts.get("delayed", 0))
 
         run = getattr(self._conn, "_execute", None)
         if not callable(run):

@@ -215,7 +215,9 @@ class RiskGate:
     def evaluate_account(self, account: AccountState) -> TradingState:
         """Update the account breakers from ``account`` without an order (start of a cycle)."""
         problems = self._account_problems(account)
-        if not problems:
+        if problems:
+            log.warning("risk.account_unusable", problems=problems, trading_state=self.trading_state.value)
+        else:
             self._roll_day(account, None)
             self._account_breakers(account)
             self._schedule_persist()

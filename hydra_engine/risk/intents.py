@@ -109,9 +109,10 @@ _GATE_TOKEN = object()
 _serial = itertools.count(1)
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False)
 class Approval:
-    """Permission to send exactly ``intent``, once. Only ``RiskGate`` creates these."""
+    """Permission to send exactly ``intent``, once. Only ``RiskGate`` creates these; frozen, so
+    the intent it is bound to cannot be swapped afterwards."""
 
     intent: OrderIntent
     trading_state: TradingState
@@ -124,7 +125,7 @@ class Approval:
     def __post_init__(self) -> None:
         if self._token is not _GATE_TOKEN:
             raise ApprovalError("an Approval can only be created by RiskGate.check")
-        self._token = None
+        object.__setattr__(self, "_token", None)
 
     @property
     def used(self) -> bool:
@@ -134,7 +135,7 @@ class Approval:
         """Mark this approval used and return its intent; a second call raises ApprovalError."""
         if self._used:
             raise ApprovalError(f"approval #{self.serial} for order {self.intent.order_ref} was already used")
-        self._used = True
+        object.__setattr__(self, "_used", True)
         return self.intent
 
     def covers(self, intent: OrderIntent) -> bool:

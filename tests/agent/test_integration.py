@@ -17,16 +17,17 @@ from hydra_engine.model.registry import ModelRegistry
 from hydra_engine.sim.scenarios import ScenarioChoice
 from hydra_engine.sim.universe import build_universe
 
-CHANGE = dt.date(2021, 6, 1)
+CHANGE = dt.date(2020, 9, 1)
+LEAN = ("ret_1", "ret_5", "ret_10", "vol_20", "trend_20")
 
 
 def sim_bars() -> tuple[pd.DataFrame, dt.date]:
     u = build_universe(
-        seed=11, symbols=["CL"], start=dt.date(2017, 1, 1), end=dt.date(2022, 12, 30),
+        seed=3, symbols=["CL"], start=dt.date(2016, 1, 1), end=dt.date(2022, 12, 30),
         scenarios={"CL": ScenarioChoice("momentum_flip", change_dates=(CHANGE,), overrides={"coefficient": (0.35, -0.35)})},
     )
     info = u.scenario("CL")
-    bars = u.continuous_bars("CL", dt.date(2022, 9, 30), 1500)
+    bars = u.continuous_bars("CL", dt.date(2022, 9, 30), 1700)
     df = pd.DataFrame([{"date": b.date, "open": b.open, "high": b.high, "low": b.low, "close": b.close, "volume": b.volume} for b in bars])
     df = df.set_index(pd.DatetimeIndex(pd.to_datetime(df["date"]))).drop(columns="date")
     return df, info.change_dates[0]
@@ -39,8 +40,8 @@ async def test_scenario_drives_detection_promotion_and_rollback(conn, tmp_path):
     registry = ModelRegistry(conn, tmp_path / "models")
     phases: list[AgentPhase] = []
     cfg = AgentConfig(
-        experiment_time_limit_s=60, wf_test_window=40, wf_splits=5, wf_min_train=120,
-        default_spec={"family": "logistic", "train_window_days": 500},
+        experiment_time_limit_s=60, wf_test_window=50, wf_splits=5, wf_min_train=120,
+        default_spec={"family": "logistic", "train_window_days": 500, "features": list(LEAN)},
         playbook=PlaybookConfig(budget_per_cycle=2), initial_autonomy=AutonomyLevel.SUPERVISED,
     )
     agent = AgentLoop(conn, registry, SubprocessExecutor(max_parallel=2), tmp_path / "experiments", cfg, on_phase=phases.append)
@@ -73,7 +74,7 @@ async def test_scenario_drives_detection_promotion_and_rollback(conn, tmp_path):
 
     # Months later (a restart after an outage), supervised: real experiments in subprocesses.
     await agent.set_autonomy(AutonomyLevel.SUPERVISED)
-    later = bars.index[bars.index >= pd.Timestamp(CHANGE + dt.timedelta(days=470))][0]
+    later = bars.index[bars.index >= pd.Timestamp(CHANGE + dt.timedelta(days=720))][0]
     res = await agent.run_cycle(later.date(), bars.loc[:later])
     assert res.hypotheses, res.notes
     assert all(e.status == "OK" for e in res.experiments), [e.error for e in res.experiments]

@@ -177,3 +177,30 @@ async def test_probe_accounts_reads_the_account_without_trading(make_exchange) -
         closed_port = sock.getsockname()[1]
     with pytest.raises(NotConnected):
         await probe_accounts("127.0.0.1", closed_port, client_id=41, timeout_s=1)
+
+
+async def test_quotes_follow_the_book_and_are_resubscribed_after_1101(make_exchange, make_gateway) -> None:
+    import datetime as dt
+
+    ex = await make_exchange()
+    await ex.advance_to(dt.datetime(2018, 1, 9, 15, 0, tzinfo=dt.timezone.utc))
+    gw = make_gateway(ex)
+    await gw.connect()
+    month = (await gw.resolve_contract(CATALOG["CL"])).active
+
+    def book() -> tuple[float, float]:
+        q = ex.universe.quote(month.con_id, ex.clock.now())
+        return q.bid, q.ask
+
+    first = await gw.get_quote(month)
+    assert (first.bid, first.ask) == book()
+    await ex.advance_to(ex.clock.now() + dt.timedelta(hours=1))
+    moved = await gw.get_quote(month)  # the subscription's ticks, read after a round-trip barrier
+    assert (moved.bid, moved.ask) == book()
+    before = gw.last_sync
+    ex.notice(1101)  # data lost: the exchange drops our subscription; the gateway must renew it
+    await gw.wait_until(lambda: gw.state_known and gw.last_sync is not before)
+    await ex.advance_to(ex.clock.now() + dt.timedelta(hours=1))
+    again = await gw.get_quote(month)
+    assert (again.bid, again.ask) == book()
+    assert (again.bid, again.ask) != (moved.bid, moved.ask)  # the book did move meanwhile

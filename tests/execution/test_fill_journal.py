@@ -111,6 +111,56 @@ async def test_group_commit_batches_concurrent_fills(db) -> None:
     async with db.execute("SELECT COUNT(*) FROM fills") as cur:
         assert (await cur.fetchone())[0] == 300
     assert not db.in_transaction  # everything committed
+    assert 1 <= j.commits < 50  # fills in flight together shared their commits
+
+
+CHILD = r"""
+import asyncio, datetime as dt, sys
+import aiosqlite
+from hydra_engine.execution.fill_journal import FillJournal, FillRecord
+async def main():
+    conn = await aiosqlite.connect(sys.argv[1])
+    await conn.execute("PRAGMA synchronous = FULL")
+    j = FillJournal(conn, group_commit=sys.argv[2] == "group")
+    t0 = dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc)
+    i = 0
+    while True:
+        recs = [FillRecord(exec_id=f"x{i + k}", fill_time=t0, symbol="CL", contract_month="202703",
+                           direction="BUY", qty=1, fill_price=70.01, arrival_mid=70.0, predicted_slippage=0.01)
+                for k in range(4)]
+        for r, ok in zip(recs, await asyncio.gather(*(j.log_fill(r) for r in recs))):
+            if ok:
+                print(r.exec_id, flush=True)  # acknowledged: must survive the kill
+        i += 4
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("mode", ["per_fill", "group"])
+async def test_acknowledged_fills_survive_a_kill(tmp_path: Path, mode: str) -> None:
+    import os
+    import signal
+    import sys
+
+    path = tmp_path / "crash.db"
+    await (await open_db(path)).close()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, str(path), mode,
+                                                stdout=asyncio.subprocess.PIPE, env=env)
+    acked: list[str] = []
+    assert proc.stdout is not None
+    while len(acked) < 60:
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+        assert line, "writer process ended early"
+        acked.append(line.decode().strip())
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    db = sqlite3.connect(path)
+    stored = {r[0] for r in db.execute("SELECT exec_id FROM fills")}
+    n_blocks = db.execute("SELECT COALESCE(SUM(n_fills), 0) FROM fill_slippage_blocks").fetchone()[0]
+    db.close()
+    assert set(acked) <= stored
+    assert n_blocks == len(stored)  # blocks and rows committed together
 
 
 async def test_slippage_blocks_match_the_rows(db) -> None:

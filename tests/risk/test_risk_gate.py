@@ -9,7 +9,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from conftest import open_db
+from risk_db import open_db
 from hydra_engine.risk.breakers import BreakerName, BreakerPhase
 from hydra_engine.risk.gate import RiskConfig, RiskGate
 from hydra_engine.risk.intents import (
@@ -59,6 +59,8 @@ async def test_approval_is_bound_and_used_once(db) -> None:
     with pytest.raises(ApprovalError, match="already used"):
         ok.consume()
     assert not ok.covers(intent())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ok.intent = intent(qty=5)  # type: ignore[misc]
 
 
 def test_only_the_gate_can_mint_an_approval() -> None:

@@ -1,0 +1,181 @@
+"""Detectors against known statistics, and state that survives a round trip."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from hydra_engine.agent.drift import (
+    DriftMonitor,
+    FeatureMonitor,
+    PerformanceMonitor,
+    RealizedOutcome,
+    TwoSidedCusum,
+    UpperCusum,
+    lag1_autocorrelation,
+    population_stability_index,
+)
+from hydra_engine.agent.thresholds import (
+    FalseAlarmBudget,
+    cusum_arl,
+    cusum_threshold,
+    psi_critical,
+    thresholds_for_budget,
+    variance_reference,
+)
+
+
+def test_cusum_arl_matches_published_values():
+    # Classic one-sided CUSUM k=0.5 tables: h=4 -> ARL0 ~ 336, h=5 -> ~ 930; ARL1 at 1 sigma h=5 ~ 10.4.
+    assert cusum_arl(0.5, 4.0) == pytest.approx(336, rel=0.02)
+    assert cusum_arl(0.5, 5.0) == pytest.approx(930, rel=0.02)
+    assert cusum_arl(0.5, 5.0, shift=1.0) == pytest.approx(10.4, rel=0.03)
+
+
+def test_cusum_in_control_run_length_matches_design():
+    """Simulated N(0,1) streams: mean run length within 12% of the Markov-chain design value."""
+    h = cusum_threshold(200.0, 0.5)
+    rng = np.random.default_rng(3)
+    n = 4000
+    s = np.zeros(n)
+    rl = np.zeros(n)
+    alive = np.ones(n, bool)
+    t = 0
+    while alive.any():
+        t += 1
+        s = np.maximum(0.0, s + rng.standard_normal(n) - 0.5)
+        fired = alive & (s > h)
+        rl[fired] = t
+        alive &= ~fired
+    assert rl.mean() == pytest.approx(200.0, rel=0.12)
+
+
+def test_variance_cusum_design_matches_simulation():
+    k = variance_reference(2.0)
+    assert k == pytest.approx(1.848, abs=1e-3)
+    h = cusum_threshold(150.0, k, "chi2")
+    rng = np.random.default_rng(5)
+    n = 3000
+    s, rl, alive, t = np.zeros(n), np.zeros(n), np.ones(n, bool), 0
+    while alive.any():
+        t += 1
+        s = np.maximum(0.0, s + rng.standard_normal(n) ** 2 - k)
+        fired = alive & (s > h)
+        rl[fired] = t
+        alive &= ~fired
+    assert rl.mean() == pytest.approx(150.0, rel=0.12)
+
+
+def test_budget_sets_thresholds_and_rejects_bad_input():
+    t1 = thresholds_for_budget(FalseAlarmBudget.per_feature(0.5, 1))
+    t2 = thresholds_for_budget(FalseAlarmBudget.per_feature(2.0, 1))
+    assert t1.mean_h > t2.mean_h and t1.var_h > t2.var_h and t1.ks_alpha < t2.ks_alpha
+    # A small reference sample needs higher thresholds to keep the same budget.
+    t_small = thresholds_for_budget(FalseAlarmBudget.per_feature(0.5, 1), n_reference=100)
+    assert t_small.mean_h > t1.mean_h
+    with pytest.raises(ValueError, match="system_alarms_per_1000_days"):
+        FalseAlarmBudget(0.0, 3)
+    with pytest.raises(ValueError, match="n_streams"):
+        FalseAlarmBudget(1.0, 0)
+    with pytest.raises(ValueError, match="sum to 1"):
+        FalseAlarmBudget(1.0, 1, {"mean": 0.5, "var": 0.1, "ks": 0.1, "psi": 0.1})
+
+
+def test_two_sided_cusum_detects_both_directions_and_resets():
+    c = TwoSidedCusum(0.5, 4.0)
+    fired = [c.update(1.5) for _ in range(5)]
+    assert fired[-1] == [] or any(f for f in fired)
+    c2 = TwoSidedCusum(0.5, 4.0)
+    alarms = [a for _ in range(10) for a in c2.update(-1.5)]
+    assert alarms and alarms[0][0] == "cusum_mean_down"
+    assert c2.s_hi == 0.0
+    u = UpperCusum(1.0, 3.0)
+    assert [u.update(2.0) for _ in range(4)][-1] is not None
+
+
+def test_ks_pvalue_and_psi_on_identical_vs_shifted():
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal(500)
+    same = rng.standard_normal(120)
+    shifted = rng.standard_normal(120) + 1.0
+    assert stats.ks_2samp(same, ref).pvalue > 0.01
+    assert stats.ks_2samp(shifted, ref).pvalue < 1e-6
+    psi_same = population_stability_index(ref, same)
+    psi_shift = population_stability_index(ref, shifted)
+    assert psi_same < psi_critical(120, 500, 10, 0.01) < psi_shift
+    assert population_stability_index(ref, ref) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="PSI needs"):
+        population_stability_index(ref[:5], same)
+
+
+def test_feature_monitor_detects_shift_and_volatility():
+    t = thresholds_for_budget(FalseAlarmBudget.per_feature(0.5, 1))
+    rng = np.random.default_rng(2)
+    mon = FeatureMonitor.from_reference("x", rng.standard_normal(500), t)
+    quiet = [f for i in range(200) for f in mon.update(float(rng.standard_normal()), f"d{i}")]
+    assert len(quiet) <= 1
+    shifted = next(i for i in range(200) if mon.update(float(rng.standard_normal() + 1.5), f"s{i}"))
+    assert shifted < 30
+    mon2 = FeatureMonitor.from_reference("y", rng.standard_normal(500), t)
+    vol = [mon2.update(float(3 * rng.standard_normal()), f"v{i}") for i in range(40)]
+    kinds = {f.detector for fs in vol for f in fs}
+    assert "cusum_var" in kinds
+    assert mon.update(math.nan, "nan") == []
+
+
+def test_autocorrelated_feature_is_whitened():
+    rng = np.random.default_rng(4)
+    e = rng.standard_normal(3000)
+    x = np.empty_like(e)
+    x[0] = 0
+    for i in range(1, e.size):
+        x[i] = 0.95 * x[i - 1] + e[i]
+    assert lag1_autocorrelation(x[:500]) == pytest.approx(0.95, abs=0.05)
+    assert lag1_autocorrelation(rng.standard_normal(500)) == 0.0 or abs(lag1_autocorrelation(rng.standard_normal(500))) < 0.2
+    t = thresholds_for_budget(FalseAlarmBudget.per_feature(0.5, 1))
+    mon = FeatureMonitor.from_reference("ar", x[:500], t)
+    alarms = [f for i, v in enumerate(x[500:]) for f in mon.update(float(v), str(i))]
+    assert len(alarms) <= 3  # 2500 in-control days at 0.5/1000 budget
+
+
+def test_state_round_trip_resumes_exactly():
+    t = thresholds_for_budget(FalseAlarmBudget.per_feature(0.5, 2))
+    rng = np.random.default_rng(7)
+    mon = DriftMonitor.from_reference({"a": rng.standard_normal(300), "b": rng.standard_normal(300), "dow_sin": rng.standard_normal(300)}, t)
+    assert set(mon.features) == {"a", "b"}  # calendar features are not monitored
+    for i in range(70):
+        mon.update({"a": float(rng.standard_normal() + 0.3), "b": float(rng.standard_normal())}, f"{i}")
+    clone = DriftMonitor.from_dict(json.loads(json.dumps(mon.to_dict())))
+    feed = [{"a": float(v + 0.8), "b": float(w)} for v, w in rng.standard_normal((60, 2))]
+    out1 = [(f.stream, f.detector, round(f.statistic, 9)) for i, r in enumerate(feed) for f in mon.update(r, f"n{i}")]
+    out2 = [(f.stream, f.detector, round(f.statistic, 9)) for i, r in enumerate(feed) for f in clone.update(r, f"n{i}")]
+    assert out1 == out2 and out1
+    assert [r.statistic for r in mon.readings()] == [r.statistic for r in clone.readings()]
+
+
+def test_performance_monitor_warmup_detection_and_round_trip():
+    pm = PerformanceMonitor(0.5, warmup=60)
+    rng = np.random.default_rng(9)
+
+    def outcome(i: int, skill: float) -> RealizedOutcome:
+        y = int(rng.random() < 0.5)
+        p = 0.5 + (skill if y else -skill) * rng.random()
+        return RealizedOutcome(f"d{i}", p, y, 0.01 * (1 if (p >= 0.5) == (y == 1) else -1))
+
+    assert all(pm.update(outcome(i, 0.2)) == [] for i in range(60))
+    assert pm.reference is not None
+    clone = PerformanceMonitor.from_dict(json.loads(json.dumps(pm.to_dict())))
+    found = []
+    for i in range(60, 200):
+        o = outcome(i, -0.2)  # the model turns wrong
+        found += pm.update(o)
+        clone.update(o)
+        if found:
+            break
+    assert found and found[0].stream.startswith("perf:")
+    with pytest.raises(ValueError, match=">= 20 days"):
+        pm.set_reference([0.7] * 5, [1] * 5, [0.0] * 5)

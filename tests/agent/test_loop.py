@@ -1,0 +1,136 @@
+"""AgentLoop controls, persistence across restarts, bad input, pause and lockdown."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hydra_engine.agent.experiments import SubprocessExecutor
+from hydra_engine.agent.loop import AgentConfig, AgentLoop, AgentPhase, AutonomyLevel
+from hydra_engine.agent.state import AgentState, AgentStateStore
+from hydra_engine.model.baseline import BaselineModel, ModelSpec
+from hydra_engine.model.features import build_features, make_labels
+from hydra_engine.model.registry import ModelRegistry, RegistryError
+
+from .conftest import day, synthetic_bars
+
+LEAN = ["ret_1", "ret_5", "ret_10", "vol_20"]
+
+
+async def make_agent(conn, tmp_path, **cfg):
+    registry = ModelRegistry(conn, tmp_path / "models")
+    phases: list[AgentPhase] = []
+    config = AgentConfig(experiment_time_limit_s=60, wf_test_window=30, wf_splits=3, wf_min_train=100,
+                         default_spec={"family": "logistic", "train_window_days": 250, "features": LEAN}, **cfg)
+    agent = AgentLoop(conn, registry, SubprocessExecutor(2), tmp_path / "exp", config, on_phase=phases.append)
+    await agent.start()
+    return agent, registry, phases
+
+
+async def seed_champion(registry, bars):
+    x, y = build_features(bars), make_labels(bars)
+    model = BaselineModel(ModelSpec("logistic", features=tuple(LEAN), train_window_days=250)).fit(x, y)
+    return await registry.register(model, {"in_sample_log_loss": 0.68}, status="champion")
+
+
+async def test_bad_input_is_journalled_and_champion_keeps_trading(conn, tmp_path):
+    bars = synthetic_bars(400, seed=3)
+    agent, registry, _ = await make_agent(conn, tmp_path, initial_autonomy=AutonomyLevel.AUTONOMOUS)
+    v1 = await seed_champion(registry, bars.iloc[:300])
+    # Too little history: features cannot be built.
+    res = await agent.run_cycle(day(bars.index[10]), bars.iloc[:10])
+    assert res.data_quality is not None and not res.data_quality.ok and res.champion_version == v1
+    assert "bars" in res.data_quality.issues[0]
+    # NaN in today's bar.
+    bad = bars.iloc[:320].copy()
+    bad.iloc[-1, bad.columns.get_loc("close")] = np.nan
+    res = await agent.run_cycle(day(bad.index[-1]), bad)
+    assert not res.data_quality.ok and "NaN" in res.data_quality.issues[0]
+    assert res.experiments == () and await registry.champion_version() == v1
+    entries = await agent.journal.query(entry_type="data_quality")
+    assert len(entries) == 2 and all(e.outcome == "unusable" for e in entries)
+    # Stale data: the last bar is far behind the decision date.
+    res = await agent.run_cycle(day(bars.index[330]) + dt.timedelta(days=30), bars.iloc[:330])
+    assert res.diagnosis is not None and res.diagnosis.kind.value == "data_quality"
+    assert res.experiments == () and await registry.champion_version() == v1
+
+
+async def test_state_persists_across_restart(conn, tmp_path):
+    bars = synthetic_bars(420, seed=4)
+    agent, registry, _ = await make_agent(conn, tmp_path)
+    await seed_champion(registry, bars.iloc[:300])
+    for i in range(300, 330):
+        await agent.run_cycle(day(bars.index[i]), bars.iloc[: i + 1])
+    await agent.set_autonomy("autonomous")
+    await agent.pause()
+    before = agent.drift.to_dict()
+    # A new AgentLoop on the same store resumes the same detector state, autonomy and pause.
+    again, _, phases = await make_agent(conn, tmp_path)
+    assert again.autonomy is AutonomyLevel.AUTONOMOUS and again.paused and phases[-1] is AgentPhase.PAUSED
+    assert again.drift.to_dict() == before
+    assert again.state.last_observed == bars.index[329].date().isoformat()
+    res = await again.run_cycle(day(bars.index[330]), bars.iloc[:331])
+    assert again.state.last_observed == bars.index[330].date().isoformat()
+    assert res.experiments == ()
+    with pytest.raises(ValueError, match="autonomy level"):
+        await again.set_autonomy("reckless")
+
+
+async def test_pause_and_lockdown_stop_experiments_not_observation(conn, tmp_path):
+    bars = synthetic_bars(700, seed=5, coef=0.3, flip_at=420)
+    agent, registry, phases = await make_agent(conn, tmp_path, initial_autonomy=AutonomyLevel.LOCKDOWN)
+    await seed_champion(registry, bars.iloc[:400])
+    notes = []
+    for i in range(400, 520):
+        res = await agent.run_cycle(day(bars.index[i]), bars.iloc[: i + 1])
+        assert res.experiments == ()
+        notes += list(res.notes)
+    assert any("lockdown" in n for n in notes)
+    obs = await agent.journal.query(entry_type="observation", limit=1000)
+    assert len(obs) == 120
+    await agent.set_autonomy(AutonomyLevel.SUPERVISED)
+    await agent.pause()
+    for i in range(520, 560):
+        res = await agent.run_cycle(day(bars.index[i]), bars.iloc[: i + 1])
+        assert res.experiments == ()
+    obs_after = await agent.journal.query(entry_type="observation", limit=1000)
+    assert len(obs_after) == 160  # observation continued while paused
+    blocked = await agent.journal.query(entry_type="hypothesis", outcome="blocked", since=day(bars.index[520]).isoformat(), limit=1000)
+    assert all("paused" in e.summary for e in blocked)
+    assert [e.outcome for e in await agent.journal.query(entry_type="control")][-1] == "paused"
+    assert AgentPhase.OBSERVING in phases and agent.phase is AgentPhase.PAUSED
+    with pytest.raises(RegistryError, match="awaiting approval"):
+        await agent.approve()
+
+
+async def test_autonomous_bootstrap_promotes_directly(conn, tmp_path):
+    bars = synthetic_bars(400, seed=6)
+    agent, registry, _ = await make_agent(conn, tmp_path, initial_autonomy=AutonomyLevel.AUTONOMOUS)
+    res = await agent.run_cycle(day(bars.index[-1]), bars)
+    assert res.promoted is not None and res.champion_version == res.promoted
+    assert await registry.champion_version() == res.promoted
+    assert [e.outcome for e in await agent.journal.query(entry_type="decision")] == ["promoted"]
+
+
+def test_agent_package_imports_neither_textual_nor_sim():
+    code = (
+        "import sys, hydra_engine.agent.loop, hydra_engine.agent.experiment_worker; "
+        "bad = [m for m in sys.modules if m.startswith(('textual', 'hydra_tui', 'hydra_engine.sim'))]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+async def test_state_store_rejects_corrupt_row(conn):
+    store = AgentStateStore(conn)
+    await store.save(AgentState())
+    assert (await store.load()).autonomy is AutonomyLevel.SUPERVISED
+    await conn.execute("UPDATE agent_state SET value = '{bad' WHERE key = 'agent'")
+    await conn.commit()
+    with pytest.raises(ValueError, match="invalid JSON"):
+        await store.load()

@@ -1,0 +1,97 @@
+"""The gate: DM-HLN against a hand computation, deflated Sharpe, windowed majority, decisions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from hydra_engine.agent.promotion import (
+    GateConfig,
+    deflated_sharpe_ratio,
+    diebold_mariano_hln,
+    evaluate_gate,
+    expected_max_sharpe,
+    recency_weights,
+    weighted_win_fraction,
+)
+
+
+def test_dm_hln_matches_hand_computation():
+    cand = np.array([0.60, 0.55, 0.70, 0.62, 0.58, 0.66, 0.59, 0.61])
+    champ = np.array([0.65, 0.60, 0.69, 0.70, 0.61, 0.70, 0.60, 0.66])
+    d = champ - cand
+    n = d.size
+    dbar = d.mean()
+    gamma0 = ((d - dbar) ** 2).sum() / n
+    dm = dbar / math.sqrt(gamma0 / n)
+    hln = dm * math.sqrt((n + 1 - 2 + 0) / n)
+    res = diebold_mariano_hln(cand, champ, horizon=1)
+    assert res.statistic == pytest.approx(hln, rel=1e-12)
+    assert res.p_value == pytest.approx(stats.t.sf(hln, n - 1), rel=1e-12)
+    assert res.mean_diff == pytest.approx(dbar)
+    # horizon 2 adds the lag-1 autocovariance and the HLN factor for h = 2
+    g1 = ((d[1:] - dbar) * (d[:-1] - dbar)).sum() / n
+    dm2 = dbar / math.sqrt((gamma0 + 2 * g1) / n) if gamma0 + 2 * g1 > 0 else dbar / math.sqrt(gamma0 / n)
+    res2 = diebold_mariano_hln(cand, champ, horizon=2)
+    assert res2.statistic == pytest.approx(dm2 * math.sqrt((n + 1 - 4 + 2 / n) / n), rel=1e-12)
+
+
+def test_dm_one_sided_and_bad_input():
+    rng = np.random.default_rng(0)
+    base = rng.random(300)
+    better = base - 0.05 + 0.01 * rng.standard_normal(300)
+    assert diebold_mariano_hln(better, base).p_value < 0.001
+    assert diebold_mariano_hln(base, better).p_value > 0.999
+    assert diebold_mariano_hln(base, base).p_value == 1.0
+    with pytest.raises(ValueError, match="same length"):
+        diebold_mariano_hln(base[:10], base[:11])
+    with pytest.raises(ValueError, match=">= 3"):
+        diebold_mariano_hln([1.0], [1.0])
+    with pytest.raises(ValueError, match="finite"):
+        diebold_mariano_hln([1.0, math.nan, 1.0], [1.0, 1.0, 1.0])
+
+
+def test_deflated_sharpe_is_monotone_in_trials():
+    rng = np.random.default_rng(1)
+    r = 0.001 + 0.01 * rng.standard_normal(500)
+    values = [deflated_sharpe_ratio(r, n).dsr for n in (1, 2, 5, 10, 50, 200)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+    assert expected_max_sharpe(1, 0.01) == 0.0
+    assert expected_max_sharpe(10, 0.01) < expected_max_sharpe(100, 0.01)
+    one = deflated_sharpe_ratio(r, 1)
+    # With one trial the DSR is the probabilistic Sharpe ratio against 0.
+    sr = r.mean() / r.std(ddof=1)
+    z = sr * math.sqrt(r.size - 1) / math.sqrt(1 - one.skew * sr + (one.kurtosis - 1) / 4 * sr * sr)
+    assert one.dsr == pytest.approx(stats.norm.cdf(z), rel=1e-9)
+    with pytest.raises(ValueError, match=">= 10 returns"):
+        deflated_sharpe_ratio([0.1] * 5, 1)
+
+
+def test_recency_weighted_majority():
+    w = recency_weights(4, 1.0)
+    assert w.sum() == pytest.approx(1.0) and list(w) == sorted(w)
+    # Winning only the two most recent of four windows is a weighted majority, not a plain one.
+    assert weighted_win_fraction([1, 1, 0, 0], [0, 0, 1, 1], 1.0) > 0.5
+    assert weighted_win_fraction([0, 0, 1, 1], [1, 1, 0, 0], 1.0) < 0.5
+    with pytest.raises(ValueError):
+        recency_weights(0, 1.0)
+
+
+def test_gate_decisions():
+    rng = np.random.default_rng(2)
+    champ = 0.69 + 0.05 * rng.standard_normal(250)
+    good = champ - 0.03 + 0.01 * rng.standard_normal(250)
+    rets = 0.003 + 0.01 * rng.standard_normal(250)
+    ok = evaluate_gate([0.66] * 5, [0.69] * 5, good, champ, rets, n_trials=2)
+    assert ok.passed and ok.reasons == () and ok.windows_won == 5
+    same = evaluate_gate([0.69] * 5, [0.69] * 5, champ, champ, rets, n_trials=2)
+    assert not same.passed and any("DM-HLN" in r for r in same.reasons) and any("window" in r for r in same.reasons)
+    many = evaluate_gate([0.66] * 5, [0.69] * 5, good, champ, 0.0006 + 0.01 * rng.standard_normal(250), n_trials=500)
+    assert not many.passed and any("deflated Sharpe" in r for r in many.reasons)
+    short = evaluate_gate([0.66] * 2, [0.69] * 2, good[:30], champ[:30], rets[:30], n_trials=1)
+    assert any("out-of-sample days" in r for r in short.reasons)
+    with pytest.raises(ValueError, match="dm_alpha"):
+        GateConfig(dm_alpha=0.7)
