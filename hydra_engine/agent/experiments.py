@@ -173,13 +173,17 @@ class SubprocessExecutor:
         async with self._sem:
             return await self._run(job)
 
-    async def _run(self, job: ExperimentJob) -> ExperimentResult:
+    @staticmethod
+    def _prepare_files(job: ExperimentJob) -> Any:
         Path(job.work_dir).mkdir(parents=True, exist_ok=True)
         job.job_path.write_text(json.dumps(job.to_dict(), indent=2, default=str))
         with contextlib.suppress(FileNotFoundError):
             job.result_path.unlink()
+        return open(job.log_path, "ab")
+
+    async def _run(self, job: ExperimentJob) -> ExperimentResult:
         started = time.monotonic()
-        log_fh = open(job.log_path, "ab")
+        log_fh = await asyncio.to_thread(self._prepare_files, job)
         try:
             proc = await asyncio.create_subprocess_exec(
                 self._python,

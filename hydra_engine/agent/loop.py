@@ -11,6 +11,7 @@ finish (and are evaluated and journalled) in the background, so they never hold 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import pickle
 import uuid
@@ -335,6 +336,13 @@ class AgentLoop:
         async with self._cycle_lock:
             try:
                 return await self._cycle(trading_date, bars)
+            except Exception as exc:  # noqa: BLE001 - healing must never take the trading cycle down
+                log.exception("agent.cycle_failed", trading_date=str(trading_date))
+                with contextlib.suppress(Exception):
+                    await self.journal.record("error", f"agent cycle failed: {type(exc).__name__}: {exc}", trading_date=trading_date,
+                                              outcome="cycle_failed", payload={"error": repr(exc)})
+                return AgentCycleResult(trading_date.isoformat(), "failed", self._rest_phase(),
+                                        notes=(f"agent cycle failed ({type(exc).__name__}: {exc}); the champion keeps trading",))
             finally:
                 self._set_phase(self._rest_phase())
 
@@ -552,7 +560,7 @@ class AgentLoop:
             if res.ok and champion is not None:
                 ev = await asyncio.to_thread(evaluate_result, job.experiment_id, res.result or {}, n_trials, list(self.state.trial_sharpes), self.config.gate)
                 if ev.candidate_sharpe_daily is not None:
-                    self.state.trial_sharpes.append(ev.candidate_sharpe_daily)
+                    self.state.trial_sharpes = [*self.state.trial_sharpes, ev.candidate_sharpe_daily][-500:]
             evaluated.append((h, res, ev))
         passing = [(h, r, e) for h, r, e in evaluated if r.ok and (champion is None or (e is not None and e.passed))]
         best = min(passing, key=lambda t: (t[1].result or {}).get("candidate", {}).get("oos_log_loss") or np.inf) if passing else None

@@ -7,6 +7,7 @@ statistics exactly and never forgets a pending approval or an operator's pause.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from dataclasses import dataclass, field
@@ -97,9 +98,11 @@ class AgentStateStore:
 
     async def save(self, state: AgentState) -> None:
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+        # Detector state holds thousands of numbers: serialize off the event loop.
+        text = await asyncio.to_thread(dumps, state.to_dict())
         await self._conn.execute(
             "INSERT INTO agent_state (key, value, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            (STATE_KEY, dumps(state.to_dict()), now),
+            (STATE_KEY, text, now),
         )
         await self._conn.commit()

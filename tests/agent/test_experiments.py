@@ -59,7 +59,7 @@ async def test_real_training_experiment_succeeds(tmp_path):
     assert len(out["candidate"]["window_log_loss"]) == 3 and len(out["daily"]["candidate_log_loss"]) == 120
     model = BaselineModel.load(out["model_dir"])
     assert model.content_hash() == out["content_hash"]
-    assert "finished" in (tmp_path / "ok1" / "experiment.log").read_text()
+    assert "worker.finished" in (tmp_path / "ok1" / "experiment.log").read_text()
 
 
 async def test_raising_and_hanging_experiments_are_contained(tmp_path, helper_dir, conn):

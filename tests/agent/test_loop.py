@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import subprocess
 import sys
@@ -81,25 +82,27 @@ async def test_state_persists_across_restart(conn, tmp_path):
 
 
 async def test_pause_and_lockdown_stop_experiments_not_observation(conn, tmp_path):
-    bars = synthetic_bars(700, seed=5, coef=0.3, flip_at=420)
-    agent, registry, phases = await make_agent(conn, tmp_path, initial_autonomy=AutonomyLevel.LOCKDOWN)
-    await seed_champion(registry, bars.iloc[:400])
+    bars = synthetic_bars(700, seed=5, coef=0.4, flip_at=402)
+    agent, registry, phases = await make_agent(conn, tmp_path, initial_autonomy=AutonomyLevel.AUTONOMOUS)
+    boot = await agent.run_cycle(day(bars.index[399]), bars.iloc[:400])  # champion with an OOS reference
+    assert boot.promoted is not None
+    await agent.set_autonomy(AutonomyLevel.LOCKDOWN)
     notes = []
-    for i in range(400, 520):
+    for i in range(400, 480):
         res = await agent.run_cycle(day(bars.index[i]), bars.iloc[: i + 1])
         assert res.experiments == ()
         notes += list(res.notes)
     assert any("lockdown" in n for n in notes)
     obs = await agent.journal.query(entry_type="observation", limit=1000)
-    assert len(obs) == 120
+    assert len(obs) == 80
     await agent.set_autonomy(AutonomyLevel.SUPERVISED)
     await agent.pause()
-    for i in range(520, 560):
+    for i in range(480, 500):
         res = await agent.run_cycle(day(bars.index[i]), bars.iloc[: i + 1])
         assert res.experiments == ()
     obs_after = await agent.journal.query(entry_type="observation", limit=1000)
-    assert len(obs_after) == 160  # observation continued while paused
-    blocked = await agent.journal.query(entry_type="hypothesis", outcome="blocked", since=day(bars.index[520]).isoformat(), limit=1000)
+    assert len(obs_after) == 100  # observation continued while paused
+    blocked = await agent.journal.query(entry_type="hypothesis", outcome="blocked", since=day(bars.index[480]).isoformat(), limit=1000)
     assert all("paused" in e.summary for e in blocked)
     assert [e.outcome for e in await agent.journal.query(entry_type="control")][-1] == "paused"
     assert AgentPhase.OBSERVING in phases and agent.phase is AgentPhase.PAUSED
@@ -134,3 +137,72 @@ async def test_state_store_rejects_corrupt_row(conn):
     await conn.commit()
     with pytest.raises(ValueError, match="invalid JSON"):
         await store.load()
+
+
+async def test_automatic_rollback_when_new_champion_trails_predecessor(conn, tmp_path):
+    from hydra_engine.agent.rollback import RollbackConfig
+
+    bars = synthetic_bars(700, seed=8, coef=0.4, flip_at=300)
+    agent, registry, _ = await make_agent(
+        conn, tmp_path, initial_autonomy=AutonomyLevel.AUTONOMOUS,
+        rollback=RollbackConfig(patience_days=5, window_days=10, min_days=5, enter_margin=0.01, cooldown_days=30),
+    )
+    x, y = build_features(bars), make_labels(bars)
+    spec = ModelSpec("logistic", features=tuple(LEAN), train_window_days=250)
+    good = BaselineModel(spec).fit(x.iloc[:560], y.loc[x.index[:560]])  # learned the post-flip relation
+    bad = BaselineModel(spec).fit(x.iloc[:290], y.loc[x.index[:290]])  # still believes the old one
+    v_good = await registry.register(good, status="champion")
+    v_bad = await registry.register(bad, parent=v_good)
+    await registry.promote(v_bad)
+    agent.rollback_monitor.start_watch(v_bad, v_good)
+    rolled = None
+    for i in range(560, 640):
+        res = await agent.run_cycle(day(bars.index[i]), bars.iloc[: i + 1])
+        if res.rolled_back:
+            rolled = (i, res)
+            break
+    assert rolled is not None, "the trailing champion was never rolled back"
+    i, res = rolled
+    assert res.rolled_back == v_good and await registry.champion_version() == v_good
+    entry = (await agent.journal.query(entry_type="rollback"))[-1]
+    assert entry.outcome == "automatic" and entry.payload["restored"] == v_good
+    assert agent.rollback_monitor.in_cooldown(day(bars.index[i]) + dt.timedelta(days=1))
+    nxt = await agent.run_cycle(day(bars.index[i + 1]), bars.iloc[: i + 2])
+    assert nxt.champion_version == v_good  # the predecessor trades from the next signal
+
+
+async def test_broken_champion_files_are_journalled_not_raised(conn, tmp_path):
+    import shutil
+
+    bars = synthetic_bars(400, seed=9)
+    agent, registry, _ = await make_agent(conn, tmp_path)
+    v1 = await seed_champion(registry, bars.iloc[:300])
+    registry._cached = None
+    shutil.rmtree(tmp_path / "models" / v1)
+    res = await agent.run_cycle(day(bars.index[320]), bars.iloc[:321])
+    assert res.cycle_id == "failed" and "champion keeps trading" in res.notes[0]
+    errors = await agent.journal.query(entry_type="error")
+    assert errors and errors[-1].outcome == "cycle_failed" and v1 in errors[-1].summary
+
+
+async def test_late_experiments_continue_in_background_without_blocking_the_cycle(conn, tmp_path):
+    bars = synthetic_bars(700, seed=5, coef=0.4, flip_at=402)
+    agent, registry, _ = await make_agent(conn, tmp_path, initial_autonomy=AutonomyLevel.AUTONOMOUS, experiment_wait_s=0.05)
+    boot = await agent.run_cycle(day(bars.index[399]), bars.iloc[:400])  # bootstrap waits: no champion yet
+    assert boot.promoted is not None
+    started = None
+    for i in range(400, 480):
+        t = asyncio.get_running_loop().time()
+        res = await agent.run_cycle(day(bars.index[i]), bars.iloc[: i + 1])
+        if res.experiments_running:
+            started = (i, res, asyncio.get_running_loop().time() - t)
+            break
+    assert started is not None, "no experiment was started"
+    i, res, took = started
+    assert res.phase is AgentPhase.EXPERIMENTING and res.experiments == () and took < 5.0
+    nxt = await agent.run_cycle(day(bars.index[i + 1]), bars.iloc[: i + 2])
+    assert nxt.experiments == ()
+    outcomes = await agent.wait_background(timeout=90)
+    assert outcomes and all(o.status in ("OK", "ERROR", "TIMEOUT") for o in outcomes)
+    journalled = {e.payload["experiment_id"] for e in await agent.journal.query(entry_type="experiment", limit=1000)}
+    assert {o.experiment_id for o in outcomes} <= journalled

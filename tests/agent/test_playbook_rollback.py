@@ -101,7 +101,8 @@ def test_rollback_hysteresis_patience_and_cooldown():
             days_to_verdict = i + 1
             break
     assert verdict is not None and verdict.predecessor == "v1" and days_to_verdict >= cfg.patience_days
-    assert mon.update(f"b{i}", 0.8, 0.7) is None or True  # same date is ignored
+    streak = mon.bad_streak
+    assert mon.update(f"b{i}", 0.9, 0.7) is None and mon.bad_streak == streak  # same date is ignored
     mon.note_rollback(day)
     assert not mon.watching and mon.in_cooldown(day + dt.timedelta(days=5)) and not mon.in_cooldown(day + dt.timedelta(days=21))
     clone = RollbackMonitor(cfg, mon.to_dict())
