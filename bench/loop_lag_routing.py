@@ -142,62 +142,70 @@ async def main() -> None:
             await ex.advance_to(START)
         else:
             ex = await RemoteExchange.start(START)
-        clock = ex.clock
-        store = await Store.open_path(Path(d) / "hydra.db", "DU1234567", clock=clock)
-        gw = BrokerGateway(port=ex.port, client_id=9, embedded=True, clock=clock)
-        gate = await RiskGate.open(store.conn, RiskConfig(max_orders_per_day=100_000), tx=store.tx,
-                                   today=lambda: clock.now().date())
-        om = OrderManager(gw, gate, store, FillJournal(store.conn, tx=store.tx), clock, patience=PATIENCE,
-                          max_adv_fraction=1.0)
-        await gw.connect(timeout_s=30)
-        months = []
-        for sym in ("CL", "ZO", "ZR", "LBR"):
-            r = await gw.resolve_contract(CATALOG[sym])
-            months += list(r.months[:3])
-        months = months[:10]
-        quotes = {m.con_id: await gw.get_quote(m) for m in months}
-        lags: list[tuple[float, float, float]] = []
-        plays: list[tuple[float, float]] = []
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        tick = asyncio.create_task(ticker(lags, stop))
-        t0 = time.perf_counter()
-        filled = 0
-        n_orders = 0
-        for rnd in range(args.rounds):
-            side = "BUY" if rnd % 2 == 0 else "SELL"
-            tasks = [
-                asyncio.create_task(om.route_order(
-                    m, side, 1, 10_000.0, quotes[m.con_id].mid, 0.0, 1_000_000.0, 1_000_000.0,
-                    quotes[m.con_id].mid * m.multiplier, 500.0, 0.0, daily_sigma=1.0,
-                ))
-                for m in months
-            ]
-            n_orders += len(tasks)
-            while not all(t.done() for t in tasks):
-                await om.wait_idle(timeout_s=30)
-                if all(t.done() for t in tasks):
-                    break
-                p0 = loop.time()
-                await ex.advance_to(clock.now() + dt.timedelta(seconds=30))
-                plays.append((p0, loop.time()))
-            filled += sum(int(t.result().filled) for t in tasks)
-        wall = time.perf_counter() - t0
-        stop.set()
-        await tick
-        await om.close()
-        await gw.disconnect()
-        await gate.close()
-        await store.close()
-        await ex.stop()
+        try:
+            await run_rounds(ex, Path(d), args, idle)
+        finally:
+            if isinstance(ex, RemoteExchange) and ex.proc.returncode is None:
+                ex.proc.kill()  # never leave the child behind on an error
+
+
+async def run_rounds(ex: Any, d: Path, args: argparse.Namespace, idle: list[tuple[float, float, float]]) -> None:
+    clock = ex.clock
+    store = await Store.open_path(d / "hydra.db", "DU1234567", clock=clock)
+    gw = BrokerGateway(port=ex.port, client_id=9, embedded=True, clock=clock)
+    gate = await RiskGate.open(store.conn, RiskConfig(max_orders_per_day=100_000), tx=store.tx,
+                               today=lambda: clock.now().date())
+    om = OrderManager(gw, gate, store, FillJournal(store.conn, tx=store.tx), clock, patience=PATIENCE,
+                      max_adv_fraction=1.0)
+    await gw.connect(timeout_s=30)
+    months = []
+    for sym in ("CL", "ZO", "ZR", "LBR"):
+        r = await gw.resolve_contract(CATALOG[sym])
+        months += list(r.months[:3])
+    months = months[:10]
+    quotes = {m.con_id: await gw.get_quote(m) for m in months}
+    lags: list[tuple[float, float, float]] = []
+    plays: list[tuple[float, float]] = []
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    tick = asyncio.create_task(ticker(lags, stop))
+    t0 = time.perf_counter()
+    filled = 0
+    n_orders = 0
+    for rnd in range(args.rounds):
+        side = "BUY" if rnd % 2 == 0 else "SELL"
+        tasks = [
+            asyncio.create_task(om.route_order(
+                m, side, 1, 10_000.0, quotes[m.con_id].mid, 0.0, 1_000_000.0, 1_000_000.0,
+                quotes[m.con_id].mid * m.multiplier, 500.0, 0.0, daily_sigma=1.0,
+            ))
+            for m in months
+        ]
+        n_orders += len(tasks)
+        while not all(t.done() for t in tasks):
+            await om.wait_idle(timeout_s=30)
+            if all(t.done() for t in tasks):
+                break
+            p0 = loop.time()
+            await ex.advance_to(clock.now() + dt.timedelta(seconds=30))
+            plays.append((p0, loop.time()))
+        filled += sum(int(t.result().filled) for t in tasks)
+    wall = time.perf_counter() - t0
+    stop.set()
+    await tick
+    await om.close()
+    await gw.disconnect()
+    await gate.close()
+    await store.close()
+    await ex.stop()
     every = [x for _, _, x in lags]
     outside = [x for t, e, x in lags if not any(a < e and t < b for a, b in plays)]
     where = "in-process" + (" with state file" if args.persist_exchange else "") if args.in_process else "child process"
     print(f"loop lag, 10 instruments routing at once x {args.rounds} rounds ({n_orders} orders, {filled} filled, "
-          f"{wall:.2f} s wall, exchange {where}): all {len(every)} ticks median {statistics.median(every):.3f} ms, "
-          f"p99 {pct(every, 99):.3f} ms, max {max(every):.3f} ms; outside advance_to ({len(outside)}) "
-          f"p99 {pct(outside, 99):.3f} ms  goal p99 < 5 ms; idle baseline ({len(idle)} ticks) "
-          f"p99 {pct([x for _, _, x in idle], 99):.3f} ms, max {max(x for _, _, x in idle):.3f} ms")
+      f"{wall:.2f} s wall, exchange {where}): all {len(every)} ticks median {statistics.median(every):.3f} ms, "
+      f"p99 {pct(every, 99):.3f} ms, max {max(every):.3f} ms; outside advance_to ({len(outside)}) "
+      f"p99 {pct(outside, 99):.3f} ms  goal p99 < 5 ms; idle baseline ({len(idle)} ticks) "
+      f"p99 {pct([x for _, _, x in idle], 99):.3f} ms, max {max(x for _, _, x in idle):.3f} ms")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import structlog
 
 from hydra_engine.clock import WallClock
 from hydra_engine.config import HydraSettings
-from hydra_engine.events import AgentPhaseChanged, BreakerChanged, ChampionChanged, ConnectionChanged, EventBus
+from hydra_engine.events import AgentPhaseChanged, BreakerChanged, ChampionChanged, EventBus
 from hydra_engine.execution.cycle import CONTINUOUS, CycleConfig
 from hydra_engine.execution.runner import PaperTradingRunner, check_live_allowed
 from hydra_engine.markets import local_date
@@ -148,11 +148,8 @@ class Engine:
         self.broker = BrokerGateway(
             port=port, client_id=b.client_id, host=b.host, account=self.account or None, trading_mode=b.trading_mode,
             live_confirmed=self.live_confirmed, embedded=self.kind == "sim", market_data_type=b.market_data_type,
-            connect_timeout_s=b.connect_timeout_s, clock=self.clock,
+            connect_timeout_s=b.connect_timeout_s, clock=self.clock, events=self.bus,
         )
-        sup = self.broker.supervisor
-        notify = sup._on_change  # noqa: SLF001 - chain a publisher after the gateway's own listener
-        sup._on_change = lambda: (notify(), self._connection_changed())  # noqa: SLF001
         if self.kind != "sim":  # the account names the store: learn it from the first connection
             await self.broker.connect()
             self.account = self.broker.account
@@ -201,7 +198,7 @@ class Engine:
         import time as _time
 
         m0 = _time.monotonic()
-        t = await asyncio.wait_for(self.broker.ib.reqCurrentTimeAsync(), 10.0)
+        t = await asyncio.wait_for(self.broker.ib.reqCurrentTimeAsync(), 10.0)  # needs the reply's time
         return t.timestamp(), (m0 + _time.monotonic()) / 2.0
 
     async def _probe_loop(self, clock: Any) -> None:
@@ -370,26 +367,11 @@ class Engine:
         self.bus.publish(ChampionChanged(at=self.clock.now(), version=restored, previous=previous or "", reason=reason))
         return restored
 
-    async def flatten(self) -> asyncio.Task[Any]:
-        """Cancel every working order, then close every position through the risk gate.
-
-        Returns the task working the closing orders (one market after another: the gateway's
-        position request is not safe to run concurrently)."""
-        r = self._r()
+    async def flatten(self) -> list[asyncio.Task[Any]]:
+        """Cancel every working order and close every position through the risk gate (each market
+        from its next trading session's open). Journalled; returns the closing tasks."""
         await self.store.ops.command("flatten", "flatten: cancel working orders, close positions through the gate")
-        r.cancel_working_orders()
-        await r.wait_executions(15.0)
-
-        async def close_all() -> list[Any]:
-            out = []
-            for m in r.markets:
-                out.append(await self.order_manager.move_to_target(m, 0, equity=self.store.equity))
-            return out
-
-        task = asyncio.get_running_loop().create_task(close_all(), name="flatten")
-        task.add_done_callback(_log_failure)
-        r._executions["*flatten*"] = _ticket("*flatten*", local_date(r.markets[0], self.clock.now()), task)  # noqa: SLF001
-        return task
+        return await self._r().flatten()
 
     async def reset_peak(self, new_peak: float | None = None, reason: str = "operator reset") -> float:
         """Set the persisted equity peak (default: current net liquidation), journalled."""
@@ -442,17 +424,6 @@ class Engine:
             store_dir=str(self.store.directory) if self.store is not None else "",
         )
 
-    def _connection_changed(self) -> None:
-        gw = self.broker
-        if gw is None or self.clock is None:
-            return
-        key = (gw.is_connected, str(gw.state))
-        if key == getattr(self, "_last_conn", None):
-            return
-        self._last_conn = key
-        self.bus.publish(ConnectionChanged(at=self.clock.now(), connected=gw.is_connected, state=str(gw.state).upper(),
-                                           host=gw.host, port=gw.port))
-
     def _breaker_changed(self, t: Any) -> None:
         self.bus.publish(BreakerChanged(at=self.clock.now(), breaker=t.name.value, tripped=t.new.value != "ACTIVE",
                                         trading_state=t.trading_state.value, reason=t.reason))
@@ -482,12 +453,6 @@ class SwitchableClock:
 
     async def sleep_until(self, t: dt.datetime) -> None:
         await self._clock.sleep_until(t)
-
-
-def _ticket(market: str, day: dt.date, task: asyncio.Task[Any]) -> Any:
-    from hydra_engine.execution.runner import ExecutionTicket
-
-    return ExecutionTicket(market, day, 0, task)
 
 
 def _agent_config(raw: Mapping[str, Any]) -> Any:

@@ -5,6 +5,8 @@
 ``ib_client(client_id=1, exchange=None)``: connects a real ``ib_async.IB`` with
 ``raiseSyncErrors=True`` (client throttle lifted: embedded exchange only) and disconnects it at
 teardown.
+
+Tests marked ``slow`` (long soak or statistical runs) are skipped unless ``HYDRA_SLOW=1``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,18 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import pytest
 
 from hydra_engine.sim import EmbeddedExchange
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.slow`` tests unless HYDRA_SLOW=1: CI and the README command stay quick."""
+    import os
+
+    if os.environ.get("HYDRA_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow test: set HYDRA_SLOW=1 to run it")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

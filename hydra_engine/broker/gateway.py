@@ -103,6 +103,9 @@ class BrokerGateway(AccountDataMixin):
         self._deliberate = False
         self._client_id_in_use = False
         self._changed = asyncio.Event()
+        self._barrier_lock = asyncio.Lock()
+        self._barrier_asked = 0
+        self._barrier_done = 0
         self._supervisor = ConnectionSupervisor(self._attempt, backoff, name=f"ib:{port}", on_change=self._notify)
         self._assembler = ExecutionAssembler()
         self._order_error_listeners: list[OrderErrorListener] = []
@@ -289,6 +292,24 @@ class BrokerGateway(AccountDataMixin):
             at=self.now(), connected=self.state == "connected" and self.state_known,
             state=self.state.upper(), host=self.host, port=self.port, detail=detail,
         ))
+
+    async def barrier(self, timeout_s: float | None = None) -> None:
+        """A round trip to the gateway: every message it sent before answering has been applied.
+
+        Concurrent callers share round trips (ib_async keeps one ``reqCurrentTime`` future, so
+        two at once would lose one): a reply covers every caller that arrived before it was asked.
+        """
+        self._barrier_asked += 1
+        mine = self._barrier_asked
+        async with self._barrier_lock:
+            if self._barrier_done >= mine:
+                return
+            covers = self._barrier_asked
+            try:
+                await asyncio.wait_for(self.ib.reqCurrentTimeAsync(), timeout_s or self._request_timeout)
+            except ConnectionError as exc:
+                raise NotConnected(f"barrier: {exc}") from exc
+            self._barrier_done = covers
 
     async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
         """Wait (event-driven) until ``predicate()`` holds; re-checked on every gateway change."""

@@ -102,7 +102,7 @@ class QuoteFetcher:
                 self._tickers[month.con_id] = (ticker, month.contract)
             else:
                 ticker = entry[0]
-                await asyncio.wait_for(ib.reqCurrentTimeAsync(), timeout_s)  # barrier: ticks applied
+                await self._gw.barrier(timeout_s)  # every tick sent before now has been applied
             await self._two_sided(ticker, timeout_s)
         except RequestError as exc:
             self._tickers.pop(month.con_id, None)

@@ -27,6 +27,9 @@ from hydra_engine.markets import (
 from hydra_engine.risk.sizing import SizingResult, size_position
 
 log = structlog.get_logger(__name__)
+TRADE_LOSS_HEADROOM = 0.8
+"""Size to 80% of the gate's single-trade loss cap: the order manager measures sigma on the traded
+month's own bars, which differ a little from the continuous history sized on here."""
 CONTINUOUS = "CONTFUT"
 """Bar-store contract key of the continuous (back-adjusted) history features are built on."""
 
@@ -53,10 +56,14 @@ class CycleConfig:
     bars_for_features: int = field(default=1000, metadata={"range": (30, 20_000)})
     """Most recent stored bars used to build features."""
     patience_steps: tuple[tuple[float, float, int], ...] = (
-        (0.0, 0.0, 0), (7200.0, 0.5, 0), (14400.0, 1.0, 0), (21600.0, 1.0, 1),
+        (0.0, 0.0, 0), (900.0, 0.5, 0), (1800.0, 1.0, 0), (3600.0, 1.0, 1),
     )
-    """``(after_s, half_spreads, ticks_through)``: a daily order rests for hours, walking to the touch."""
-    cancel_after_s: float = field(default=86_400.0, metadata={"range": (60.0, 7 * 86_400.0)})
+    """``(after_s, half_spreads, ticks_through)``: from the mid to one tick through the touch in an hour."""
+    cancel_after_s: float = field(default=7200.0, metadata={"range": (60.0, 7 * 86_400.0)})
+    wait_for_session: bool = True
+    """Decide after the close, work the order in the next session: the order goes out at its open."""
+    liquid_hours_only: bool = True
+    """Wait for the liquid (regular) hours rather than the first electronic session (thin markets)."""
     submit_timeout_s: float = field(default=60.0, metadata={"range": (1.0, 3600.0)})
     """How long (real s) a cycle waits for its orders to be placed before it returns."""
     agent_timeout_s: float = field(default=600.0, metadata={"range": (1.0, 86_400.0)})
@@ -119,6 +126,7 @@ def target_from_signal(
     daily_sigma: float,
     multiplier: float,
     adv: float,
+    max_trade_loss_pct: float | None = None,
 ) -> TargetDecision:
     """Long / flat / short by thresholds, sized by fractional Kelly, capped by the market's contracts,
     its ADV fraction and the single-trade loss cap (so the gate is not asked for what it refuses)."""
@@ -138,11 +146,45 @@ def target_from_signal(
         max_contracts=market.max_contracts, kelly_multiplier=config.kelly_multiplier,
         max_adv_fraction=market.max_adv_fraction,
     )
-    cap = int(math.floor(config.max_trade_loss_pct / 100.0 * equity / rpc + 1e-9))
+    cap_pct = config.max_trade_loss_pct if max_trade_loss_pct is None else max_trade_loss_pct
+    cap = int(math.floor(TRADE_LOSS_HEADROOM * cap_pct / 100.0 * equity / rpc + 1e-9))
     n = min(sizing.n_contracts, cap)
     if n <= 0:
         direction = "FLAT"
     return TargetDecision(sign * n if n > 0 else 0, direction, float(p_up), sizing, rpc, cap)
+
+
+@dataclass(slots=True)
+class ExecutionTicket:
+    """One market's order work started by a cycle (the task keeps running after the cycle)."""
+
+    market: str
+    trading_date: dt.date
+    target: int
+    task: Any
+    """The ``asyncio.Task`` working it."""
+    waiting_until: dt.datetime | None = None
+    """Set while the task sleeps on the clock until the next session opens (the engine is idle)."""
+
+
+def next_session_start(details: Any, now: dt.datetime, *, liquid: bool = True) -> dt.datetime | None:
+    """Start of the session in progress or next (``now`` if one is open), from the contract details'
+    trading (or liquid) hours; None when the details carry no hours."""
+    from zoneinfo import ZoneInfo
+
+    if details is None or not getattr(details, "timeZoneId", ""):
+        return None
+    try:
+        sessions = details.liquidSessions() if liquid else details.tradingSessions()
+        tz = ZoneInfo(details.timeZoneId)
+    except Exception:  # noqa: BLE001 - unparseable hours: trade now rather than never
+        return None
+    for s in sessions:
+        start = s.start if s.start.tzinfo else s.start.replace(tzinfo=tz)
+        end = s.end if s.end.tzinfo else s.end.replace(tzinfo=tz)
+        if end > now:
+            return max(start, now)
+    return None
 
 
 def due_trading_date(market: MarketConfig, now: dt.datetime, *, force: bool = False) -> dt.date:

@@ -115,14 +115,23 @@ class LockstepDriver:
     # ----------------------------------------------------------------- quiescence
 
     async def _barrier(self) -> None:
-        """A round trip to the exchange: every message it sent before the reply is now decoded."""
+        """A round trip to the exchange: every message it sent before the reply is now decoded.
+
+        Goes through the gateway's shared barrier: ib_async keeps one ``reqCurrentTime`` future,
+        so a second concurrent request (a quote snapshot's barrier) would lose its reply."""
         ib = getattr(self.broker, "ib", None)
         if ib is None or not ib.isConnected():
             return
         try:
-            await asyncio.wait_for(ib.reqCurrentTimeAsync(), 10.0)
-        except (asyncio.TimeoutError, ConnectionError) as exc:
-            log.warning("lockstep.barrier_failed", error=str(exc))
+            barrier = getattr(self.broker, "barrier", None)
+            if barrier is not None:
+                await barrier(10.0)
+            else:
+                await asyncio.wait_for(ib.reqCurrentTimeAsync(), 10.0)
+        except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
+            log.warning("lockstep.barrier_failed", error=repr(exc))
+        except Exception as exc:  # noqa: BLE001 - NotConnected and friends: the next settle retries
+            log.warning("lockstep.barrier_failed", error=repr(exc))
 
     def busy(self) -> str | None:
         """What still runs (None when the engine is idle)."""

@@ -31,11 +31,13 @@ from hydra_engine.events import (
     PauseChanged,
 )
 from hydra_engine.execution.cycle import (
+    ExecutionTicket,
     CycleConfig,
     account_state,
     agent_step,
     due_trading_date,
     load_bars,
+    next_session_start,
     target_from_signal,
 )
 from hydra_engine.markets import (
@@ -69,16 +71,6 @@ def check_live_allowed(trading_mode: str, live_confirmed: bool) -> None:
         missing.append("the operator's confirmation (TUI modal or --yes-i-mean-live)")
     if missing:
         raise LiveTradingRefused("trading_mode = 'live' refused: missing " + " and ".join(missing))
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutionTicket:
-    """One market's order work started by a cycle (the task keeps running after the cycle)."""
-
-    market: str
-    trading_date: dt.date
-    target: int
-    task: asyncio.Task[Any]
 
 
 class PaperTradingRunner:
@@ -124,6 +116,7 @@ class PaperTradingRunner:
         self._scheduler: Any = None
         self._ticker: asyncio.Task[Any] | None = None
         self._agent_task: asyncio.Task[Any] | None = None
+        self._start_lock = asyncio.Lock()
         self._paused = False
         self._pause_reason = ""
         self._started = False
@@ -329,7 +322,9 @@ class PaperTradingRunner:
             return True
         working = list(getattr(om, "working_orders", []))
         for e in live:
-            mine = [w for w in working if e.market == "*flatten*" or w.month.symbol == e.market]
+            if e.waiting_until is not None:
+                continue  # asleep on the clock until its session opens
+            mine = [w for w in working if w.month.symbol == e.market]
             if not mine or not all(w.parked.is_set() and not w.changed.is_set() for w in mine):
                 return True
         return False
@@ -475,25 +470,77 @@ class PaperTradingRunner:
         # sigma and ADV from the stored continuous bars: asking the broker for the month's bars
         # here would repeat the order manager's identical request (an IB pacing violation)
         stats = market_stats(list(bars.tail(21).itertuples()))
+        gate_cap = getattr(getattr(self.risk_gate, "config", None), "max_trade_loss_pct", cfg.max_trade_loss_pct)
         decision = target_from_signal(p_up, config=cfg, market=m, equity=acct.net_liquidation,
-                                      daily_sigma=stats.sigma, multiplier=month.multiplier, adv=stats.adv)
+                                      daily_sigma=stats.sigma, multiplier=month.multiplier, adv=stats.adv,
+                                      max_trade_loss_pct=min(cfg.max_trade_loss_pct, gate_cap))
         summary.update(target=decision.target, direction=decision.direction, contract=month.local_symbol,
                        adv=round(stats.adv, 1), sigma=round(stats.sigma, 6), sizing=decision.to_dict())
         if not await self._retire_previous(m.symbol):
             summary["orders"] = "none: earlier orders still working"
             return
-        task = asyncio.get_running_loop().create_task(
-            self._execute(m, decision.target, day), name=f"execute-{m.symbol}-{day.isoformat()}"
+        now = self.clock.now()
+        start_at = next_session_start(month.details, now, liquid=cfg.liquid_hours_only) if cfg.wait_for_session else None
+        ticket = ExecutionTicket(m.symbol, day, decision.target, None,
+                                 waiting_until=start_at if start_at is not None and start_at > now else None)
+        ticket.task = asyncio.get_running_loop().create_task(
+            self._execute(m, decision.target, day, ticket), name=f"execute-{m.symbol}-{day.isoformat()}"
         )
-        task.add_done_callback(_log_task_failure)
-        self._executions[m.symbol] = ExecutionTicket(m.symbol, day, decision.target, task)
-        summary["orders"] = await self._submitted(task, m.symbol)
+        ticket.task.add_done_callback(_log_task_failure)
+        self._executions[m.symbol] = ticket
+        if ticket.waiting_until is not None:
+            summary["orders"] = f"scheduled: target {decision.target} from {ticket.waiting_until.isoformat()} (next session)"
+            return
+        summary["orders"] = await self._submitted(ticket.task, m.symbol)
 
-    async def _execute(self, m: MarketConfig, target: int, day: dt.date) -> Any:
-        res = await self.order_manager.move_to_target(m, target, equity=self.store.equity, trading_date=day)
+    async def _execute(self, m: MarketConfig, target: int, day: dt.date | None, ticket: ExecutionTicket) -> Any:
+        if ticket.waiting_until is not None:
+            log.info("runner.execution_scheduled", market=m.symbol, at=ticket.waiting_until.isoformat(), target=target)
+            await self.clock.sleep_until(ticket.waiting_until)
+            ticket.waiting_until = None
+        # one execution starts at a time: the gateway's position and account requests are not safe
+        # to run concurrently; the lock is held only until the orders are placed
+        async with self._start_lock:
+            inner = asyncio.get_running_loop().create_task(
+                self.order_manager.move_to_target(m, target, equity=self.store.equity, trading_date=day),
+                name=f"move-{m.symbol}",
+            )
+            try:
+                await self._submitted(inner, m.symbol)
+            except asyncio.CancelledError:
+                inner.cancel()
+                raise
+        try:
+            res = await inner
+        except asyncio.CancelledError:
+            inner.cancel()
+            raise
         log.info("runner.execution_done", market=m.symbol, trading_date=str(day), target=target,
                  filled=getattr(res, "filled", None), reasons=list(getattr(res, "reasons", ()) or ()))
         return res
+
+    async def flatten(self) -> list[asyncio.Task[Any]]:
+        """Cancel every working order, then close each market's position through the gate from the
+        open of its next (or current) trading session. Returns the tasks."""
+        self.cancel_working_orders()
+        for e in list(self._executions.values()):
+            if e.waiting_until is not None:
+                e.task.cancel()
+        await self.wait_executions(15.0)
+        tasks = []
+        now = self.clock.now()
+        for m in self.markets:
+            start = None
+            if self.cycle_config.wait_for_session:
+                month = (await self.broker.resolve_contract(m)).active
+                start = next_session_start(month.details, now, liquid=False)
+            ticket = ExecutionTicket(m.symbol, local_date(m, now), 0, None,
+                                     waiting_until=start if start is not None and start > now else None)
+            ticket.task = asyncio.get_running_loop().create_task(self._execute(m, 0, None, ticket), name=f"flatten-{m.symbol}")
+            ticket.task.add_done_callback(_log_task_failure)
+            self._executions[m.symbol] = ticket
+            tasks.append(ticket.task)
+        return tasks
 
     async def _placed(self, symbol: str) -> None:
         om = self.order_manager
@@ -531,6 +578,10 @@ class PaperTradingRunner:
         """Cancel orders still worked from an earlier cycle of ``symbol`` (the new target replaces them)."""
         prev = self._executions.get(symbol)
         if prev is None or prev.task.done():
+            return True
+        if prev.waiting_until is not None:
+            prev.task.cancel()
+            await asyncio.gather(prev.task, return_exceptions=True)
             return True
         self.cancel_working_orders(symbol)
         done, _ = await asyncio.wait({prev.task}, timeout=15.0)

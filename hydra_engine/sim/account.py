@@ -49,13 +49,17 @@ class AccountSnapshot:
     net_liquidation: float
     total_cash: float
     gross_position_value: float
-    """Sum of |qty x price x multiplier| (notional) over open positions."""
+    """IB's GrossPositionValue: stocks and options only, so always 0.0 for this futures-only account
+    (a real paper account holding futures reports 0 too). Futures exposure is ``futures_notional``."""
     unrealized_pnl: float
     realized_pnl: float
     init_margin: float
     maint_margin: float
     available_funds: float
     excess_liquidity: float
+    futures_notional: float
+    """Sum of |qty x price x multiplier| over open positions; the base of the margin stand-in. Not an
+    IB account tag: a client wanting notional computes it from positions and marks, as with IB."""
 
     def as_tags(self) -> dict[str, float]:
         """IB account tags (reqAccountSummary / reqAccountUpdates keys)."""
@@ -135,12 +139,14 @@ class Account:
             unreal += p.qty * unit - p.qty * p.avg_cost
             gross += abs(p.qty) * unit
         nl = self.cash + unreal
+        # IB counts futures in no GrossPositionValue: report 0 like a real paper account does, so a
+        # client relying on it for futures exposure fails here first rather than against IB.
         im = INITIAL_MARGIN_RATE * gross
         mm = MAINT_MARGIN_RATE * gross
         return AccountSnapshot(
-            self.account_id, self.currency, round(nl, 2), round(self.cash, 2), round(gross, 2),
+            self.account_id, self.currency, round(nl, 2), round(self.cash, 2), 0.0,
             round(unreal, 2), round(self.realized_pnl, 2), round(im, 2), round(mm, 2),
-            round(nl - im, 2), round(nl - mm, 2),
+            round(nl - im, 2), round(nl - mm, 2), round(gross, 2),
         )  # fmt: skip
 
     def to_dict(self) -> dict:

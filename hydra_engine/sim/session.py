@@ -426,6 +426,8 @@ class ClientSession:
         start_s = bars[0].date.strftime("%Y%m%d") + " 00:00:00"
         end_s = end.strftime("%Y%m%d %H:%M:%S")
         self.send(M.historical_data(req.req_id, start_s, end_s, rows))
+        if req.keep_up_to_date:  # not simulated: the bars arrive once, no live updates follow
+            log.info("sim_keep_up_to_date_ignored", client_id=self.client_id, req_id=req.req_id)
 
     def cancel_historical(self, req: CancelHistoricalData) -> None:
         pass

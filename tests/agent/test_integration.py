@@ -7,7 +7,6 @@ import datetime as dt
 import time
 
 import pandas as pd
-import pytest
 
 from hydra_engine.agent.diagnose import DiagnosisKind
 from hydra_engine.agent.experiments import SubprocessExecutor

@@ -96,10 +96,11 @@ async def test_kick_skips_a_long_backoff() -> None:
             raise ConnectionRefusedError("down")
         ok.set()
 
-    sup = ConnectionSupervisor(attempt, BackoffPolicy(initial_s=60.0, max_s=60.0, jitter=0))
+    changed = asyncio.Event()
+    sup = ConnectionSupervisor(attempt, BackoffPolicy(initial_s=60.0, max_s=60.0, jitter=0), on_change=changed.set)
     sup.start()
-    while sup.failures == 0:
-        await asyncio.sleep(0.001)
+    await asyncio.wait_for(changed.wait(), 5)  # the first attempt failed: a 60 s back-off begins
+    assert sup.failures == 1 and not sup.connected
     sup.kick()
     assert await sup.wait_connected(2.0)
     await sup.stop()

@@ -106,7 +106,7 @@ async def test_pause_stops_orders_but_not_observation_and_survives_restart(tmp_p
     try:
         assert eng2.status().paused
         await eng2.resume()
-        await eng2.run_days(1)
+        await eng2.run_days(2)  # decided after the close, worked in the next session
         assert await eng2.store.orders.recent(10), "resumed engine placed no order"
     finally:
         await eng2.stop()

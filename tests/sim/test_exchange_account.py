@@ -28,7 +28,9 @@ def test_flip_through_zero_and_values_at_marks() -> None:
     assert p.qty == 2 and p.avg_cost == pytest.approx(390.0 * 50)
     snap = a.snapshot({7: 395.0})
     assert snap.unrealized_pnl == pytest.approx(2 * 5.0 * 50)
-    assert snap.gross_position_value == pytest.approx(2 * 395.0 * 50)
+    assert snap.futures_notional == pytest.approx(2 * 395.0 * 50)
+    assert snap.init_margin == pytest.approx(0.10 * snap.futures_notional)
+    assert snap.gross_position_value == 0.0 and snap.as_tags()["GrossPositionValue"] == 0.0  # as IB, futures only
     assert snap.net_liquidation == pytest.approx(snap.total_cash + snap.unrealized_pnl)
     assert snap.available_funds == pytest.approx(snap.net_liquidation - snap.init_margin)
     again = Account.from_dict(a.to_dict())

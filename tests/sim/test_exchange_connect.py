@@ -45,6 +45,9 @@ async def test_contract_details_and_qualify_front_month(exchange, ib_client) -> 
     assert c.conId > 0 and c.localSymbol.startswith("CL")
     assert front.minTick == 0.01 and front.timeZoneId == "US/Central"
     assert front.tradingHours and front.liquidHours and front.realExpirationDate
+    assert ":1700-" in front.tradingHours and front.liquidHours != front.tradingHours
+    assert len(c.lastTradeDateOrContractMonth) == 8 and front.realExpirationDate >= c.lastTradeDateOrContractMonth
+    assert front.contractMonth > c.lastTradeDateOrContractMonth[:6]  # CL stops trading the month before delivery
     expiries = [d.contract.lastTradeDateOrContractMonth for d in details]
     assert expiries == sorted(expiries)  # front month first
     today = exchange.clock.now().strftime("%Y%m%d")
@@ -160,3 +163,12 @@ async def test_quick_reconnect_with_the_same_client_id(exchange, ib_client) -> N
         ib = await ib_client(client_id=11)
         assert ib.isConnected()
         ib.disconnect()  # and reconnect at once: the exchange lets the old socket finish closing
+
+
+async def test_keep_up_to_date_history_is_served_once(exchange, ib_client) -> None:
+    """Not simulated (FAULTS.md): the bars arrive as a one-off request and the client stays served."""
+    ib = await ib_client()
+    c = (await ib.reqContractDetailsAsync(Future("CL")))[0].contract
+    bars = await ib.reqHistoricalDataAsync(c, "", "5 D", "1 day", "TRADES", True, keepUpToDate=True)
+    assert len(bars) == 5
+    assert (await ib.reqCurrentTimeAsync()) == exchange.clock.now().replace(microsecond=0)
