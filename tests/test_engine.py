@@ -136,7 +136,7 @@ async def test_lockstep_runs_are_deterministic_for_a_seed(tmp_path, sim_universe
         eng = make_engine(tmp_path / name, sim_universe)
         await eng.start()
         try:
-            await eng.run_days(3)
+            await eng.run_days(2)
             fills = await eng.fill_journal.fills()
             runs.append(([(f.fill_time, f.symbol, f.direction, f.qty, f.fill_price, f.limit_price) for f in fills],
                          eng.status().net_liquidation))

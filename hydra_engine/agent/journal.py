@@ -95,11 +95,20 @@ class ExperimentRow:
 class ExperimentJournal:
     """Repository over ``agent_journal`` and ``agent_experiments`` (migration v004)."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, write_gate: Any = None) -> None:
+        """``write_gate``: the store's ``Store.tx`` when the connection is shared with other
+        writers (its ``transaction()`` serialises them); without one each write commits itself."""
         self._conn = conn
+        self._gate = write_gate
         self._lock = asyncio.Lock()
 
     async def _write(self, sql: str, args: tuple[Any, ...]) -> int:
+        if self._gate is not None:
+            async with self._gate.transaction() as conn:
+                cur = await conn.execute(sql, args)
+                rowid = cur.lastrowid or 0
+                await cur.close()
+            return int(rowid)
         async with self._lock:
             cur = await self._conn.execute(sql, args)
             rowid = cur.lastrowid or 0

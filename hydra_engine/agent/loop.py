@@ -163,12 +163,14 @@ class AgentLoop:
         work_dir: str | Path,
         config: AgentConfig | None = None,
         on_phase: Callable[[AgentPhase], Any] | None = None,
+        write_gate: Any = None,
     ) -> None:
+        """``write_gate``: the store's ``Store.tx`` when ``conn`` is shared with other writers."""
         self.config = config or AgentConfig()
         self.registry = registry
         self.executor = executor
-        self.journal = ExperimentJournal(conn)
-        self._states = AgentStateStore(conn)
+        self.journal = ExperimentJournal(conn, write_gate)
+        self._states = AgentStateStore(conn, write_gate)
         self.work_dir = Path(work_dir)
         self._on_phase = on_phase
         self._phase = AgentPhase.IDLE

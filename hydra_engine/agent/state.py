@@ -82,8 +82,9 @@ class AgentState:
 class AgentStateStore:
     """Load and save ``AgentState`` in the ``agent_state`` table."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, write_gate: Any = None) -> None:
         self._conn = conn
+        self._gate = write_gate
 
     async def load(self) -> AgentState | None:
         async with self._conn.execute("SELECT value FROM agent_state WHERE key = ?", (STATE_KEY,)) as cur:
@@ -100,9 +101,13 @@ class AgentStateStore:
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
         # Detector state holds thousands of numbers: serialize off the event loop.
         text = await asyncio.to_thread(dumps, state.to_dict())
-        await self._conn.execute(
+        sql = (
             "INSERT INTO agent_state (key, value, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            (STATE_KEY, text, now),
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
         )
+        if self._gate is not None:
+            async with self._gate.transaction() as conn:
+                await conn.execute(sql, (STATE_KEY, text, now))
+            return
+        await self._conn.execute(sql, (STATE_KEY, text, now))
         await self._conn.commit()

@@ -479,6 +479,10 @@ class PaperTradingRunner:
         if not await self._retire_previous(m.symbol):
             summary["orders"] = "none: earlier orders still working"
             return
+        held = {p.con_id: p.quantity for p in (self.last_positions or []) if p.symbol == m.symbol and p.quantity}
+        if set(held) <= {month.con_id} and held.get(month.con_id, 0.0) == decision.target:
+            summary["orders"] = "none: already at target"
+            return
         now = self.clock.now()
         start_at = next_session_start(month.details, now, liquid=cfg.liquid_hours_only) if cfg.wait_for_session else None
         ticket = ExecutionTicket(m.symbol, day, decision.target, None,

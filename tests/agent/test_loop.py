@@ -206,3 +206,21 @@ async def test_late_experiments_continue_in_background_without_blocking_the_cycl
     assert outcomes and all(o.status in ("OK", "ERROR", "TIMEOUT") for o in outcomes)
     journalled = {e.payload["experiment_id"] for e in await agent.journal.query(entry_type="experiment", limit=1000)}
     assert {o.experiment_id for o in outcomes} <= journalled
+
+
+async def test_writes_go_through_the_store_write_gate(conn, tmp_path):
+    from hydra_engine.agent.journal import ExperimentJournal
+    from hydra_engine.store.lock import WriteGate
+
+    gate = WriteGate(conn)
+    journal = ExperimentJournal(conn, gate)
+    states = AgentStateStore(conn, gate)
+    async with gate.transaction() as c:  # another writer's open transaction on the shared connection
+        await c.execute("INSERT INTO agent_state (key, value, updated_at) VALUES ('other', '{}', 'now')")
+        pending = asyncio.create_task(journal.record("control", "queued behind the gate", outcome="x"))
+        await asyncio.sleep(0.05)
+        assert not pending.done()  # it waits for the gate instead of committing someone else's work
+    await pending
+    await states.save(AgentState(paused=True))
+    assert (await states.load()).paused
+    assert [e.summary for e in await journal.query(entry_type="control")] == ["queued behind the gate"]
