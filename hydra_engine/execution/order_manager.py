@@ -33,9 +33,14 @@ from hydra_engine.execution.order_records import (
     side_of,
 )
 from hydra_engine.execution.patience import PatienceSchedule, limit_price
+from hydra_engine.execution.sessions import next_session_open
 from hydra_engine.execution.slicing import slice_sizes
 
 log = structlog.get_logger(__name__)
+
+SESSION_SETTLE_S = 60.0
+"""Seconds after a session opens before an order that waited for it is re-anchored: let the
+opening quote form (the embedded exchange, like a real open, shows the old book for a moment)."""
 
 
 class OrderManager(BrokerReportsMixin):
@@ -54,8 +59,10 @@ class OrderManager(BrokerReportsMixin):
         settle_timeout_s: float = 10.0,
         ref_prefix: str = "HY",
         events: Any = None,
+        wait_for_open: bool = True,
     ) -> None:
         self._gw = gateway
+        self._wait_for_open = wait_for_open
         self._risk = RiskAdapter(risk_gate)
         self._store = StoreAdapter(store)
         self._journal = fill_journal
@@ -282,6 +289,8 @@ class OrderManager(BrokerReportsMixin):
 
     async def _work(self, wo: WorkingOrder, risk: dict[str, float], reducing: bool) -> None:
         """Event-driven loop: wake on order events or at the next patience deadline."""
+        if not await self._await_session(wo, risk, reducing):
+            return
         start = self._now()
         while True:
             if wo.acked.is_set() and not wo.ack_recorded and wo.trade is not None:
@@ -318,6 +327,40 @@ class OrderManager(BrokerReportsMixin):
                 self._cancel(wo, "patience schedule ended")
                 continue
             await self._reprice(wo, self.patience.step_at(elapsed), risk, reducing)
+
+    async def _await_session(self, wo: WorkingOrder, risk: dict[str, float], reducing: bool) -> bool:
+        """Hold the schedule until the market opens; then re-anchor at that session's mid.
+
+        The arrival mid (and so the predicted and actual slippage) is the first quote of the session
+        the order is worked in; the wait is a clock sleep, so lock-step steps straight to the open.
+        False when the order settled meanwhile (e.g. filled at the open) or the gateway stopped.
+        """
+        opens = next_session_open(getattr(wo.month, "details", None), self._now()) if self._wait_for_open else None
+        if opens is None:
+            return True
+        anchor = opens + dt.timedelta(seconds=SESSION_SETTLE_S)
+        log.info("order.waiting_for_open", order_ref=wo.order_ref, opens=opens.isoformat())
+        while self._now() < anchor:
+            if self._settled(wo):
+                return False
+            if not self._gw.is_connected or not self._gw.state_known:
+                if not await self._wait_reconnect(wo):
+                    return False
+                continue
+            await self._wait_changed_or_time(wo, anchor)
+        if self._settled(wo):
+            return False
+        try:
+            quote = await self._gw.get_quote(wo.month)
+        except BrokerError as exc:
+            log.warning("order.open_quote_failed", order_ref=wo.order_ref, error=str(exc))
+            return True
+        wo.arrival_mid, wo.arrival_at, wo.data_type = quote.mid, self._now(), quote.data_type
+        wo.predicted_slippage = self._risk.predicted_slippage(
+            qty=int(wo.remaining), adv=risk["adv"], spread=quote.spread, mid=quote.mid, sigma=risk["sigma"]
+        )
+        await self._reprice(wo, 0, risk, reducing)
+        return True
 
     async def _reprice(self, wo: WorkingOrder, step_idx: int, risk: dict[str, float], reducing: bool) -> None:
         step = self.patience.steps[step_idx]

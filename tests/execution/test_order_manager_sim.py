@@ -82,7 +82,8 @@ class Rig:
 @contextlib.asynccontextmanager
 async def rig(tmp_path, universe: Any, *, faults: str | None = None, patience: PatienceSchedule = FAST, start: dt.datetime | None = None,
               client_id: int = 5, ex: EmbeddedExchange | None = None, db_name: str = "hydra.db",
-              risk: dict[str, Any] | None = None, market_data_type: int = 1, events: Any = None):
+              risk: dict[str, Any] | None = None, market_data_type: int = 1, events: Any = None,
+              wait_for_open: bool = True):
     own_ex = ex is None
     if ex is None:
         ex = await EmbeddedExchange.start(port=0, faults=faults, state_path=tmp_path / "exchange.json",
@@ -99,7 +100,8 @@ async def rig(tmp_path, universe: Any, *, faults: str | None = None, patience: P
         market_data_type=market_data_type,
     )
     gate = await make_gate(store, ex.clock, **(risk or {}))
-    om = OrderManager(gw, gate, store, journal, ex.clock, patience=patience, max_adv_fraction=0.01, events=events)
+    om = OrderManager(gw, gate, store, journal, ex.clock, patience=patience, max_adv_fraction=0.01, events=events,
+                      wait_for_open=wait_for_open)
     await gw.connect()
     try:
         yield Rig(ex, store, gw, om, journal)
@@ -148,7 +150,8 @@ async def test_whole_fill_is_journalled_once_with_slippage(tmp_path, sim_univers
 
 
 async def test_patience_escalates_then_cancels_when_nothing_trades(tmp_path, sim_universe) -> None:
-    async with rig(tmp_path, sim_universe, start=WEEKEND) as r:  # weekend: the order rests, never fills
+    # weekend, schedule run from the send (not the open): the order rests and never fills
+    async with rig(tmp_path, sim_universe, start=WEEKEND, wait_for_open=False) as r:
         task = await r.route(CATALOG["CL"], "SELL", 1)
         result = await r.drive(task)
         child = result.children[0]
@@ -185,7 +188,8 @@ async def test_large_order_is_sliced_against_adv_and_fills_in_parts(tmp_path, si
 
 async def test_fill_racing_a_cancel_is_journalled(tmp_path, sim_universe) -> None:
     patience = PatienceSchedule(steps=(PatienceStep(0, 0.0),), cancel_after_s=60)
-    async with rig(tmp_path, sim_universe, faults="cancel_race@cancel=1", patience=patience, start=WEEKEND) as r:
+    async with rig(tmp_path, sim_universe, faults="cancel_race@cancel=1", patience=patience, start=WEEKEND,
+                   wait_for_open=False) as r:
         task = await r.route(CATALOG["CL"], "BUY", 1)
         result = await r.drive(task)
         assert result.status == "FILLED" and result.filled == 1  # the fill won the race (10148)
@@ -478,3 +482,22 @@ async def test_soak_under_faults_every_execution_once_and_nothing_sent_twice(
             net[e.con_id] = net.get(e.con_id, 0.0) + (e.qty if e.side == "BOT" else -e.qty)
         positions = {p.con_id: p.quantity for p in await r.gw.get_positions()}
         assert positions == {k: v for k, v in net.items() if v}
+
+
+async def test_order_sent_after_the_close_waits_for_the_open_and_anchors_there(tmp_path, sim_universe) -> None:
+    """The patience schedule starts at the next session, from that session's mid, not at the send."""
+    async with rig(tmp_path, sim_universe, start=WEEKEND) as r:
+        task = await r.route(CATALOG["CL"], "SELL", 1)
+        await r.om.wait_idle(timeout_s=15, min_working=1)
+        wake = r.ex.clock.next_wakeup()
+        assert wake is not None and wake > WEEKEND + dt.timedelta(hours=24), "should sleep until Sunday's open"
+        wo = r.om.working_orders[0]
+        sent_at = wo.arrival_at
+        await r.ex.advance_to(wake)  # the open (+ its settle minute): nothing was repriced before it
+        result = await r.drive(task)
+        assert sent_at < wake <= wo.arrival_at, "arrival (mid and time) re-anchored at the session"
+        assert result.status in {"FILLED", "PARTIAL", "CANCELLED"}
+        for f in await r.fills():
+            assert f.fill_time >= wake - dt.timedelta(seconds=60)  # never before the session opened
+        events = [e.status for e in await r.store.orders.events(result.order_refs[0])]
+        assert events[:2] == ["INTENT", "SENT"]
