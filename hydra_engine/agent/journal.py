@@ -149,32 +149,15 @@ class ExperimentJournal:
         limit: int = 200,
     ) -> list[JournalEntry]:
         """Entries oldest first; ``since``/``until`` are inclusive trading dates."""
-        where, args = [], []
-        if since is not None:
-            where.append("trading_date >= ?")
-            args.append(str(since))
-        if until is not None:
-            where.append("trading_date <= ?")
-            args.append(str(until))
-        if entry_type is not None:
-            if entry_type not in ENTRY_TYPES:
-                raise ValueError(f"journal entry_type {entry_type!r} is not one of {list(ENTRY_TYPES)}")
-            where.append("entry_type = ?")
-            args.append(entry_type)
-        if outcome is not None:
-            where.append("outcome = ?")
-            args.append(outcome)
-        if cycle_id is not None:
-            where.append("cycle_id = ?")
-            args.append(cycle_id)
-        sql = "SELECT id, at, trading_date, cycle_id, entry_type, outcome, summary, payload FROM agent_journal"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(int(limit))
-        async with self._conn.execute(sql, args) as cur:
-            rows = await cur.fetchall()
-        return [JournalEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in reversed(rows)]
+        if entry_type is not None and entry_type not in ENTRY_TYPES:
+            raise ValueError(f"journal entry_type {entry_type!r} is not one of {list(ENTRY_TYPES)}")
+        rows = await self._select(
+            "SELECT id, at, trading_date, cycle_id, entry_type, outcome, summary, payload FROM agent_journal",
+            (("trading_date >= ?", None if since is None else str(since)), ("trading_date <= ?", None if until is None else str(until)),
+             ("entry_type = ?", entry_type), ("outcome = ?", outcome), ("cycle_id = ?", cycle_id)),
+            "id", limit,
+        )
+        return [JournalEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in rows]
 
     async def start_experiment(
         self,
@@ -231,25 +214,26 @@ class ExperimentJournal:
         limit: int = 200,
     ) -> list[ExperimentRow]:
         """Experiments oldest first, filtered by trading date range, status and outcome."""
-        where, args = [], []
-        for cond, val in (("trading_date >= ?", since), ("trading_date <= ?", until), ("status = ?", status), ("outcome = ?", outcome)):
-            if val is not None:
-                where.append(cond)
-                args.append(val)
-        sql = (
+        rows = await self._select(
             "SELECT experiment_id, cycle_id, trading_date, hypothesis_key, diagnosis, config_diff, status, outcome, "
-            "metrics, error, log_path, candidate_version, started_at, finished_at, duration_s FROM agent_experiments"
+            "metrics, error, log_path, candidate_version, started_at, finished_at, duration_s FROM agent_experiments",
+            (("trading_date >= ?", since), ("trading_date <= ?", until), ("status = ?", status), ("outcome = ?", outcome)),
+            "started_at", limit,
         )
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_at DESC LIMIT ?"
-        args.append(int(limit))
-        async with self._conn.execute(sql, args) as cur:
-            rows = await cur.fetchall()
         return [
             ExperimentRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], json.loads(r[8]), r[9], r[10], r[11], r[12], r[13], r[14])
-            for r in reversed(rows)
+            for r in rows
         ]
+
+    async def _select(self, sql: str, filters: tuple[tuple[str, Any], ...], newest_by: str, limit: int) -> list[Any]:
+        """The newest ``limit`` rows matching every filter whose value is not None, oldest first."""
+        where = [(cond, val) for cond, val in filters if val is not None]
+        if where:
+            sql += " WHERE " + " AND ".join(cond for cond, _ in where)
+        sql += f" ORDER BY {newest_by} DESC LIMIT ?"
+        async with self._conn.execute(sql, [val for _, val in where] + [int(limit)]) as cur:
+            rows = await cur.fetchall()
+        return list(reversed(rows))
 
     async def mark_interrupted(self) -> int:
         """At start-up: experiments left RUNNING by a crash become ABANDONED (journalled)."""
