@@ -155,6 +155,7 @@ class Engine:
             self.account = self.broker.account
             await self._choose_time_source()
             self.store = await Store.open(self.data_dir, self.kind, self.account, **store_args)
+        await self._check_client_id(b.client_id)
         await self._build_parts()
         if self.kind == "sim":
             await self.broker.connect()
@@ -172,6 +173,18 @@ class Engine:
                                     detail={"mode": self.mode, "port": port, "lockstep": self.lockstep})
         log.info("engine.started", mode=self.mode, account=self.account, store=str(self.store.directory),
                  lockstep=self.lockstep, port=port)
+
+    async def _check_client_id(self, client_id: int) -> None:
+        """The API client id is fixed per store; a change is allowed but journalled."""
+        from hydra_engine.store.kv import CLIENT_ID
+
+        stored = await self.store.kv.get(CLIENT_ID)
+        if stored != client_id:
+            if stored is not None:
+                log.warning("engine.client_id_changed", stored=stored, configured=client_id)
+                await self.store.ops.record(OpsKind.NOTE, f"API client id changed {stored} -> {client_id}",
+                                            actor="engine", detail={"old": stored, "new": client_id})
+            await self.store.kv.set(CLIENT_ID, client_id)
 
     async def _choose_time_source(self) -> None:
         """A real gateway's time is wall time; a broker clock far from it (an external ``hydra-tui sim
@@ -197,9 +210,13 @@ class Engine:
     async def _probe_time(self) -> tuple[float, float]:
         import time as _time
 
-        m0 = _time.monotonic()
-        t = await asyncio.wait_for(self.broker.ib.reqCurrentTimeAsync(), 10.0)  # needs the reply's time
-        return t.timestamp(), (m0 + _time.monotonic()) / 2.0
+        # ib_async keeps ONE reqCurrentTime future: share the gateway's barrier lock so a quote's
+        # barrier and this probe never overwrite each other's reply
+        lock = getattr(self.broker, "_barrier_lock", None) or asyncio.Lock()
+        async with lock:
+            m0 = _time.monotonic()
+            t = await asyncio.wait_for(self.broker.ib.reqCurrentTimeAsync(), 10.0)
+            return t.timestamp(), (m0 + _time.monotonic()) / 2.0
 
     async def _probe_loop(self, clock: Any) -> None:
         while True:
@@ -220,9 +237,11 @@ class Engine:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         sim_raw = dict(self.settings.sections.get("sim", {}))
         self.exchange = await EmbeddedExchange.start(
-            port=self.settings.broker.port, seed=int(sim_raw.get("seed", self.seed)), universe=self._universe,
-            faults=sim_raw.get("faults"), state_path=directory / EXCHANGE_STATE_FILE, accounts=(self.account,),
-            starting_cash=float(sim_raw.get("starting_cash", 1_000_000.0)), pacing=not self.lockstep,
+            port=self.settings.broker.port, seed=_sim_option(sim_raw, "seed", int, self.seed, (0, 2**31 - 1)),
+            universe=self._universe, faults=_sim_option(sim_raw, "faults", str, None, None),
+            state_path=directory / EXCHANGE_STATE_FILE, accounts=(self.account,),
+            starting_cash=_sim_option(sim_raw, "starting_cash", float, 1_000_000.0, (1.0, 1e11)),
+            pacing=not self.lockstep,
         )
         if self.lockstep:
             log.info("engine.sim_pacing_off", reason="lock-step clock: historical-data pacing windows never elapse")
@@ -453,6 +472,20 @@ class SwitchableClock:
 
     async def sleep_until(self, t: dt.datetime) -> None:
         await self._clock.sleep_until(t)
+
+
+def _sim_option(raw: Mapping[str, Any], key: str, kind: type, default: Any, bounds: tuple[float, float] | None) -> Any:
+    """One ``[sim]`` value, checked here (the section's other keys belong to the exchange's own tools)."""
+    from hydra_engine.config import ConfigError
+
+    if key not in raw or raw[key] is None:
+        return default
+    value = raw[key]
+    ok = isinstance(value, kind) and not isinstance(value, bool) or (kind is float and isinstance(value, int))
+    if not ok or (bounds is not None and not bounds[0] <= value <= bounds[1]):
+        rng = f" between {bounds[0]:g} and {bounds[1]:g}" if bounds is not None else ""
+        raise ConfigError(f"sim.{key} = {value!r}: must be a {kind.__name__}{rng}", f"sim.{key}")
+    return kind(value)
 
 
 def _agent_config(raw: Mapping[str, Any]) -> Any:

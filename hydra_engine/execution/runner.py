@@ -31,13 +31,14 @@ from hydra_engine.events import (
     PauseChanged,
 )
 from hydra_engine.execution.cycle import (
+    ExecutionDesk,
     ExecutionTicket,
     CycleConfig,
     account_state,
     agent_step,
+    clamp_move,
     due_trading_date,
     load_bars,
-    next_session_start,
     target_from_signal,
 )
 from hydra_engine.markets import (
@@ -51,6 +52,8 @@ from hydra_engine.store.cycles import CycleStatus
 from hydra_engine.store.kv import LAST_CYCLE_DATE, PAUSE_REASON, PAUSED
 
 log = structlog.get_logger(__name__)
+
+SIZING_LOOKBACK_DAYS = 60
 
 LIVE_ENV = "HYDRA_LIVE_CONFIRMED"
 
@@ -112,11 +115,10 @@ class PaperTradingRunner:
         self.cycle_config = CycleConfig.from_mapping(cycle_config)
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._executions: dict[str, ExecutionTicket] = {}
+        self.desk = ExecutionDesk(broker, order_manager, store, clock, self.cycle_config)
         self._scheduler: Any = None
         self._ticker: asyncio.Task[Any] | None = None
         self._agent_task: asyncio.Task[Any] | None = None
-        self._start_lock = asyncio.Lock()
         self._paused = False
         self._pause_reason = ""
         self._started = False
@@ -249,30 +251,30 @@ class PaperTradingRunner:
             for t in pending:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        execs = [e.task for e in self._executions.values() if not e.task.done()]
-        if execs:  # a clean stop leaves nothing working at the broker
-            self.cancel_working_orders()
-            _, still = await asyncio.wait(execs, timeout=min(wait, 5.0)) if wait > 0 else (set(), set(execs))
-            execs = list(still)
+        execs = await self.desk.stop(wait)
         if self._agent_task is not None and not self._agent_task.done():
-            execs.append(self._agent_task)
-        for t in execs:
-            t.cancel()
-        await asyncio.gather(*execs, return_exceptions=True)
+            self._agent_task.cancel()
+            await asyncio.gather(self._agent_task, return_exceptions=True)
         log.info("runner.stopped", cycles_cancelled=len(cycles), executions_cancelled=len(execs))
 
+    # ----------------------------------------------------------------- executions (ExecutionDesk)
+
+    @property
+    def executions(self) -> dict[str, ExecutionTicket]:
+        return dict(self.desk.tickets)
+
+    def executions_busy(self) -> bool:
+        return self.desk.busy()
+
+    async def wait_executions(self, timeout_s: float | None = None) -> bool:
+        return await self.desk.wait(timeout_s)
+
     def cancel_working_orders(self, symbol: str | None = None) -> int:
-        """Ask the broker to cancel every order the order manager is working (for ``symbol``)."""
-        n = 0
-        for w in list(getattr(self.order_manager, "working_orders", [])):
-            if w.trade is None or (symbol is not None and w.month.symbol != symbol):
-                continue
-            try:
-                self.broker.cancel_order(w.trade)
-                n += 1
-            except Exception as exc:  # noqa: BLE001 - reported; the order's own loop retries after a reconnect
-                log.warning("runner.cancel_failed", order_ref=w.order_ref, error=str(exc))
-        return n
+        return self.desk.cancel_working_orders(symbol)
+
+    async def flatten(self) -> list[asyncio.Task[Any]]:
+        """Cancel every working order, then close each position through the gate (see ``ExecutionDesk``)."""
+        return await self.desk.flatten(self.markets)
 
     # ----------------------------------------------------------------- pause
 
@@ -308,38 +310,9 @@ class PaperTradingRunner:
         now = self.clock.now()
         return min(((m.symbol, next_decision_after(m, now)) for m in self.markets), key=lambda x: x[1])
 
-    @property
-    def executions(self) -> dict[str, ExecutionTicket]:
-        return dict(self._executions)
-
-    def executions_busy(self) -> bool:
-        """True while an execution task does something other than wait on its placed, parked orders."""
-        om = self.order_manager
-        live = [e for e in self._executions.values() if not e.task.done()]
-        if not live:
-            return False
-        if not om.idle:
-            return True
-        working = list(getattr(om, "working_orders", []))
-        for e in live:
-            if e.waiting_until is not None:
-                continue  # asleep on the clock until its session opens
-            mine = [w for w in working if w.month.symbol == e.market]
-            if not mine or not all(w.parked.is_set() and not w.changed.is_set() for w in mine):
-                return True
-        return False
-
     async def wait_cycles(self, timeout_s: float | None = None) -> bool:
         """Wait for triggered cycle tasks (scheduler, catch-up, ``trigger``); True when none is left."""
         live = [t for t in self._tasks if not t.done()]
-        if not live:
-            return True
-        _, pending = await asyncio.wait(live, timeout=timeout_s)
-        return not pending
-
-    async def wait_executions(self, timeout_s: float | None = None) -> bool:
-        """Wait for every background execution to end; True when none is left."""
-        live = [e.task for e in self._executions.values() if not e.task.done()]
         if not live:
             return True
         _, pending = await asyncio.wait(live, timeout=timeout_s)
@@ -467,129 +440,33 @@ class PaperTradingRunner:
         cfg = self.cycle_config
         resolved = await self.broker.resolve_contract(m, as_of=day)
         month = resolved.active
-        # sigma and ADV from the stored continuous bars: asking the broker for the month's bars
-        # here would repeat the order manager's identical request (an IB pacing violation)
-        stats = market_stats(list(bars.tail(21).itertuples()))
+        # sigma and ADV of the traded month, as the order manager measures them for the gate's
+        # trade-loss check (its last 20 bars); a 60-day request, so it never repeats the order
+        # manager's 45-day one (IB refuses identical history requests within 15 s)
+        try:
+            stats = market_stats(await self.broker.get_daily_bars(month, lookback_days=SIZING_LOOKBACK_DAYS))
+        except Exception as exc:  # noqa: BLE001 - the continuous history is a fair stand-in
+            log.warning("runner.month_bars_failed", market=m.symbol, error=str(exc))
+            stats = market_stats([])
+        if stats.sigma <= 0 or stats.adv <= 0:
+            stats = market_stats(list(bars.tail(21).itertuples()))
         gate_cap = getattr(getattr(self.risk_gate, "config", None), "max_trade_loss_pct", cfg.max_trade_loss_pct)
         decision = target_from_signal(p_up, config=cfg, market=m, equity=acct.net_liquidation,
                                       daily_sigma=stats.sigma, multiplier=month.multiplier, adv=stats.adv,
                                       max_trade_loss_pct=min(cfg.max_trade_loss_pct, gate_cap))
         summary.update(target=decision.target, direction=decision.direction, contract=month.local_symbol,
                        adv=round(stats.adv, 1), sigma=round(stats.sigma, 6), sizing=decision.to_dict())
-        if not await self._retire_previous(m.symbol):
+        if not await self.desk.retire_previous(m.symbol):
             summary["orders"] = "none: earlier orders still working"
             return
         held = {p.con_id: p.quantity for p in (self.last_positions or []) if p.symbol == m.symbol and p.quantity}
-        if set(held) <= {month.con_id} and held.get(month.con_id, 0.0) == decision.target:
+        target = clamp_move(decision.target, held.get(month.con_id, 0.0), decision.cap_trade_loss)
+        if target != decision.target:  # one order may not exceed the trade-loss cap (a reversal goes flat first)
+            summary.update(target=target, clamped_from=decision.target)
+        if set(held) <= {month.con_id} and held.get(month.con_id, 0.0) == target:
             summary["orders"] = "none: already at target"
             return
-        now = self.clock.now()
-        start_at = next_session_start(month.details, now, liquid=cfg.liquid_hours_only) if cfg.wait_for_session else None
-        ticket = ExecutionTicket(m.symbol, day, decision.target, None,
-                                 waiting_until=start_at if start_at is not None and start_at > now else None)
-        ticket.task = asyncio.get_running_loop().create_task(
-            self._execute(m, decision.target, day, ticket), name=f"execute-{m.symbol}-{day.isoformat()}"
-        )
-        ticket.task.add_done_callback(_log_task_failure)
-        self._executions[m.symbol] = ticket
-        if ticket.waiting_until is not None:
-            summary["orders"] = f"scheduled: target {decision.target} from {ticket.waiting_until.isoformat()} (next session)"
-            return
-        summary["orders"] = await self._submitted(ticket.task, m.symbol)
-
-    async def _execute(self, m: MarketConfig, target: int, day: dt.date | None, ticket: ExecutionTicket) -> Any:
-        if ticket.waiting_until is not None:
-            log.info("runner.execution_scheduled", market=m.symbol, at=ticket.waiting_until.isoformat(), target=target)
-            await self.clock.sleep_until(ticket.waiting_until)
-            ticket.waiting_until = None
-        # one execution starts at a time: the gateway's position and account requests are not safe
-        # to run concurrently; the lock is held only until the orders are placed
-        async with self._start_lock:
-            inner = asyncio.get_running_loop().create_task(
-                self.order_manager.move_to_target(m, target, equity=self.store.equity, trading_date=day),
-                name=f"move-{m.symbol}",
-            )
-            try:
-                await self._submitted(inner, m.symbol)
-            except asyncio.CancelledError:
-                inner.cancel()
-                raise
-        try:
-            res = await inner
-        except asyncio.CancelledError:
-            inner.cancel()
-            raise
-        log.info("runner.execution_done", market=m.symbol, trading_date=str(day), target=target,
-                 filled=getattr(res, "filled", None), reasons=list(getattr(res, "reasons", ()) or ()))
-        return res
-
-    async def flatten(self) -> list[asyncio.Task[Any]]:
-        """Cancel every working order, then close each market's position through the gate from the
-        open of its next (or current) trading session. Returns the tasks."""
-        self.cancel_working_orders()
-        for e in list(self._executions.values()):
-            if e.waiting_until is not None:
-                e.task.cancel()
-        await self.wait_executions(15.0)
-        tasks = []
-        now = self.clock.now()
-        for m in self.markets:
-            start = None
-            if self.cycle_config.wait_for_session:
-                month = (await self.broker.resolve_contract(m)).active
-                start = next_session_start(month.details, now, liquid=False)
-            ticket = ExecutionTicket(m.symbol, local_date(m, now), 0, None,
-                                     waiting_until=start if start is not None and start > now else None)
-            ticket.task = asyncio.get_running_loop().create_task(self._execute(m, 0, None, ticket), name=f"flatten-{m.symbol}")
-            ticket.task.add_done_callback(_log_task_failure)
-            self._executions[m.symbol] = ticket
-            tasks.append(ticket.task)
-        return tasks
-
-    async def _placed(self, symbol: str) -> None:
-        om = self.order_manager
-        while True:
-            await om.wait_idle(self.cycle_config.submit_timeout_s, min_working=1)
-            if any(w.month.symbol == symbol for w in om.working_orders):
-                return
-            await asyncio.sleep(0.001)
-
-    async def _submitted(self, task: asyncio.Task[Any], symbol: str) -> str:
-        """Wait until the orders are placed (then parked on their schedule) or the task ended."""
-        om = self.order_manager
-        idle = asyncio.ensure_future(self._placed(symbol))
-        try:
-            done, _ = await asyncio.wait({task, idle}, timeout=self.cycle_config.submit_timeout_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            idle.cancel()
-            await asyncio.gather(idle, return_exceptions=True)
-        if task.done():
-            if task.cancelled():
-                return "cancelled"
-            exc = task.exception()
-            if exc is not None:
-                return f"failed: {type(exc).__name__}: {exc}"
-            res = task.result()
-            legs = getattr(res, "legs", ())
-            if not legs:
-                return "none: already at target"
-            return "; ".join(f"{leg.direction} {leg.requested} -> {leg.status} ({leg.filled:g} filled)" for leg in legs)
-        working = [w for w in om.working_orders if w.month.symbol == symbol]
-        return "working: " + ", ".join(f"{w.side} {w.qty} {w.month.local_symbol} @ {w.limit:g}" for w in working)
-
-    async def _retire_previous(self, symbol: str) -> bool:
-        """Cancel orders still worked from an earlier cycle of ``symbol`` (the new target replaces them)."""
-        prev = self._executions.get(symbol)
-        if prev is None or prev.task.done():
-            return True
-        if prev.waiting_until is not None:
-            prev.task.cancel()
-            await asyncio.gather(prev.task, return_exceptions=True)
-            return True
-        self.cancel_working_orders(symbol)
-        done, _ = await asyncio.wait({prev.task}, timeout=15.0)
-        return bool(done)
+        summary["orders"] = await self.desk.start(m, day, target, month)
 
     # ----------------------------------------------------------------- reconciliation
 

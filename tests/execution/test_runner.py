@@ -1,15 +1,14 @@
 """PaperTradingRunner end to end: the real Engine composition (embedded exchange in lock-step, the
 real ib_async client, a real store in tmp_path, real risk gate, order manager and fill journal).
 
-The self-healing agent is switched off here (its first observation calibrates thresholds for tens
-of seconds); ``test_agent_failure_does_not_block_signal`` hands the runner a tiny agent of its own
-through the ``agent_loop`` seam, and the slow test at the end runs the real agent.
+The self-healing agent is switched off in most tests (it starts experiment subprocesses that only
+cost time here); ``test_agent_failure_does_not_block_signal`` hands the runner a tiny agent of its
+own through the ``agent_loop`` seam, and the last test runs the real agent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
@@ -249,8 +248,6 @@ async def test_startup_catches_up_a_missed_decision_once(tmp_path, sim_universe)
         await eng.stop()
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("HYDRA_SLOW") != "1", reason="real agent: threshold calibration takes tens of seconds")
 async def test_real_agent_observes_every_cycle(tmp_path, sim_universe) -> None:
     eng = make_engine(tmp_path, sim_universe, agent=True)
     await eng.start()
@@ -262,3 +259,50 @@ async def test_real_agent_observes_every_cycle(tmp_path, sim_universe) -> None:
         assert await eng.agent.journal.query(entry_type="observation")
     finally:
         await eng.stop()
+
+
+# ---------------------------------------------------------------------------- pure cycle decisions
+
+
+def test_target_from_signal_thresholds_kelly_and_caps() -> None:
+    from hydra_engine.execution.cycle import CycleConfig, target_from_signal
+    from hydra_engine.markets import CATALOG
+
+    cfg, zo = CycleConfig(), CATALOG["ZO"]
+    kw = dict(config=cfg, market=zo, equity=1_000_000.0, daily_sigma=4.0, multiplier=50.0, adv=400.0)
+    assert target_from_signal(0.50, **kw).target == 0  # between the thresholds: flat
+    long, short = target_from_signal(0.60, **kw), target_from_signal(0.40, **kw)
+    assert long.target == zo.max_contracts and short.target == -zo.max_contracts
+    assert long.sizing.binding == "max_contracts"
+    thin = target_from_signal(0.60, **{**kw, "adv": 150.0})  # 1% of 150 contracts: one lot
+    assert thin.target == 1 and thin.sizing.binding == "adv"
+    risky = target_from_signal(0.60, **{**kw, "daily_sigma": 40.0})  # 3 sigma = 6000 per lot; cap 8000
+    assert risky.target == 1 and risky.cap_trade_loss == 1
+    assert target_from_signal(0.30, **kw, max_trade_loss_pct=0.05).target == 0  # 400 per trade < 600 per lot
+    with pytest.raises(ValueError, match="p_up"):
+        target_from_signal(1.5, **kw)
+
+
+def test_clamp_move_limits_exposure_adding_orders_only() -> None:
+    from hydra_engine.execution.cycle import clamp_move
+
+    assert clamp_move(2, 0, 1) == 1 and clamp_move(-2, 0, 5) == -2
+    assert clamp_move(1, -1, 1) == 0  # a reversal of two lots goes flat first
+    assert clamp_move(0, 2, 0) == 0 and clamp_move(1, 2, 0) == 1  # reducing is never clamped
+
+
+def test_next_session_start_reads_the_contract_hours() -> None:
+    from ib_async import ContractDetails
+
+    from hydra_engine.execution.cycle import next_session_start
+
+    d = ContractDetails(timeZoneId="US/Central",
+                        liquidHours="20180102:0830-20180102:1320;20180103:0830-20180103:1320",
+                        tradingHours="20180101:1900-20180102:1320;20180102:1900-20180103:1320")
+    after_close = dt.datetime(2018, 1, 2, 20, 0, tzinfo=dt.timezone.utc)  # 14:00 CT
+    start = next_session_start(d, after_close)
+    assert start == dt.datetime(2018, 1, 3, 14, 30, tzinfo=dt.timezone.utc)  # 08:30 CT next day
+    assert next_session_start(d, after_close, liquid=False) == dt.datetime(2018, 1, 3, 1, 0, tzinfo=dt.timezone.utc)
+    inside = dt.datetime(2018, 1, 2, 16, 0, tzinfo=dt.timezone.utc)
+    assert next_session_start(d, inside) == inside
+    assert next_session_start(None, inside) is None

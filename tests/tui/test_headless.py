@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-NO_AGENT = ["--set", "agent.enabled=false"]  # the agent's first calibration takes tens of seconds
+NO_AGENT = ["--set", "agent.enabled=false"]  # no experiment subprocesses where they only cost time
 
 
 def hydra(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -30,7 +30,7 @@ def query(db: Path, sql: str) -> list[tuple]:
 
 
 def test_headless_days_then_fill_report(tmp_path) -> None:
-    out = hydra("--no-ui", "--days", "2", "--data-dir", str(tmp_path), *NO_AGENT)
+    out = hydra("--no-ui", "--days", "2", "--data-dir", str(tmp_path))  # the whole engine, agent included
     assert out.returncode == 0, out.stderr[-3000:]
     assert "textual" not in out.stderr.lower()
     assert "HYDRA SIM: 4 cycle(s)" in out.stdout
@@ -42,6 +42,7 @@ def test_headless_days_then_fill_report(tmp_path) -> None:
     n_fills = query(db, "SELECT COUNT(*) FROM fills WHERE predicted_slippage IS NOT NULL AND actual_slippage IS NOT NULL")[0][0]
     assert n_fills > 0
     assert query(db, "SELECT COUNT(*) FROM models WHERE status = 'champion'")[0][0] == 1
+    assert query(db, "SELECT COUNT(*) FROM agent_journal WHERE entry_type = 'observation'")[0][0] >= 1
     assert (store / "exchange.json").exists() and (store / "hydra.log").stat().st_size > 0
     assert "engine.stopped" in (store / "hydra.log").read_text()
 
