@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 import structlog
 
+from hydra_engine.execution.sessions import session_start
+
 from hydra_engine.events import AccountUpdated, PositionsUpdated
 from hydra_engine.markets import (
     MarketConfig,
@@ -181,26 +183,6 @@ def clamp_move(target: int, current: float, max_order: int) -> int:
     return cur + (max(max_order, 0) if step > 0 else -max(max_order, 0))
 
 
-def next_session_start(details: Any, now: dt.datetime, *, liquid: bool = True) -> dt.datetime | None:
-    """Start of the session in progress or next (``now`` if one is open), from the contract details'
-    trading (or liquid) hours; None when the details carry no hours."""
-    from zoneinfo import ZoneInfo
-
-    if details is None or not getattr(details, "timeZoneId", ""):
-        return None
-    try:
-        sessions = details.liquidSessions() if liquid else details.tradingSessions()
-        tz = ZoneInfo(details.timeZoneId)
-    except Exception:  # noqa: BLE001 - unparseable hours: trade now rather than never
-        return None
-    for s in sessions:
-        start = s.start if s.start.tzinfo else s.start.replace(tzinfo=tz)
-        end = s.end if s.end.tzinfo else s.end.replace(tzinfo=tz)
-        if end > now:
-            return max(start, now)
-    return None
-
-
 def due_trading_date(market: MarketConfig, now: dt.datetime, *, force: bool = False) -> dt.date:
     """The trading date whose cycle is due at ``now``: the latest decision at or before ``now``;
     with ``force`` today's trading date even before its decision time (a forced, early cycle)."""
@@ -326,7 +308,7 @@ class ExecutionDesk:
         now = self.clock.now()
         start_at = None
         if self.config.wait_for_session:
-            start_at = next_session_start(getattr(month, "details", None), now,
+            start_at = session_start(getattr(month, "details", None), now,
                                           liquid=self.config.liquid_hours_only if liquid is None else liquid)
         ticket = ExecutionTicket(m.symbol, day or local_date(m, now), target, None,
                                  waiting_until=start_at if start_at is not None and start_at > now else None)

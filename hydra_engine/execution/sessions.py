@@ -1,7 +1,8 @@
-"""When a contract's market is open, from the trading hours its contract details carry.
+"""When a contract's market is open, from the trading (or liquid) hours its contract details carry.
 
-An order sent after the close rests (PreSubmitted) until the next session; its patience schedule
-must start at that open, from that session's quote, or it would run out before the market opens.
+The cycle decides after the close and works the order in the next session; an order that is sent
+while the market is closed rests (PreSubmitted) and its patience schedule must start at the open,
+from that session's quote, or it would run out before the market opens.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import structlog
 log = structlog.get_logger(__name__)
 
 
-def _sessions(details: Any) -> list[tuple[dt.datetime, dt.datetime]]:
-    if details is None or not getattr(details, "tradingHours", "") or not getattr(details, "timeZoneId", ""):
+def _sessions(details: Any, liquid: bool) -> list[tuple[dt.datetime, dt.datetime]]:
+    if details is None or not getattr(details, "timeZoneId", ""):
         return []
     try:
         zone = ZoneInfo(details.timeZoneId)
+        raw = details.liquidSessions() if liquid else details.tradingSessions()
         out = []
-        for s in details.tradingSessions():
+        for s in raw:
             start = s.start if s.start.tzinfo else s.start.replace(tzinfo=zone)
             end = s.end if s.end.tzinfo else s.end.replace(tzinfo=zone)
             out.append((start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)))
@@ -31,16 +33,17 @@ def _sessions(details: Any) -> list[tuple[dt.datetime, dt.datetime]]:
         return []
 
 
-def next_session_open(details: Any, now: dt.datetime) -> dt.datetime | None:
-    """None when ``now`` is inside a session (or the hours are unknown); else the next open.
+def session_start(details: Any, now: dt.datetime, *, liquid: bool = False) -> dt.datetime | None:
+    """``now`` inside a session, else the next session's open; None when the hours are unknown.
 
-    Unknown hours mean "assume open", so an order is never held back on missing data; a market
-    closed for the whole published window also yields None (the broker keeps the order resting).
-    """
-    sessions = _sessions(details)
-    for start, end in sessions:
-        if start <= now < end:
-            return None
-        if start > now:
-            return start
+    Unknown hours (or none left in the published window) mean "trade now rather than never"."""
+    for start, end in _sessions(details, liquid):
+        if end > now:
+            return max(start, now)
     return None
+
+
+def next_session_open(details: Any, now: dt.datetime, *, liquid: bool = False) -> dt.datetime | None:
+    """The next open when the market is closed at ``now``; None when it is open or hours are unknown."""
+    start = session_start(details, now, liquid=liquid)
+    return start if start is not None and start > now else None

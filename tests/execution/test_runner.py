@@ -291,18 +291,20 @@ def test_clamp_move_limits_exposure_adding_orders_only() -> None:
     assert clamp_move(0, 2, 0) == 0 and clamp_move(1, 2, 0) == 1  # reducing is never clamped
 
 
-def test_next_session_start_reads_the_contract_hours() -> None:
+def test_session_start_reads_the_contract_hours() -> None:
     from ib_async import ContractDetails
 
-    from hydra_engine.execution.cycle import next_session_start
+    from hydra_engine.execution.sessions import next_session_open, session_start
 
     d = ContractDetails(timeZoneId="US/Central",
                         liquidHours="20180102:0830-20180102:1320;20180103:0830-20180103:1320",
                         tradingHours="20180101:1900-20180102:1320;20180102:1900-20180103:1320")
     after_close = dt.datetime(2018, 1, 2, 20, 0, tzinfo=dt.timezone.utc)  # 14:00 CT
-    start = next_session_start(d, after_close)
+    start = session_start(d, after_close, liquid=True)
     assert start == dt.datetime(2018, 1, 3, 14, 30, tzinfo=dt.timezone.utc)  # 08:30 CT next day
-    assert next_session_start(d, after_close, liquid=False) == dt.datetime(2018, 1, 3, 1, 0, tzinfo=dt.timezone.utc)
+    assert session_start(d, after_close) == dt.datetime(2018, 1, 3, 1, 0, tzinfo=dt.timezone.utc)
+    assert next_session_open(d, after_close) == dt.datetime(2018, 1, 3, 1, 0, tzinfo=dt.timezone.utc)
     inside = dt.datetime(2018, 1, 2, 16, 0, tzinfo=dt.timezone.utc)
-    assert next_session_start(d, inside) == inside
-    assert next_session_start(None, inside) is None
+    assert session_start(d, inside, liquid=True) == inside
+    assert next_session_open(d, inside, liquid=True) is None
+    assert session_start(None, inside) is None
