@@ -70,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hydra_tui.commands import fill_report
 
         return asyncio.run(fill_report(args))
+    if not args.no_ui:
+        # The Textual interface is a later milestone; until it lands the same engine runs headless.
+        sys.stderr.write("hydra-tui: the terminal interface is not built yet; running the engine headless (--no-ui)\n")
+        args.no_ui = True
     from hydra_tui.headless import run_headless
 
     return run_headless(args)
