@@ -58,6 +58,7 @@ async def run(orders: int, lifted: bool, workdir: Path) -> dict[str, float]:
     om = OrderManager(
         gw, gate, store, FillJournal(store.conn, tx=store.tx), ex.clock,
         patience=PatienceSchedule(steps=(PatienceStep(0, 0.0),), cancel_after_s=60), max_adv_fraction=1.0,
+        wait_for_open=False,  # the orders rest over the weekend; their schedule runs from the send
     )
     await gw.connect()
     market = CATALOG["CL"]
