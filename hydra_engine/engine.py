@@ -4,14 +4,15 @@ One Engine per process and per store (broker + account). For broker "sim" it sta
 exchange on loopback with its state file in the store directory (a restart resumes the same
 simulated account) and, by default, a lock-step clock that ``run_days`` steps; for broker "ib" it
 talks to an IB Gateway in real time with APScheduler firing the decisions. The engine is the same
-either way (one kernel, swappable edges). It never imports Textual or ``hydra_tui``.
+either way (one kernel, swappable edges). It never imports Textual or ``hydra_tui``. The time
+source lives in ``engine_time``, the settings-to-parts helpers and the bootstrap fit in
+``engine_setup``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,6 +21,13 @@ import structlog
 
 from hydra_engine.clock import WallClock
 from hydra_engine.config import HydraSettings
+from hydra_engine.engine_setup import agent_config, fit_baseline, sim_option
+from hydra_engine.engine_time import (
+    BROKER_TIME_PROBE_S,
+    BROKER_TIME_SKEW_S,
+    SwitchableClock,
+    follow_broker_time,
+)
 from hydra_engine.events import AgentPhaseChanged, BreakerChanged, ChampionChanged, EventBus
 from hydra_engine.execution.cycle import CONTINUOUS, CycleConfig
 from hydra_engine.execution.runner import PaperTradingRunner, check_live_allowed
@@ -30,9 +38,6 @@ from hydra_engine.store.ops_journal import OpsKind
 log = structlog.get_logger(__name__)
 
 SIM_DEFAULT_ACCOUNT = "DU1234567"
-BROKER_TIME_SKEW_S = 300.0
-"""A broker clock further than this from wall time switches the engine to broker time."""
-BROKER_TIME_PROBE_S = 5.0
 EXCHANGE_STATE_FILE = "exchange.json"
 
 
@@ -187,48 +192,9 @@ class Engine:
             await self.store.kv.set(CLIENT_ID, client_id)
 
     async def _choose_time_source(self) -> None:
-        """A real gateway's time is wall time; a broker clock far from it (an external ``hydra-tui sim
-        --speed X`` or ``--start``) means broker-time mode: the engine reads the broker's clock."""
-        from hydra_engine.clock import BrokerClock
-
-        server, mono = await self._probe_time()
-        skew = abs(server - dt.datetime.now(dt.timezone.utc).timestamp())
-        if skew < BROKER_TIME_SKEW_S:
-            return
-        clock = BrokerClock()
-        clock.calibrate(server, mono)
-        for _ in range(3):  # a first speed estimate before anything schedules on this clock
-            await asyncio.sleep(0.4)
-            clock.recalibrate(*await self._probe_time())
-        self.clock.use(clock)
-        self.broker_time = True
-        self._prober = asyncio.get_running_loop().create_task(self._probe_loop(clock), name="engine-broker-time")
-        self._prober.add_done_callback(_log_failure)
-        log.info("engine.broker_time", skew_s=round(skew, 1), broker_now=self.clock.now().isoformat(),
-                 speed=round(clock.speed, 3))
-
-    async def _probe_time(self) -> tuple[float, float]:
-        import time as _time
-
-        # ib_async keeps ONE reqCurrentTime future: share the gateway's barrier lock so a quote's
-        # barrier and this probe never overwrite each other's reply
-        lock = getattr(self.broker, "_barrier_lock", None) or asyncio.Lock()
-        async with lock:
-            m0 = _time.monotonic()
-            t = await asyncio.wait_for(self.broker.ib.reqCurrentTimeAsync(), 10.0)
-            return t.timestamp(), (m0 + _time.monotonic()) / 2.0
-
-    async def _probe_loop(self, clock: Any) -> None:
-        while True:
-            await asyncio.sleep(BROKER_TIME_PROBE_S)  # real seconds: the probe calibrates the broker clock
-            if not self.broker.is_connected:
-                continue
-            try:
-                server, mono = await self._probe_time()
-            except (asyncio.TimeoutError, ConnectionError) as exc:
-                log.warning("engine.broker_time_probe_failed", error=str(exc))
-                continue
-            clock.recalibrate(server, mono)
+        """Follow the broker's clock when it is far from wall time (see ``engine_time``)."""
+        self._prober = await follow_broker_time(self.broker, self.clock)
+        self.broker_time = self._prober is not None
 
     async def _start_exchange(self) -> None:
         from hydra_engine.sim import EmbeddedExchange
@@ -237,10 +203,10 @@ class Engine:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         sim_raw = dict(self.settings.sections.get("sim", {}))
         self.exchange = await EmbeddedExchange.start(
-            port=self.settings.broker.port, seed=_sim_option(sim_raw, "seed", int, self.seed, (0, 2**31 - 1)),
-            universe=self._universe, faults=_sim_option(sim_raw, "faults", str, None, None),
+            port=self.settings.broker.port, seed=sim_option(sim_raw, "seed", int, self.seed, (0, 2**31 - 1)),
+            universe=self._universe, faults=sim_option(sim_raw, "faults", str, None, None),
             state_path=directory / EXCHANGE_STATE_FILE, accounts=(self.account,),
-            starting_cash=_sim_option(sim_raw, "starting_cash", float, 1_000_000.0, (1.0, 1e11)),
+            starting_cash=sim_option(sim_raw, "starting_cash", float, 1_000_000.0, (1.0, 1e11)),
             pacing=not self.lockstep,
         )
         if self.lockstep:
@@ -258,7 +224,9 @@ class Engine:
 
         s, store, clock = self.settings, self.store, self.clock
         primary = s.markets[0]
-        self.fill_journal = FillJournal(store.conn)  # the order manager publishes FillRecorded
+        # every writer on the shared connection goes through the store's write gate (store.tx), so
+        # no commit lands inside another writer's open transaction
+        self.fill_journal = FillJournal(store.conn, tx=store.tx)  # the order manager publishes FillRecorded
         self.reconciler = SlippageReconciler(store.conn)
         self.risk_gate = await RiskGate.open(store.conn, s.section("risk", RiskConfig), tx=store.tx,
                                              on_transition=self._breaker_changed,
@@ -272,10 +240,10 @@ class Engine:
         agent_raw = dict(s.sections.get("agent", {}))
         self.agent_enabled = self.agent_enabled and bool(agent_raw.pop("enabled", True))
         agent_raw.setdefault("experiment_wait_s", 0.0)  # experiments never hold up the day's signal
-        agent_cfg = _agent_config(agent_raw)
+        agent_cfg = agent_config(agent_raw)
         self.executor = SubprocessExecutor(max_parallel=1)
         self.agent = AgentLoop(store.conn, self.registry, self.executor, store.directory / "experiments",
-                               agent_cfg, on_phase=self._agent_phase)
+                               agent_cfg, on_phase=self._agent_phase, write_gate=store.tx)
         if not self.agent_enabled:
             log.warning("engine.agent_disabled", reason="agent.enabled = false: no self-healing, the champion trades")
         self.runner = PaperTradingRunner(
@@ -345,7 +313,7 @@ class Engine:
                 await self.store.bars.upsert(m.symbol, CONTINUOUS, bars)
             frame = await self.store.bars.load(m.symbol, CONTINUOUS, limit=self.cycle_config.bars_for_features)
             spec = dict(self.agent.config.default_spec)
-            model, metrics = await asyncio.to_thread(_fit_baseline, frame, spec)
+            model, metrics = await asyncio.to_thread(fit_baseline, frame, spec)
         except Exception as exc:  # noqa: BLE001 - no champion: no signal until the agent bootstraps one
             log.exception("engine.bootstrap_failed", market=m.symbol)
             await self.store.ops.record(OpsKind.NOTE, f"champion bootstrap failed: {exc}", actor="engine")
@@ -451,75 +419,14 @@ class Engine:
         self.bus.publish(AgentPhaseChanged(at=self.clock.now(), phase=getattr(phase, "value", str(phase))))
 
 
-class SwitchableClock:
-    """The engine's clock for an external broker: wall time until the broker's clock is chosen.
-
-    Every part holds this one object, so switching to broker time after the first connection
-    (the store, gate and order manager are built later) needs no rewiring."""
-
-    def __init__(self, clock: Any) -> None:
-        self._clock = clock
-
-    def use(self, clock: Any) -> None:
-        self._clock = clock
-
-    @property
-    def source(self) -> Any:
-        return self._clock
-
-    def now(self) -> dt.datetime:
-        return self._clock.now()
-
-    async def sleep_until(self, t: dt.datetime) -> None:
-        await self._clock.sleep_until(t)
-
-
-def _sim_option(raw: Mapping[str, Any], key: str, kind: type, default: Any, bounds: tuple[float, float] | None) -> Any:
-    """One ``[sim]`` value, checked here (the section's other keys belong to the exchange's own tools)."""
-    from hydra_engine.config import ConfigError
-
-    if key not in raw or raw[key] is None:
-        return default
-    value = raw[key]
-    ok = isinstance(value, kind) and not isinstance(value, bool) or (kind is float and isinstance(value, int))
-    if not ok or (bounds is not None and not bounds[0] <= value <= bounds[1]):
-        rng = f" between {bounds[0]:g} and {bounds[1]:g}" if bounds is not None else ""
-        raise ConfigError(f"sim.{key} = {value!r}: must be a {kind.__name__}{rng}", f"sim.{key}")
-    return kind(value)
-
-
-def _agent_config(raw: Mapping[str, Any]) -> Any:
-    from hydra_engine.agent.loop import AgentConfig
-    from hydra_engine.config import load_dataclass
-
-    return load_dataclass(AgentConfig, raw, "agent")
-
-
-def _fit_baseline(bars: Any, spec: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """Fit the default spec on every labelled day (runs in a worker thread)."""
-    import numpy as np
-
-    from hydra_engine.model.baseline import BaselineModel, ModelSpec
-    from hydra_engine.model.features import build_features, make_labels
-
-    feats = build_features(bars[["open", "high", "low", "close", "volume"]])
-    labels = make_labels(bars[["open", "high", "low", "close", "volume"]])
-    idx = feats.index.intersection(labels.index)
-    model = BaselineModel(ModelSpec.from_dict(spec)).fit(feats.loc[idx], labels.loc[idx])
-    p = np.clip(model.predict_proba(feats.loc[idx]), 1e-6, 1 - 1e-6)
-    y = labels.loc[idx].to_numpy()
-    ll = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
-    return model, {"in_sample_log_loss": ll if math.isfinite(ll) else None, "n_train": int(len(idx)),
-                   "bootstrap": True, "train_end": str(idx[-1].date())}
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("engine.task_failed", task=task.get_name(), error=repr(task.exception()))
-
-
 async def _quietly(name: str, coro: Any) -> None:
     try:
         await coro
     except Exception:  # noqa: BLE001 - shutdown goes on; each failure is logged
         log.exception("engine.stop_step_failed", step=name)
+
+
+__all__ = [
+    "BROKER_TIME_PROBE_S", "BROKER_TIME_SKEW_S", "EXCHANGE_STATE_FILE", "SIM_DEFAULT_ACCOUNT", "Engine",
+    "EngineStatus", "SwitchableClock",
+]

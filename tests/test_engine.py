@@ -208,3 +208,21 @@ async def test_broker_time_follows_an_external_simulator_running_faster(tmp_path
             await eng.stop()
     finally:
         await ex.stop()
+
+
+async def test_every_store_writer_commits_through_the_write_gate(tmp_path, sim_universe) -> None:
+    """The agent's journal and state, the fill journal, gate and registry share the store's
+    connection: a commit outside ``store.tx`` would land inside another writer's transaction."""
+    from structlog.testing import capture_logs
+
+    eng = Engine(load_settings(None), data_dir=tmp_path, universe=sim_universe, agent=True)
+    with capture_logs() as logs:
+        await eng.start()
+        try:
+            await eng.run_days(2)
+            assert await eng.agent.journal.query(limit=5), "the agent journalled nothing: nothing was tested"
+            assert await eng.fill_journal.fills(), "no fill was journalled: nothing was tested"
+        finally:
+            await eng.stop()
+    foreign = [entry for entry in logs if entry.get("event") == "write_gate_foreign_commit"]
+    assert foreign == []

@@ -15,7 +15,7 @@ from typing import Awaitable, Callable
 
 import structlog
 
-from hydra_engine.broker.errors import LiveAccountRefused
+from hydra_engine.broker.errors import LiveAccountRefused, NotConnected
 
 log = structlog.get_logger(__name__)
 
@@ -187,3 +187,23 @@ class ConnectionSupervisor:
             self._connected.clear()
             if not self._stopping:
                 log.warning("broker.connection_lost", supervisor=self._name)
+
+
+async def probe_accounts(host: str, port: int, client_id: int, timeout_s: float = 4.0) -> list[str]:
+    """Accounts managed by the gateway at ``host:port``, read over a read-only session.
+
+    For the live-confirmation modal, which must name the account before any order-capable session
+    exists: nothing is subscribed beyond ib_async's start-up requests and no order can be sent.
+    """
+    if client_id <= 0:
+        raise ValueError(f"client_id={client_id!r}: a positive client id is required")
+    from ib_async import IB
+
+    ib = IB()
+    try:
+        await ib.connectAsync(host, port, clientId=client_id, timeout=timeout_s, readonly=True)
+        return list(ib.managedAccounts())
+    except (OSError, TimeoutError, ConnectionError) as exc:
+        raise NotConnected(f"no API session with {host}:{port} to read the account: {exc}") from exc
+    finally:
+        ib.disconnect()

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import structlog
 from ib_async import IB, LimitOrder
 
-from hydra_engine.broker.connection import BackoffPolicy, ConnectionSupervisor
+from hydra_engine.broker.connection import BackoffPolicy, ConnectionSupervisor, probe_accounts
 from hydra_engine.broker.contracts import ContractMonth
 from hydra_engine.broker.errors import (
     LIVE_PORTS,
@@ -104,6 +104,8 @@ class BrokerGateway(AccountDataMixin):
         self._client_id_in_use = False
         self._changed = asyncio.Event()
         self._barrier_lock = asyncio.Lock()
+        self._positions_lock = asyncio.Lock()
+        self._summary_lock = asyncio.Lock()
         self._barrier_asked = 0
         self._barrier_done = 0
         self._supervisor = ConnectionSupervisor(self._attempt, backoff, name=f"ib:{port}", on_change=self._notify)
@@ -239,7 +241,8 @@ class BrokerGateway(AccountDataMixin):
         )
 
     async def _reconcile(self) -> SyncReport:
-        sync = SessionSync(self.ib, self._assembler, account=self.account, timeout_s=self._request_timeout)
+        sync = SessionSync(self.ib, self._assembler, account=self.account, timeout_s=self._request_timeout,
+                           positions_lock=self._positions_lock)
 
         async def rebind_all(trades: Sequence[Any]) -> None:
             for hook in list(self._rebind_hooks):
@@ -489,26 +492,6 @@ class BrokerGateway(AccountDataMixin):
         """Pacing back-off in real seconds: IB's pacing windows run on its wall clock, and a
         lock-step clock would never move while the engine waits on it."""
         await asyncio.sleep(seconds)
-
-
-
-
-async def probe_accounts(host: str, port: int, client_id: int, timeout_s: float = 4.0) -> list[str]:
-    """Accounts managed by the gateway at ``host:port``, read over a read-only session.
-
-    For the live-confirmation modal, which must name the account before any order-capable session
-    exists: nothing is subscribed beyond ib_async's start-up requests and no order can be sent.
-    """
-    if client_id <= 0:
-        raise ValueError(f"client_id={client_id!r}: a positive client id is required")
-    ib = IB()
-    try:
-        await ib.connectAsync(host, port, clientId=client_id, timeout=timeout_s, readonly=True)
-        return list(ib.managedAccounts())
-    except (OSError, TimeoutError, ConnectionError) as exc:
-        raise NotConnected(f"no API session with {host}:{port} to read the account: {exc}") from exc
-    finally:
-        ib.disconnect()
 
 
 __all__ = ["BrokerGateway", "LIVE_PORTS", "PacingViolation", "classify", "probe_accounts"]

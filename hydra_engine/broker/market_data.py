@@ -172,8 +172,15 @@ class BarFetcher:
         self._backoff = backoff_s
 
     async def daily(
-        self, target: ContractMonth | MarketLike, *, since: dt.date | None, lookback_days: int
+        self,
+        target: ContractMonth | MarketLike,
+        *,
+        since: dt.date | None,
+        lookback_days: int,
+        hours: Any = None,
     ) -> list[BarRecord]:
+        """``hours``: contract details whose trading hours decide completeness for a CONTFUT
+        request (which has none of its own): the front month's, as the gateway resolves them."""
         if isinstance(target, ContractMonth):
             contract = target.contract
             label = target.local_symbol
@@ -183,7 +190,7 @@ class BarFetcher:
                 secType="CONTFUT", symbol=target.symbol, exchange=target.exchange, currency=target.currency
             )
             label = f"{target.symbol} CONTFUT"
-            details = None
+            details = hours
         now = self._gw.now()
         today = now.date()
         days = (today - since).days + 3 if since else lookback_days
@@ -250,6 +257,10 @@ class AccountDataMixin:
     _contracts: dict[int, ContractMonth]
     _quotes: QuoteFetcher
     _bars: BarFetcher
+    _positions_lock: asyncio.Lock
+    """ib_async keeps ONE positions request (a second concurrent one orphans the first's future)."""
+    _summary_lock: asyncio.Lock
+    """One account-summary load at a time (IB also caps concurrent summary subscriptions)."""
     host: str
     port: int
 
@@ -297,14 +308,16 @@ class AccountDataMixin:
             raise BrokerError(f"{what}: no answer within {self._request_timeout:.1f}s") from exc
 
     async def _account_summary(self) -> AccountSnapshot:
-        self._require_session()
-        values = await self._ask(self.ib.accountSummaryAsync(self.account), "account summary")
+        async with self._summary_lock:
+            self._require_session()
+            values = await self._ask(self.ib.accountSummaryAsync(self.account), "account summary")
         return parse_account_summary(values, self.account, self.now())
 
     async def get_positions(self) -> list[PositionSnapshot]:
-        """Futures positions (non-zero) in the traded account."""
-        self._require_session()
-        positions = await self._ask(self.ib.reqPositionsAsync(), "positions")
+        """Futures positions (non-zero) in the traded account; safe for concurrent callers."""
+        async with self._positions_lock:
+            self._require_session()
+            positions = await self._ask(self.ib.reqPositionsAsync(), "positions")
         out: list[PositionSnapshot] = []
         for p in positions:
             c = p.contract
@@ -318,6 +331,14 @@ class AccountDataMixin:
                 )
             )
         return out
+
+    def portfolio_mark(self, con_id: int) -> float | None:
+        """The broker's own mark of a held contract (price units, from the account updates ib_async
+        keeps); None when it has none."""
+        for item in self.ib.portfolio(self.account):
+            if int(item.contract.conId) == int(con_id) and _finite(item.marketPrice):
+                return float(item.marketPrice)
+        return None
 
     # ----------------------------------------------------------------- contracts and data
 
@@ -369,7 +390,26 @@ class AccountDataMixin:
         since: dt.date | None = None,
         lookback_days: int = 365,
     ) -> list[BarRecord]:
-        """Completed daily bars after ``since`` (incremental); a market gives CONTFUT history."""
+        """Completed daily bars after ``since`` (incremental); a market gives CONTFUT history.
+
+        A bar is complete once its session closed by the contract's trading hours; CONTFUT has no
+        contract details, so the front month's hours decide (a session that closed just before the
+        decision time is today's bar, not tomorrow's)."""
         self._require_session()
-        return await self._bars.daily(target, since=since, lookback_days=lookback_days)
+        hours = None if isinstance(target, ContractMonth) else await self._front_hours(target)
+        return await self._bars.daily(target, since=since, lookback_days=lookback_days, hours=hours)
+
+    async def _front_hours(self, market: MarketLike) -> Any:
+        """The nearest unexpired month's contract details (trading hours), freshly requested: the
+        hours text covers only the days from when it was sent. None (date rule) when unavailable."""
+        try:
+            months = await self.contract_months(market)
+        except BrokerError as exc:
+            log.warning("broker.bars_hours_unavailable", market=market.symbol, error=str(exc))
+            return None
+        today = self.now().date()
+        live = [m for m in months if m.last_trade_date >= today and m.details is not None]
+        if not live:
+            return None
+        return min(live, key=lambda m: (m.last_trade_date, m.con_id)).details
 

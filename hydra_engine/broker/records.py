@@ -24,6 +24,8 @@ class AccountSnapshot:
     net_liquidation: float
     total_cash: float
     gross_position_value: float
+    """IB's GrossPositionValue: stocks and options only, 0 for futures. Futures exposure is
+    positions x multiplier x mark (``execution.targets.position_notional``)."""
     available_funds: float
     at: dt.datetime
     """When the gateway reported it (UTC)."""

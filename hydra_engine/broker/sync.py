@@ -166,11 +166,15 @@ class SessionSync:
         *,
         account: str,
         timeout_s: float = 5.0,
+        positions_lock: asyncio.Lock | None = None,
     ) -> None:
+        """``positions_lock``: the gateway's, shared with ``get_positions`` (ib_async keeps one
+        positions request at a time)."""
         self._ib = ib
         self._assembler = assembler
         self._account = account
         self._timeout = timeout_s
+        self._positions_lock = positions_lock or asyncio.Lock()
 
     async def run(
         self,
@@ -191,7 +195,8 @@ class SessionSync:
         except Exception as exc:  # noqa: BLE001
             errors.append(f"executions report missing: {type(exc).__name__}: {exc}")
         try:
-            positions = list(await asyncio.wait_for(self._ib.reqPositionsAsync(), self._timeout))
+            async with self._positions_lock:
+                positions = list(await asyncio.wait_for(self._ib.reqPositionsAsync(), self._timeout))
         except Exception as exc:  # noqa: BLE001
             errors.append(f"positions report missing: {type(exc).__name__}: {exc}")
 

@@ -1,4 +1,8 @@
-"""What comes back from the broker for the order manager: executions and reconnects.
+"""What comes back from the broker for the order manager: order status, errors, executions and
+reconnects.
+
+Status and error events wake the order's own loop (its ``changed`` event); a 10148 cancel that
+lost the race to a fill makes the loop wait for that fill's executions.
 
 Each execution is journalled as it arrives, exactly once by execId (live, or recovered by
 ``reqExecutions`` after a reconnect or a restart), with the slippage context of its order. On every
@@ -10,19 +14,20 @@ and executions, never by sending again.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Sequence
 
 import structlog
 
 from hydra_engine.broker.records import ExecutionReport
 from hydra_engine.execution.order_adapters import JournalPositionBook, StoreAdapter, make_fill_record
-from hydra_engine.execution.order_records import ClosedTrade, WorkingOrder
+from hydra_engine.execution.order_records import ACKED, ClosedTrade, WorkingOrder
 
 log = structlog.get_logger(__name__)
 
 
 class BrokerReportsMixin:
-    """Execution journalling and reconnect handling (mixed into ``OrderManager``)."""
+    """Order events, execution journalling and reconnect handling (mixed into ``OrderManager``)."""
 
     _gw: Any
     _store: StoreAdapter
@@ -36,8 +41,46 @@ class BrokerReportsMixin:
     _events: Any
     _clock: Any
 
-    def _bind(self, wo: WorkingOrder, trade: Any) -> None:  # provided by OrderManager
-        raise NotImplementedError
+    def _bind(self, wo: WorkingOrder, trade: Any) -> None:
+        wo.trade = trade
+        wo.broker_status = trade.orderStatus.status
+
+        def on_status(t: Any) -> None:
+            if wo.trade is not t:
+                return
+            wo.broker_status = t.orderStatus.status
+            if wo.broker_status in ACKED and not wo.acked.is_set():
+                now = time.monotonic()
+                wo.ack_latency_ms = (now - wo.started_mono) * 1000.0
+                if wo.sent_mono is not None:
+                    wo.wire_ack_ms = (now - wo.sent_mono) * 1000.0
+                wo.acked.set()
+            if wo.broker_status == "Inactive":
+                wo.rejected = True
+            wo.changed.set()
+
+        trade.statusEvent += on_status
+        on_status(trade)
+
+    def _on_connection_lost(self) -> None:
+        for wo in self._working.values():
+            wo.changed.set()
+
+    def _on_order_error(self, order_id: int, order_ref: str, code: int, message: str) -> None:
+        wo = self._working.get(order_ref) or next(
+            (w for w in self._working.values() if w.trade is not None and w.trade.order.orderId == order_id), None
+        )
+        if wo is None:
+            return
+        wo.errors.append((code, message))
+        if code == 10148:
+            # the cancel lost the race: when the broker says the order is Filled, wait for every
+            # execution (ib_async has just marked the trade Cancelled; the fill may still be in flight)
+            wo.cancel_raced = "Filled" in message or "filled" in message
+            log.info("order.cancel_raced_fill", order_ref=wo.order_ref)
+        elif code == 201:
+            wo.rejected = True
+        wo.changed.set()
 
     async def _rebind(self, trades: Sequence[Any]) -> None:
         """On (re)connect: attach our working orders to ib_async's fresh Trade objects."""

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import structlog
 
 from hydra_engine.execution.sessions import session_start
+from hydra_engine.execution.targets import position_notional
 
 from hydra_engine.events import AccountUpdated, PositionsUpdated
 from hydra_engine.markets import (
@@ -202,12 +203,14 @@ async def account_state(runner: Any, m: MarketConfig, day: dt.date, summary: dic
     stale = bool(snap.daily_pnl_stale) or (prev is not None and trading_days_between(m, prev.trading_date, day) > 1)
     peak = await runner.store.equity.update_peak(snap.net_liquidation, day) if snap.net_liquidation > 0 else None
     positions = await runner.broker.get_positions()
+    # IB reports GrossPositionValue 0 for futures: exposure is positions x multiplier x mark
+    exposure = await position_notional(runner.broker, positions, runner.markets)
     runner.last_account, runner.last_positions = snap, positions
     peak_v = peak.peak if peak is not None else snap.net_liquidation
     dd = (peak_v - snap.net_liquidation) / peak_v if peak_v > 0 else None
     summary.update(net_liquidation=round(snap.net_liquidation, 2), daily_pnl=None if snap.daily_pnl is None else round(snap.daily_pnl, 2),
                    pnl_stale=stale, peak_equity=round(peak_v, 2), drawdown=None if dd is None else round(dd, 6),
-                   position_value=round(snap.gross_position_value, 2),
+                   position_value=round(exposure, 2),
                    positions={p.local_symbol: p.quantity for p in positions})
     now = runner.clock.now()
     runner.bus.publish(AccountUpdated(at=now, account=snap.account, net_liquidation=snap.net_liquidation,
@@ -219,7 +222,7 @@ async def account_state(runner: Any, m: MarketConfig, day: dt.date, summary: dic
 
         state = runner.risk_gate.evaluate_account(AccountState(
             daily_pnl=0.0 if stale or snap.daily_pnl is None else snap.daily_pnl, current_equity=snap.net_liquidation,
-            peak_equity=peak_v, position_value=snap.gross_position_value, stale=stale, trading_date=day,
+            peak_equity=peak_v, position_value=exposure, stale=stale, trading_date=day,
         ))
         summary["trading_state"] = getattr(state, "value", str(state))
     # the closing mark of this trading date (the base of the next date's P&L)
@@ -290,8 +293,8 @@ def bars_until(frame: Any, day: dt.date) -> Any:
 class ExecutionDesk:
     """Step 6 of the cycle and what outlives it: one tracked task per market moving the position to
     its target. A target decided after the close waits (asleep on the engine clock) for the next
-    session's open; placing is serialised (the gateway's position and account requests are not safe
-    to run concurrently), then the order manager works the orders on their patience schedule."""
+    session's open, then the order manager works the orders on their patience schedule. Markets
+    may place at the same time: the gateway serialises its position and account requests."""
 
     def __init__(self, broker: Any, order_manager: Any, store: Any, clock: Any, config: CycleConfig) -> None:
         self.broker = broker
@@ -300,7 +303,6 @@ class ExecutionDesk:
         self.clock = clock
         self.config = config
         self.tickets: dict[str, ExecutionTicket] = {}
-        self._start_lock = asyncio.Lock()
 
     async def start(self, m: MarketConfig, day: dt.date | None, target: int, month: Any, *,
                     liquid: bool | None = None) -> str:
@@ -326,33 +328,14 @@ class ExecutionDesk:
             log.info("runner.execution_scheduled", market=m.symbol, at=ticket.waiting_until.isoformat(), target=target)
             await self.clock.sleep_until(ticket.waiting_until)
             ticket.waiting_until = None
-        async with self._start_lock:  # held only until the orders are placed
-            inner = asyncio.get_running_loop().create_task(
-                self.order_manager.move_to_target(m, target, equity=self.store.equity, trading_date=day),
-                name=f"move-{m.symbol}",
-            )
-            try:
-                await self._submitted(inner, m.symbol)
-            except asyncio.CancelledError:
-                inner.cancel()
-                raise
-        try:
-            res = await inner
-        except asyncio.CancelledError:
-            inner.cancel()
-            raise
+        res = await self.order_manager.move_to_target(m, target, equity=self.store.equity, trading_date=day)
         log.info("runner.execution_done", market=m.symbol, trading_date=str(day), target=target,
                  filled=getattr(res, "filled", None), reasons=list(getattr(res, "reasons", ()) or ()))
         return res
 
     async def _placed(self, symbol: str) -> None:
-        """Return once an order of ``symbol`` is working and the order manager is idle (parked).
-
-        Polls rather than ``om.wait_idle``: on Python 3.11 ``asyncio.wait_for`` can swallow a
-        cancellation that races its inner wait, which would leave this waiter running on."""
-        om = self.order_manager
-        while not (om.idle and any(w.month.symbol == symbol for w in om.working_orders)):
-            await asyncio.sleep(0.002)
+        """Return once an order of ``symbol`` is working and the order manager is idle (parked)."""
+        await self.order_manager.wait_idle(self.config.submit_timeout_s, min_working=1, symbol=symbol)
 
     async def _submitted(self, task: asyncio.Task[Any], symbol: str) -> str:
         """Wait until the orders are placed (then parked on their schedule) or the task ended."""

@@ -93,10 +93,12 @@ class LockstepDriver:
             if self.on_day is not None:
                 self.on_day(day, summaries)
             if pause_s > 0 and (n is None or report.days < n):
+                # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a racing cancel
+                stop = asyncio.ensure_future(self._stop.wait())
                 try:
-                    await asyncio.wait_for(self._stop.wait(), pause_s)
-                except asyncio.TimeoutError:
-                    pass
+                    await asyncio.wait({stop}, timeout=pause_s)
+                finally:
+                    stop.cancel()
         report.end = self.clock.now()
         return report
 

@@ -25,13 +25,13 @@ from hydra_engine.broker.errors import BrokerError, NotConnected
 from hydra_engine.execution.broker_reports import BrokerReportsMixin
 from hydra_engine.execution.order_adapters import JournalPositionBook, RiskAdapter, StoreAdapter
 from hydra_engine.execution.order_records import (
-    ACKED,
     TERMINAL,
     ChildResult,
     RouteResult,
     WorkingOrder,
     side_of,
 )
+from hydra_engine.execution.order_waiting import OrderWaitingMixin
 from hydra_engine.execution.patience import PatienceSchedule, limit_price
 from hydra_engine.execution.sessions import next_session_open
 from hydra_engine.execution.slicing import slice_sizes
@@ -43,7 +43,7 @@ SESSION_SETTLE_S = 60.0
 opening quote form (the embedded exchange, like a real open, shows the old book for a moment)."""
 
 
-class OrderManager(BrokerReportsMixin):
+class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
     """Routes orders through the risk gate to the broker and journals every execution."""
 
     def __init__(
@@ -77,7 +77,7 @@ class OrderManager(BrokerReportsMixin):
         self._fills_by_ref: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._busy = 0
-        self._idle_changed = asyncio.Event()
+        self._idle_waiters: set[asyncio.Future[None]] = set()
         self._book = JournalPositionBook(store)
         gateway.set_position_book(self._book)
         gateway.subscribe_executions(self._on_execution)
@@ -197,30 +197,6 @@ class OrderManager(BrokerReportsMixin):
     @property
     def working_orders(self) -> list[WorkingOrder]:
         return list(self._working.values())
-
-    @property
-    def idle(self) -> bool:
-        """True when no child order is doing anything but waiting on the clock."""
-        return self._busy == 0
-
-    async def wait_idle(self, timeout_s: float = 10.0, *, min_working: int = 0) -> None:
-        """Lock-step drivers: return once every child order waits on the clock (or none runs),
-        with at least ``min_working`` orders working."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while self._busy > 0 or len(self._working) < min_working:
-            self._idle_changed.clear()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"order manager still busy after {timeout_s}s ({self._busy} active)")
-            try:
-                await asyncio.wait_for(self._idle_changed.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
-
-    def _set_busy(self, delta: int) -> None:
-        self._busy += delta
-        self._idle_changed.set()
 
     # ----------------------------------------------------------------- one child order
 
@@ -446,120 +422,6 @@ class OrderManager(BrokerReportsMixin):
             avg_price=wo.avg_price, reprices=wo.reprices, cancel_raced=wo.cancel_raced,
         )
         return ChildResult(wo.order_ref, status, wo.qty, wo.filled, wo.avg_price, wo.reprices, reasons, wo.ack_latency_ms)
-
-    # ----------------------------------------------------------------- waiting (events, never polling)
-
-    async def _wait_changed(self, wo: WorkingOrder, timeout_s: float) -> bool:
-        wo.changed.clear()
-        if self._settled(wo):
-            return True
-        try:
-            await asyncio.wait_for(wo.changed.wait(), timeout_s)
-            return True
-        except asyncio.TimeoutError:
-            return False
-
-    async def _wait_changed_or_time(self, wo: WorkingOrder, deadline: dt.datetime) -> bool:
-        """True when an order event came first; False when the clock reached ``deadline``."""
-        wo.changed.clear()
-        if self._settled(wo):
-            return True
-        changed = asyncio.ensure_future(wo.changed.wait())
-        timer = asyncio.ensure_future(self._clock.sleep_until(deadline))
-        wo.parked.set()
-        self._set_busy(-1)
-        try:
-            done, _ = await asyncio.wait({changed, timer}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self._set_busy(+1)
-            wo.parked.clear()
-            changed.cancel()
-            timer.cancel()
-        return changed in done
-
-    async def _arrival_quote(self, month: ContractMonth, attempts: int = 5) -> Any:
-        """The quote an order starts from; a dropped session (nothing written or sent yet) is
-        waited out and the request repeated."""
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self._gw.get_quote(month)
-            except NotConnected:
-                if attempt == attempts or not await self._await_broker(month.local_symbol):
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _await_broker(self, what: str) -> bool:
-        """Wait for the supervisor's reconnect and reconciliation (it never gives up); False when
-        the gateway was stopped (engine shutdown) or refused for good."""
-        gw = self._gw
-
-        def ready() -> bool:
-            return gw.is_connected and gw.state_known
-
-        if not ready():
-            log.warning("order.waiting_for_broker", what=what)
-        while not ready():
-            if not gw.supervisor.running:
-                log.warning("order.broker_stopped", what=what)
-                return False
-            try:
-                await gw.wait_until(lambda: ready() or not gw.supervisor.running, 60.0)
-            except TimeoutError:
-                continue
-        return True
-
-    async def _wait_reconnect(self, wo: WorkingOrder) -> bool:
-        """Wait out a lost session for a working order; False when the gateway stopped (the
-        order's state is then unknown and resolved on the next start)."""
-        if not await self._await_broker(wo.order_ref):
-            return False
-        if wo.cancel_sent and wo.trade is not None and not wo.trade.isDone():
-            wo.cancel_sent = False
-            self._cancel(wo, "cancel re-sent after reconnect")
-        return True
-
-    # ----------------------------------------------------------------- broker events
-
-    def _bind(self, wo: WorkingOrder, trade: Any) -> None:
-        wo.trade = trade
-        wo.broker_status = trade.orderStatus.status
-
-        def on_status(t: Any) -> None:
-            if wo.trade is not t:
-                return
-            wo.broker_status = t.orderStatus.status
-            if wo.broker_status in ACKED and not wo.acked.is_set():
-                now = time.monotonic()
-                wo.ack_latency_ms = (now - wo.started_mono) * 1000.0
-                if wo.sent_mono is not None:
-                    wo.wire_ack_ms = (now - wo.sent_mono) * 1000.0
-                wo.acked.set()
-            if wo.broker_status == "Inactive":
-                wo.rejected = True
-            wo.changed.set()
-
-        trade.statusEvent += on_status
-        on_status(trade)
-
-    def _on_connection_lost(self) -> None:
-        for wo in self._working.values():
-            wo.changed.set()
-
-    def _on_order_error(self, order_id: int, order_ref: str, code: int, message: str) -> None:
-        wo = self._working.get(order_ref) or next(
-            (w for w in self._working.values() if w.trade is not None and w.trade.order.orderId == order_id), None
-        )
-        if wo is None:
-            return
-        wo.errors.append((code, message))
-        if code == 10148:
-            # the cancel lost the race: when the broker says the order is Filled, wait for every
-            # execution (ib_async has just marked the trade Cancelled; the fill may still be in flight)
-            wo.cancel_raced = "Filled" in message or "filled" in message
-            log.info("order.cancel_raced_fill", order_ref=wo.order_ref)
-        elif code == 201:
-            wo.rejected = True
-        wo.changed.set()
 
     # ----------------------------------------------------------------- helpers
 

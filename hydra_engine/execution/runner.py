@@ -18,7 +18,6 @@ import asyncio
 import datetime as dt
 import os
 import time
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import structlog

@@ -13,12 +13,13 @@ import datetime as dt
 import math
 import statistics
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import structlog
 
 from hydra_engine.broker.contracts import ContractMonth, MarketLike
-from hydra_engine.broker.errors import StateUnknown
+from hydra_engine.broker.errors import BrokerError, StateUnknown
+from hydra_engine.markets import MarketConfig, is_trading_day
 
 if TYPE_CHECKING:
     from hydra_engine.execution.order_manager import OrderManager, RouteResult
@@ -64,6 +65,46 @@ def market_stats(bars: Sequence[Any], window: int = 20) -> MarketStats:
     return MarketStats(adv=adv, sigma=sigma if math.isfinite(sigma) else 0.0)
 
 
+async def position_notional(gw: Any, positions: Sequence[Any], markets: Sequence[MarketLike] = ()) -> float:
+    """Gross futures exposure (account currency): the sum of |contracts| x multiplier x mark.
+
+    IB reports GrossPositionValue 0 for futures, so exposure is never read from the account. The
+    mark is the held month's quote mid; without one, the broker's portfolio mark, then the
+    position's average cost."""
+    by_symbol = {m.symbol: m for m in markets}
+    total = 0.0
+    for p in positions:
+        if p.quantity:
+            mult = p.multiplier or 1.0
+            total += abs(p.quantity) * mult * await _mark(gw, p, by_symbol.get(p.symbol), mult)
+    return total
+
+
+async def _mark(gw: Any, pos: Any, market: MarketLike | None, mult: float) -> float:
+    month = gw.known_month(pos.con_id)
+    if month is None and market is not None:
+        try:
+            await gw.contract_months(market)  # lists (and caches) the held month
+        except BrokerError as exc:
+            log.warning("order.mark_months_failed", symbol=pos.symbol, error=str(exc))
+        month = gw.known_month(pos.con_id)
+    if month is not None:
+        try:
+            return float((await gw.get_quote(month)).mid)
+        except BrokerError as exc:
+            log.warning("order.mark_quote_failed", symbol=pos.local_symbol, error=str(exc))
+    mark = gw.portfolio_mark(pos.con_id)
+    return mark if mark is not None else pos.avg_cost / mult
+
+
+def market_calendar(market: MarketLike) -> Callable[[dt.date], bool] | None:
+    """The market's trading-day predicate (exchange holidays) for P&L staleness; None (weekdays)
+    for a market without a configured calendar."""
+    if isinstance(market, MarketConfig):
+        return lambda d: is_trading_day(market, d)
+    return None
+
+
 async def move_to_target(
     om: "OrderManager",
     market: MarketLike,
@@ -87,7 +128,8 @@ async def move_to_target(
     positions = await gw.get_positions()
     held = {p.con_id: p for p in positions if p.symbol == market.symbol and p.quantity}
     before = {p.local_symbol: p.quantity for p in held.values()}
-    account = await gw.get_account_summary(equity=equity, trading_date=trading_date)
+    account = await gw.get_account_summary(equity=equity, trading_date=trading_date,
+                                           is_trading_day=market_calendar(market))
     daily_pnl = account.daily_pnl if account.daily_pnl is not None and not account.daily_pnl_stale else 0.0
     peak = account.peak_equity if account.peak_equity is not None else account.net_liquidation
     legs: list[RouteResult] = []

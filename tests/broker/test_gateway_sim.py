@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -204,3 +205,35 @@ async def test_quotes_follow_the_book_and_are_resubscribed_after_1101(make_excha
     again = await gw.get_quote(month)
     assert (again.bid, again.ask) == book()
     assert (again.bid, again.ask) != (moved.bid, moved.ask)  # the book did move meanwhile
+
+
+async def test_contfut_history_includes_the_session_that_closed_before_the_decision(make_exchange, make_gateway) -> None:
+    """CL closes 16:00 CT (22:00 UTC in January); its decision is 16:15 CT, the same date. The
+    continuous history has no contract details of its own: the front month's hours decide."""
+    ex = await make_exchange()
+    gw = make_gateway(ex)
+    await gw.connect()
+    cl = CATALOG["CL"]
+    day = dt.date(2018, 1, 9)  # a Tuesday
+    await ex.advance_to(dt.datetime(2018, 1, 9, 21, 45, tzinfo=dt.timezone.utc))  # 15:45 CT: still open
+    before = await gw.get_daily_bars(cl, lookback_days=20)
+    assert before and before[-1].date == dt.date(2018, 1, 8)
+    await ex.advance_to(dt.datetime(2018, 1, 9, 22, 15, tzinfo=dt.timezone.utc))  # 16:15 CT: the decision
+    after = await gw.get_daily_bars(cl, lookback_days=20)
+    assert after[-1].date == day  # today's bar is the session that just closed
+    newer = await gw.get_daily_bars(cl, since=dt.date(2018, 1, 8))
+    assert [b.date for b in newer] == [day]
+
+
+async def test_concurrent_position_and_account_requests_all_answer(make_exchange, make_gateway) -> None:
+    """ib_async keeps one positions request: the gateway serialises callers, none waits for a timeout."""
+    ex = await make_exchange()
+    gw = make_gateway(ex, request_timeout_s=5.0)
+    await gw.connect()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    results = await asyncio.wait_for(asyncio.gather(*(gw.get_positions() for _ in range(5))), 3.0)
+    assert len(results) == 5 and all(r == results[0] for r in results)
+    summaries = await asyncio.wait_for(asyncio.gather(*(gw.get_account_summary() for _ in range(5))), 3.0)
+    assert {s.net_liquidation for s in summaries} == {1_000_000.0}
+    assert loop.time() - t0 < 3.0

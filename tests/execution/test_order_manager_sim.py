@@ -501,3 +501,52 @@ async def test_order_sent_after_the_close_waits_for_the_open_and_anchors_there(t
             assert f.fill_time >= wake - dt.timedelta(seconds=60)  # never before the session opened
         events = [e.status for e in await r.store.orders.events(result.order_refs[0])]
         assert events[:2] == ["INTENT", "SENT"]
+
+
+async def test_wait_idle_honours_a_cancel_that_races_its_wake_up(tmp_path, sim_universe) -> None:
+    """On Python 3.11 ``asyncio.wait_for`` returns its inner result when a cancel lands just as the
+    inner wait completed, swallowing the cancel; ``wait_idle`` must end cancelled all the same."""
+    async with rig(tmp_path, sim_universe) as r:
+        om = r.om
+        om._set_busy(+1)  # an order at work: the waiter has to wait
+        try:
+            waiter = asyncio.create_task(om.wait_idle(timeout_s=30))
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert not waiter.done()
+            om._set_busy(+1)
+            om._set_busy(-1)  # a busy change that leaves it busy: the waiter's inner wait completes...
+            await asyncio.sleep(0)
+            waiter.cancel()  # ...and the cancel lands before the waiter runs again
+            done, _ = await asyncio.wait({waiter}, timeout=2.0)
+            assert waiter in done and waiter.cancelled()
+        finally:
+            om._set_busy(-1)
+
+
+async def test_wait_idle_waits_for_a_working_order_of_the_market(tmp_path, sim_universe) -> None:
+    async with rig(tmp_path, sim_universe, patience=AGGRESSIVE, start=WEEKEND) as r:
+        with pytest.raises(TimeoutError):
+            await r.om.wait_idle(0.2, min_working=1, symbol="CL")  # idle, but nothing works for CL
+        task = await r.route(CATALOG["CL"], "BUY", 1)
+        await asyncio.wait_for(r.om.wait_idle(15, min_working=1, symbol="CL"), 20)
+        assert r.om.idle and [w.month.symbol for w in r.om.working_orders] == ["CL"]
+        with pytest.raises(TimeoutError):
+            await r.om.wait_idle(0.2, min_working=1, symbol="ZO")
+        r.om.cancel_working()
+        await r.drive(task)
+
+
+async def test_daily_pnl_after_an_exchange_holiday_is_not_stale(tmp_path, sim_universe) -> None:
+    """Friday 2018-01-12, then Martin Luther King Jr. Day (no session), then Tuesday: the Friday mark
+    is one trading day old, so Tuesday's loss from it counts (the daily-loss breaker sees it)."""
+    tuesday = dt.date(2018, 1, 16)
+    async with rig(tmp_path, sim_universe, patience=AGGRESSIVE, risk={"max_trade_loss_pct": 10.0},
+                   start=dt.datetime(2018, 1, 16, 15, 0, tzinfo=dt.timezone.utc)) as r:
+        await r.store.equity.record_mark(dt.date(2018, 1, 12), 1_100_000.0)  # Friday's close
+        res = await r.drive(asyncio.create_task(
+            r.om.move_to_target(CATALOG["CL"], 1, equity=r.store.equity, trading_date=tuesday)))
+        leg = res.legs[0]
+        assert leg.status == "DENIED" and leg.filled == 0
+        assert any("daily_loss" in reason for reason in leg.reasons), leg.reasons
+        assert len(r.ex.book.orders) == 0

@@ -308,3 +308,34 @@ def test_session_start_reads_the_contract_hours() -> None:
     assert session_start(d, inside, liquid=True) == inside
     assert next_session_open(d, inside, liquid=True) is None
     assert session_start(None, inside) is None
+
+
+async def test_position_value_is_the_futures_exposure_while_holding(tmp_path, sim_universe) -> None:
+    """IB (and the embedded exchange) report GrossPositionValue 0 for futures: the cycle's exposure
+    is positions x multiplier x mark, nonzero while a position is held."""
+    eng = make_engine(tmp_path, sim_universe)
+    await eng.start()
+    try:
+        await eng.run_days(3)
+        rows = await cycle_rows(eng)
+        snap = await eng.broker.get_account_summary()
+        assert snap.gross_position_value == 0.0  # what the broker says for futures
+        fills = await eng.fill_journal.fills()
+        held_rows = [r for r in rows if any(q for q in r.summary["positions"].values())]
+        assert held_rows, "no cycle ran while holding a position: nothing was tested"
+        for r in rows:
+            held = {k: q for k, q in r.summary["positions"].items() if q}
+            if not held:
+                assert r.summary["position_value"] == 0.0
+                continue
+            assert r.summary["position_value"] > 0.0
+            if len(held) == 1:  # one market: the implied mark is a price near where it traded
+                (local, qty), = held.items()
+                market = next(m for m in eng.runner.markets if local.startswith(m.symbol))
+                symbol = market.symbol
+                mult = (await eng.broker.resolve_contract(market)).active.multiplier
+                implied = r.summary["position_value"] / (abs(qty) * mult)
+                prices = [f.fill_price for f in fills if f.symbol == symbol]
+                assert 0.8 * min(prices) <= implied <= 1.2 * max(prices)
+    finally:
+        await eng.stop()
