@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any
+from typing import Any, Callable
 
 import structlog
 
@@ -31,11 +31,9 @@ class OrderWaitingMixin:
     _idle_waiters: set[asyncio.Future[None]]
     _working: dict[str, WorkingOrder]
 
-    def _settled(self, wo: WorkingOrder) -> bool:  # provided by OrderManager
-        raise NotImplementedError
-
-    def _cancel(self, wo: WorkingOrder, why: str) -> None:  # provided by OrderManager
-        raise NotImplementedError
+    # provided by OrderManager (annotations only, so the MRO finds its methods)
+    _settled: Callable[[WorkingOrder], bool]
+    _cancel: Callable[[WorkingOrder, str], None]
 
     @property
     def idle(self) -> bool:
