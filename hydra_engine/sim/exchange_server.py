@@ -22,6 +22,7 @@ from . import messages as M
 from .account import Account, AccountSnapshot, PositionState
 from .datafeed import DataFeed, wire_contract
 from .faults import FaultPlan
+from .marking import AccountMarker
 from .market_types import MarketUniverse
 from .orders import ACTIVE, DONE, Execution, OrderBook, WorkingOrder
 from .requests import CancelOrder, PlaceOrder, ReqGlobalCancel, ReqOpenOrders
@@ -79,6 +80,8 @@ class EmbeddedExchange(OrderRouting):
         self.faults = FaultPlan(None)
         self.feed: DataFeed
         self.book: OrderBook
+        self.marker: AccountMarker
+        """Re-marks positions between fills for account subscribers (``marking.py``)."""
 
     # ----- construction ---------------------------------------------------------------------
     @classmethod
@@ -137,6 +140,7 @@ class EmbeddedExchange(OrderRouting):
         ex.book = OrderBook(ex.feed, ex._accounts, exec_prefix=f"{run_id:08x}")
         ex.book.next_perm_id = 100_000_000 + (run_id % 1_000) * 1_000_000
         ex._last_t = clock.now()
+        ex.marker = AccountMarker(ex, ex._last_t)
         if saved:
             ex._restore(saved)
         await ex._listen(port)
@@ -353,6 +357,7 @@ class EmbeddedExchange(OrderRouting):
                                 s.close("injected fault: drop")
                     self._after_faults([f for f in due if f.kind != "drop"], None)
                 self._prune(t)
+                self.marker.on_time(t)
             for s in list(self._by_client.values()):
                 s.refresh_market_data(t)
         finally:

@@ -17,6 +17,7 @@ import structlog
 
 from . import messages as M
 from .datafeed import Pacer, parse_duration, parse_end, tick_messages
+from .marking import snapshot_key
 from .requests import (
     CancelAccountSummary, CancelAccountUpdatesMulti, CancelHistoricalData, CancelMktData,
     CancelPositions, ReqAccountSummary, ReqAccountUpdates, ReqAccountUpdatesMulti,
@@ -77,6 +78,8 @@ class ClientSession:
         self.positions_sub = False
         self.summary_subs: dict[int, tuple[str, ...]] = {}
         self.multi_subs: dict[int, str] = {}
+        self.sent_marks: dict[tuple, object] = {}
+        """Per account subscription, the values it was last sent (see ``marking.refresh_session``)."""
         self.mkt: dict[int, MktSub] = {}
         self.market_data_type = 1
         self.pacer = Pacer()
@@ -243,6 +246,7 @@ class ClientSession:
         acct = req.account or self.ex.accounts[0]
         if not req.subscribe:
             self.account_updates = None
+            self.sent_marks = {k: v for k, v in self.sent_marks.items() if k[0] != "upd"}
             return
         if acct not in self.ex._accounts:
             self.error(-1, 321, f"Error validating request: account {acct!r} is not managed by this login")
@@ -252,8 +256,10 @@ class ClientSession:
         self.send_end(M.account_download_end(acct))
 
     def push_account(self, acct: str, con_ids: set[int] | None) -> None:
-        """ACCT_VALUE rows and PORTFOLIO_VALUE for ``con_ids`` (None: all open positions)."""
+        """ACCT_VALUE rows and PORTFOLIO_VALUE for every open position plus ``con_ids`` (those a
+        fill just closed), all at the current marks."""
         snap, marks = self.ex._snapshot(acct)
+        self.sent_marks[("upd", acct)] = snapshot_key(snap, marks)
         cur = snap.currency
         for key, value in snap.as_tags().items():
             self.send(M.account_value(key, f"{value:.2f}", cur, acct))
@@ -261,7 +267,7 @@ class ClientSession:
         self.send(M.account_value("AccountType", "INDIVIDUAL", "", acct))
         self.send(M.account_value("Currency", cur, cur, acct))
         account = self.ex._accounts[acct]
-        ids = con_ids if con_ids is not None else {p.con_id for p in account.open_positions()}
+        ids = {p.con_id for p in account.open_positions()} | (con_ids or set())
         for cid in sorted(ids):
             p = account.positions.get(cid)
             c = self.ex._wire(cid)
@@ -285,11 +291,13 @@ class ClientSession:
 
     def _multi_rows(self, req_id: int, acct: str) -> None:
         snap, _ = self.ex._snapshot(acct)
+        self.sent_marks[("multi", req_id, acct)] = snap
         for key, value in snap.as_tags().items():
             self.send(M.account_update_multi(req_id, acct, key, f"{value:.2f}", snap.currency))
 
     def cancel_multi(self, req: CancelAccountUpdatesMulti) -> None:
         self.multi_subs.pop(req.req_id, None)
+        self.sent_marks = {k: v for k, v in self.sent_marks.items() if k[:2] != ("multi", req.req_id)}
 
     def account_summary(self, req: ReqAccountSummary) -> None:
         wanted = tuple(t.strip() for t in req.tags.split(",") if t.strip())
@@ -300,6 +308,7 @@ class ClientSession:
         self.send_end(M.account_summary_end(req.req_id))
 
     def _summary_rows(self, req_id: int, wanted: tuple[str, ...]) -> None:
+        self.sent_marks[("sum", req_id)] = tuple(self.ex._snapshot(a)[0] for a in self.ex.accounts)
         for acct in self.ex.accounts:
             snap, _ = self.ex._snapshot(acct)
             tags = snap.as_tags()
@@ -311,6 +320,7 @@ class ClientSession:
 
     def cancel_summary(self, req: CancelAccountSummary) -> None:
         self.summary_subs.pop(req.req_id, None)
+        self.sent_marks.pop(("sum", req.req_id), None)
 
     def on_account_change(self, acct: str, con_ids: set[int]) -> None:
         """Push what subscribers of this session see after a fill."""
