@@ -46,7 +46,7 @@ async def open_db(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path)
     await conn.execute("PRAGMA journal_mode = WAL")
     await conn.execute("PRAGMA synchronous = FULL")
-    for name in ("v001_core", "v002_fills"):
+    for name in ("v001_core", "v002_fills", "v005_fill_perf"):
         try:
             mod = importlib.import_module(f"hydra_engine.store.migrations.{name}")
         except ModuleNotFoundError:

@@ -68,7 +68,7 @@ def build(path: Path, n: int) -> None:
     path.unlink(missing_ok=True)
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode = WAL")
-    for name in ("v001_core", "v002_fills"):
+    for name in ("v001_core", "v002_fills", "v005_fill_perf"):
         try:
             db.executescript(importlib.import_module(f"hydra_engine.store.migrations.{name}").SQL)
         except ModuleNotFoundError:
@@ -124,7 +124,15 @@ def main() -> None:
     ap.add_argument("--rebuild", action="store_true")
     a = ap.parse_args()
     path = Path(a.db)
-    if a.rebuild or not path.exists() or sqlite3.connect(path).execute("SELECT COUNT(*) FROM fills").fetchone()[0] != a.n:
+    def stale() -> bool:  # wrong size, or built before the v005 fold mark
+        c = sqlite3.connect(path)
+        try:
+            has_mark = c.execute("SELECT 1 FROM sqlite_master WHERE name = 'fill_slippage_mark'").fetchone()
+            return not has_mark or c.execute("SELECT COUNT(*) FROM fills").fetchone()[0] != a.n
+        finally:
+            c.close()
+
+    if a.rebuild or not path.exists() or stale():
         t = time.perf_counter()
         build(path, a.n)
         print(f"build took {time.perf_counter() - t:.1f} s")

@@ -2,18 +2,22 @@
 
 ``log_fill`` returns only after the row is committed (with the store's ``synchronous=FULL`` that
 means on disk): True if it was new, False if that execId was already journalled. Each write runs
-as ONE call on the aiosqlite worker thread (insert, slippage block, commit), so a fill costs one
-thread hop plus one fsync.
+as ONE call on the aiosqlite worker thread (BEGIN, insert, commit), so a fill costs one thread hop
+plus one fsync.
 
 ``group_commit=True`` shares the fsync between fills that arrive together: concurrent
 ``log_fill`` calls queue up, one writer task inserts everything queued in a single transaction and
 commits once, then answers every caller. Durability is the same (nobody returns before the
 commit); throughput grows with the number of fills in flight. ``flush()`` waits for the queue.
 
-Besides the row, each fill with a predicted slippage, an actual slippage and an arrival mid adds
-its (predicted, actual, mid) float64 triple to the tail block of ``fill_slippage_blocks`` for its
-(symbol, data_type), in the same transaction, so the reconciler reads columns, not rows. Write
-fills only through this class so the blocks stay complete (``rebuild_blocks`` repairs them).
+Each fill with a predicted slippage, an actual slippage and an arrival mid also has its
+(predicted, actual, mid) float64 triple packed into ``fill_slippage_blocks`` for its (symbol,
+data_type), so the reconciler reads columns, not rows. Packing is deferred: fills above the fold
+mark (``fill_slippage_mark``, migration v005) are the unpacked tail; once the tail reaches
+``BLOCK_FILLS`` fills, the transaction that completes it also packs it and moves the mark. So 63
+per-fill commits in 64 write only the ``fills`` pages (no block read or rewrite), and the
+reconciler reads the blocks plus at most ``BLOCK_FILLS - 1`` tail rows. The journal keeps the mark
+in memory (read once, re-read after a failed commit). ``rebuild_blocks`` repairs the blocks.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ log = structlog.get_logger(__name__)
 
 DataType = Literal["live", "delayed"]
 BLOCK_FILLS = 64
-"""Fills per slippage block (64 x 24 bytes: one blob well inside a 4 KiB page)."""
+"""Fills per slippage block (1,536-byte blob) and the tail length that triggers a fold. In the
+WITHOUT ROWID table a blob this size spills into an overflow page; 41-fill blocks that fit the
+cell were measured no faster to read (more rows), so 64 stays."""
 _TRIPLE = struct.Struct("<ddd")
 _UNSET_DOUBLE = 1.7976931348623157e308  # IB's "no value"
 
@@ -51,6 +57,16 @@ _INSERT = (
 _TAIL = (
     "SELECT block_no, n_fills, data FROM fill_slippage_blocks WHERE symbol = ? AND data_type = ? "
     "ORDER BY block_no DESC LIMIT 1"
+)
+_MARK = "SELECT folded_through_id FROM fill_slippage_mark WHERE singleton = 0"
+_SET_MARK = (
+    "INSERT INTO fill_slippage_mark (singleton, folded_through_id) VALUES (0, ?) "
+    "ON CONFLICT (singleton) DO UPDATE SET folded_through_id = excluded.folded_through_id"
+)
+_UNFOLDED = (
+    "SELECT symbol, data_type, predicted_slippage, actual_slippage, arrival_mid FROM fills "
+    "WHERE id > ? AND id <= ? AND predicted_slippage IS NOT NULL AND actual_slippage IS NOT NULL "
+    "AND arrival_mid IS NOT NULL ORDER BY id"
 )
 _PUT_BLOCK = (
     "INSERT INTO fill_slippage_blocks (symbol, data_type, block_no, n_fills, data) VALUES (?, ?, ?, ?, ?) "
@@ -178,18 +194,30 @@ class FillRecord:
 # --------------------------------------------------------------------------- worker-thread code
 
 
-def _has_triple(rec: FillRecord) -> bool:
-    return rec.predicted_slippage is not None and rec.actual_slippage is not None and rec.arrival_mid is not None
+class _FoldState:
+    """The fold mark as last committed (None: unknown, read it from the database)."""
+
+    __slots__ = ("mark",)
+
+    def __init__(self) -> None:
+        self.mark: int | None = None
 
 
-def _append_blocks(db: sqlite3.Connection, recs: Sequence[FillRecord]) -> None:
-    """Append the (predicted, actual, mid) triples of ``recs`` to their tail blocks, in order."""
-    by_key: dict[tuple[str, str], bytearray] = {}
-    for rec in recs:
-        if _has_triple(rec):
-            by_key.setdefault((rec.symbol, rec.data_type), bytearray()).extend(
-                _TRIPLE.pack(rec.predicted_slippage, rec.actual_slippage, rec.arrival_mid))
+def _read_mark(db: sqlite3.Connection) -> int:
+    try:
+        row = db.execute(_MARK).fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            raise RuntimeError("table fill_slippage_mark is missing: the store needs migration "
+                               "v005_fill_perf (hydra_engine/store/migrations)") from exc
+        raise
+    return int(row[0]) if row else 0
+
+
+def _append_blocks(db: sqlite3.Connection, by_key: dict[tuple[str, str], bytearray]) -> None:
+    """Append packed triples to each key's tail block (filling a partial one first), in order."""
     size = _TRIPLE.size
+    full = BLOCK_FILLS * size
     for key, new in by_key.items():
         tail = db.execute(_TAIL, key).fetchone()
         if tail is None:
@@ -199,24 +227,39 @@ def _append_blocks(db: sqlite3.Connection, recs: Sequence[FillRecord]) -> None:
         else:
             block_no, buf = tail[0], bytearray(tail[2])
         buf.extend(new)
-        full = BLOCK_FILLS * size
         for off in range(0, len(buf), full):
             chunk = bytes(buf[off:off + full])
             db.execute(_PUT_BLOCK, (*key, block_no, len(chunk) // size, chunk))
             block_no += 1
 
 
-def _insert(db: sqlite3.Connection, rec: FillRecord) -> bool:
-    return db.execute(_INSERT, rec._row()).rowcount == 1  # noqa: SLF001 - same module
+def _fold(db: sqlite3.Connection) -> int:
+    """Pack every fill above the mark into the blocks and move the mark to the newest fill (inside
+    the caller's transaction). Returns the new mark."""
+    mark = _read_mark(db)
+    top = db.execute("SELECT MAX(id) FROM fills").fetchone()[0]
+    if top is None or top <= mark:
+        return mark
+    by_key: dict[tuple[str, str], bytearray] = {}
+    pack = _TRIPLE.pack
+    for sym, dtp, p, a, m in db.execute(_UNFOLDED, (mark, top)):
+        by_key.setdefault((sym, dtp), bytearray()).extend(pack(p, a, m))
+    _append_blocks(db, by_key)
+    db.execute(_SET_MARK, (top,))
+    return int(top)
 
 
-def _write_one(db: sqlite3.Connection, rec: FillRecord) -> bool:
-    """Insert one fill and extend its slippage block, inside a savepoint (all or nothing)."""
+def _insert(db: sqlite3.Connection, rec: FillRecord) -> int:
+    """The new row's id, or 0 when that execId is already journalled."""
+    cur = db.execute(_INSERT, rec._row())  # noqa: SLF001 - same module
+    return int(cur.lastrowid or 0) if cur.rowcount == 1 else 0
+
+
+def _write_one(db: sqlite3.Connection, rec: FillRecord) -> int:
+    """Insert one fill inside a savepoint (a failure leaves the surrounding transaction intact)."""
     db.execute("SAVEPOINT fill_journal")
     try:
         new = _insert(db, rec)
-        if new:
-            _append_blocks(db, (rec,))
         db.execute("RELEASE fill_journal")
         return new
     except BaseException:
@@ -225,32 +268,58 @@ def _write_one(db: sqlite3.Connection, rec: FillRecord) -> bool:
         raise
 
 
-def _write_batch(db: sqlite3.Connection, recs: Sequence[FillRecord]) -> list[bool | BaseException]:
-    """Write every record and commit once. Fast path: the whole batch in one savepoint; if any
-    statement fails, it is rolled back and redone record by record so a bad one fails alone."""
-    if not db.in_transaction:
-        db.execute("BEGIN")
+def _write_batch(db: sqlite3.Connection, recs: Sequence[FillRecord],
+                 state: _FoldState) -> list[bool | BaseException]:
+    """Write every record, fold the tail into blocks if it reached ``BLOCK_FILLS``, commit once.
+
+    The common case (one fill, no transaction open on the connection) is BEGIN, INSERT, COMMIT:
+    the same pages as a bare insert. A batch runs in one savepoint; if any statement fails it is
+    rolled back and redone record by record so a bad one fails alone."""
     out: list[bool | BaseException] = []
-    db.execute("SAVEPOINT fill_batch")
+    top = 0
     try:
-        flags = [_insert(db, r) for r in recs]
-        _append_blocks(db, [r for r, new in zip(recs, flags) if new])
-        db.execute("RELEASE fill_batch")
-        out.extend(flags)
-    except sqlite3.Error:
-        db.execute("ROLLBACK TO fill_batch")
-        db.execute("RELEASE fill_batch")
-        for rec in recs:
+        if not db.in_transaction and len(recs) == 1:
+            db.execute("BEGIN")
             try:
-                out.append(_write_one(db, rec))
-            except sqlite3.Error as exc:
-                out.append(exc)
-    try:
+                top = _insert(db, recs[0])
+            except sqlite3.Error as exc:  # only our statement is in this transaction
+                db.rollback()
+                return [exc]
+            out.append(top > 0)
+        else:
+            if not db.in_transaction:
+                db.execute("BEGIN")
+            db.execute("SAVEPOINT fill_batch")
+            try:
+                ids = [_insert(db, r) for r in recs]
+                db.execute("RELEASE fill_batch")
+            except sqlite3.Error:
+                db.execute("ROLLBACK TO fill_batch")
+                db.execute("RELEASE fill_batch")
+                ids = []
+                for rec in recs:
+                    try:
+                        ids.append(_write_one(db, rec))
+                    except sqlite3.Error as exc:
+                        out.append(exc)
+                        continue
+                    out.append(ids[-1] > 0)
+            else:
+                out.extend(i > 0 for i in ids)
+            top = max(ids, default=0)
+        mark = state.mark
+        if top:
+            if mark is None:
+                mark = _read_mark(db)
+            if top - mark >= BLOCK_FILLS:
+                mark = _fold(db)
         db.commit()
     except BaseException:
+        state.mark = None  # whatever was folded in this transaction is gone: re-read next time
         if db.in_transaction:
             db.rollback()
         raise
+    state.mark = mark
     return out
 
 
@@ -277,6 +346,7 @@ class FillJournal:
         self._queue: list[tuple[FillRecord, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._pending_commission: dict[str, float] = {}
+        self._fold_state = _FoldState()
         self.commits = 0
         """Transactions committed by this journal (with group commit: fewer than fills)."""
         lock = getattr(tx, "lock", None) or getattr(tx, "_lock", None)
@@ -299,7 +369,7 @@ class FillJournal:
         if late is not None and rec.commission is None:
             rec = dataclasses.replace(rec, commission=late)
         if not self.group_commit:
-            result = (await self._call(lambda: _write_batch(self._db(), (rec,))))[0]
+            result = (await self._call(lambda: _write_batch(self._db(), (rec,), self._fold_state)))[0]
             self.commits += 1
         else:
             fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -319,7 +389,7 @@ class FillJournal:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch:]
             recs = [r for r, _ in batch]
             try:
-                results = await self._call(lambda: _write_batch(self._db(), recs))
+                results = await self._call(lambda: _write_batch(self._db(), recs, self._fold_state))
             except BaseException as exc:  # commit failed: nobody in this batch is durable
                 for _, fut in batch:
                     if not fut.done():
@@ -389,17 +459,19 @@ class FillJournal:
         return FillRecord._from_row(row) if row else None  # noqa: SLF001
 
     async def rebuild_blocks(self) -> int:
-        """Recreate ``fill_slippage_blocks`` from ``fills`` (repair); returns the fills packed."""
+        """Recreate ``fill_slippage_blocks`` from ``fills`` (repair) and move the fold mark to the
+        newest fill; returns the fills packed."""
         def work() -> int:
             db = self._db()
             if not db.in_transaction:
                 db.execute("BEGIN")
             try:
                 db.execute("DELETE FROM fill_slippage_blocks")
+                top = db.execute("SELECT COALESCE(MAX(id), 0) FROM fills").fetchone()[0]
                 rows = db.execute(
                     "SELECT symbol, data_type, predicted_slippage, actual_slippage, arrival_mid FROM fills "
-                    "WHERE predicted_slippage IS NOT NULL AND actual_slippage IS NOT NULL AND arrival_mid IS NOT NULL "
-                    "ORDER BY symbol, data_type, id"
+                    "WHERE id <= ? AND predicted_slippage IS NOT NULL AND actual_slippage IS NOT NULL "
+                    "AND arrival_mid IS NOT NULL ORDER BY symbol, data_type, id", (top,)
                 )
                 total, key, buf, block_no = 0, None, bytearray(), 0
 
@@ -417,9 +489,13 @@ class FillJournal:
                     buf += _TRIPLE.pack(p, a, m)
                     total += 1
                 put()
+                _read_mark(db)  # a clear error if the table is missing
+                db.execute(_SET_MARK, (top,))
                 db.commit()
-                return total
             except BaseException:
+                self._fold_state.mark = None
                 db.rollback()
                 raise
+            self._fold_state.mark = int(top)
+            return total
         return int(await self._call(work))

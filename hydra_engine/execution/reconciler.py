@@ -1,10 +1,13 @@
 """SlippageReconciler: is the slippage model honest? Predicted vs actual over the journalled fills.
 
 It reads the journal's columnar ``fill_slippage_blocks`` (float64 triples predicted, actual,
-arrival mid), so a million fills are ~16k blobs read into one preallocated array, then a few
-numpy passes: centred sums for the moments, and one argsort per column for Spearman's ranks
-(average ranks for ties, float32), the two in parallel threads. Spearman is computed once, in bps. Fills priced on DELAYED data are excluded from every statistic and from the verdict
-(their "arrival mid" is stale); ``n_delayed_excluded`` says how many.
+arrival mid) plus the journal's short unpacked tail (``fills`` rows above the fold mark, see
+``fill_journal``), so a million fills are ~16k blobs copied into one preallocated array, then a
+few numpy passes: centred sums for the moments, and one argsort per column for Spearman's ranks
+(average ranks for ties, float32), the two in parallel threads. Sums of products use einsum, not
+BLAS (see ``_dot``). Spearman is computed once, in bps. Fills priced on DELAYED data are excluded
+from every statistic and from the verdict (their "arrival mid" is stale); ``n_delayed_excluded``
+says how many.
 
 Definitions (per fill i, predicted p_i and actual a_i, positive is a cost):
 bias = mean(p - a) (positive: the model is pessimistic); RMSE = sqrt(mean((p - a)^2));
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +44,7 @@ VERDICT_UNDER = "underestimates cost"
 VERDICT_OVER = "overestimates cost"
 
 _NAN = float("nan")
+_TRIPLE = struct.Struct("<ddd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,20 +178,20 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _rank_pearson(rx: np.ndarray, ry: np.ndarray, chunk: int = 1 << 16) -> float:
-    """Pearson of two float32 rank arrays with float64 accumulation, a chunk at a time."""
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of products in float64 on the calling thread. Not ``np.dot``: that is OpenBLAS, which
+    wakes its own thread pool for long vectors, and on a loaded machine waiting for those threads
+    cost up to hundreds of ms per call (measured); einsum's loop takes ~0.5 ms per million."""
+    return float(np.einsum("i,i->", a, b, dtype=np.float64))
+
+
+def _rank_pearson(rx: np.ndarray, ry: np.ndarray) -> float:
+    """Pearson of two float32 rank arrays, accumulated in float64 (no float64 copies)."""
     n = rx.shape[0]
     if n < 2:
         return _NAN
-    sx = sy = sxx = syy = sxy = 0.0
-    for i in range(0, n, chunk):
-        a = rx[i:i + chunk].astype(np.float64)
-        b = ry[i:i + chunk].astype(np.float64)
-        sx += float(a.sum())
-        sy += float(b.sum())
-        sxx += float(np.dot(a, a))
-        syy += float(np.dot(b, b))
-        sxy += float(np.dot(a, b))
+    sx, sy = float(rx.sum(dtype=np.float64)), float(ry.sum(dtype=np.float64))
+    sxx, syy, sxy = _dot(rx, rx), _dot(ry, ry), _dot(rx, ry)
     mx, my = sx / n, sy / n
     vx, vy = sxx - n * mx * mx, syy - n * my * my
     if vx <= 0 or vy <= 0:
@@ -220,8 +226,8 @@ def _t975(dof: int) -> float:
 def compute_stats(pred: np.ndarray, act: np.ndarray) -> SlippageStats:
     """All moment-based figures for paired arrays (same length); see the module docstring.
 
-    One centring pass per array and three dot products: bias, RMSE and the CI come from the
-    centred sums, so no (p - a) array is built.
+    One centring pass per array and four sums of products; the deviations of (p - a) reuse the
+    centred p array, so no extra array is built.
     """
     n = int(pred.shape[0])
     if n == 0:
@@ -229,12 +235,13 @@ def compute_stats(pred: np.ndarray, act: np.ndarray) -> SlippageStats:
     mp, ma = float(pred.mean()), float(act.mean())
     dp = pred - mp
     da = act - ma
-    spp = float(np.dot(dp, dp))
-    saa = float(np.dot(da, da))
-    spa = float(np.dot(dp, da))
+    spp = _dot(dp, dp)
+    saa = _dot(da, da)
+    spa = _dot(dp, da)
+    dp -= da  # (p - a) minus its mean, in place: spp - 2 spa + saa cancels badly when p ~ a
+    sdd = _dot(dp, dp)
     del dp, da
     bias = mp - ma
-    sdd = max(0.0, spp - 2.0 * spa + saa)  # sum of squared deviations of (p - a) from its mean
     rmse = math.sqrt(sdd / n + bias * bias)
     if n >= 2:
         half = _t975(n - 1) * math.sqrt(sdd / (n - 1)) / math.sqrt(n)
@@ -302,31 +309,59 @@ class SlippageReconciler:
         self.thresholds = thresholds or CalibrationThresholds()
 
     async def _blocks(self, symbol: str | None) -> tuple[np.ndarray, int]:
-        """The live triples as an (n, 3) float64 array, read block by block on the DB thread (no
-        intermediate list of rows), and the number of delayed fills."""
-        where = "" if symbol is None else " AND symbol = ?"
+        """The live triples as an (n, 3) float64 array and the number of delayed fills: the packed
+        blocks in one pass, then the journal's unpacked tail (``fills`` rows above the fold mark,
+        fewer than ``BLOCK_FILLS``), in one call on the DB thread (no journal write can land between)."""
+        where = "" if symbol is None else " WHERE symbol = ?"
+        tail_where = "" if symbol is None else " AND +symbol = ?"  # '+': walk the id range, not the symbol index
         args: tuple[Any, ...] = () if symbol is None else (symbol,)
 
         def read(db: Any) -> tuple[np.ndarray, int]:
-            counts = dict(db.execute(
-                f"SELECT data_type, COALESCE(SUM(n_fills), 0) FROM fill_slippage_blocks WHERE 1 = 1{where} "
-                "GROUP BY data_type", args).fetchall())
-            size = int(counts.get("live", 0)) * 24
-            buf = bytearray(size)
+            try:
+                row = db.execute("SELECT folded_through_id FROM fill_slippage_mark WHERE singleton = 0").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    raise RuntimeError("table fill_slippage_mark is missing: the store needs migration "
+                                       "v005_fill_perf (hydra_engine/store/migrations)") from exc
+                raise
+            mark = int(row[0]) if row else 0
+            tail = bytearray()
+            n_delayed = 0
+            pack = _TRIPLE.pack
+            for dtp, p, a, m in db.execute(
+                    "SELECT data_type, predicted_slippage, actual_slippage, arrival_mid FROM fills WHERE id > ? "
+                    "AND predicted_slippage IS NOT NULL AND actual_slippage IS NOT NULL "
+                    f"AND arrival_mid IS NOT NULL{tail_where} ORDER BY id", (mark, *args)):
+                if dtp == "live":
+                    tail += pack(p, a, m)
+                else:
+                    n_delayed += 1
+            # exact size first (cheap: no blob is read), so the blobs are copied once into one
+            # preallocated buffer instead of a growing one (which would double the peak memory)
+            sizes = dict(db.execute(
+                f"SELECT data_type, COALESCE(SUM(n_fills), 0) FROM fill_slippage_blocks{where} GROUP BY data_type",
+                args).fetchall())
+            n_delayed += int(sizes.get("delayed", 0))
+            packed = 24 * int(sizes.get("live", 0))
+            buf = bytearray(packed + len(tail))
             view = memoryview(buf)
             pos = 0
-            for (data,) in db.execute(f"SELECT data FROM fill_slippage_blocks WHERE data_type = 'live'{where}", args):
+            for dtp, n, data in db.execute(
+                    f"SELECT data_type, n_fills, data FROM fill_slippage_blocks{where}", args):
+                if dtp != "live":
+                    continue
                 k = len(data)
-                if k % 24 or pos + k > size:
-                    raise ValueError("fill_slippage_blocks is inconsistent (partial triple or n_fills mismatch): "
-                                     "run FillJournal.rebuild_blocks()")
+                if k != 24 * n or pos + k > packed:
+                    raise ValueError("fill_slippage_blocks is inconsistent (n_fills does not match the "
+                                     "blob): run FillJournal.rebuild_blocks()")
                 view[pos:pos + k] = data
                 pos += k
+            if pos != packed:
+                raise ValueError("fill_slippage_blocks is inconsistent (n_fills does not match the blobs): "
+                                 "run FillJournal.rebuild_blocks()")
+            view[pos:] = tail
             view.release()
-            if pos != size:
-                raise ValueError("fill_slippage_blocks is inconsistent (n_fills mismatch): run "
-                                 "FillJournal.rebuild_blocks()")
-            return np.frombuffer(buf, dtype="<f8").reshape(-1, 3), int(counts.get("delayed", 0))
+            return np.frombuffer(buf, dtype="<f8").reshape(-1, 3), n_delayed
 
         run = getattr(self._conn, "_execute", None)
         if not callable(run):

@@ -22,7 +22,7 @@ async def open_db(path: Path, migrate: bool = True) -> aiosqlite.Connection:
     await conn.execute("PRAGMA journal_mode = WAL")
     await conn.execute("PRAGMA synchronous = FULL")
     if migrate:
-        for name in ("v001_core", "v002_fills"):
+        for name in ("v001_core", "v002_fills", "v005_fill_perf"):
             try:
                 mod = importlib.import_module(f"hydra_engine.store.migrations.{name}")
             except ModuleNotFoundError:
@@ -149,7 +149,7 @@ async def test_acknowledged_fills_survive_a_kill(tmp_path: Path, mode: str) -> N
                                                 stdout=asyncio.subprocess.PIPE, env=env)
     acked: list[str] = []
     assert proc.stdout is not None
-    while len(acked) < 60:
+    while len(acked) < 150:  # past two folds of the tail into blocks
         line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
         assert line, "writer process ended early"
         acked.append(line.decode().strip())
@@ -158,9 +158,12 @@ async def test_acknowledged_fills_survive_a_kill(tmp_path: Path, mode: str) -> N
     db = sqlite3.connect(path)
     stored = {r[0] for r in db.execute("SELECT exec_id FROM fills")}
     n_blocks = db.execute("SELECT COALESCE(SUM(n_fills), 0) FROM fill_slippage_blocks").fetchone()[0]
+    mark = db.execute("SELECT folded_through_id FROM fill_slippage_mark").fetchone()[0]
+    n_tail = db.execute("SELECT COUNT(*) FROM fills WHERE id > ?", (mark,)).fetchone()[0]
     db.close()
     assert set(acked) <= stored
-    assert n_blocks == len(stored)  # blocks and rows committed together
+    assert n_blocks >= BLOCK_FILLS and n_tail < BLOCK_FILLS  # folded, and the tail stayed short
+    assert n_blocks + n_tail == len(stored)  # blocks, mark and rows committed together
 
 
 async def test_slippage_blocks_match_the_rows(db) -> None:
@@ -177,6 +180,56 @@ async def test_slippage_blocks_match_the_rows(db) -> None:
     assert await j.rebuild_blocks() == n
     async with db.execute("SELECT block_no, n_fills, data FROM fill_slippage_blocks ORDER BY block_no") as cur:
         assert await cur.fetchall() == blocks
+
+
+async def _packed_and_tail(db) -> tuple[list[tuple[float, float, float]], int]:
+    async with db.execute("SELECT data FROM fill_slippage_blocks ORDER BY symbol, data_type, block_no") as cur:
+        packed = [t for (b,) in await cur.fetchall() for t in struct.iter_unpack("<ddd", b)]
+    async with db.execute("SELECT folded_through_id FROM fill_slippage_mark") as cur:
+        mark = (await cur.fetchone())[0]
+    return packed, mark
+
+
+async def test_per_fill_commits_fold_the_tail_every_block(db) -> None:
+    """Invariant: fills above the mark are the unpacked tail (< BLOCK_FILLS); everything at or
+    below it is packed, in journal order; a journal reopened on the file carries on from the mark."""
+    j = FillJournal(db)
+    recs = [rec(i, fill_price=70.0 + 0.01 * (i % 9)) for i in range(BLOCK_FILLS * 2 + 10)]
+    for r in recs[:BLOCK_FILLS - 1]:
+        await j.log_fill(r)
+    packed, mark = await _packed_and_tail(db)
+    assert packed == [] and mark == 0  # 63 commits: no block written yet
+    await j.log_fill(recs[BLOCK_FILLS - 1])
+    packed, mark = await _packed_and_tail(db)
+    assert len(packed) == BLOCK_FILLS and mark == BLOCK_FILLS
+    j2 = FillJournal(db)  # e.g. after a restart: reads the mark from the file
+    for r in recs[BLOCK_FILLS:]:
+        await j2.log_fill(r)
+    packed, mark = await _packed_and_tail(db)
+    assert mark == 2 * BLOCK_FILLS
+    assert packed == [(r.predicted_slippage, r.actual_slippage, r.arrival_mid) for r in recs[:mark]]
+    async with db.execute("SELECT COUNT(*) FROM fills WHERE id > ?", (mark,)) as cur:
+        assert (await cur.fetchone())[0] == 10
+    assert await j2.rebuild_blocks() == len(recs)
+    packed, mark = await _packed_and_tail(db)
+    assert mark == len(recs) and len(packed) == len(recs)
+
+
+async def test_failed_fold_is_rolled_back_with_its_fill(db) -> None:
+    j = FillJournal(db)
+    for i in range(BLOCK_FILLS - 1):
+        await j.log_fill(rec(i))
+    await db.execute("CREATE TRIGGER no_blocks BEFORE INSERT ON fill_slippage_blocks "
+                     "BEGIN SELECT RAISE(ABORT, 'blocks refused'); END")
+    await db.commit()
+    with pytest.raises(sqlite3.Error, match="blocks refused"):
+        await j.log_fill(rec(BLOCK_FILLS))  # completes the tail: the fold fails, so does the fill
+    assert await j.get(rec(BLOCK_FILLS).exec_id) is None
+    await db.execute("DROP TRIGGER no_blocks")
+    await db.commit()
+    assert await j.log_fill(rec(BLOCK_FILLS)) is True
+    packed, mark = await _packed_and_tail(db)
+    assert len(packed) == BLOCK_FILLS and mark == BLOCK_FILLS
 
 
 @pytest.mark.parametrize(

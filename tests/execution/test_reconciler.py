@@ -36,7 +36,7 @@ TH = CalibrationThresholds(min_fills=30, max_abs_bias_bps=2.0, pessimism_low=0.6
 async def open_db(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path)
     await conn.execute("PRAGMA journal_mode = WAL")
-    for name in ("v001_core", "v002_fills"):
+    for name in ("v001_core", "v002_fills", "v005_fill_perf"):
         try:
             mod = importlib.import_module(f"hydra_engine.store.migrations.{name}")
         except ModuleNotFoundError:
@@ -161,3 +161,47 @@ async def test_reconcile_from_the_journal_excludes_delayed(db) -> None:
     zc = await SlippageReconciler(db, CalibrationThresholds(min_fills=1000)).reconcile("ZC")
     assert zc.verdict == VERDICT_INSUFFICIENT and "min_fills 1000" in zc.verdict_reason
     assert (await rec.reconcile("NOPE")).n_fills == 0
+
+
+async def test_reconcile_includes_the_unpacked_tail(db) -> None:
+    """Fills above the journal's fold mark are not in any block yet: reconcile reads them from
+    ``fills`` (with the symbol filter and the delayed exclusion applied there too)."""
+    j = FillJournal(db)  # per-fill commits: the last fills stay in the tail
+    rng = np.random.default_rng(8)
+    recs = []
+    for i in range(64 + 21):
+        sym = "CL" if i % 2 else "ZC"
+        mid = 70.0 if sym == "CL" else 450.0
+        pred = float(rng.uniform(0.005, 0.05))
+        cost = pred * float(rng.uniform(0.5, 1.5))
+        recs.append(FillRecord(exec_id=f"t{i}", fill_time=T0 + dt.timedelta(minutes=i), symbol=sym,
+                               contract_month="202703", direction="BUY", qty=1, fill_price=mid + cost,
+                               arrival_mid=mid, predicted_slippage=pred,
+                               data_type="delayed" if i in (3, 70, 71) else "live"))
+    for r in recs:
+        assert await j.log_fill(r) is True
+    async with db.execute("SELECT folded_through_id FROM fill_slippage_mark") as cur:
+        assert (await cur.fetchone())[0] == 64  # 21 fills (two delayed) only in the tail
+    rec = SlippageReconciler(db, TH)
+    for sym in (None, "CL", "ZC"):
+        live = [r for r in recs if r.data_type == "live" and sym in (None, r.symbol)]
+        rep = await rec.reconcile(sym)
+        assert rep.n_fills == len(live)
+        assert rep.n_delayed_excluded == sum(1 for r in recs if r.data_type == "delayed" and sym in (None, r.symbol))
+        act = np.array([r.actual_slippage for r in live])
+        pred = np.array([r.predicted_slippage for r in live])
+        assert rep.mean_actual == pytest.approx(act.mean(), rel=1e-12)
+        assert rep.mean_predicted == pytest.approx(pred.mean(), rel=1e-12)
+        if sym is not None:  # one arrival mid per symbol here: ranks in bps = ranks in price
+            assert rep.spearman == pytest.approx(stats.spearmanr(pred, act)[0], abs=1e-9)
+
+
+async def test_reconcile_without_the_mark_table_names_the_migration(tmp_path: Path) -> None:
+    conn = await aiosqlite.connect(tmp_path / "old.db")
+    try:
+        for name in ("v001_core", "v002_fills"):
+            await conn.executescript(importlib.import_module(f"hydra_engine.store.migrations.{name}").SQL)
+        with pytest.raises(RuntimeError, match="v005_fill_perf"):
+            await SlippageReconciler(conn).reconcile()
+    finally:
+        await conn.close()
