@@ -6,9 +6,9 @@ microseconds; prices in quote currency per unit; slippage in price units (positi
 commission in account currency (NULL until its report arrives).
 
 ``fill_slippage_blocks``: the (predicted, actual, arrival mid) triple of every fill that has all
-three, packed as little-endian float64 in blocks of up to 64 fills per (symbol, data_type). The
-journal writes it in the same transaction as the fill, so the reconciler reads a million fills as
-~16k blobs instead of a million rows.
+three, packed as little-endian float64 in blocks of up to 64 fills per (symbol, data_type), so the
+reconciler reads a million fills as ~16k blobs instead of a million rows. Since v005 the journal
+folds fills into blocks every 64 fills behind a mark (see v005_fill_perf).
 
 ``breaker_state``: one row per risk breaker. ``risk_order_counts``: orders approved per trading
 date, so a restart does not reset the daily cap.
