@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import importlib
 import tempfile
 import time
 from pathlib import Path
@@ -26,9 +25,10 @@ import aiosqlite
 import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 from hydra_engine.execution.fill_journal import FillJournal, FillRecord  # noqa: E402
+from hydra_engine.store.database import open_migrated
 
 CPU_US: dict[str, tuple[float, int]] = {}
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
@@ -43,17 +43,7 @@ def make(i: int, tag: str) -> FillRecord:
 
 
 async def open_db(path: Path) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path)
-    await conn.execute("PRAGMA journal_mode = WAL")
-    await conn.execute("PRAGMA synchronous = FULL")
-    for name in ("v001_core", "v002_fills", "v005_fill_perf"):
-        try:
-            mod = importlib.import_module(f"hydra_engine.store.migrations.{name}")
-        except ModuleNotFoundError:
-            continue
-        await conn.executescript(mod.SQL)
-    await conn.commit()
-    return conn
+    return await open_migrated(path)
 
 
 async def per_fill(path: Path, n: int) -> float:

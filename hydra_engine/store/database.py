@@ -169,6 +169,19 @@ async def apply_migrations(conn: aiosqlite.Connection, migrations: Sequence[Migr
     return applied
 
 
+async def open_migrated(path: Path, *, migrate: bool = True) -> aiosqlite.Connection:
+    """A bare connection with the store's durability settings and schema, for tools and tests.
+
+    No account check, lock or backup (``Store`` does those); reopening an up-to-date file applies
+    nothing, so it is safe to call on every open."""
+    conn = await aiosqlite.connect(path)
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA synchronous = FULL")
+    if migrate:
+        await apply_migrations(conn)
+    return conn
+
+
 def _recorded_sync(conn: sqlite3.Connection) -> set[int] | None:
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchone() is None:
         return None

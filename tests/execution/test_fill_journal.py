@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib
 import sqlite3
 import struct
 from pathlib import Path
@@ -13,23 +12,13 @@ import aiosqlite
 import pytest
 
 from hydra_engine.execution.fill_journal import BLOCK_FILLS, FillJournal, FillRecord
+from hydra_engine.store.database import open_migrated
 
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
 
 
 async def open_db(path: Path, migrate: bool = True) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path)
-    await conn.execute("PRAGMA journal_mode = WAL")
-    await conn.execute("PRAGMA synchronous = FULL")
-    if migrate:
-        for name in ("v001_core", "v002_fills", "v005_fill_perf"):
-            try:
-                mod = importlib.import_module(f"hydra_engine.store.migrations.{name}")
-            except ModuleNotFoundError:
-                continue
-            await conn.executescript(mod.SQL)
-        await conn.commit()
-    return conn
+    return await open_migrated(path, migrate=migrate)
 
 
 @pytest.fixture

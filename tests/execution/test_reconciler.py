@@ -28,22 +28,14 @@ from hydra_engine.execution.reconciler import (
     average_ranks,
     spearman,
 )
+from hydra_engine.store.database import open_migrated
 
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
 TH = CalibrationThresholds(min_fills=30, max_abs_bias_bps=2.0, pessimism_low=0.67, pessimism_high=1.5)
 
 
 async def open_db(path: Path) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path)
-    await conn.execute("PRAGMA journal_mode = WAL")
-    for name in ("v001_core", "v002_fills", "v005_fill_perf"):
-        try:
-            mod = importlib.import_module(f"hydra_engine.store.migrations.{name}")
-        except ModuleNotFoundError:
-            continue
-        await conn.executescript(mod.SQL)
-    await conn.commit()
-    return conn
+    return await open_migrated(path)
 
 
 @pytest.fixture
