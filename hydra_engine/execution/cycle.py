@@ -22,9 +22,12 @@ from hydra_engine.execution.targets import position_notional
 from hydra_engine.events import AccountUpdated, PositionsUpdated
 from hydra_engine.markets import (
     MarketConfig,
+    decision_at,
     is_trading_day,
     last_decision_at_or_before,
     local_date,
+    next_trading_day,
+    trading_date_at,
     trading_days_between,
 )
 from hydra_engine.risk.sizing import SizingResult, size_position
@@ -168,6 +171,8 @@ class ExecutionTicket:
     """The ``asyncio.Task`` working it."""
     waiting_until: dt.datetime | None = None
     """Set while the task sleeps on the clock until the next session opens (the engine is idle)."""
+    session_date: dt.date | None = None
+    """Trading date of the session the orders are worked in (D+1 for a decision after D's close)."""
 
 
 def clamp_move(target: int, current: float, max_order: int) -> int:
@@ -192,6 +197,17 @@ def due_trading_date(market: MarketConfig, now: dt.datetime, *, force: bool = Fa
         if is_trading_day(market, today):
             return today
     return last_decision_at_or_before(market, now)[0]
+
+
+def execution_date(market: MarketConfig, decision_date: dt.date, now: dt.datetime) -> dt.date:
+    """The trading date of the session the decision on ``decision_date`` is executed in.
+
+    A decision taken after D's close is worked in the next liquid session, D+1: its contract month,
+    its daily P&L base and its order caps are all as of that session, never as of D. A forced cycle
+    before the decision time (D's session still open) executes in D itself."""
+    if now >= decision_at(market, decision_date):
+        return next_trading_day(market, decision_date)
+    return max(decision_date, trading_date_at(market, now))
 
 
 async def account_state(runner: Any, m: MarketConfig, day: dt.date, summary: dict[str, Any]) -> Any:
@@ -312,8 +328,10 @@ class ExecutionDesk:
         if self.config.wait_for_session:
             start_at = session_start(getattr(month, "details", None), now,
                                           liquid=self.config.liquid_hours_only if liquid is None else liquid)
+        waiting = start_at if start_at is not None and start_at > now else None
+        session_day = trading_date_at(m, waiting or now)
         ticket = ExecutionTicket(m.symbol, day or local_date(m, now), target, None,
-                                 waiting_until=start_at if start_at is not None and start_at > now else None)
+                                 waiting_until=waiting, session_date=session_day)
         ticket.task = asyncio.get_running_loop().create_task(
             self._execute(m, target, day, ticket), name=f"execute-{m.symbol}-{ticket.trading_date.isoformat()}"
         )
@@ -328,7 +346,10 @@ class ExecutionDesk:
             log.info("runner.execution_scheduled", market=m.symbol, at=ticket.waiting_until.isoformat(), target=target)
             await self.clock.sleep_until(ticket.waiting_until)
             ticket.waiting_until = None
-        res = await self.order_manager.move_to_target(m, target, equity=self.store.equity, trading_date=day)
+        # the order's session, not the decision's date: the daily-P&L base is the close mark of the
+        # last completed session before it, and the contract month is the front month as of it
+        session_day = trading_date_at(m, self.clock.now()) if ticket.session_date is None else ticket.session_date
+        res = await self.order_manager.move_to_target(m, target, equity=self.store.equity, trading_date=session_day)
         log.info("runner.execution_done", market=m.symbol, trading_date=str(day), target=target,
                  filled=getattr(res, "filled", None), reasons=list(getattr(res, "reasons", ()) or ()))
         return res

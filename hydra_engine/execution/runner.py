@@ -37,6 +37,7 @@ from hydra_engine.execution.cycle import (
     agent_step,
     clamp_move,
     due_trading_date,
+    execution_date,
     load_bars,
     target_from_signal,
 )
@@ -437,7 +438,8 @@ class PaperTradingRunner:
         from hydra_engine.execution.targets import market_stats
 
         cfg = self.cycle_config
-        resolved = await self.broker.resolve_contract(m, as_of=day)
+        # the month traded is the front month as of the execution session (D+1), not the decision date
+        resolved = await self.broker.resolve_contract(m, as_of=execution_date(m, day, self.clock.now()))
         month = resolved.active
         # sigma and ADV of the traded month, as the order manager measures them for the gate's
         # trade-loss check (its last 20 bars); a 60-day request, so it never repeats the order
