@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
-from typing import Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hydra_engine.clock import UTC, ensure_utc
@@ -208,11 +208,29 @@ def trading_days(market: MarketConfig, start: date, end: date) -> Iterator[date]
         d += timedelta(days=1)
 
 
-def trading_days_between(market: MarketConfig, earlier: date, later: date) -> int:
-    """How many trading days lie in ``(earlier, later]``: 1 for consecutive sessions, 0 if same."""
+TradingCalendar = Callable[[date], bool]
+"""A trading-day predicate: True when a session settles on the date."""
+
+
+def trading_days_between(market: MarketConfig | TradingCalendar, earlier: date, later: date) -> int:
+    """How many trading days lie in ``(earlier, later]``: 1 for consecutive sessions, 0 if same.
+
+    ``market`` is a market (its exchange calendar) or any ``TradingCalendar`` (e.g. the union of
+    the configured markets, ``any_market_trades``); the one count the engine uses everywhere."""
     if later <= earlier:
         return 0
-    return sum(1 for _ in trading_days(market, earlier + timedelta(days=1), later))
+    trades: TradingCalendar = market if callable(market) else functools.partial(is_trading_day, market)
+    return sum(1 for i in range(1, (later - earlier).days + 1) if trades(earlier + timedelta(days=i)))
+
+
+def any_market_trades(markets: Iterable[MarketConfig]) -> TradingCalendar:
+    """A day is a trading day when any of ``markets`` trades (account-wide counts: breaker cooldowns)."""
+    ms = tuple(markets)
+
+    def trades(d: date) -> bool:
+        return any(is_trading_day(m, d) for m in ms) if ms else d.weekday() < 5
+
+    return trades
 
 
 def add_trading_days(market: MarketConfig, day: date, n: int) -> date:

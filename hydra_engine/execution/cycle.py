@@ -1,43 +1,48 @@
-"""Pieces of the daily cycle that are pure decisions: which trading date is due, and how a
-champion's probability becomes a target position.
+"""The daily cycle of one market and trading date (ARCHITECTURE "The daily cycle"), read top to bottom.
 
-Kept apart from the runner so the arithmetic can be read (and tested) without a broker: the
-runner gathers the inputs (account, bars, quote), calls ``target_from_signal`` and hands the
-target to the order manager, which orders only the difference.
+``DailyCycle.run`` owns the steps between the runner's claim and the journalled summary:
+connection -> account state -> bars -> self-healing agent -> champion signal -> target ->
+``ExecutionDesk`` (the order manager works the orders in the execution session) -> a frozen
+``CycleSummary``, persisted in the cycle row and published as ``CycleFinished``. The decision is made
+after day D's close; the orders are worked in the next liquid session (``decisions.execution_date``),
+and everything the order path reads is as of that session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import math
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import structlog
 
-from hydra_engine.execution.sessions import session_start
-from hydra_engine.execution.targets import position_notional
+from hydra_engine.events import AccountUpdated, CycleFinished, EventBus, PositionsUpdated
+from hydra_engine.execution.account_view import account_view
+from hydra_engine.execution.decisions import bars_until, clamp_move, execution_date, target_from_signal
+from hydra_engine.execution.targets import market_stats, position_notional
+from hydra_engine.markets import MarketConfig, is_trading_day
+from hydra_engine.risk.intents import AccountState
+from hydra_engine.store.cycles import CycleStatus
+from hydra_engine.store.kv import LAST_CYCLE_DATE
+from hydra_engine.tasks import log_task_failure
 
-from hydra_engine.events import AccountUpdated, PositionsUpdated
-from hydra_engine.markets import (
-    MarketConfig,
-    decision_at,
-    is_trading_day,
-    last_decision_at_or_before,
-    local_date,
-    next_trading_day,
-    trading_date_at,
-    trading_days_between,
-)
-from hydra_engine.risk.sizing import SizingResult, size_position
+if TYPE_CHECKING:
+    from hydra_engine.broker.records import AccountSnapshot, PositionSnapshot
+    from hydra_engine.clock import Clock
+    from hydra_engine.execution.desk import ExecutionDesk
+    from hydra_engine.execution.patience import PatienceSchedule
+    from hydra_engine.ports import AgentStep, Broker, ChampionSource, CycleStore, RiskCheck
 
 log = structlog.get_logger(__name__)
-TRADE_LOSS_HEADROOM = 0.8
-"""Size to 80% of the gate's single-trade loss cap: the order manager measures sigma on the traded
-month's own bars, which differ a little from the continuous history sized on here."""
+
 CONTINUOUS = "CONTFUT"
 """Bar-store contract key of the continuous (back-adjusted) history features are built on."""
+SIZING_LOOKBACK_DAYS = 60
+"""Daily bars of the traded month for sigma and ADV (a request the order manager never repeats)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,370 +96,321 @@ class CycleConfig:
 
         return load_dataclass(cls, mapping or {}, "execution")
 
-    def patience(self) -> Any:
+    def patience(self) -> PatienceSchedule:
         from hydra_engine.execution.patience import PatienceSchedule
 
         return PatienceSchedule.from_config({"steps": [list(s) for s in self.patience_steps],
                                              "cancel_after_s": self.cancel_after_s})
 
 
+
 @dataclass(frozen=True, slots=True)
-class TargetDecision:
-    """How the signal became a target (contracts, signed)."""
+class CycleSummary:
+    """What one cycle did, as persisted in its row and published with ``CycleFinished``.
 
-    target: int
-    direction: str
-    """LONG, FLAT or SHORT."""
-    p_up: float
-    sizing: SizingResult | None
-    risk_per_contract: float
-    """Account currency per contract at ``k_sigma``."""
-    cap_trade_loss: int
-    """Contracts allowed by the single-trade loss cap."""
-
-    def to_dict(self) -> dict[str, Any]:
-        s = self.sizing
-        return {
-            "target": self.target, "direction": self.direction, "p_up": round(self.p_up, 6),
-            "risk_per_contract": round(self.risk_per_contract, 2), "cap_trade_loss": self.cap_trade_loss,
-            "kelly_full": None if s is None else round(s.kelly_full, 6),
-            "kelly_contracts": None if s is None else s.kelly_contracts,
-            "binding": "trade_loss" if s is not None and self.cap_trade_loss < s.n_contracts else (None if s is None else s.binding),
-        }
-
-
-def target_from_signal(
-    p_up: float,
-    *,
-    config: CycleConfig,
-    market: MarketConfig,
-    equity: float,
-    daily_sigma: float,
-    multiplier: float,
-    adv: float,
-    max_trade_loss_pct: float | None = None,
-) -> TargetDecision:
-    """Long / flat / short by thresholds, sized by fractional Kelly, capped by the market's contracts,
-    its ADV fraction and the single-trade loss cap (so the gate is not asked for what it refuses)."""
-    if not (isinstance(p_up, (int, float)) and 0.0 <= p_up <= 1.0):
-        raise ValueError(f"p_up = {p_up!r}: must be a probability in [0, 1]")
-    if p_up > config.long_threshold:
-        sign, direction, win_prob = 1, "LONG", float(p_up)
-    elif p_up < config.short_threshold and config.allow_short:
-        sign, direction, win_prob = -1, "SHORT", 1.0 - float(p_up)
-    else:
-        return TargetDecision(0, "FLAT", float(p_up), None, 0.0, 0)
-    rpc = config.k_sigma * max(daily_sigma, 0.0) * max(multiplier, 0.0)
-    if not math.isfinite(rpc) or rpc <= 0 or adv <= 0 or equity <= 0:
-        return TargetDecision(0, "FLAT", float(p_up), None, rpc if math.isfinite(rpc) else 0.0, 0)
-    sizing = size_position(
-        win_prob=win_prob, win_loss_ratio=config.win_loss_ratio, equity=equity, risk_per_contract=rpc, adv=adv,
-        max_contracts=market.max_contracts, kelly_multiplier=config.kelly_multiplier,
-        max_adv_fraction=market.max_adv_fraction,
-    )
-    cap_pct = config.max_trade_loss_pct if max_trade_loss_pct is None else max_trade_loss_pct
-    cap = int(math.floor(TRADE_LOSS_HEADROOM * cap_pct / 100.0 * equity / rpc + 1e-9))
-    n = min(sizing.n_contracts, cap)
-    if n <= 0:
-        direction = "FLAT"
-    return TargetDecision(sign * n if n > 0 else 0, direction, float(p_up), sizing, rpc, cap)
-
-
-@dataclass(slots=True)
-class ExecutionTicket:
-    """One market's order work started by a cycle (the task keeps running after the cycle)."""
+    ``trading_date`` is the decision's date D; ``execution_date`` the session the orders are worked
+    in (D+1 after the close). Fields a cycle did not reach stay None and are left out of ``to_dict``.
+    """
 
     market: str
-    trading_date: dt.date
-    target: int
-    task: Any
-    """The ``asyncio.Task`` working it."""
-    waiting_until: dt.datetime | None = None
-    """Set while the task sleeps on the clock until the next session opens (the engine is idle)."""
-    session_date: dt.date | None = None
-    """Trading date of the session the orders are worked in (D+1 for a decision after D's close)."""
+    trading_date: str
+    trigger: str
+    status: str = CycleStatus.FINISHED.value
+    started_at: str | None = None
+    duration_s: float | None = None
+    paused: bool = False
+    error: str | None = None
+    skipped: str | None = None
+    net_liquidation: float | None = None
+    daily_pnl: float | None = None
+    pnl_stale: bool | None = None
+    peak_equity: float | None = None
+    drawdown: float | None = None
+    position_value: float | None = None
+    positions: Mapping[str, float] | None = None
+    trading_state: str | None = None
+    bars_new: int | None = None
+    bars_error: str | None = None
+    bars: int | None = None
+    last_bar: str | None = None
+    features_error: str | None = None
+    agent: Mapping[str, Any] | None = None
+    p_up: float | None = None
+    signal_error: str | None = None
+    champion: str | None = None
+    execution_date: str | None = None
+    target: int | None = None
+    clamped_from: int | None = None
+    direction: str | None = None
+    contract: str | None = None
+    adv: float | None = None
+    sigma: float | None = None
+    sizing: Mapping[str, Any] | None = None
+    orders: str | None = None
+
+    _ALWAYS = ("market", "trading_date", "trigger", "status", "paused", "p_up", "daily_pnl")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready mapping stored in the cycle row (the keys the commands and the TUI read)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is not None or f.name in self._ALWAYS:
+                out[f.name] = dict(v) if isinstance(v, Mapping) else v
+        return out
 
 
-def clamp_move(target: int, current: float, max_order: int) -> int:
-    """``target`` moved toward ``current`` so that an order adding exposure is at most ``max_order``
-    contracts (the gate judges such an order's own size against the single-trade loss cap; a
-    reversal is one such order, so it goes flat first). Orders that only reduce are never clamped."""
-    cur = int(current)
-    if target == cur:
-        return int(target)
-    reducing = cur != 0 and (target == 0 or (target > 0) == (cur > 0)) and abs(target) < abs(cur)
-    step = int(target) - cur
-    if reducing or abs(step) <= max(max_order, 0):
-        return int(target)
-    return cur + (max(max_order, 0) if step > 0 else -max(max_order, 0))
+class _Draft:
+    """The summary's fields as the steps fill them in; frozen into a ``CycleSummary`` at the end."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, **values: Any) -> None:
+        self.values: dict[str, Any] = dict(values)
+
+    def set(self, **values: Any) -> None:
+        self.values.update(values)
+
+    def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+    def freeze(self) -> CycleSummary:
+        return CycleSummary(**self.values)
 
 
-def due_trading_date(market: MarketConfig, now: dt.datetime, *, force: bool = False) -> dt.date:
-    """The trading date whose cycle is due at ``now``: the latest decision at or before ``now``;
-    with ``force`` today's trading date even before its decision time (a forced, early cycle)."""
-    if force:
-        today = local_date(market, now)
-        if is_trading_day(market, today):
-            return today
-    return last_decision_at_or_before(market, now)[0]
+@dataclass(frozen=True, slots=True)
+class AccountStep:
+    """Step 2's result: the account at the decision, its positions and exposure."""
+
+    snapshot: AccountSnapshot
+    positions: list[PositionSnapshot]
+    exposure: float
 
 
-def execution_date(market: MarketConfig, decision_date: dt.date, now: dt.datetime) -> dt.date:
-    """The trading date of the session the decision on ``decision_date`` is executed in.
+class DailyCycle:
+    """One market's cycle for one trading date, from the broker check to the journalled summary."""
 
-    A decision taken after D's close is worked in the next liquid session, D+1: its contract month,
-    its daily P&L base and its order caps are all as of that session, never as of D. A forced cycle
-    before the decision time (D's session still open) executes in D itself."""
-    if now >= decision_at(market, decision_date):
-        return next_trading_day(market, decision_date)
-    return max(decision_date, trading_date_at(market, now))
-
-
-async def account_state(runner: Any, m: MarketConfig, day: dt.date, summary: dict[str, Any]) -> Any:
-    """Step 2: account summary and positions -> daily P&L (stale flag), peak, breakers, closing mark."""
-    snap = await runner.broker.get_account_summary(
-        equity=runner.store.equity, trading_date=day, is_trading_day=lambda d: is_trading_day(m, d)
-    )
-    prev = await runner.store.equity.previous_mark(day)
-    stale = bool(snap.daily_pnl_stale) or (prev is not None and trading_days_between(m, prev.trading_date, day) > 1)
-    peak = await runner.store.equity.update_peak(snap.net_liquidation, day) if snap.net_liquidation > 0 else None
-    positions = await runner.broker.get_positions()
-    # IB reports GrossPositionValue 0 for futures: exposure is positions x multiplier x mark
-    exposure = await position_notional(runner.broker, positions, runner.markets)
-    runner.last_account, runner.last_positions = snap, positions
-    peak_v = peak.peak if peak is not None else snap.net_liquidation
-    dd = (peak_v - snap.net_liquidation) / peak_v if peak_v > 0 else None
-    summary.update(net_liquidation=round(snap.net_liquidation, 2), daily_pnl=None if snap.daily_pnl is None else round(snap.daily_pnl, 2),
-                   pnl_stale=stale, peak_equity=round(peak_v, 2), drawdown=None if dd is None else round(dd, 6),
-                   position_value=round(exposure, 2),
-                   positions={p.local_symbol: p.quantity for p in positions})
-    now = runner.clock.now()
-    runner.bus.publish(AccountUpdated(at=now, account=snap.account, net_liquidation=snap.net_liquidation,
-                                    cash=snap.total_cash, currency=snap.currency, daily_pnl=snap.daily_pnl,
-                                    peak_equity=peak_v, drawdown_fraction=dd, stale=stale))
-    runner.bus.publish(PositionsUpdated(at=now, positions={p.local_symbol: p.quantity for p in positions}))
-    if runner.risk_gate is not None:
-        from hydra_engine.risk.intents import AccountState
-
-        state = runner.risk_gate.evaluate_account(AccountState(
-            daily_pnl=0.0 if stale or snap.daily_pnl is None else snap.daily_pnl, current_equity=snap.net_liquidation,
-            peak_equity=peak_v, position_value=exposure, stale=stale, trading_date=day,
-        ))
-        summary["trading_state"] = getattr(state, "value", str(state))
-    # the closing mark of this trading date (the base of the next date's P&L)
-    await runner.store.equity.record_mark(day, snap.net_liquidation, currency=snap.currency or "USD", source="cycle")
-    return snap
-
-
-async def load_bars(runner: Any, m: MarketConfig, day: dt.date, summary: dict[str, Any]) -> Any:
-    """Step 3: new completed CONTFUT bars into the bar store; the stored bars up to ``day``."""
-    cfg = runner.cycle_config
-    try:
-        since = await runner.store.bars.latest_date(m.symbol, CONTINUOUS)
-        new = await runner.broker.get_daily_bars(m, since=since, lookback_days=cfg.history_days)
-        if new:
-            await runner.store.bars.upsert(m.symbol, CONTINUOUS, new)
-        summary["bars_new"] = len(new)
-    except Exception as exc:  # noqa: BLE001 - stored bars still serve; the gap is recorded
-        summary["bars_error"] = f"{type(exc).__name__}: {exc}"
-        log.warning("runner.bars_failed", market=m.symbol, error=str(exc))
-    frame = await runner.store.bars.load(m.symbol, CONTINUOUS, end=day, limit=cfg.bars_for_features)
-    frame = bars_until(frame, day)
-    summary["bars"] = len(frame)
-    summary["last_bar"] = str(frame.index[-1].date()) if len(frame) else None
-    return frame
-
-
-async def agent_step(runner: Any, day: dt.date, bars: Any) -> dict[str, Any]:
-    """Run the agent's cycle in a tracked task; the signal waits for it at most ``agent_timeout_s``."""
-    prev = runner._agent_task
-    if prev is not None and not prev.done():
-        return {"skipped": "the agent is still busy with an earlier cycle; the signal goes ahead"}
-    task = asyncio.get_running_loop().create_task(
-        runner.agent_loop.run_cycle(day, bars[["open", "high", "low", "close", "volume"]]), name=f"agent-{day}"
-    )
-    task.add_done_callback(_log_task_failure)
-    runner._agent_task = task
-    done, _ = await asyncio.wait({task}, timeout=runner.cycle_config.agent_timeout_s)
-    if not done:
-        log.warning("runner.agent_slow", trading_date=str(day), waited_s=runner.cycle_config.agent_timeout_s)
-        return {"pending": "the agent is still working; the signal goes ahead"}
-    if task.cancelled():
-        return {"error": "agent cancelled"}
-    exc = task.exception()
-    if exc is not None:  # a failed agent never blocks the signal
-        return {"error": f"{type(exc).__name__}: {exc}"}
-    res = task.result()
-    return {"phase": getattr(res.phase, "value", str(res.phase)), "findings": len(res.drift_findings),
-            "diagnosis": getattr(getattr(res.diagnosis, "kind", None), "value", None),
-            "experiments": len(res.experiments), "promoted": res.promoted,
-            "awaiting_approval": res.awaiting_approval, "rolled_back": res.rolled_back,
-            "champion": res.champion_version, "notes": list(res.notes)}
-
-
-def _log_task_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("runner.task_failed", task=task.get_name(), error=repr(task.exception()))
-
-
-def bars_until(frame: Any, day: dt.date) -> Any:
-    """Rows of a date-indexed bar frame dated ``day`` or earlier (completed before the decision)."""
-    import pandas as pd
-
-    if frame is None or len(frame) == 0:
-        return frame
-    return frame[frame.index <= pd.Timestamp(day)]
-
-
-class ExecutionDesk:
-    """Step 6 of the cycle and what outlives it: one tracked task per market moving the position to
-    its target. A target decided after the close waits (asleep on the engine clock) for the next
-    session's open, then the order manager works the orders on their patience schedule. Markets
-    may place at the same time: the gateway serialises its position and account requests."""
-
-    def __init__(self, broker: Any, order_manager: Any, store: Any, clock: Any, config: CycleConfig) -> None:
-        self.broker = broker
-        self.order_manager = order_manager
-        self.store = store
-        self.clock = clock
+    def __init__(
+        self,
+        *,
+        broker: Broker,
+        store: CycleStore,
+        clock: Clock,
+        bus: EventBus,
+        markets: Sequence[MarketConfig],
+        config: CycleConfig,
+        desk: ExecutionDesk,
+        champion: ChampionSource,
+        risk_gate: RiskCheck | None = None,
+        agent_loop: AgentStep | None = None,
+        agent_market: MarketConfig | None = None,
+    ) -> None:
+        self.broker, self.store, self.clock, self.bus = broker, store, clock, bus
+        self.markets = tuple(markets)
         self.config = config
-        self.tickets: dict[str, ExecutionTicket] = {}
+        self.desk = desk
+        self.champion = champion
+        self.risk_gate = risk_gate
+        self.agent_loop = agent_loop
+        self.agent_market = agent_market or self.markets[0]
+        self._agent_task: asyncio.Task[Any] | None = None
+        self.running: str | None = None
+        """``market/date`` of the cycle under way, if any."""
+        self.last_summary: CycleSummary | None = None
+        self.last_account: AccountSnapshot | None = None
+        self.last_positions: list[PositionSnapshot] | None = None
+        self.cycles_run = 0
 
-    async def start(self, m: MarketConfig, day: dt.date | None, target: int, month: Any, *,
-                    liquid: bool | None = None) -> str:
-        """Start moving ``m`` to ``target``; returns what was done (for the cycle summary)."""
-        now = self.clock.now()
-        start_at = None
-        if self.config.wait_for_session:
-            start_at = session_start(getattr(month, "details", None), now,
-                                          liquid=self.config.liquid_hours_only if liquid is None else liquid)
-        waiting = start_at if start_at is not None and start_at > now else None
-        session_day = trading_date_at(m, waiting or now)
-        ticket = ExecutionTicket(m.symbol, day or local_date(m, now), target, None,
-                                 waiting_until=waiting, session_date=session_day)
-        ticket.task = asyncio.get_running_loop().create_task(
-            self._execute(m, target, day, ticket), name=f"execute-{m.symbol}-{ticket.trading_date.isoformat()}"
-        )
-        ticket.task.add_done_callback(_log_task_failure)
-        self.tickets[m.symbol] = ticket
-        if ticket.waiting_until is not None:
-            return f"scheduled: target {target} from {ticket.waiting_until.isoformat()} (next session)"
-        return await self._submitted(ticket.task, m.symbol)
-
-    async def _execute(self, m: MarketConfig, target: int, day: dt.date | None, ticket: ExecutionTicket) -> Any:
-        if ticket.waiting_until is not None:
-            log.info("runner.execution_scheduled", market=m.symbol, at=ticket.waiting_until.isoformat(), target=target)
-            await self.clock.sleep_until(ticket.waiting_until)
-            ticket.waiting_until = None
-        # the order's session, not the decision's date: the daily-P&L base is the close mark of the
-        # last completed session before it, and the contract month is the front month as of it
-        session_day = trading_date_at(m, self.clock.now()) if ticket.session_date is None else ticket.session_date
-        res = await self.order_manager.move_to_target(m, target, equity=self.store.equity, trading_date=session_day)
-        log.info("runner.execution_done", market=m.symbol, trading_date=str(day), target=target,
-                 filled=getattr(res, "filled", None), reasons=list(getattr(res, "reasons", ()) or ()))
-        return res
-
-    async def _placed(self, symbol: str) -> None:
-        """Return once an order of ``symbol`` is working and the order manager is idle (parked)."""
-        await self.order_manager.wait_idle(self.config.submit_timeout_s, min_working=1, symbol=symbol)
-
-    async def _submitted(self, task: asyncio.Task[Any], symbol: str) -> str:
-        """Wait until the orders are placed (then parked on their schedule) or the task ended."""
-        om = self.order_manager
-        idle = asyncio.ensure_future(self._placed(symbol))
+    async def run(self, m: MarketConfig, day: dt.date, trigger: str, *, pause_reason: str | None = None) -> CycleSummary:
+        """Run the steps for (``m``, ``day``), then persist and publish the summary (also when cancelled)."""
+        started = time.perf_counter()
+        self.running = f"{m.symbol}/{day.isoformat()}"
+        draft = _Draft(market=m.symbol, trading_date=day.isoformat(), trigger=trigger,
+                       paused=pause_reason is not None, started_at=self.clock.now().isoformat())
+        status = CycleStatus.FINISHED
         try:
-            await asyncio.wait({task, idle}, timeout=self.config.submit_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            status = await self._steps(m, day, draft, pause_reason)
+        except asyncio.CancelledError:
+            draft.set(error="cancelled (engine stopping)")
+            status = CycleStatus.FAILED
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded in the cycle row and the event
+            log.exception("runner.cycle_failed", market=m.symbol, trading_date=str(day))
+            draft.set(error=f"{type(exc).__name__}: {exc}")
+            status = CycleStatus.FAILED
         finally:
-            idle.cancel()
-            await asyncio.gather(idle, return_exceptions=True)
-        if task.done():
-            if task.cancelled():
-                return "cancelled"
-            exc = task.exception()
-            if exc is not None:
-                return f"failed: {type(exc).__name__}: {exc}"
-            legs = getattr(task.result(), "legs", ())
-            if not legs:
-                return "none: already at target"
-            return "; ".join(f"{leg.direction} {leg.requested} -> {leg.status} ({leg.filled:g} filled)" for leg in legs)
-        working = [w for w in om.working_orders if w.month.symbol == symbol]
-        return "working: " + ", ".join(f"{w.side} {w.qty} {w.month.local_symbol} @ {w.limit:g}" for w in working)
+            draft.set(status=status.value, duration_s=round(time.perf_counter() - started, 3))
+            summary = draft.freeze()
+            await self._record(m, day, summary, status)
+        return summary
 
-    def cancel_working_orders(self, symbol: str | None = None) -> int:
-        """Ask the broker to cancel every order the order manager is working (for ``symbol``)."""
-        n = 0
-        for w in list(getattr(self.order_manager, "working_orders", [])):
-            if w.trade is None or (symbol is not None and w.month.symbol != symbol):
-                continue
+    async def _record(self, m: MarketConfig, day: dt.date, summary: CycleSummary, status: CycleStatus) -> None:
+        try:
+            await asyncio.shield(self.store.cycles.finish(m.symbol, day, summary.to_dict(), status))
+            await self.store.kv.set(LAST_CYCLE_DATE, day.isoformat())
+        except Exception:  # noqa: BLE001
+            log.exception("runner.cycle_record_failed", market=m.symbol)
+        self.running = None
+        self.cycles_run += 1
+        self.last_summary = summary
+        self.bus.publish(CycleFinished(at=self.clock.now(), market=m.symbol, trading_date=day,
+                                       outcome=status.value, summary=summary.to_dict()))
+        log.info("runner.cycle_finished", market=m.symbol, trading_date=str(day), status=status.value,
+                 target=summary.target, p_up=summary.p_up, orders=summary.orders)
+
+    async def _steps(self, m: MarketConfig, day: dt.date, draft: _Draft, pause_reason: str | None) -> CycleStatus:
+        # 1. connection
+        if not await self.broker.ensure_connected(timeout_s=10.0):
+            draft.set(skipped="broker not connected (or state unknown): cycle skipped")
+            log.warning("runner.cycle_skipped_disconnected", market=m.symbol, trading_date=str(day))
+            return CycleStatus.SKIPPED
+        # 2. account state at the decision (the P&L of session D)
+        acct = await self._account_state(m, day, draft)
+        # 3. data
+        bars = await self._load_bars(m, day, draft)
+        features = None
+        if bars is not None and len(bars):
             try:
-                self.broker.cancel_order(w.trade)
-                n += 1
-            except Exception as exc:  # noqa: BLE001 - reported; the order's own loop retries after a reconnect
-                log.warning("runner.cancel_failed", order_ref=w.order_ref, error=str(exc))
-        return n
+                from hydra_engine.model.features import build_features
 
-    async def retire_previous(self, symbol: str) -> bool:
-        """End an earlier cycle's work on ``symbol`` (the new target replaces it); False if it will not end."""
-        prev = self.tickets.get(symbol)
-        if prev is None or prev.task.done():
-            return True
-        if prev.waiting_until is None:
-            self.cancel_working_orders(symbol)
-        else:
-            prev.task.cancel()
-        done, _ = await asyncio.wait({prev.task}, timeout=15.0)
-        return bool(done)
+                features = await asyncio.to_thread(build_features, bars)
+            except Exception as exc:  # noqa: BLE001 - no features: no signal, the agent still observes
+                draft.set(features_error=f"{type(exc).__name__}: {exc}")
+        # 4. self-heal (independent of the signal)
+        if self.agent_loop is not None and m.symbol == self.agent_market.symbol and bars is not None and len(bars):
+            draft.set(agent=await self._agent_step(day, bars))
+        # 5. signal
+        p_up = None
+        if features is not None and len(features):
+            try:
+                p_up = await self.champion.predict_proba(features)
+            except Exception as exc:  # noqa: BLE001 - a broken champion means no trade today, not a crash
+                draft.set(signal_error=f"{type(exc).__name__}: {exc}")
+                log.warning("runner.signal_failed", market=m.symbol, error=str(exc))
+        draft.set(p_up=None if p_up is None else round(float(p_up), 6),
+                  champion=getattr(getattr(self.champion, "last_signal", None), "version", None))
+        if p_up is None:
+            draft.set(orders="none: no signal")
+            return CycleStatus.FINISHED
+        # 6. target and execution in session D+1
+        if pause_reason is not None:
+            draft.set(orders=f"none: paused ({pause_reason})")
+            return CycleStatus.FINISHED
+        await self._target_and_execute(m, day, float(p_up), bars, acct, draft)
+        return CycleStatus.FINISHED
 
-    async def flatten(self, markets: Any) -> list[asyncio.Task[Any]]:
-        """Cancel every working order, then close each market's position through the gate from the
-        open of its current or next trading session. Returns the tasks."""
-        self.cancel_working_orders()
-        for t in list(self.tickets.values()):
-            if t.waiting_until is not None:
-                t.task.cancel()
-        await self.wait(15.0)
-        tasks = []
-        for m in markets:
-            month = (await self.broker.resolve_contract(m)).active if self.config.wait_for_session else None
-            await self.start(m, None, 0, month, liquid=False)
-            tasks.append(self.tickets[m.symbol].task)
-        return tasks
+    async def _account_state(self, m: MarketConfig, day: dt.date, draft: _Draft) -> AccountStep:
+        """Account summary and positions -> daily P&L of D (stale flag), peak, breakers, D's closing mark."""
+        view = await account_view(self.broker, self.store.equity, day, lambda d: is_trading_day(m, d))
+        snap = view.snapshot
+        peak = await self.store.equity.update_peak(snap.net_liquidation, day) if snap.net_liquidation > 0 else None
+        positions = await self.broker.get_positions()
+        # IB reports GrossPositionValue 0 for futures: exposure is positions x multiplier x mark
+        exposure = await position_notional(self.broker, positions, self.markets)
+        self.last_account, self.last_positions = snap, positions
+        peak_v = peak.peak if peak is not None else snap.net_liquidation
+        dd = (peak_v - snap.net_liquidation) / peak_v if peak_v > 0 else None
+        held = {p.local_symbol: p.quantity for p in positions}
+        draft.set(net_liquidation=round(snap.net_liquidation, 2),
+                  daily_pnl=None if view.daily_pnl is None else round(view.daily_pnl, 2), pnl_stale=view.stale,
+                  peak_equity=round(peak_v, 2), drawdown=None if dd is None else round(dd, 6),
+                  position_value=round(exposure, 2), positions=held)
+        now = self.clock.now()
+        self.bus.publish(AccountUpdated(at=now, account=snap.account, net_liquidation=snap.net_liquidation,
+                                        cash=snap.total_cash, currency=snap.currency, daily_pnl=view.daily_pnl,
+                                        peak_equity=peak_v, drawdown_fraction=dd, stale=view.stale))
+        self.bus.publish(PositionsUpdated(at=now, positions=held))
+        if self.risk_gate is not None:
+            state = self.risk_gate.evaluate_account(AccountState(
+                daily_pnl=view.gate_pnl, current_equity=snap.net_liquidation,
+                peak_equity=peak_v, position_value=exposure, stale=view.stale, trading_date=day,
+            ))
+            draft.set(trading_state=getattr(state, "value", str(state)))
+        # the closing mark of this trading date (the base of the next session's P&L)
+        await self.store.equity.record_mark(day, snap.net_liquidation, currency=snap.currency or "USD", source="cycle")
+        return AccountStep(snap, positions, exposure)
 
-    def busy(self) -> bool:
-        """True while a task does something other than sleep until its session or wait on parked orders."""
-        om = self.order_manager
-        live = [t for t in self.tickets.values() if not t.task.done()]
-        if not live:
-            return False
-        if not om.idle:
-            return True
-        working = list(getattr(om, "working_orders", []))
-        for t in live:
-            if t.waiting_until is not None:
-                continue
-            mine = [w for w in working if w.month.symbol == t.market]
-            if not mine or not all(w.parked.is_set() and not w.changed.is_set() for w in mine):
-                return True
-        return False
+    async def _load_bars(self, m: MarketConfig, day: dt.date, draft: _Draft) -> pd.DataFrame:
+        """New completed CONTFUT bars into the bar store; the stored bars up to ``day``."""
+        cfg = self.config
+        try:
+            since = await self.store.bars.latest_date(m.symbol, CONTINUOUS)
+            new = await self.broker.get_daily_bars(m, since=since, lookback_days=cfg.history_days)
+            if new:
+                await self.store.bars.upsert(m.symbol, CONTINUOUS, new)
+            draft.set(bars_new=len(new))
+        except Exception as exc:  # noqa: BLE001 - stored bars still serve; the gap is recorded
+            draft.set(bars_error=f"{type(exc).__name__}: {exc}")
+            log.warning("runner.bars_failed", market=m.symbol, error=str(exc))
+        frame = await self.store.bars.load(m.symbol, CONTINUOUS, end=day, limit=cfg.bars_for_features)
+        frame = bars_until(frame, day)
+        draft.set(bars=len(frame), last_bar=str(frame.index[-1].date()) if len(frame) else None)
+        return frame
 
-    async def wait(self, timeout_s: float | None = None) -> bool:
-        """Wait for every task to end; True when none is left."""
-        live = [t.task for t in self.tickets.values() if not t.task.done()]
-        if not live:
-            return True
-        _, pending = await asyncio.wait(live, timeout=timeout_s)
-        return not pending
+    async def _agent_step(self, day: dt.date, bars: pd.DataFrame) -> dict[str, Any]:
+        """Run the agent's cycle in a tracked task; the signal waits for it at most ``agent_timeout_s``."""
+        assert self.agent_loop is not None
+        prev = self._agent_task
+        if prev is not None and not prev.done():
+            return {"skipped": "the agent is still busy with an earlier cycle; the signal goes ahead"}
+        task = asyncio.get_running_loop().create_task(
+            self.agent_loop.run_cycle(day, bars[["open", "high", "low", "close", "volume"]]), name=f"agent-{day}"
+        )
+        task.add_done_callback(log_task_failure)
+        self._agent_task = task
+        done, _ = await asyncio.wait({task}, timeout=self.config.agent_timeout_s)
+        if not done:
+            log.warning("runner.agent_slow", trading_date=str(day), waited_s=self.config.agent_timeout_s)
+            return {"pending": "the agent is still working; the signal goes ahead"}
+        if task.cancelled():
+            return {"error": "agent cancelled"}
+        exc = task.exception()
+        if exc is not None:  # a failed agent never blocks the signal
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        res: Any = task.result()
+        return {"phase": getattr(res.phase, "value", str(res.phase)), "findings": len(res.drift_findings),
+                "diagnosis": getattr(getattr(res.diagnosis, "kind", None), "value", None),
+                "experiments": len(res.experiments), "promoted": res.promoted,
+                "awaiting_approval": res.awaiting_approval, "rolled_back": res.rolled_back,
+                "champion": res.champion_version, "notes": list(res.notes)}
 
-    async def stop(self, wait_s: float) -> list[asyncio.Task[Any]]:
-        """A clean stop leaves nothing working at the broker: cancel, wait (bounded), then cancel tasks."""
-        live = [t.task for t in self.tickets.values() if not t.task.done()]
-        if live:
-            self.cancel_working_orders()
-            for t in self.tickets.values():
-                if t.waiting_until is not None:
-                    t.task.cancel()
-            _, still = await asyncio.wait(live, timeout=min(wait_s, 5.0)) if wait_s > 0 else (set(), set(live))
-            for task in still:
-                task.cancel()
-            await asyncio.gather(*live, return_exceptions=True)
-        return live
+    async def _target_and_execute(self, m: MarketConfig, day: dt.date, p_up: float, bars: pd.DataFrame,
+                                  acct: AccountStep, draft: _Draft) -> None:
+        cfg = self.config
+        session_day = execution_date(m, day, self.clock.now())
+        # the month traded is the front month as of the execution session (D+1), not the decision date
+        month = (await self.broker.resolve_contract(m, as_of=session_day)).active
+        draft.set(execution_date=session_day.isoformat())
+        # sigma and ADV of the traded month, as the order manager measures them for the gate's
+        # trade-loss check (its last 20 bars); a 60-day request, so it never repeats the order
+        # manager's 45-day one (IB refuses identical history requests within 15 s)
+        try:
+            stats = market_stats(await self.broker.get_daily_bars(month, lookback_days=SIZING_LOOKBACK_DAYS))
+        except Exception as exc:  # noqa: BLE001 - the continuous history is a fair stand-in
+            log.warning("runner.month_bars_failed", market=m.symbol, error=str(exc))
+            stats = market_stats([])
+        if stats.sigma <= 0 or stats.adv <= 0:
+            stats = market_stats(list(bars.tail(21).itertuples()))
+        gate_cap = getattr(getattr(self.risk_gate, "config", None), "max_trade_loss_pct", cfg.max_trade_loss_pct)
+        decision = target_from_signal(p_up, config=cfg, market=m, equity=acct.snapshot.net_liquidation,
+                                      daily_sigma=stats.sigma, multiplier=month.multiplier, adv=stats.adv,
+                                      max_trade_loss_pct=min(cfg.max_trade_loss_pct, gate_cap))
+        draft.set(target=decision.target, direction=decision.direction, contract=month.local_symbol,
+                  adv=round(stats.adv, 1), sigma=round(stats.sigma, 6), sizing=decision.to_dict())
+        if not await self.desk.retire_previous(m.symbol):
+            draft.set(orders="none: earlier orders still working")
+            return
+        held = {p.con_id: p.quantity for p in acct.positions if p.symbol == m.symbol and p.quantity}
+        target = clamp_move(decision.target, held.get(month.con_id, 0.0), decision.cap_trade_loss)
+        if target != decision.target:  # one order may not exceed the trade-loss cap (a reversal goes flat first)
+            draft.set(target=target, clamped_from=decision.target)
+        if set(held) <= {month.con_id} and held.get(month.con_id, 0.0) == target:
+            draft.set(orders="none: already at target")
+            return
+        draft.set(orders=await self.desk.start(m, day, target, month))
+
+    async def stop(self) -> None:
+        """Cancel an agent step still running (the runner has stopped triggering cycles)."""
+        if self._agent_task is not None and not self._agent_task.done():
+            self._agent_task.cancel()
+            await asyncio.gather(self._agent_task, return_exceptions=True)

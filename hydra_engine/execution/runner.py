@@ -17,30 +17,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import time
 from typing import Any, Mapping, Sequence
 
 import structlog
 
 from hydra_engine.config import RunnerConfig
 from hydra_engine.events import (
-    CycleFinished,
     CycleStarted,
     EventBus,
     PauseChanged,
 )
-from hydra_engine.execution.cycle import (
-    ExecutionDesk,
-    ExecutionTicket,
-    CycleConfig,
-    account_state,
-    agent_step,
-    clamp_move,
-    due_trading_date,
-    execution_date,
-    load_bars,
-    target_from_signal,
-)
+from hydra_engine.execution.cycle import CycleConfig, DailyCycle
+from hydra_engine.execution.decisions import due_trading_date
+from hydra_engine.execution.desk import ExecutionDesk, ExecutionTicket
 from hydra_engine.markets import (
     MarketConfig,
     decision_at,
@@ -49,11 +38,10 @@ from hydra_engine.markets import (
     next_decision_after,
 )
 from hydra_engine.store.cycles import CycleStatus
-from hydra_engine.store.kv import LAST_CYCLE_DATE, PAUSE_REASON, PAUSED
+from hydra_engine.store.kv import PAUSE_REASON, PAUSED
+from hydra_engine.tasks import log_task_failure
 
 log = structlog.get_logger(__name__)
-
-SIZING_LOOKBACK_DAYS = 60
 
 LIVE_ENV = "HYDRA_LIVE_CONFIRMED"
 
@@ -103,7 +91,6 @@ class PaperTradingRunner:
         self.risk_gate = risk_gate
         self.order_manager = order_manager
         self.fill_journal = fill_journal
-        self.agent_loop = agent_loop
         self.model = model
         self.reconciler = reconciler
         self.store = store
@@ -116,19 +103,50 @@ class PaperTradingRunner:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.desk = ExecutionDesk(broker, order_manager, store, clock, self.cycle_config)
+        self.cycle = DailyCycle(
+            broker=broker, store=store, clock=clock, bus=self.bus, markets=self.markets, config=self.cycle_config,
+            desk=self.desk, champion=model, risk_gate=risk_gate, agent_loop=agent_loop,
+            agent_market=self.agent_market,
+        )
         self._scheduler: Any = None
         self._ticker: asyncio.Task[Any] | None = None
-        self._agent_task: asyncio.Task[Any] | None = None
         self._paused = False
         self._pause_reason = ""
         self._started = False
         self._stopping = False
-        self.cycle_running: str | None = None
+
+    # ----------------------------------------------------------------- what the cycle last saw
+
+    @property
+    def agent_loop(self) -> Any:
+        """The self-healing agent the cycle runs (None: no agent); replaceable between cycles."""
+        return self.cycle.agent_loop
+
+    @agent_loop.setter
+    def agent_loop(self, agent: Any) -> None:
+        self.cycle.agent_loop = agent
+
+    @property
+    def cycle_running(self) -> str | None:
         """``market/date`` of the cycle holding the lock, if any."""
-        self.last_summary: dict[str, Any] | None = None
-        self.last_account: Any = None
-        self.last_positions: list[Any] | None = None
-        self.cycles_run = 0
+        return self.cycle.running
+
+    @property
+    def cycles_run(self) -> int:
+        return self.cycle.cycles_run
+
+    @property
+    def last_summary(self) -> dict[str, Any] | None:
+        last = self.cycle.last_summary
+        return None if last is None else last.to_dict()
+
+    @property
+    def last_account(self) -> Any:
+        return self.cycle.last_account
+
+    @property
+    def last_positions(self) -> list[Any] | None:
+        return self.cycle.last_positions
 
     # ----------------------------------------------------------------- life cycle
 
@@ -164,7 +182,7 @@ class PaperTradingRunner:
             log.warning("runner.cycle_interrupted_found", market=rec.market, trading_date=str(rec.trading_date))
         if schedule and broker_time:
             self._ticker = asyncio.get_running_loop().create_task(self._tick_loop(), name="runner-broker-time-tick")
-            self._ticker.add_done_callback(_log_task_failure)
+            self._ticker.add_done_callback(log_task_failure)
         elif schedule:
             self._start_scheduler()
             if self.config.catch_up if catch_up is None else catch_up:
@@ -233,7 +251,7 @@ class PaperTradingRunner:
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_task_failure)
+        task.add_done_callback(log_task_failure)
 
     async def stop(self, timeout_s: float | None = None) -> None:
         """Stop the scheduler; let a running cycle finish (bounded); cancel what is left."""
@@ -252,9 +270,7 @@ class PaperTradingRunner:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         execs = await self.desk.stop(wait)
-        if self._agent_task is not None and not self._agent_task.done():
-            self._agent_task.cancel()
-            await asyncio.gather(self._agent_task, return_exceptions=True)
+        await self.cycle.stop()
         log.info("runner.stopped", cycles_cancelled=len(cycles), executions_cancelled=len(execs))
 
     # ----------------------------------------------------------------- executions (ExecutionDesk)
@@ -356,118 +372,10 @@ class PaperTradingRunner:
         if not await self._claim(m, day, trig):
             log.info("runner.cycle_duplicate", market=m.symbol, trading_date=str(day), trigger=trig)
             return {"market": m.symbol, "trading_date": day.isoformat(), "status": "DUPLICATE", "trigger": trig}
-        started = time.perf_counter()
-        self.cycle_running = f"{m.symbol}/{day.isoformat()}"
         self.bus.publish(CycleStarted(at=self.clock.now(), market=m.symbol, trading_date=day, trigger=trig))
         log.info("runner.cycle_started", market=m.symbol, trading_date=str(day), trigger=trig)
-        summary: dict[str, Any] = {"market": m.symbol, "trading_date": day.isoformat(), "trigger": trig,
-                                   "paused": self._paused, "started_at": self.clock.now().isoformat()}
-        status = CycleStatus.FINISHED
-        try:
-            status = await self._steps(m, day, summary)
-        except asyncio.CancelledError:
-            summary["error"] = "cancelled (engine stopping)"
-            status = CycleStatus.FAILED
-            raise
-        except Exception as exc:  # noqa: BLE001 - recorded in the cycle row and the event
-            log.exception("runner.cycle_failed", market=m.symbol, trading_date=str(day))
-            summary["error"] = f"{type(exc).__name__}: {exc}"
-            status = CycleStatus.FAILED
-        finally:
-            summary["status"] = status.value
-            summary["duration_s"] = round(time.perf_counter() - started, 3)
-            try:
-                await asyncio.shield(self.store.cycles.finish(m.symbol, day, summary, status))
-                await self.store.kv.set(LAST_CYCLE_DATE, day.isoformat())
-            except Exception:  # noqa: BLE001
-                log.exception("runner.cycle_record_failed", market=m.symbol)
-            self.cycle_running = None
-            self.cycles_run += 1
-            self.last_summary = summary
-            self.bus.publish(CycleFinished(at=self.clock.now(), market=m.symbol, trading_date=day,
-                                           outcome=status.value, summary=summary))
-            log.info("runner.cycle_finished", market=m.symbol, trading_date=str(day), status=status.value,
-                     target=summary.get("target"), p_up=summary.get("p_up"), orders=summary.get("orders"))
-        return summary
-
-    async def _steps(self, m: MarketConfig, day: dt.date, summary: dict[str, Any]) -> CycleStatus:
-        cfg = self.cycle_config
-        # 1. connection
-        if not await self.broker.ensure_connected(timeout_s=10.0):
-            summary["skipped"] = "broker not connected (or state unknown): cycle skipped"
-            log.warning("runner.cycle_skipped_disconnected", market=m.symbol, trading_date=str(day))
-            return CycleStatus.SKIPPED
-        # 2. account state
-        acct = await account_state(self, m, day, summary)
-        # 3. data
-        bars = await load_bars(self, m, day, summary)
-        features = None
-        if bars is not None and len(bars):
-            try:
-                from hydra_engine.model.features import build_features
-
-                features = await asyncio.to_thread(build_features, bars)
-            except Exception as exc:  # noqa: BLE001 - no features: no signal, the agent still observes
-                summary["features_error"] = f"{type(exc).__name__}: {exc}"
-        # 4. self-heal (independent of the signal)
-        if self.agent_loop is not None and m.symbol == self.agent_market.symbol and bars is not None and len(bars):
-            summary["agent"] = await agent_step(self, day, bars)
-        # 5. signal
-        p_up = None
-        if features is not None and len(features):
-            try:
-                p_up = await self.model.predict_proba(features)
-            except Exception as exc:  # noqa: BLE001 - a broken champion means no trade today, not a crash
-                summary["signal_error"] = f"{type(exc).__name__}: {exc}"
-                log.warning("runner.signal_failed", market=m.symbol, error=str(exc))
-        summary["p_up"] = None if p_up is None else round(float(p_up), 6)
-        version = getattr(getattr(self.model, "last_signal", None), "version", None)
-        summary["champion"] = version
-        if p_up is None:
-            summary["orders"] = "none: no signal"
-            return CycleStatus.FINISHED
-        # 6. target and execution
-        if self._paused:
-            summary["orders"] = f"none: paused ({self._pause_reason})"
-            return CycleStatus.FINISHED
-        await self._target_and_execute(m, day, float(p_up), bars, acct, summary)
-        return CycleStatus.FINISHED
-
-    async def _target_and_execute(self, m: MarketConfig, day: dt.date, p_up: float, bars: Any, acct: Any,
-                                  summary: dict[str, Any]) -> None:
-        from hydra_engine.execution.targets import market_stats
-
-        cfg = self.cycle_config
-        # the month traded is the front month as of the execution session (D+1), not the decision date
-        resolved = await self.broker.resolve_contract(m, as_of=execution_date(m, day, self.clock.now()))
-        month = resolved.active
-        # sigma and ADV of the traded month, as the order manager measures them for the gate's
-        # trade-loss check (its last 20 bars); a 60-day request, so it never repeats the order
-        # manager's 45-day one (IB refuses identical history requests within 15 s)
-        try:
-            stats = market_stats(await self.broker.get_daily_bars(month, lookback_days=SIZING_LOOKBACK_DAYS))
-        except Exception as exc:  # noqa: BLE001 - the continuous history is a fair stand-in
-            log.warning("runner.month_bars_failed", market=m.symbol, error=str(exc))
-            stats = market_stats([])
-        if stats.sigma <= 0 or stats.adv <= 0:
-            stats = market_stats(list(bars.tail(21).itertuples()))
-        gate_cap = getattr(getattr(self.risk_gate, "config", None), "max_trade_loss_pct", cfg.max_trade_loss_pct)
-        decision = target_from_signal(p_up, config=cfg, market=m, equity=acct.net_liquidation,
-                                      daily_sigma=stats.sigma, multiplier=month.multiplier, adv=stats.adv,
-                                      max_trade_loss_pct=min(cfg.max_trade_loss_pct, gate_cap))
-        summary.update(target=decision.target, direction=decision.direction, contract=month.local_symbol,
-                       adv=round(stats.adv, 1), sigma=round(stats.sigma, 6), sizing=decision.to_dict())
-        if not await self.desk.retire_previous(m.symbol):
-            summary["orders"] = "none: earlier orders still working"
-            return
-        held = {p.con_id: p.quantity for p in (self.last_positions or []) if p.symbol == m.symbol and p.quantity}
-        target = clamp_move(decision.target, held.get(month.con_id, 0.0), decision.cap_trade_loss)
-        if target != decision.target:  # one order may not exceed the trade-loss cap (a reversal goes flat first)
-            summary.update(target=target, clamped_from=decision.target)
-        if set(held) <= {month.con_id} and held.get(month.con_id, 0.0) == target:
-            summary["orders"] = "none: already at target"
-            return
-        summary["orders"] = await self.desk.start(m, day, target, month)
+        summary = await self.cycle.run(m, day, trig, pause_reason=self._pause_reason if self._paused else None)
+        return summary.to_dict()
 
     # ----------------------------------------------------------------- reconciliation
 
@@ -482,10 +390,3 @@ class PaperTradingRunner:
     def decision_time(self, symbol: str, day: dt.date) -> dt.datetime:
         return decision_at(self.market(symbol), day)
 
-
-def _log_task_failure(task: asyncio.Task[Any]) -> None:
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if exc is not None:
-        log.error("runner.task_failed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}")

@@ -265,7 +265,8 @@ async def test_real_agent_observes_every_cycle(tmp_path, sim_universe) -> None:
 
 
 def test_target_from_signal_thresholds_kelly_and_caps() -> None:
-    from hydra_engine.execution.cycle import CycleConfig, target_from_signal
+    from hydra_engine.execution.cycle import CycleConfig
+    from hydra_engine.execution.decisions import target_from_signal
     from hydra_engine.markets import CATALOG
 
     cfg, zo = CycleConfig(), CATALOG["ZO"]
@@ -284,7 +285,7 @@ def test_target_from_signal_thresholds_kelly_and_caps() -> None:
 
 
 def test_clamp_move_limits_exposure_adding_orders_only() -> None:
-    from hydra_engine.execution.cycle import clamp_move
+    from hydra_engine.execution.decisions import clamp_move
 
     assert clamp_move(2, 0, 1) == 1 and clamp_move(-2, 0, 5) == -2
     assert clamp_move(1, -1, 1) == 0  # a reversal of two lots goes flat first

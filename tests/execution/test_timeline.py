@@ -17,7 +17,7 @@ import pytest
 from hydra_engine.broker.contracts import select_active_month
 from hydra_engine.config import load_settings
 from hydra_engine.engine import Engine
-from hydra_engine.execution.cycle import execution_date
+from hydra_engine.execution.decisions import execution_date
 from hydra_engine.markets import MarketConfig, decision_at, is_trading_day, trading_date_at, trading_days_between
 
 UTC = dt.timezone.utc
