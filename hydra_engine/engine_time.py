@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from hydra_engine.tasks import log_task_failure
+
 log = structlog.get_logger(__name__)
 
 BROKER_TIME_SKEW_S = 300.0
@@ -70,7 +72,7 @@ async def follow_broker_time(broker: Any, clock: SwitchableClock) -> asyncio.Tas
         broker_clock.recalibrate(*await probe_broker_time(broker))
     clock.use(broker_clock)
     task = asyncio.get_running_loop().create_task(_probe_loop(broker, broker_clock), name="engine-broker-time")
-    task.add_done_callback(_log_failure)
+    task.add_done_callback(log_task_failure)
     log.info("engine.broker_time", skew_s=round(skew, 1), broker_now=clock.now().isoformat(),
              speed=round(broker_clock.speed, 3))
     return task
@@ -88,7 +90,3 @@ async def _probe_loop(broker: Any, clock: Any) -> None:
             continue
         clock.recalibrate(server, mono)
 
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("engine.task_failed", task=task.get_name(), error=repr(task.exception()))
