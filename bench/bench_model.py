@@ -61,10 +61,10 @@ def main() -> None:
     for family in ("logistic", "hist_gb", "random_forest"):
         for cal in (None, "sigmoid"):
             spec = ModelSpec(family, train_window_days=750, calibrate=cal)
-            fit_s = timed(lambda: BaselineModel(spec).fit(f, y), repeat=3)
+            fit_s = timed(lambda spec=spec: BaselineModel(spec).fit(f, y), repeat=3)
             model = BaselineModel(spec).fit(f, y)
             row = f.iloc[[-1]]
-            pred_ms = timed(lambda: model.predict_proba(row), repeat=20) * 1e3
+            pred_ms = timed(lambda model=model, row=row: model.predict_proba(row), repeat=20) * 1e3
             t = time.perf_counter()
             res = walk_forward_evaluate(spec, f.iloc[-2000:], y, r, 2.0, n_splits=5, test_window=200, embargo=5)
             wf_s = time.perf_counter() - t

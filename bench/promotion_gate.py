@@ -67,7 +67,7 @@ def main() -> None:
             rate = np.mean([r[0] for r in res])
             print(f"{n_days:>9} {k:>13} {rate * 100:>8.1f}% {np.mean([r[1] for r in res]) * 100:>8.1f}%")
     edges = (0.0, 0.25, 0.5, 0.75, 1.0)
-    print(f"\nPower: promotion rate by edge (share of the hidden signal the candidate sees) and history, 2 trials/cycle")
+    print("\nPower: promotion rate by edge (share of the hidden signal the candidate sees) and history, 2 trials/cycle")
     print(f"{'edge':>6}" + "".join(f"{f'{n} days':>12}" for n in lengths) + f"{'disagree@250':>14}")
     for e in edges:
         row, dis = [], 0.0

@@ -228,7 +228,7 @@ def psi_critical(n_window: int, n_reference: int, bins: int, alpha: float, n_sim
         cur = rng.random((size, n_window))
         edges = np.quantile(ref, q, axis=1).T[:, None, :]  # (size, 1, bins-1)
 
-        def counts(x: np.ndarray) -> np.ndarray:
+        def counts(x: np.ndarray, edges: np.ndarray = edges, size: int = size) -> np.ndarray:
             ge = (x[:, :, None] >= edges).sum(axis=1)  # values at or above each edge
             upper = np.concatenate([np.full((size, 1), x.shape[1]), ge], axis=1)
             return upper - np.concatenate([ge, np.zeros((size, 1))], axis=1)
