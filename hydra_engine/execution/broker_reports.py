@@ -15,33 +15,76 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from hydra_engine.broker.records import ExecutionReport
-from hydra_engine.execution.order_adapters import JournalPositionBook, StoreAdapter, make_fill_record
-from hydra_engine.execution.order_records import ACKED, ClosedTrade, WorkingOrder
+from hydra_engine.clock import Clock
+from hydra_engine.execution.fill_journal import FillRecord
+from hydra_engine.execution.order_adapters import (
+    JournalPositionBook,
+    StoreAdapter,
+    make_fill_record,
+)
+from hydra_engine.execution.order_records import (
+    ACKED,
+    ClosedTrade,
+    WorkingOrder,
+    WorkingOrders,
+)
+
+if TYPE_CHECKING:
+    from hydra_engine.events import EngineEvent
 
 log = structlog.get_logger(__name__)
 
 
-class BrokerReportsMixin:
-    """Order events, execution journalling and reconnect handling (mixed into ``OrderManager``)."""
+class FillSink(Protocol):
+    """Where executions are journalled (``FillJournal``): exactly once by execId."""
 
-    _gw: Any
-    _store: StoreAdapter
-    _journal: Any
-    _book: JournalPositionBook
-    _prefix: str
-    _working: dict[str, WorkingOrder]
-    _journalled: set[str]
-    _fills_by_ref: dict[str, float]
-    _tasks: set[asyncio.Task[Any]]
-    _events: Any
-    _clock: Any
+    async def log_fill(self, rec: FillRecord) -> bool: ...
 
-    def _bind(self, wo: WorkingOrder, trade: Any) -> None:
+    async def set_commission(self, exec_id: str, commission: float) -> bool: ...
+
+
+class EventSink(Protocol):
+    """Where engine events go (``EventBus``)."""
+
+    def publish(self, event: EngineEvent) -> None: ...
+
+
+class Canceller(Protocol):
+    """The broker's cancel, for orders an earlier process left working."""
+
+    def cancel_order(self, trade: Any) -> None: ...
+
+
+class BrokerReports:
+    """Order events, execution journalling and reconnect handling for the order manager.
+
+    It owns the execIds seen, the fills per orderRef and the journalling tasks; it shares only the
+    ``WorkingOrders`` registry (to apply what the broker reports to the order being worked)."""
+
+    def __init__(
+        self, *, broker: Canceller, store: StoreAdapter, journal: FillSink, book: JournalPositionBook,
+        working: WorkingOrders, prefix: str, clock: Clock, events: EventSink | None = None,
+    ) -> None:
+        self._gw = broker
+        self._store = store
+        self._journal = journal
+        self._book = book
+        self._working = working
+        self._prefix = prefix
+        self._clock = clock
+        self._events = events
+        self._journalled: set[str] = set()
+        self._fills_by_ref: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def bind(self, wo: WorkingOrder, trade: Any) -> None:
+        """Follow ``trade``'s status events into ``wo`` (its loop wakes on each)."""
         wo.trade = trade
         wo.broker_status = trade.orderStatus.status
 
@@ -62,14 +105,12 @@ class BrokerReportsMixin:
         trade.statusEvent += on_status
         on_status(trade)
 
-    def _on_connection_lost(self) -> None:
-        for wo in self._working.values():
+    def on_connection_lost(self) -> None:
+        for wo in self._working.all():
             wo.changed.set()
 
-    def _on_order_error(self, order_id: int, order_ref: str, code: int, message: str) -> None:
-        wo = self._working.get(order_ref) or next(
-            (w for w in self._working.values() if w.trade is not None and w.trade.order.orderId == order_id), None
-        )
+    def on_order_error(self, order_id: int, order_ref: str, code: int, message: str) -> None:
+        wo = self._working.get(order_ref) or self._working.by_order_id(order_id)
         if wo is None:
             return
         wo.errors.append((code, message))
@@ -82,7 +123,7 @@ class BrokerReportsMixin:
             wo.rejected = True
         wo.changed.set()
 
-    async def _rebind(self, trades: Sequence[Any]) -> None:
+    async def rebind(self, trades: Sequence[Any]) -> None:
         """On (re)connect: attach our working orders to ib_async's fresh Trade objects."""
         by_ref = {t.order.orderRef: t for t in trades if t.order.orderRef}
         by_perm = {t.order.permId: t for t in trades if t.order.permId}
@@ -90,7 +131,7 @@ class BrokerReportsMixin:
             perm = getattr(getattr(wo.trade, "order", None), "permId", 0)
             fresh = by_ref.get(ref) or (by_perm.get(perm) if perm else None)
             if fresh is not None:
-                self._bind(wo, fresh)
+                self.bind(wo, fresh)
                 log.info("order.rebound", order_ref=ref, status=fresh.orderStatus.status)
             else:
                 # not open any more: it filled or ended while we were away
@@ -123,7 +164,7 @@ class BrokerReportsMixin:
             await self._store.status(ref, status, filled=filled, detail=detail)
             log.info("order.orphan_resolved", order_ref=ref, status=status, filled=filled)
 
-    def _on_execution(self, rep: ExecutionReport) -> None:
+    def on_execution(self, rep: ExecutionReport) -> None:
         """Each execution, exactly once per execId, as it arrives (live or recovered)."""
         if rep.exec_id in self._journalled:
             return
@@ -141,22 +182,40 @@ class BrokerReportsMixin:
             wo.notional += rep.qty * rep.price
             wo.exec_ids.add(rep.exec_id)
             wo.changed.set()
-        task = asyncio.get_running_loop().create_task(self._journal_fill(rep, wo), name=f"journal-{rep.exec_id}")
+        self._spawn(self._journal_fill(rep, wo), f"journal-{rep.exec_id}")
+
+    def on_late_commission(self, exec_id: str, commission: float) -> None:
+        self._spawn(self._set_commission(exec_id, commission), f"commission-{exec_id}")
+
+    def fills_of(self, order_ref: str) -> float:
+        """Contracts executed for ``order_ref`` as reported to this process."""
+        return self._fills_by_ref.get(order_ref, 0.0)
+
+    async def drain(self) -> None:
+        """Wait until every execution reported so far is journalled (or failed loudly)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Engine stop: journal what has arrived; the broker keeps the rest for the next start."""
+        await self.drain()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _on_late_commission(self, exec_id: str, commission: float) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._journal.set_commission(exec_id, commission), name=f"commission-{exec_id}"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _set_commission(self, exec_id: str, commission: float) -> None:
+        try:
+            await self._journal.set_commission(exec_id, commission)
+        except Exception:  # noqa: BLE001 - logged loudly; the broker still has the report
+            log.exception("order.commission_journal_failed", exec_id=exec_id)
 
     async def _journal_fill(self, rep: ExecutionReport, wo: WorkingOrder | None) -> None:
         try:
             if wo is not None:
-                ctx = dict(limit=wo.limit, arrival_mid=wo.arrival_mid, predicted=wo.predicted_slippage,
-                           data_type=wo.data_type, arrival_at=wo.arrival_at)
+                ctx: dict[str, Any] = dict(limit=wo.limit, arrival_mid=wo.arrival_mid, predicted=wo.predicted_slippage,
+                           data_type=wo.data_type, arrival_at=wo.arrival_at, contract_month=wo.month.contract_month)
             else:
                 ctx = await self._store.context(rep.order_ref)
             record = make_fill_record(rep, **ctx)
@@ -184,7 +243,7 @@ class BrokerReportsMixin:
             self._events.publish(FillRecorded(
                 at=self._clock.now(), exec_id=rep.exec_id, symbol=rep.symbol, direction=rep.side,
                 quantity=rep.qty, fill_price=rep.price, order_ref=rep.order_ref,
-                contract_month=rep.contract_month, predicted_slippage=record.predicted_slippage,
+                contract_month=record.contract_month, predicted_slippage=record.predicted_slippage,
                 actual_slippage=record.actual_slippage, commission=record.commission,
             ))
 
@@ -195,8 +254,3 @@ class BrokerReportsMixin:
         if row is not None and self._fills_by_ref.get(order_ref, 0.0) >= row.qty:
             await self._store.status(order_ref, "FILLED", filled=self._fills_by_ref[order_ref],
                                      detail="filled after the order left the manager")
-
-    async def _drain_journal(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-

@@ -28,8 +28,9 @@ import datetime as dt
 import math
 import sqlite3
 import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 import aiosqlite
 import structlog
@@ -184,7 +185,7 @@ class FillRecord:
                 self.data_type)
 
     @classmethod
-    def _from_row(cls, r: Sequence[Any]) -> "FillRecord":
+    def _from_row(cls, r: Sequence[Any]) -> FillRecord:
         return cls(exec_id=r[0], fill_time=from_iso(r[1]), symbol=r[2], contract_month=r[3], direction=r[4],
                    qty=r[5], limit_price=r[6], arrival_mid=r[7], fill_price=r[8], predicted_slippage=r[9],
                    actual_slippage=r[10], latency_ms=r[11], order_ref=r[12], perm_id=r[13], commission=r[14],
@@ -389,7 +390,7 @@ class FillJournal:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch:]
             recs = [r for r, _ in batch]
             try:
-                results = await self._call(lambda: _write_batch(self._db(), recs, self._fold_state))
+                results = await self._call(lambda: _write_batch(self._db(), recs, self._fold_state))  # noqa: B023 - awaited in this iteration
             except BaseException as exc:  # commit failed: nobody in this batch is durable
                 for _, fut in batch:
                     if not fut.done():
@@ -398,7 +399,7 @@ class FillJournal:
                     raise
                 continue
             self.commits += 1
-            for (_, fut), res in zip(batch, results):
+            for (_, fut), res in zip(batch, results, strict=False):
                 if not fut.done():
                     fut.set_result(res)  # type: ignore[arg-type]  # exceptions re-raised by log_fill
 
@@ -431,7 +432,8 @@ class FillJournal:
     async def fills(self, symbol: str | None = None, since: dt.datetime | None = None,
                     limit: int | None = None) -> list[FillRecord]:
         """Journalled fills, newest first, optionally for one symbol, at/after ``since``, at most ``limit``."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if symbol is not None:
             where.append("symbol = ?")
             args.append(symbol)

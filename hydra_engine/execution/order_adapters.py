@@ -9,13 +9,18 @@ slippage, and ``make_fill_record`` turns an execution into the journal's ``FillR
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
 from hydra_engine.broker.contracts import ContractMonth
 from hydra_engine.broker.records import ExecutionReport
+from hydra_engine.execution.fill_journal import DataType, FillRecord
+
+if TYPE_CHECKING:
+    from hydra_engine.risk.gate import RiskGate
 
 log = structlog.get_logger(__name__)
 
@@ -95,10 +100,12 @@ class StoreAdapter:
         """What the journal needs about an order this process did not send (recovered fills)."""
         rec = await self._orders.get(order_ref) if order_ref else None
         if rec is None:
-            return dict(limit=None, arrival_mid=None, predicted=None, data_type="live", arrival_at=None)
+            return dict(limit=None, arrival_mid=None, predicted=None, data_type="live", arrival_at=None,
+                        contract_month=None)
         d = rec.detail or {}
         at = d.get("arrival_at")
         return dict(
+            contract_month=rec.contract_month or None,
             limit=rec.limit_price,
             arrival_mid=d.get("arrival_mid"),
             predicted=d.get("predicted_slippage"),
@@ -110,7 +117,7 @@ class StoreAdapter:
 class RiskAdapter:
     """Builds the gate's ``OrderIntent``/``AccountState`` and asks ``RiskGate.check``."""
 
-    def __init__(self, gate: Any) -> None:
+    def __init__(self, gate: RiskGate) -> None:
         self._gate = gate
 
     def check(
@@ -120,10 +127,13 @@ class RiskAdapter:
         from hydra_engine.risk.intents import AccountState, OrderIntent
 
         intent = OrderIntent(
-            market=month.symbol, con_id=month.con_id, local_symbol=month.local_symbol, direction=side,
+            market=month.symbol, con_id=month.con_id, local_symbol=month.local_symbol,
+            direction="BUY" if side == "BUY" else "SELL",
             qty=int(qty), limit_price=float(limit), mid_price=float(risk["mid_price"]), order_ref=order_ref,
             is_reprice=is_reprice, reduces_position=reducing, position_value=float(risk["position_value"]),
             trade_loss=float(risk["trade_loss"]), **_optional_intent_fields(OrderIntent, risk),
+            # one-sigma loss of this child: the gate applies its k_sigma (execution.k_sigma) to it
+            sigma_loss=float(risk["sigma"]) * (month.multiplier or 1.0) * int(qty) if "sigma" in risk else None,
         )
         state = AccountState(
             daily_pnl=float(risk["daily_pnl"]), current_equity=float(risk["current_equity"]),
@@ -153,7 +163,7 @@ class RiskAdapter:
         except (TypeError, ValueError) as exc:
             log.warning("order.slippage_estimate_failed", error=str(exc))
             return float("nan")
-        return float(getattr(est, "price", est))
+        return float(est.price)
 
 
 def _optional_intent_fields(cls: Any, risk: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,23 +177,57 @@ def _optional_intent_fields(cls: Any, risk: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
+MONTH_CODES = "FGHJKMNQUVXZ"
+"""Futures month codes, January to December (CLQ8: Q is August)."""
+
+
+def month_of_local_symbol(local_symbol: str, last_trade_month: str) -> str | None:
+    """``YYYYMM`` the local symbol names (``CLQ8`` with a last trade in 201807 -> ``201808``).
+
+    The year digit(s) are read against the last-trade year: the named month is never before the
+    month the contract stops trading in. None when the symbol does not end in a month code."""
+    sym = (local_symbol or "").strip()
+    digits = len(sym) - len(sym.rstrip("0123456789"))
+    if not 1 <= digits <= 2 or len(sym) <= digits or sym[-digits - 1] not in MONTH_CODES:
+        return None
+    if len(last_trade_month) < 4 or not last_trade_month[:4].isdigit():
+        return None
+    month = MONTH_CODES.index(sym[-digits - 1]) + 1
+    lt_year = int(last_trade_month[:4])
+    base = 10 ** digits
+    year = lt_year - lt_year % base + int(sym[-digits:])
+    while year < lt_year:
+        year += base
+    return f"{year:04d}{month:02d}"
+
+
+def order_contract_month(rep: ExecutionReport, named: str | None) -> str:
+    """The contract month a fill belongs to: the month the order named (its ``ContractMonth``),
+    else the month the local symbol names; the execution's own field is the last-trade date's
+    month (CLQ8 trades out in July), used only when neither is known."""
+    if named:
+        return named[:6]
+    return month_of_local_symbol(rep.local_symbol, rep.contract_month) or rep.contract_month
+
+
 def make_fill_record(
     rep: ExecutionReport, *, limit: float | None, arrival_mid: float | None, predicted: float | None,
-    data_type: str, arrival_at: dt.datetime | None,
-) -> Any:
+    data_type: str, arrival_at: dt.datetime | None, contract_month: str | None = None,
+) -> FillRecord:
     """The journal's ``FillRecord`` for one execution; actual slippage is the signed cost vs the
-    arrival mid (positive is a cost: paid above the mid on a buy, sold below it on a sell)."""
-    from hydra_engine.execution.fill_journal import FillRecord
-
+    arrival mid (positive is a cost: paid above the mid on a buy, sold below it on a sell).
+    ``contract_month`` is the month the order named (``ContractMonth.contract_month``)."""
     from hydra_engine.risk.slippage import actual_slippage
 
     actual = actual_slippage(rep.side, rep.price, arrival_mid) if arrival_mid is not None else None
     latency = (rep.time - arrival_at).total_seconds() * 1000.0 if arrival_at is not None else None
     return FillRecord(
-        fill_time=rep.time, symbol=rep.symbol, contract_month=rep.contract_month, direction=rep.side,
+        fill_time=rep.time, symbol=rep.symbol, contract_month=order_contract_month(rep, contract_month),
+        direction=rep.side,
         qty=rep.qty, limit_price=limit, arrival_mid=arrival_mid, fill_price=rep.price,
         predicted_slippage=predicted, actual_slippage=actual, latency_ms=latency, exec_id=rep.exec_id,
-        order_ref=rep.order_ref, perm_id=rep.perm_id, commission=rep.commission, data_type=data_type,
+        order_ref=rep.order_ref, perm_id=rep.perm_id, commission=rep.commission,
+        data_type=cast(DataType, data_type),  # FillRecord validates it
     )
 
 

@@ -8,33 +8,50 @@ before anything is sent, so a crash between the two is resolved on restart again
 open orders and executions, never by sending again. Each execution is journalled as it arrives,
 exactly once by execId. ``move_to_target`` orders only the difference to the target, and rolls a
 position held in an expiring month as a gated two-leg roll.
+
+The manager holds its parts and calls them through their public methods: ``BrokerReports``
+(status, errors, executions, reconnects; the journal), ``OrderWaiter`` and ``BusyTracker`` (the
+waits, and what lock-step drivers wait on) and the ``WorkingOrders`` registry they share.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from hydra_engine.broker.contracts import ContractMonth
+from hydra_engine.broker.contracts import ContractMonth, MarketLike
 from hydra_engine.broker.errors import BrokerError, NotConnected
-from hydra_engine.execution.broker_reports import BrokerReportsMixin
-from hydra_engine.execution.order_adapters import JournalPositionBook, RiskAdapter, StoreAdapter
+from hydra_engine.clock import Clock
+from hydra_engine.execution.broker_reports import BrokerReports, EventSink, FillSink
+from hydra_engine.execution.order_adapters import (
+    JournalPositionBook,
+    RiskAdapter,
+    StoreAdapter,
+)
 from hydra_engine.execution.order_records import (
     TERMINAL,
     ChildResult,
     RouteResult,
     WorkingOrder,
+    WorkingOrders,
+    settled,
     side_of,
 )
-from hydra_engine.execution.order_waiting import OrderWaitingMixin
+from hydra_engine.execution.order_waiting import BusyTracker, OrderWaiter
 from hydra_engine.execution.patience import PatienceSchedule, limit_price
 from hydra_engine.execution.sessions import next_session_open
 from hydra_engine.execution.slicing import slice_sizes
+
+if TYPE_CHECKING:
+    from hydra_engine.broker.gateway import BrokerGateway
+    from hydra_engine.execution.targets import MoveResult
+    from hydra_engine.risk.gate import RiskGate
+    from hydra_engine.store.database import Store
+    from hydra_engine.store.equity import EquityRepo
 
 log = structlog.get_logger(__name__)
 
@@ -43,48 +60,48 @@ SESSION_SETTLE_S = 60.0
 opening quote form (the embedded exchange, like a real open, shows the old book for a moment)."""
 
 
-class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
+class OrderManager:
     """Routes orders through the risk gate to the broker and journals every execution."""
 
     def __init__(
         self,
-        gateway: Any,
-        risk_gate: Any,
-        store: Any,
-        fill_journal: Any,
-        clock: Any,
+        gateway: BrokerGateway,
+        risk_gate: RiskGate,
+        store: Store,
+        fill_journal: FillSink,
+        clock: Clock,
         *,
         patience: PatienceSchedule | None = None,
         max_adv_fraction: float = 0.01,
         settle_timeout_s: float = 10.0,
         ref_prefix: str = "HY",
-        events: Any = None,
+        events: EventSink | None = None,
         wait_for_open: bool = True,
     ) -> None:
         self._gw = gateway
         self._wait_for_open = wait_for_open
         self._risk = RiskAdapter(risk_gate)
         self._store = StoreAdapter(store)
-        self._journal = fill_journal
         self._clock = clock
         self.patience = patience or PatienceSchedule.default()
         self._max_adv_fraction = max_adv_fraction
         self._settle_timeout = settle_timeout_s
         self._prefix = ref_prefix
         self._events = events
-        self._working: dict[str, WorkingOrder] = {}
-        self._journalled: set[str] = set()
-        self._fills_by_ref: dict[str, float] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._busy = 0
-        self._idle_waiters: set[asyncio.Future[None]] = set()
-        self._book = JournalPositionBook(store)
-        gateway.set_position_book(self._book)
-        gateway.subscribe_executions(self._on_execution)
-        gateway.subscribe_late_commissions(self._on_late_commission)
-        gateway.subscribe_order_errors(self._on_order_error)
-        gateway.subscribe_connection(self._on_connection_lost)
-        gateway.add_rebind_hook(self._rebind)
+        self._working = WorkingOrders()
+        self._busy = BusyTracker()
+        self._waiter = OrderWaiter(gateway, clock, self._busy)
+        book = JournalPositionBook(store)
+        self._reports = BrokerReports(
+            broker=gateway, store=self._store, journal=fill_journal, book=book, working=self._working,
+            prefix=ref_prefix, clock=clock, events=events,
+        )
+        gateway.set_position_book(book)
+        gateway.subscribe_executions(self._reports.on_execution)
+        gateway.subscribe_late_commissions(self._reports.on_late_commission)
+        gateway.subscribe_order_errors(self._reports.on_order_error)
+        gateway.subscribe_connection(self._reports.on_connection_lost)
+        gateway.add_rebind_hook(self._reports.rebind)
 
     # ----------------------------------------------------------------- public API
 
@@ -122,7 +139,7 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
         sizes = slice_sizes(int(n_contracts), adv, max_adv_fraction or self._max_adv_fraction)
         children: list[ChildResult] = []
         position = float(current_position)
-        self._set_busy(+1)
+        self._busy.enter()
         try:
             if daily_sigma is None and sizes:
                 daily_sigma = await self._daily_sigma(contract)
@@ -141,7 +158,7 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
                 if child.status != "FILLED":
                     break
         finally:
-            self._set_busy(-1)
+            self._busy.leave()
         return self._summarise(contract, side, int(n_contracts), children)
 
     @staticmethod
@@ -164,8 +181,9 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
         )
 
     async def move_to_target(
-        self, market: Any, target: int, *, equity: Any = None, trading_date: dt.date | None = None
-    ) -> Any:
+        self, market: MarketLike, target: int, *, equity: EquityRepo | None = None,
+        trading_date: dt.date | None = None,
+    ) -> MoveResult:
         """Order only ``target - current`` in the active month; roll an expiring month first."""
         from hydra_engine.execution.targets import move_to_target
 
@@ -177,35 +195,44 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
         Cancels never pass the risk gate (HALTED still allows them). Returns how many were sent.
         """
         n = 0
-        for wo in list(self._working.values()):
-            if symbol is not None and wo.month.symbol != symbol:
-                continue
+        for wo in self._working.all(symbol):
             if not wo.cancel_sent and wo.trade is not None and not wo.trade.isDone():
                 self._cancel(wo, reason)
                 n += 1
         return n
 
     @property
-    def gateway(self) -> Any:
+    def gateway(self) -> BrokerGateway:
         return self._gw
 
     async def close(self) -> None:
-        """Wait for journalling tasks; called on engine stop."""
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Engine stop: each part stops on its own; executions already reported are journalled."""
+        self._waiter.stop()
+        self._busy.close()
+        await self._reports.close()
 
     @property
     def working_orders(self) -> list[WorkingOrder]:
-        return list(self._working.values())
+        return self._working.all()
+
+    @property
+    def idle(self) -> bool:
+        """True when no child order is doing anything but waiting on the clock."""
+        return self._busy.idle
+
+    async def wait_idle(self, timeout_s: float = 10.0, *, min_working: int = 0, symbol: str | None = None) -> None:
+        """Lock-step drivers: return once every child order waits on the clock (or none runs),
+        with at least ``min_working`` orders working (of ``symbol``, when given)."""
+        await self._busy.wait_idle(timeout_s, lambda: len(self._working.all(symbol)) >= min_working)
 
     # ----------------------------------------------------------------- one child order
 
     async def _work_child(
-        self, month: ContractMonth, side: str, qty: int, risk: dict[str, float], *, reducing: bool,
+        self, month: ContractMonth, side: str, qty: int, risk: dict[str, Any], *, reducing: bool,
         purpose: str, trading_date: dt.date | None,
     ) -> ChildResult:
         started = time.monotonic()
-        quote = await self._arrival_quote(month)
+        quote = await self._waiter.arrival_quote(month)
         risk = {**risk, "mid_price": quote.mid}  # the price band is measured around the arrival mid
         tick = month.min_tick or quote.min_tick or 0.0
         step0 = self.patience.steps[0]
@@ -232,7 +259,7 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
             limit=limit, started_mono=started,
         )
         # registered first, so a reconnect's orphan resolution never mistakes it for a dead intent
-        self._working[order_ref] = wo
+        self._working.add(wo)
         # the intent is durable before anything leaves the process
         try:
             await self._store.intent(
@@ -240,7 +267,7 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
                 trading_date=trading_date, extra={"predicted_slippage": predicted, "data_type": quote.data_type},
             )
         except BaseException:
-            self._working.pop(order_ref, None)  # not journalled: nothing is sent
+            self._working.remove(order_ref)  # not journalled: nothing is sent
             raise
         self._publish(order_ref, "INTENT", month, side, qty, 0.0, limit)
         try:
@@ -249,21 +276,21 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
                 decision, month, action=side, quantity=qty, limit_price=limit, order_ref=order_ref
             )
         except BrokerError as exc:
-            self._working.pop(order_ref, None)
+            self._working.remove(order_ref)
             await self._store.status(order_ref, "FAILED", detail=str(exc))
             self._publish(order_ref, "FAILED", month, side, qty, 0.0, limit, detail=str(exc))
             return ChildResult(order_ref, "REJECTED", qty, 0.0, None, 0, (str(exc),))
-        self._bind(wo, trade)
+        self._reports.bind(wo, trade)
         wo.status = "SENT"
         await self._store.sent(order_ref, trade.order.orderId)
         self._publish(order_ref, "SENT", month, side, qty, 0.0, limit)
         try:
             await self._work(wo, risk, reducing)
         finally:
-            self._working.pop(order_ref, None)
+            self._working.remove(order_ref)
         return await self._finish(wo)
 
-    async def _work(self, wo: WorkingOrder, risk: dict[str, float], reducing: bool) -> None:
+    async def _work(self, wo: WorkingOrder, risk: dict[str, Any], reducing: bool) -> None:
         """Event-driven loop: wake on order events or at the next patience deadline."""
         if not await self._await_session(wo, risk, reducing):
             return
@@ -273,7 +300,7 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
                 wo.ack_recorded = True
                 await self._store.status(wo.order_ref, "ACKED", perm_id=int(wo.trade.order.permId or 0))
                 self._publish(wo.order_ref, "ACKED", wo.month, wo.side, wo.qty, wo.filled, wo.limit)
-            if self._settled(wo):
+            if settled(wo):
                 return
             if not self._gw.is_connected or not self._gw.state_known:
                 if not await self._wait_reconnect(wo):
@@ -281,7 +308,7 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
                 continue
             if wo.cancel_sent or wo.rejected:
                 # waiting for the broker to confirm (and for any fill that raced the cancel)
-                if not await self._wait_changed(wo, self._settle_timeout):
+                if not await self._waiter.changed(wo, self._settle_timeout):
                     if not self._gw.is_connected:
                         if not await self._wait_reconnect(wo):
                             return
@@ -291,7 +318,7 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
                 continue
             elapsed = (self._now() - start).total_seconds()
             deadline = start + dt.timedelta(seconds=self.patience.next_change_s(elapsed))
-            woke = await self._wait_changed_or_time(wo, deadline)
+            woke = await self._waiter.changed_or_time(wo, deadline)
             if woke:
                 continue
             if not self._gw.is_connected or not self._gw.state_known:
@@ -304,7 +331,7 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
                 continue
             await self._reprice(wo, self.patience.step_at(elapsed), risk, reducing)
 
-    async def _await_session(self, wo: WorkingOrder, risk: dict[str, float], reducing: bool) -> bool:
+    async def _await_session(self, wo: WorkingOrder, risk: dict[str, Any], reducing: bool) -> bool:
         """Hold the schedule until the market opens; then re-anchor at that session's mid.
 
         The arrival mid (and so the predicted and actual slippage) is the first quote of the session
@@ -317,14 +344,14 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
         anchor = opens + dt.timedelta(seconds=SESSION_SETTLE_S)
         log.info("order.waiting_for_open", order_ref=wo.order_ref, opens=opens.isoformat())
         while self._now() < anchor:
-            if self._settled(wo):
+            if settled(wo):
                 return False
             if not self._gw.is_connected or not self._gw.state_known:
                 if not await self._wait_reconnect(wo):
                     return False
                 continue
-            await self._wait_changed_or_time(wo, anchor)
-        if self._settled(wo):
+            await self._waiter.changed_or_time(wo, anchor)
+        if settled(wo):
             return False
         try:
             quote = await self._gw.get_quote(wo.month)
@@ -338,7 +365,7 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
         await self._reprice(wo, 0, risk, reducing)
         return True
 
-    async def _reprice(self, wo: WorkingOrder, step_idx: int, risk: dict[str, float], reducing: bool) -> None:
+    async def _reprice(self, wo: WorkingOrder, step_idx: int, risk: dict[str, Any], reducing: bool) -> None:
         step = self.patience.steps[step_idx]
         try:
             quote = await self._gw.get_quote(wo.month)
@@ -385,17 +412,15 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
         except NotConnected:
             wo.cancel_sent = False  # retried after the reconnect
 
-    def _settled(self, wo: WorkingOrder) -> bool:
-        """Done at the broker and every execution it reported is journalled."""
-        if wo.filled >= wo.qty:
-            return True
-        if wo.trade is None or wo.cancel_raced:
-            return False  # a fill that beat our cancel: wait for its executions (bounded by the caller)
-        terminal = wo.broker_status in TERMINAL or wo.rejected
-        if not terminal:
+    async def _wait_reconnect(self, wo: WorkingOrder) -> bool:
+        """Wait out a lost session for a working order, then send again a cancel that was in
+        flight; False when the gateway stopped (the order is resolved on the next start)."""
+        if not await self._waiter.broker_ready(wo.order_ref):
             return False
-        reported = float(wo.trade.orderStatus.filled or 0.0)
-        return wo.filled >= reported
+        if wo.cancel_sent and wo.trade is not None and not wo.trade.isDone():
+            wo.cancel_sent = False
+            self._cancel(wo, "cancel re-sent after reconnect")
+        return True
 
     async def _finish(self, wo: WorkingOrder) -> ChildResult:
         if wo.filled >= wo.qty:
@@ -410,7 +435,7 @@ class OrderManager(BrokerReportsMixin, OrderWaitingMixin):
             status = "CANCELLED"
         reasons = tuple(f"IB {c}: {m}" for c, m in wo.errors)
         wo.status = status
-        await self._drain_journal()
+        await self._reports.drain()
         await self._store.status(
             wo.order_ref, status, filled=wo.filled, avg_price=wo.avg_price, detail="; ".join(reasons),
             perm_id=int(getattr(wo.trade.order, "permId", 0) or 0) if wo.trade is not None else None,

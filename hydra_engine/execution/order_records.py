@@ -59,6 +59,56 @@ class WorkingOrder:
         return self.notional / self.filled if self.filled else None
 
 
+def settled(wo: WorkingOrder) -> bool:
+    """Done at the broker and every execution it reported is journalled."""
+    if wo.filled >= wo.qty:
+        return True
+    if wo.trade is None or wo.cancel_raced:
+        return False  # a fill that beat our cancel: wait for its executions (bounded by the caller)
+    terminal = wo.broker_status in TERMINAL or wo.rejected
+    if not terminal:
+        return False
+    reported = float(wo.trade.orderStatus.filled or 0.0)
+    return wo.filled >= reported
+
+
+class WorkingOrders:
+    """The child orders this process is working, by orderRef.
+
+    One registry handed to the order manager (which adds and removes orders) and to the broker
+    reports (which look orders up to apply executions, errors and rebinds), so neither reaches
+    into the other."""
+
+    def __init__(self) -> None:
+        self._by_ref: dict[str, WorkingOrder] = {}
+
+    def add(self, wo: WorkingOrder) -> None:
+        self._by_ref[wo.order_ref] = wo
+
+    def remove(self, order_ref: str) -> None:
+        self._by_ref.pop(order_ref, None)
+
+    def get(self, order_ref: str) -> WorkingOrder | None:
+        return self._by_ref.get(order_ref)
+
+    def by_order_id(self, order_id: int) -> WorkingOrder | None:
+        return next((w for w in self._by_ref.values() if w.trade is not None and w.trade.order.orderId == order_id),
+                    None)
+
+    def __contains__(self, order_ref: object) -> bool:
+        return order_ref in self._by_ref
+
+    def __len__(self) -> int:
+        return len(self._by_ref)
+
+    def all(self, symbol: str | None = None) -> list[WorkingOrder]:
+        """A snapshot (of ``symbol``'s orders, when given)."""
+        return [w for w in self._by_ref.values() if symbol is None or w.month.symbol == symbol]
+
+    def items(self) -> list[tuple[str, WorkingOrder]]:
+        return list(self._by_ref.items())
+
+
 @dataclass(frozen=True, slots=True)
 class ChildResult:
     """How one child order ended."""

@@ -1,87 +1,125 @@
 """How the order manager waits: on events and the engine clock, never by polling.
 
 A child order parks on its ``changed`` event or the clock's next patience deadline; while parked it
-does not count as busy, which is what lock-step drivers wait for (``wait_idle``). Every wait goes
-through ``asyncio.wait`` on a future or task of its own: ``asyncio.wait_for`` on Python 3.11 can
-swallow a cancellation that races the wake-up. A lost session is waited out (the supervisor never
-gives up) and a cancel that was in flight is sent again.
+does not count as busy (``BusyTracker``), which is what lock-step drivers wait for (``wait_idle``).
+Every wait goes through ``asyncio.wait`` on a future or task of its own: ``asyncio.wait_for`` on
+Python 3.11 can swallow a cancellation that races the wake-up. A lost session is waited out (the
+supervisor never gives up); ``OrderWaiter.broker_ready`` says whether the broker came back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 
 from hydra_engine.broker.contracts import ContractMonth
 from hydra_engine.broker.errors import NotConnected
-from hydra_engine.execution.order_records import WorkingOrder
+from hydra_engine.broker.records import QuoteSnapshot
+from hydra_engine.clock import Clock
+from hydra_engine.execution.order_records import WorkingOrder, settled
 
 log = structlog.get_logger(__name__)
 
 
-class OrderWaitingMixin:
-    """Busy accounting and the waits of ``OrderManager`` (mixed into it)."""
+class Supervised(Protocol):
+    """The connection supervisor as the waiter sees it: running until the engine stops it."""
 
-    _gw: Any
-    _clock: Any
-    _busy: int
-    _idle_waiters: set[asyncio.Future[None]]
-    _working: dict[str, WorkingOrder]
+    @property
+    def running(self) -> bool: ...
 
-    # provided by OrderManager (annotations only, so the MRO finds its methods)
-    _settled: Callable[[WorkingOrder], bool]
-    _cancel: Callable[[WorkingOrder, str], None]
+
+class BrokerLink(Protocol):
+    """What the waiter needs of the broker: its state, a way to wait on it, and quotes."""
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    @property
+    def state_known(self) -> bool: ...
+
+    @property
+    def supervisor(self) -> Supervised: ...
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None: ...
+
+    async def get_quote(self, month: ContractMonth) -> QuoteSnapshot: ...
+
+
+class BusyTracker:
+    """How many child orders are doing something other than waiting on the clock.
+
+    Lock-step drivers step the clock only when nothing is busy; each ``wait_idle`` call waits on a
+    future of its own, resolved by the next busy change."""
+
+    def __init__(self) -> None:
+        self._busy = 0
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    @property
+    def count(self) -> int:
+        return self._busy
 
     @property
     def idle(self) -> bool:
-        """True when no child order is doing anything but waiting on the clock."""
         return self._busy == 0
 
-    async def wait_idle(self, timeout_s: float = 10.0, *, min_working: int = 0, symbol: str | None = None) -> None:
-        """Lock-step drivers: return once every child order waits on the clock (or none runs),
-        with at least ``min_working`` orders working (of ``symbol``, when given).
+    def enter(self) -> None:
+        self._change(+1)
 
-        Each wait is a future of its own resolved by the next busy change, awaited through
-        ``asyncio.wait``: unlike ``asyncio.wait_for`` on Python 3.11, a cancellation that races
-        the wake-up is never swallowed, and one waiter never clears another's wake-up."""
+    def leave(self) -> None:
+        self._change(-1)
 
-        def ready() -> bool:
-            if self._busy > 0:
-                return False
-            working = self._working.values()
-            n = len(working) if symbol is None else sum(1 for w in working if w.month.symbol == symbol)
-            return n >= min_working
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while not ready():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"order manager still busy after {timeout_s}s ({self._busy} active)")
-            woken: asyncio.Future[None] = loop.create_future()
-            self._idle_waiters.add(woken)
-            try:
-                await asyncio.wait({woken}, timeout=remaining)
-            finally:
-                self._idle_waiters.discard(woken)
-                woken.cancel()
-
-    def _set_busy(self, delta: int) -> None:
+    def _change(self, delta: int) -> None:
         self._busy += delta
-        waiters, self._idle_waiters = self._idle_waiters, set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, set()
         for w in waiters:
             if not w.done():
                 w.set_result(None)
 
+    async def wait_idle(self, timeout_s: float, ready: Callable[[], bool] = lambda: True) -> None:
+        """Return once nothing is busy and ``ready()`` holds; TimeoutError after ``timeout_s``.
 
-    async def _wait_changed(self, wo: WorkingOrder, timeout_s: float) -> bool:
-        """True when an order event came within ``timeout_s`` real seconds (``asyncio.wait``, not
-        ``wait_for``: a cancel racing the event is never swallowed on Python 3.11)."""
+        Unlike ``asyncio.wait_for`` on Python 3.11, a cancellation that races the wake-up is never
+        swallowed, and one waiter never clears another's wake-up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._busy > 0 or not ready():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"order manager still busy after {timeout_s}s ({self._busy} active)")
+            woken: asyncio.Future[None] = loop.create_future()
+            self._waiters.add(woken)
+            try:
+                await asyncio.wait({woken}, timeout=remaining)
+            finally:
+                self._waiters.discard(woken)
+                woken.cancel()
+
+    def close(self) -> None:
+        """Wake every waiter (each re-checks and waits again or returns)."""
+        self._wake()
+
+
+class OrderWaiter:
+    """The waits of one child order: its events, the clock's deadlines and the broker's return."""
+
+    def __init__(self, gateway: BrokerLink, clock: Clock, busy: BusyTracker) -> None:
+        self._gw = gateway
+        self._clock = clock
+        self._busy = busy
+        self._stopped = False
+
+    async def changed(self, wo: WorkingOrder, timeout_s: float) -> bool:
+        """True when an order event came within ``timeout_s`` real seconds."""
         wo.changed.clear()
-        if self._settled(wo):
+        if settled(wo):
             return True
         changed = asyncio.ensure_future(wo.changed.wait())
         try:
@@ -90,36 +128,38 @@ class OrderWaitingMixin:
             changed.cancel()
         return changed in done
 
-    async def _wait_changed_or_time(self, wo: WorkingOrder, deadline: dt.datetime) -> bool:
-        """True when an order event came first; False when the clock reached ``deadline``."""
+    async def changed_or_time(self, wo: WorkingOrder, deadline: dt.datetime) -> bool:
+        """True when an order event came first; False when the clock reached ``deadline``.
+
+        While parked here the order is not busy: a lock-step driver may step the clock."""
         wo.changed.clear()
-        if self._settled(wo):
+        if settled(wo):
             return True
-        changed = asyncio.ensure_future(wo.changed.wait())
-        timer = asyncio.ensure_future(self._clock.sleep_until(deadline))
+        changed: asyncio.Future[object] = asyncio.ensure_future(wo.changed.wait())
+        timer: asyncio.Future[object] = asyncio.ensure_future(self._clock.sleep_until(deadline))
         wo.parked.set()
-        self._set_busy(-1)
+        self._busy.leave()
         try:
             done, _ = await asyncio.wait({changed, timer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            self._set_busy(+1)
+            self._busy.enter()
             wo.parked.clear()
             changed.cancel()
             timer.cancel()
         return changed in done
 
-    async def _arrival_quote(self, month: ContractMonth, attempts: int = 5) -> Any:
+    async def arrival_quote(self, month: ContractMonth, attempts: int = 5) -> QuoteSnapshot:
         """The quote an order starts from; a dropped session (nothing written or sent yet) is
         waited out and the request repeated."""
         for attempt in range(1, attempts + 1):
             try:
                 return await self._gw.get_quote(month)
             except NotConnected:
-                if attempt == attempts or not await self._await_broker(month.local_symbol):
+                if attempt == attempts or not await self.broker_ready(month.local_symbol):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _await_broker(self, what: str) -> bool:
+    async def broker_ready(self, what: str) -> bool:
         """Wait for the supervisor's reconnect and reconciliation (it never gives up); False when
         the gateway was stopped (engine shutdown) or refused for good."""
         gw = self._gw
@@ -130,21 +170,16 @@ class OrderWaitingMixin:
         if not ready():
             log.warning("order.waiting_for_broker", what=what)
         while not ready():
-            if not gw.supervisor.running:
+            if self._stopped or not gw.supervisor.running:
                 log.warning("order.broker_stopped", what=what)
                 return False
             try:
-                await gw.wait_until(lambda: ready() or not gw.supervisor.running, 60.0)
+                await gw.wait_until(lambda: ready() or self._stopped or not gw.supervisor.running, 60.0)
             except TimeoutError:
                 continue
         return True
 
-    async def _wait_reconnect(self, wo: WorkingOrder) -> bool:
-        """Wait out a lost session for a working order; False when the gateway stopped (the
-        order's state is then unknown and resolved on the next start)."""
-        if not await self._await_broker(wo.order_ref):
-            return False
-        if wo.cancel_sent and wo.trade is not None and not wo.trade.isDone():
-            wo.cancel_sent = False
-            self._cancel(wo, "cancel re-sent after reconnect")
-        return True
+    def stop(self) -> None:
+        """Engine stop: no order waits for the broker any more (its state is resolved on the next
+        start, by orderRef, never by sending again)."""
+        self._stopped = True

@@ -9,8 +9,9 @@ passes the risk gate again, like a new order.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,7 @@ class PatienceSchedule:
             raise ValueError("patience.steps must hold at least one step")
         if self.steps[0].after_s != 0:
             raise ValueError(f"patience.steps[0].after_s={self.steps[0].after_s}: the first step starts at 0")
-        for i, (a, b) in enumerate(zip(self.steps, self.steps[1:]), start=1):
+        for i, (a, b) in enumerate(zip(self.steps, self.steps[1:], strict=False), start=1):
             if not b.after_s > a.after_s:
                 raise ValueError(f"patience.steps[{i}].after_s={b.after_s} must be above {a.after_s}")
             if b.half_spreads < a.half_spreads or b.ticks_through < a.ticks_through:
@@ -52,7 +53,7 @@ class PatienceSchedule:
             )
 
     @classmethod
-    def default(cls) -> "PatienceSchedule":
+    def default(cls) -> PatienceSchedule:
         """Mid for 2 min, half-way for 2 min, touch for 2 min, one tick through for 4 min."""
         return cls(
             steps=(
@@ -65,7 +66,7 @@ class PatienceSchedule:
         )
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "PatienceSchedule":
+    def from_config(cls, cfg: Mapping[str, Any]) -> PatienceSchedule:
         """From ``{"steps": [[after_s, half_spreads, ticks_through?], ...], "cancel_after_s": x}``."""
         try:
             raw_steps: Sequence[Sequence[float]] = cfg["steps"]

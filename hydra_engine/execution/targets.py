@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -23,6 +24,7 @@ from hydra_engine.markets import MarketConfig, is_trading_day
 
 if TYPE_CHECKING:
     from hydra_engine.execution.order_manager import OrderManager, RouteResult
+    from hydra_engine.store.equity import EquityRepo
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +47,7 @@ class MoveResult:
     target: int
     before: dict[str, float]
     """Signed contracts per local symbol before any order."""
-    legs: tuple["RouteResult", ...]
+    legs: tuple[RouteResult, ...]
     rolled: bool
     reasons: tuple[str, ...] = ()
 
@@ -54,13 +56,36 @@ class MoveResult:
         return sum(leg.filled for leg in self.legs)
 
 
+@dataclass(frozen=True, slots=True)
+class TargetLeg:
+    """One order of a move to a target: signed contracts, whether it only reduces, and why."""
+
+    qty: int
+    reducing: bool
+    purpose: str
+
+
+def target_legs(current: int, target: int) -> tuple[TargetLeg, ...]:
+    """The orders that take ``current`` to ``target``: a reversal is two legs, flatten then open.
+
+    The flattening leg only reduces, so it passes the gate in REDUCING state and the losing side
+    is closed; the opening leg is checked on its own (denied in REDUCING with its reason)."""
+    diff = target - current
+    if diff == 0:
+        return ()
+    if current != 0 and target != 0 and (current > 0) != (target > 0):
+        return (TargetLeg(-current, True, "flatten"), TargetLeg(target, False, "target"))
+    reducing = current != 0 and abs(target) < abs(current)
+    return (TargetLeg(diff, reducing, "target"),)
+
+
 def market_stats(bars: Sequence[Any], window: int = 20) -> MarketStats:
     """ADV and sigma over the last ``window`` bars (NaN-free; zeros when there is no history)."""
     recent = list(bars)[-(window + 1):]
     vols = [float(b.volume) for b in recent[-window:] if b.volume is not None and b.volume >= 0]
     adv = statistics.fmean(vols) if vols else 0.0
     closes = [float(b.close) for b in recent]
-    diffs = [b - a for a, b in zip(closes, closes[1:])]
+    diffs = [b - a for a, b in zip(closes, closes[1:], strict=False)]
     sigma = statistics.stdev(diffs) if len(diffs) >= 2 else 0.0
     return MarketStats(adv=adv, sigma=sigma if math.isfinite(sigma) else 0.0)
 
@@ -106,11 +131,11 @@ def market_calendar(market: MarketLike) -> Callable[[dt.date], bool] | None:
 
 
 async def move_to_target(
-    om: "OrderManager",
+    om: OrderManager,
     market: MarketLike,
     target: int,
     *,
-    equity: Any = None,
+    equity: EquityRepo | None = None,
     trading_date: dt.date | None = None,
     k_sigma: float = 3.0,
 ) -> MoveResult:
@@ -155,16 +180,20 @@ async def move_to_target(
             return MoveResult(market.symbol, int(target), before, tuple(legs), rolled, tuple(reasons))
 
     current = held[resolved.active.con_id].quantity if resolved.active.con_id in held else 0.0
-    diff = int(target) - int(current)
-    if diff:
-        legs.append(
-            await _route(
-                om, resolved.active, diff, current, account.net_liquidation, daily_pnl, peak, k_sigma,
-                reducing=abs(int(target)) < abs(int(current)) and (target * current >= 0),
-                purpose="roll-in" if rolled else "target", trading_date=trading_date,
-                stale=account.daily_pnl_stale, max_adv_fraction=getattr(market, "max_adv_fraction", None),
-            )
+    for step in target_legs(int(current), int(target)):
+        leg = await _route(
+            om, resolved.active, step.qty, current, account.net_liquidation, daily_pnl, peak, k_sigma,
+            reducing=step.reducing, purpose=step.purpose if step.reducing or not rolled else "roll-in",
+            trading_date=trading_date, stale=account.daily_pnl_stale,
+            max_adv_fraction=getattr(market, "max_adv_fraction", None),
         )
+        legs.append(leg)
+        if leg.filled < abs(step.qty):
+            if step.reducing and step.purpose == "flatten":
+                reasons.append(f"flattening leg incomplete ({leg.filled:g}/{abs(step.qty):g}): not opening "
+                               f"the {'short' if target < 0 else 'long'} side")
+            break
+        current += step.qty
     log.info(
         "order.move_to_target", symbol=market.symbol, target=int(target), before=before, rolled=rolled,
         legs=[(leg.direction, leg.requested, leg.filled, leg.status) for leg in legs],
@@ -173,7 +202,7 @@ async def move_to_target(
 
 
 async def _route(
-    om: "OrderManager",
+    om: OrderManager,
     month: ContractMonth,
     signed_qty: float,
     current: float,
@@ -187,7 +216,7 @@ async def _route(
     trading_date: dt.date | None,
     stale: bool = False,
     max_adv_fraction: float | None = None,
-) -> "RouteResult":
+) -> RouteResult:
     gw = om.gateway
     quote = await gw.get_quote(month)
     bars = await gw.get_daily_bars(month, lookback_days=45)

@@ -14,7 +14,7 @@ import pytest
 from hydra_engine.execution.fill_journal import BLOCK_FILLS, FillJournal, FillRecord
 from hydra_engine.store.database import open_migrated
 
-T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)
 
 
 async def open_db(path: Path, migrate: bool = True) -> aiosqlite.Connection:

@@ -6,7 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hydra_engine.execution.patience import PatienceSchedule, PatienceStep, limit_price, round_to_tick
+from hydra_engine.execution.patience import (
+    PatienceSchedule,
+    PatienceStep,
+    limit_price,
+    round_to_tick,
+)
 from hydra_engine.execution.slicing import slice_sizes
 
 

@@ -16,6 +16,7 @@ from hydra_engine.broker.connection import BackoffPolicy
 from hydra_engine.broker.errors import ApprovalRejected, ContractNotFound, NotConnected
 from hydra_engine.broker.gateway import BrokerGateway
 from hydra_engine.execution.order_manager import OrderManager
+from hydra_engine.execution.order_waiting import BusyTracker
 from hydra_engine.execution.patience import PatienceSchedule, PatienceStep
 from hydra_engine.markets import CATALOG, MarketConfig
 from hydra_engine.risk.gate import RiskConfig, RiskGate
@@ -42,6 +43,7 @@ class Rig:
     gw: BrokerGateway
     om: OrderManager
     journal: Any
+    gate: RiskGate
 
     async def fills(self) -> list[Any]:
         return list(await self.journal.fills())
@@ -104,7 +106,7 @@ async def rig(tmp_path, universe: Any, *, faults: str | None = None, patience: P
                       wait_for_open=wait_for_open)
     await gw.connect()
     try:
-        yield Rig(ex, store, gw, om, journal)
+        yield Rig(ex, store, gw, om, journal, gate)
     finally:
         await om.close()
         await gw.disconnect()
@@ -115,8 +117,8 @@ async def rig(tmp_path, universe: Any, *, faults: str | None = None, patience: P
 
 
 # a Tuesday in the exchange's default year, CL session open (08:00 CT)
-IN_SESSION = dt.datetime(2018, 1, 9, 14, 0, tzinfo=dt.timezone.utc)
-WEEKEND = dt.datetime(2018, 1, 6, 15, 0, tzinfo=dt.timezone.utc)
+IN_SESSION = dt.datetime(2018, 1, 9, 14, 0, tzinfo=dt.UTC)
+WEEKEND = dt.datetime(2018, 1, 6, 15, 0, tzinfo=dt.UTC)
 
 
 async def test_whole_fill_is_journalled_once_with_slippage(tmp_path, sim_universe) -> None:
@@ -206,7 +208,7 @@ async def test_restart_mid_order_journals_the_fill_once(tmp_path, sim_universe) 
         await r.ex.restart(0.5)
         await r.gw.wait_until(lambda: not r.gw.is_connected, 5)
         # while the gateway is down the market opens and the order fills at the exchange
-        await r.ex.advance_to(dt.datetime(2018, 1, 8, 1, 0, tzinfo=dt.timezone.utc))
+        await r.ex.advance_to(dt.datetime(2018, 1, 8, 1, 0, tzinfo=dt.UTC))
         assert r.ex.executions_today() or r.ex.book.executions  # filled at the exchange meanwhile
         await r.gw.wait_until(lambda: r.gw.is_connected and r.gw.state_known, 10)
         result = await r.drive(task)
@@ -274,7 +276,8 @@ async def test_move_to_target_orders_only_the_difference(tmp_path, sim_universe)
         assert res2.legs == ()  # already there: nothing ordered
         down = asyncio.create_task(r.om.move_to_target(CATALOG["CL"], -1))
         res3 = await r.drive(down)
-        assert res3.legs[0].direction == "SELL" and res3.legs[0].requested == 3
+        # a reversal is two legs: flatten the long, then open the short (each checked on its own)
+        assert [(leg.direction, leg.requested) for leg in res3.legs] == [("SELL", 2), ("SELL", 1)]
         assert sum(p.quantity for p in await r.gw.get_positions()) == -1
 
 
@@ -288,7 +291,7 @@ async def test_roll_moves_the_position_to_the_next_month(tmp_path, sim_universe)
         day = before.roll_start
         while day.weekday() >= 5:
             day += dt.timedelta(days=1)
-        await r.ex.advance_to(dt.datetime.combine(day, dt.time(15, 0), dt.timezone.utc))
+        await r.ex.advance_to(dt.datetime.combine(day, dt.time(15, 0), dt.UTC))
         rolled = await r.drive(asyncio.create_task(r.om.move_to_target(cl, 1)))
         assert rolled.rolled
         assert [leg.direction for leg in rolled.legs] == ["SELL", "BUY"]
@@ -306,7 +309,7 @@ async def test_place_order_refuses_anything_but_an_unused_approval(tmp_path, sim
         q = await r.gw.get_quote(m)
         with pytest.raises(ApprovalRejected, match="Approval"):
             r.gw.place_order(object(), m, action="BUY", quantity=1, limit_price=q.bid, order_ref="HY-x")
-        gate = r.om._risk._gate  # the rig's real RiskGate
+        gate = r.gate  # the rig's real RiskGate
 
         def approve(ref: str, qty: int = 1) -> Any:
             intent = OrderIntent(market="CL", con_id=m.con_id, local_symbol=m.local_symbol, direction="BUY",
@@ -368,8 +371,8 @@ async def test_unexplained_position_change_is_journalled_on_reconnect(tmp_path, 
 
 async def test_partial_fill_then_cancel_is_journalled(tmp_path, sim_universe) -> None:
     patience = PatienceSchedule(steps=(PatienceStep(0, 1.0, 10),), cancel_after_s=20 * 60)
-    start = dt.datetime(2018, 1, 9, 15, 0, tzinfo=dt.timezone.utc)  # oats: thin, fills in parts
-    async with rig(tmp_path, sim_universe, patience=patience, start=start) as r:
+    start = dt.datetime(2018, 1, 9, 15, 0, tzinfo=dt.UTC)  # oats: thin, fills in parts
+    async with rig(tmp_path, sim_universe, patience=patience, start=start, risk={"max_trade_loss_pct": 10.0}) as r:
         task = await r.route(CATALOG["ZO"], "BUY", 8)
         result = await r.drive(task, step=dt.timedelta(minutes=1))
         child = result.children[0]
@@ -430,10 +433,10 @@ async def test_fill_while_engine_down_is_journalled_once_by_the_next_process(tmp
             task = await r.route(CATALOG["CL"], "BUY", 1)
             await r.om.wait_idle(min_working=1)
             wo = r.om.working_orders[0]
-            ref, arrival = wo.order_ref, wo.arrival_mid
+            ref, arrival, named = wo.order_ref, wo.arrival_mid, wo.month.contract_month
             await r.gw.disconnect()  # the engine goes away with the order working
             await asyncio.wait_for(task, 10)
-        await ex.advance_to(dt.datetime(2018, 1, 8, 1, 0, tzinfo=dt.timezone.utc))  # it fills meanwhile
+        await ex.advance_to(dt.datetime(2018, 1, 8, 1, 0, tzinfo=dt.UTC))  # it fills meanwhile
         assert [e.order_ref for e in ex.book.executions] == [ref]
         for _ in range(2):  # two later starts: journalled by the first, never twice
             async with rig(tmp_path, sim_universe, ex=ex, patience=patience) as r2:
@@ -441,6 +444,7 @@ async def test_fill_while_engine_down_is_journalled_once_by_the_next_process(tmp
                 fills = await r2.fills()
                 assert len(fills) == 1 and fills[0].order_ref == ref
                 assert fills[0].arrival_mid == pytest.approx(arrival)
+                assert fills[0].contract_month == named  # the month the order named, from its stored row
                 assert fills[0].actual_slippage == pytest.approx(fills[0].fill_price - arrival)
                 rec = await r2.store.orders.get(ref)
                 assert rec.status.value == "FILLED" and rec.filled == 1
@@ -503,25 +507,25 @@ async def test_order_sent_after_the_close_waits_for_the_open_and_anchors_there(t
         assert events[:2] == ["INTENT", "SENT"]
 
 
-async def test_wait_idle_honours_a_cancel_that_races_its_wake_up(tmp_path, sim_universe) -> None:
+async def test_wait_idle_honours_a_cancel_that_races_its_wake_up() -> None:
     """On Python 3.11 ``asyncio.wait_for`` returns its inner result when a cancel lands just as the
     inner wait completed, swallowing the cancel; ``wait_idle`` must end cancelled all the same."""
-    async with rig(tmp_path, sim_universe) as r:
-        om = r.om
-        om._set_busy(+1)  # an order at work: the waiter has to wait
-        try:
-            waiter = asyncio.create_task(om.wait_idle(timeout_s=30))
-            for _ in range(5):
-                await asyncio.sleep(0)
-            assert not waiter.done()
-            om._set_busy(+1)
-            om._set_busy(-1)  # a busy change that leaves it busy: the waiter's inner wait completes...
+    busy = BusyTracker()  # the order manager's busy accounting, which ``OrderManager.wait_idle`` waits on
+    busy.enter()  # an order at work: the waiter has to wait
+    try:
+        waiter = asyncio.create_task(busy.wait_idle(30))
+        for _ in range(5):
             await asyncio.sleep(0)
-            waiter.cancel()  # ...and the cancel lands before the waiter runs again
-            done, _ = await asyncio.wait({waiter}, timeout=2.0)
-            assert waiter in done and waiter.cancelled()
-        finally:
-            om._set_busy(-1)
+        assert not waiter.done()
+        busy.enter()
+        busy.leave()  # a busy change that leaves it busy: the waiter's inner wait completes...
+        await asyncio.sleep(0)
+        waiter.cancel()  # ...and the cancel lands before the waiter runs again
+        done, _ = await asyncio.wait({waiter}, timeout=2.0)
+        assert waiter in done and waiter.cancelled()
+    finally:
+        busy.leave()
+    assert busy.idle
 
 
 async def test_wait_idle_waits_for_a_working_order_of_the_market(tmp_path, sim_universe) -> None:
@@ -542,7 +546,7 @@ async def test_daily_pnl_after_an_exchange_holiday_is_not_stale(tmp_path, sim_un
     is one trading day old, so Tuesday's loss from it counts (the daily-loss breaker sees it)."""
     tuesday = dt.date(2018, 1, 16)
     async with rig(tmp_path, sim_universe, patience=AGGRESSIVE, risk={"max_trade_loss_pct": 10.0},
-                   start=dt.datetime(2018, 1, 16, 15, 0, tzinfo=dt.timezone.utc)) as r:
+                   start=dt.datetime(2018, 1, 16, 15, 0, tzinfo=dt.UTC)) as r:
         await r.store.equity.record_mark(dt.date(2018, 1, 12), 1_100_000.0)  # Friday's close
         res = await r.drive(asyncio.create_task(
             r.om.move_to_target(CATALOG["CL"], 1, equity=r.store.equity, trading_date=tuesday)))
