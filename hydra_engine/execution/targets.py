@@ -20,6 +20,7 @@ import structlog
 
 from hydra_engine.broker.contracts import ContractMonth, MarketLike
 from hydra_engine.broker.errors import BrokerError, StateUnknown
+from hydra_engine.execution.account_view import account_view
 from hydra_engine.markets import MarketConfig, is_trading_day
 
 if TYPE_CHECKING:
@@ -153,8 +154,12 @@ async def move_to_target(
     positions = await gw.get_positions()
     held = {p.con_id: p for p in positions if p.symbol == market.symbol and p.quantity}
     before = {p.local_symbol: p.quantity for p in held.values()}
-    account = await gw.get_account_summary(equity=equity, trading_date=trading_date,
-                                           is_trading_day=market_calendar(market))
+    if equity is not None:  # P&L since the close mark of the last session before the order's session
+        calendar = market_calendar(market) or (lambda d: d.weekday() < 5)
+        session = trading_date or gw.now().date()
+        account = (await account_view(gw, equity, session, calendar)).snapshot
+    else:
+        account = await gw.get_account_summary()
     daily_pnl = account.daily_pnl if account.daily_pnl is not None and not account.daily_pnl_stale else 0.0
     peak = account.peak_equity if account.peak_equity is not None else account.net_liquidation
     legs: list[RouteResult] = []
