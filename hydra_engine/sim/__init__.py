@@ -9,7 +9,7 @@ from .account import Account, AccountSnapshot, PositionState
 from .exchange_server import EmbeddedExchange
 from .faults import FaultPlan, FaultSpecError
 from .orders import Execution, WorkingOrder
-from .state import StateFileError
+from .state_file import StateFileError
 
 __all__ = [
     "Account",

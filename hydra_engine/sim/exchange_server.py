@@ -1,9 +1,11 @@
-"""``EmbeddedExchange``: the asyncio server, its client registry, order routing and time.
+"""``EmbeddedExchange``: the asyncio server, and the one place that orders every state change.
 
-One exchange per process owns the clock, the universe, the accounts and the order book. Client
-sessions (``session.py``) decode requests and answer read-only ones themselves; everything that
-changes state (orders, cancels, time, faults, restarts) goes through this class, so the ordering
-of messages to every client is decided in one place.
+One exchange per process owns the clock, the universe, the accounts and the order book, and is
+composed of parts it holds: the client registry, the account book, the contract blocks, the
+order-event delivery and the marker. Client sessions (``client_session.py``) decode requests and
+answer read-only ones themselves; they see the exchange only as an ``ExchangeCore``
+(``exchange_core.py``). Everything that changes state (orders, cancels, time, faults, restarts)
+goes through this class, so the ordering of messages to every client is decided in one place.
 """
 
 from __future__ import annotations
@@ -12,23 +14,28 @@ import asyncio
 import datetime as dt
 import secrets
 import time
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
 
 from . import messages as M
-from .account import Account, AccountSnapshot, PositionState
-from .datafeed import DataFeed, wire_contract
-from .faults import FaultPlan
-from .marking import AccountMarker
+from .account import Account, PositionState
+from .account_book import AccountBook
+from .client_registry import ClientRegistry
+from .client_session import ClientSession
+from .clock import SimClock
+from .datafeed import DataFeed
+from .faults import NOTICES, Fault, FaultPlan
 from .market_types import MarketUniverse
-from .orders import ACTIVE, DONE, Execution, OrderBook, WorkingOrder
+from .marking import AccountMarker
+from .order_delivery import OrderDelivery
+from .orders import ACTIVE, DONE, BookEvent, Execution, OrderBook, WorkingOrder
 from .requests import CancelOrder, PlaceOrder, ReqGlobalCancel, ReqOpenOrders
-from .routing import OrderRouting
-from .session import ClientSession
-from .state import exchange_state, load_state, restore_exchange, save_state
+from .state_file import exchange_state, load_state, restore_exchange, save_state
+from .wire_views import ContractWire
 
 log = structlog.get_logger(__name__)
 
@@ -39,18 +46,20 @@ SETTLE_LOOP_TURNS = 6
 """Event-loop turns ``advance_to`` yields first, so an order a client on the same loop has just
 written is booked before time moves (the embedded, lock-step case)."""
 REALTIME_STEP_S = 0.2
+"""In real-time and fixed-speed modes the exchange plays the clock forward this often (real s)."""
+PRUNE_AFTER = dt.timedelta(days=7)
+"""Executions and finished orders older than this (simulated time) are never replayed: dropped."""
 STATE_SAVE_INTERVAL_S = 5.0
 """In the background modes the clock alone is persisted at most this often (real seconds)."""
-"""In real-time and fixed-speed modes the exchange plays the clock forward this often (real s)."""
 
 
-class EmbeddedExchange(OrderRouting):
+class EmbeddedExchange:
     """IB-compatible paper exchange on loopback. Build it with ``await EmbeddedExchange.start()``."""
 
     def __init__(self) -> None:  # use start()
         self.host = "127.0.0.1"
         self.port = 0
-        self.clock: Any = None
+        self.clock: SimClock
         self.universe: MarketUniverse
         self.accounts: list[str] = []
         self.max_server_version = 178
@@ -61,9 +70,8 @@ class EmbeddedExchange(OrderRouting):
         """Perf-counter seconds spent playing time (advance) and handling requests."""
         self.busy_cpu_seconds = 0.0
         """CPU seconds (this thread) spent there: the same, without time lost to other processes."""
-        self._accounts: dict[str, Account] = {}
-        self._sessions: set[ClientSession] = set()
-        self._by_client: dict[int, ClientSession] = {}
+        self.registry = ClientRegistry()
+        """Open connections and started clients (``client_registry.py``)."""
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._conn_tasks: set[asyncio.Task] = set()
@@ -72,14 +80,16 @@ class EmbeddedExchange(OrderRouting):
         self._last_t: dt.datetime
         self._advance_lock = asyncio.Lock()
         self._ticker: asyncio.Task | None = None
-        self._wire_cache: dict[int, M.WireContract | None] = {}
-        self._marks_at: dt.datetime | None = None
-        self._marks: dict[int, float | None] = {}
         self._save_pending = False
         self._save_lock = asyncio.Lock()
         self.faults = FaultPlan(None)
         self.feed: DataFeed
         self.book: OrderBook
+        self.account_book: AccountBook
+        """The managed accounts and their values at the current marks (``account_book.py``)."""
+        self.contracts: ContractWire
+        self.delivery: OrderDelivery
+        """Order events to their owning clients (``order_delivery.py``)."""
         self.marker: AccountMarker
         """Re-marks positions between fills for account subscribers (``marking.py``)."""
 
@@ -91,7 +101,7 @@ class EmbeddedExchange(OrderRouting):
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 7,
-        clock: Any | None = None,
+        clock: SimClock | None = None,
         universe: MarketUniverse | None = None,
         faults: str | None = None,
         state_path: Path | None = None,
@@ -99,7 +109,7 @@ class EmbeddedExchange(OrderRouting):
         starting_cash: float = 1_000_000.0,
         max_server_version: int = 178,
         pacing: bool = True,
-    ) -> "EmbeddedExchange":
+    ) -> EmbeddedExchange:
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"the embedded exchange binds to loopback only (host {host!r}; accepted: "
                              f"{', '.join(LOOPBACK_HOSTS)})")  # fmt: skip
@@ -110,50 +120,69 @@ class EmbeddedExchange(OrderRouting):
         if not 0 < starting_cash < 1e12:
             raise ValueError(f"starting_cash {starting_cash} outside (0, 1e12)")
         ex = cls()
-        ex.host, ex.seed, ex.max_server_version, ex.pacing = host, seed, max_server_version, pacing
-        ex.state_path = Path(state_path) if state_path else None
-        ex.faults = FaultPlan(faults, seed)
+        await ex._boot(host=host, port=port, seed=seed, clock=clock, universe=universe, faults=faults,
+                       state_path=state_path, accounts=accounts, starting_cash=starting_cash,
+                       max_server_version=max_server_version, pacing=pacing)  # fmt: skip
+        return ex
+
+    async def _boot(self, *, host: str, port: int, seed: int, clock: SimClock | None, universe: MarketUniverse | None,
+                    faults: str | None, state_path: Path | None, accounts: Sequence[str], starting_cash: float,
+                    max_server_version: int, pacing: bool) -> None:  # fmt: skip
+        """Build the parts, resume a saved state, listen: the body of ``start``."""
+        self.host, self.seed, self.max_server_version, self.pacing = host, seed, max_server_version, pacing
+        self.state_path = Path(state_path) if state_path else None
+        self.faults = FaultPlan(faults, seed)
         if universe is None:
             from .universe import build_universe
 
             universe = await asyncio.to_thread(build_universe, seed)
-        ex.universe = universe
-        ex.feed = DataFeed(universe)
-        saved = await asyncio.to_thread(load_state, ex.state_path) if ex.state_path else None
+        self.universe = universe
+        self.feed = DataFeed(universe)
+        saved = await asyncio.to_thread(load_state, self.state_path) if self.state_path else None
         if clock is None:
-            from .clock import SimClock
-
-            start = getattr(universe, "default_clock_start", lambda: dt.datetime(2018, 1, 2, 12, tzinfo=dt.timezone.utc))()
+            start = getattr(universe, "default_clock_start", lambda: dt.datetime(2018, 1, 2, 12, tzinfo=dt.UTC))()
             if saved:
                 start = max(start, dt.datetime.fromisoformat(saved["clock"]))
             clock = SimClock.lockstep(start)
-        ex.clock = clock
-        if saved and ex.lockstep and dt.datetime.fromisoformat(saved["clock"]) > clock.now():
+        self.clock = clock
+        if saved and self.lockstep and dt.datetime.fromisoformat(saved["clock"]) > clock.now():
             clock.set(dt.datetime.fromisoformat(saved["clock"]))
-        if hasattr(universe, "bind_clock"):
-            universe.bind_clock(clock)
-        ex.accounts = list(accounts)
-        ex._accounts = {a: Account(a, starting_cash) for a in ex.accounts}
+        bind_clock = getattr(universe, "bind_clock", None)
+        if bind_clock is not None:
+            bind_clock(clock)
+        self.accounts = list(accounts)
+        self.account_book = AccountBook({a: Account(a, starting_cash) for a in self.accounts}, self.feed, clock.now)
         # A fresh exchange draws a run id so execIds and permIds never repeat across runs (an engine
         # store may outlive an exchange without a state file); a resumed one keeps its own.
         run_id = secrets.randbits(32)
-        ex.book = OrderBook(ex.feed, ex._accounts, exec_prefix=f"{run_id:08x}")
-        ex.book.next_perm_id = 100_000_000 + (run_id % 1_000) * 1_000_000
-        ex._last_t = clock.now()
-        ex.marker = AccountMarker(ex, ex._last_t)
+        self.book = OrderBook(self.feed, self.account_book.accounts, exec_prefix=f"{run_id:08x}")
+        self.book.next_perm_id = 100_000_000 + (run_id % 1_000) * 1_000_000
+        self.contracts = ContractWire(universe)
+        self.delivery = OrderDelivery(self.registry, self.contracts, self.account_book, self.faults)
+        self._last_t = clock.now()
+        self.marker = AccountMarker(self.account_book, self.registry, universe, self.feed, self._last_t)
         if saved:
-            ex._restore(saved)
-        await ex._listen(port)
-        if ex.lockstep is False:
-            ex._ticker = asyncio.create_task(ex._tick_loop(), name="sim-exchange-ticker")
-        log.info("sim_exchange_started", host=host, port=ex.port, seed=seed, clock=getattr(clock, "mode", "?"),
-                 now=ex._last_t.isoformat(), accounts=ex.accounts, faults=ex.faults.spec or None,
+            self._last_t = restore_exchange(self, saved)
+        await self._listen(port)
+        if self.lockstep is False:
+            self._ticker = asyncio.create_task(self._tick_loop(), name="sim-exchange-ticker")
+        log.info("sim_exchange_started", host=host, port=self.port, seed=seed, clock=getattr(clock, "mode", "?"),
+                 now=self._last_t.isoformat(), accounts=self.accounts, faults=self.faults.spec or None,
                  resumed=bool(saved), max_server_version=max_server_version)  # fmt: skip
-        return ex
 
     @property
     def lockstep(self) -> bool:
         return getattr(self.clock, "mode", "lockstep") == "lockstep"
+
+    @property
+    def last_played(self) -> dt.datetime:
+        """Simulated time up to which sessions, fills and expiries have been played."""
+        return self._last_t
+
+    @property
+    def serving(self) -> bool:
+        """Listening and accepting connections (False while a gateway restart is down, or stopped)."""
+        return not self._down and not self._stopped and self._server is not None and self._server.is_serving()
 
     async def _listen(self, port: int) -> None:
         self._server = await asyncio.start_server(self._on_connect, self.host, port, reuse_address=True)
@@ -164,7 +193,7 @@ class EmbeddedExchange(OrderRouting):
             writer.close()
             return
         s = ClientSession(self, reader, writer)
-        self._sessions.add(s)
+        self.registry.add(s)
         for f in self.faults.on_connect():
             if f.kind == "slow_connect":
                 s.end_delay = f.param("s")
@@ -180,59 +209,31 @@ class EmbeddedExchange(OrderRouting):
             if task is not None:
                 self._conn_tasks.discard(task)
 
-    # ----- registry -------------------------------------------------------------------------
-    def _client_in_use(self, client_id: int) -> bool:
-        s = self._by_client.get(client_id)
-        return s is not None and not s.closed
+    # ----- the core, as sessions see it (``ExchangeCore``) -------------------------------------
+    def client(self, client_id: int) -> ClientSession | None:
+        return self.registry.get(client_id)
 
-    def _register(self, s: ClientSession) -> None:
-        assert s.client_id is not None
-        self._by_client[s.client_id] = s
+    def register(self, s: ClientSession) -> None:
+        self.registry.register(s)
 
-    def _unregister(self, s: ClientSession) -> None:
-        self._sessions.discard(s)
-        if s.client_id is not None and self._by_client.get(s.client_id) is s:
-            del self._by_client[s.client_id]
+    def unregister(self, s: ClientSession) -> None:
+        self.registry.unregister(s)
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    def spawn(self, coro: Coroutine[object, object, None], name: str) -> None:
         t = asyncio.create_task(coro, name=name)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
+    def wire(self, con_id: int) -> M.WireContract | None:
+        return self.contracts.get(con_id)
+
+    def next_valid_id(self, client_id: int) -> int:
+        return self.book.next_valid_id(client_id)
+
     @property
     def clients(self) -> list[int]:
         """Client ids of the connected, started sessions."""
-        return sorted(cid for cid, s in self._by_client.items() if not s.closed)
-
-    # ----- helpers for sessions -------------------------------------------------------------
-    def _wire(self, con_id: int) -> M.WireContract | None:
-        if con_id not in self._wire_cache:
-            m = self.universe.month(con_id)
-            spec = self.universe.spec(m.symbol) if m else None
-            self._wire_cache[con_id] = wire_contract(spec, m) if (m and spec) else None
-        return self._wire_cache[con_id]
-
-    def _currency(self, account: str) -> str:
-        a = self._accounts.get(account)
-        return a.currency if a else "USD"
-
-    def _exec_view(self, e: Execution, c: M.WireContract) -> M.ExecutionView:
-        return M.ExecutionView(e.exec_id, e.order_id, e.client_id, e.perm_id, e.time, e.account, c.exchange,
-                               e.side, e.qty, e.price, e.cum_qty, e.avg_price, e.order_ref)  # fmt: skip
-
-    def _snapshot(self, acct: str) -> tuple[AccountSnapshot, dict[int, float]]:
-        now = self.clock.now()
-        if self._marks_at != now:
-            self._marks_at, self._marks = now, {}
-        a = self._accounts[acct]
-        marks: dict[int, float] = {}
-        for p in a.open_positions():
-            if p.con_id not in self._marks:
-                self._marks[p.con_id] = self.feed.mark(p.con_id, now)
-            m = self._marks[p.con_id]
-            if m is not None:
-                marks[p.con_id] = m
-        return a.snapshot(marks), marks
+        return self.registry.client_ids()
 
     # ----- public queries -------------------------------------------------------------------
     def executions_today(self) -> list[Execution]:
@@ -242,12 +243,11 @@ class EmbeddedExchange(OrderRouting):
 
     def positions(self, account: str | None = None) -> dict[int, PositionState]:
         """Open positions of ``account`` (default: the first) by conId."""
-        a = self._accounts[account or self.accounts[0]]
-        return {p.con_id: p for p in a.open_positions()}
+        return self.account_book.open_positions(account or self.accounts[0])
 
     def account_values(self, account: str | None = None) -> dict[str, float]:
         """IB account tags (NetLiquidation, TotalCashValue, ...) at the current marks."""
-        return self._snapshot(account or self.accounts[0])[0].as_tags()
+        return self.account_book.snapshot(account or self.accounts[0])[0].as_tags()
 
     def open_orders(self) -> list[WorkingOrder]:
         return self.book.working()
@@ -259,7 +259,9 @@ class EmbeddedExchange(OrderRouting):
                 if o.status in DONE and o.done_at is not None and o.done_at.astimezone(EXEC_DAY_TZ).date() == today]
 
     # ----- request dispatch -----------------------------------------------------------------
-    def _dispatch(self, s: ClientSession, req: object) -> None:
+    def submit(self, s: ClientSession, req: object) -> None:
+        """A session decoded ``req``: run the request faults, then change state here or hand a
+        read-only request back to the session."""
         t0, c0 = time.perf_counter(), time.thread_time()
         try:
             for f in self.faults.on_request():
@@ -272,16 +274,12 @@ class EmbeddedExchange(OrderRouting):
             elif isinstance(req, CancelOrder):
                 self._cancel(s, req)
             elif isinstance(req, ReqOpenOrders):
-                self._open_orders(s, req.all_clients)
+                self.delivery.send_open_orders(s, self.book.working(), req.all_clients)
             elif isinstance(req, ReqGlobalCancel):
                 for o in self.book.working():
                     self._deliver(self.book.cancel(o.client_id, o.order_id, self.clock.now()).events)
             else:
-                name = ClientSession.HANDLERS.get(type(req))
-                if name is None:
-                    s.error(-1, 505, f"Fatal Error: Unknown message {type(req).__name__}.")
-                    return
-                getattr(s, name)(req)
+                s.answer(req)
         finally:
             self.busy_seconds += time.perf_counter() - t0
             self.busy_cpu_seconds += time.thread_time() - c0
@@ -319,6 +317,30 @@ class EmbeddedExchange(OrderRouting):
         self._after_faults(faults, s)
         self._save_soon()
 
+    # ----- order events and faults ------------------------------------------------------------
+    def _deliver(self, events: list[BookEvent], delay: float = 0.0) -> None:
+        self._after_faults(self.delivery.deliver(events, delay), None)
+
+    def _after_faults(self, faults: list[Fault], s: ClientSession | None) -> None:
+        for f in faults:
+            if f.kind == "drop" and s is not None:
+                log.info("sim_fault_drop", conn=s.conn_id, client_id=s.client_id)
+                s.close("injected fault: drop")
+            elif f.kind == "restart":
+                log.info("sim_fault_restart", down_seconds=f.param("down"))
+                self.spawn(self.restart(f.param("down")), "sim-fault-restart")
+            elif f.kind == "notice":
+                self.notice(int(f.param("code")))
+
+    def notice(self, code: int, text: str | None = None) -> None:
+        """Broadcast a system notice (1100/1101/1102, 2103-2106...) to every client."""
+        text = text or NOTICES.get(code, "Notice")
+        log.info("sim_notice", code=code)
+        for s in self.registry.started():
+            if code == 1101:
+                s.mkt.clear()  # data lost: the client must resubscribe, as with IB
+            s.error(-1, code, text)
+
     # ----- time -----------------------------------------------------------------------------
     async def advance_to(self, t: dt.datetime) -> None:
         """Lock-step: set the clock to ``t``, play sessions, fills and expiries up to ``t`` and
@@ -353,29 +375,20 @@ class EmbeddedExchange(OrderRouting):
                 if due:
                     for f in due:
                         if f.kind == "drop":
-                            for s in list(self._by_client.values()):
+                            for s in self.registry.started():
                                 s.close("injected fault: drop")
                     self._after_faults([f for f in due if f.kind != "drop"], None)
-                self._prune(t)
+                self.book.prune(t - PRUNE_AFTER)
                 self.marker.on_time(t)
-            for s in list(self._by_client.values()):
+            for s in self.registry.started():
                 s.refresh_market_data(t)
         finally:
             self.busy_seconds += time.perf_counter() - t0
             self.busy_cpu_seconds += time.thread_time() - c0
         return n
 
-    def _prune(self, t: dt.datetime) -> None:
-        """Keep a week of executions and finished orders; older ones are never replayed."""
-        horizon = t - dt.timedelta(days=7)
-        if self.book.executions and self.book.executions[0].time < horizon:
-            self.book.executions = [e for e in self.book.executions if e.time >= horizon]
-        done = [k for k, o in self.book.orders.items() if o.status not in ACTIVE and o.matched_until < horizon]
-        for k in done:
-            del self.book.orders[k]
-
     async def _flush_all(self) -> None:
-        sessions = [s for s in self._sessions if not s.closed]
+        sessions = self.registry.open_connections()
         if sessions:
             await asyncio.gather(*(s.flush() for s in sessions))
 
@@ -394,10 +407,6 @@ class EmbeddedExchange(OrderRouting):
             await asyncio.sleep(REALTIME_STEP_S)
 
     # ----- restart / stop -------------------------------------------------------------------
-    def _close_all(self, reason: str) -> None:
-        for s in list(self._sessions):
-            s.close(reason)
-
     async def restart(self, down_seconds: float) -> None:
         """Gateway restart: close every socket, refuse connections for ``down_seconds`` real
         seconds, then listen again on the same port. State (orders, account) survives."""
@@ -407,7 +416,7 @@ class EmbeddedExchange(OrderRouting):
         log.info("sim_gateway_restart", down_seconds=down_seconds, port=self.port)
         if self._server is not None:
             self._server.close()
-        self._close_all("gateway restart")
+        self.registry.close_all("gateway restart")
         await self.save_state()
         try:
             await asyncio.sleep(max(0.0, down_seconds))
@@ -434,11 +443,11 @@ class EmbeddedExchange(OrderRouting):
             await asyncio.gather(self._ticker, return_exceptions=True)
         if self._server is not None:
             self._server.close()
-        self._close_all("exchange stopping")
+        self.registry.close_all("exchange stopping")
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("sim_listener_close_slow", port=self.port)
         if self._conn_tasks:
             _, pending = await asyncio.wait(list(self._conn_tasks), timeout=2.0)
@@ -462,7 +471,7 @@ class EmbeddedExchange(OrderRouting):
             finally:
                 self._save_pending = False
 
-        self._spawn(later(), "sim-save-state")
+        self.spawn(later(), "sim-save-state")
 
     def to_state(self) -> dict[str, Any]:
         """Everything a restarted exchange needs (see ``state.exchange_state``)."""
@@ -477,5 +486,3 @@ class EmbeddedExchange(OrderRouting):
             await asyncio.to_thread(save_state, self.state_path, state)
         log.debug("sim_state_saved", path=str(self.state_path))
 
-    def _restore(self, d: dict[str, Any]) -> None:
-        restore_exchange(self, d)

@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from hydra_engine.sim.market_types import Side, SimFill
-from hydra_engine.sim.paths import IntradayPath
+from hydra_engine.sim.intraday_paths import IntradayPath
 from hydra_engine.sim.scenarios import stream_seed
 from hydra_engine.sim.term_structure import tick_round
 

@@ -9,17 +9,19 @@ The exchange calls ``AccountMarker.on_time`` whenever its clock has been played 
 due once ``MARK_INTERVAL`` of simulated time has passed since the last one, or as soon as a held
 market's session has closed since then (the daily settlement mark). A long lock-step jump marks
 once, at its end, never at every intermediate interval. Each subscription is sent only what
-changed since it was last sent (``ClientSession.sent_marks`` remembers that per subscription).
+changed since it was last sent (``ClientSession.refresh_account_subscriptions``, which remembers it
+per subscription).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Hashable
+from collections.abc import Hashable
 
-if TYPE_CHECKING:
-    from .exchange_server import EmbeddedExchange
-    from .session import ClientSession
+from .account_book import AccountBook
+from .client_registry import ClientRegistry
+from .datafeed import DataFeed
+from .market_types import MarketUniverse
 
 MARK_INTERVAL = dt.timedelta(minutes=3)
 """IB's cadence for unsolicited account and portfolio updates (simulated time)."""
@@ -28,8 +30,12 @@ MARK_INTERVAL = dt.timedelta(minutes=3)
 class AccountMarker:
     """Decides when the accounts are re-marked and pushes the new values to subscribers."""
 
-    def __init__(self, ex: "EmbeddedExchange", now: dt.datetime) -> None:
-        self.ex = ex
+    def __init__(self, accounts: AccountBook, clients: ClientRegistry, universe: MarketUniverse, feed: DataFeed,
+                 now: dt.datetime) -> None:  # fmt: skip
+        self._accounts = accounts
+        self._clients = clients
+        self._universe = universe
+        self._feed = feed
         self.marked_at = now
         """Simulated time of the last periodic mark."""
         self.marks_pushed = 0
@@ -37,9 +43,9 @@ class AccountMarker:
 
     def _held_symbols(self) -> set[str]:
         out: set[str] = set()
-        for a in self.ex._accounts.values():
+        for a in self._accounts:
             for p in a.open_positions():
-                m = self.ex.universe.month(p.con_id)
+                m = self._universe.month(p.con_id)
                 if m is not None:
                     out.add(m.symbol)
         return out
@@ -48,7 +54,7 @@ class AccountMarker:
         if t - self.marked_at >= MARK_INTERVAL:
             return True
         for sym in symbols:  # a settlement since the last mark: mark now, whatever the interval
-            b = self.ex.feed.current_or_next_session(sym, self.marked_at)
+            b = self._feed.current_or_next_session(sym, self.marked_at)
             if b is not None and b[1] <= t:
                 return True
         return False
@@ -57,8 +63,7 @@ class AccountMarker:
         """The clock reached ``t``: re-mark when due; returns the subscriptions refreshed."""
         if t <= self.marked_at:
             return 0
-        sessions = [s for s in self.ex._by_client.values()
-                    if not s.closed and (s.account_updates or s.summary_subs or s.multi_subs)]  # fmt: skip
+        sessions = [s for s in self._clients.started() if not s.closed and s.has_account_subscriptions()]
         if not sessions:
             self.marked_at = t  # nobody listens: nothing owed
             return 0
@@ -70,7 +75,7 @@ class AccountMarker:
         if not self._due(t, symbols):
             return 0
         self.marked_at = t
-        n = sum(refresh_session(s) for s in sessions)
+        n = sum(s.refresh_account_subscriptions() for s in sessions)
         self.marks_pushed += n
         return n
 
@@ -78,27 +83,3 @@ class AccountMarker:
 def snapshot_key(snap: Hashable, marks: dict[int, float]) -> tuple:
     """What a subscriber has seen: the account values plus each position's mark."""
     return (snap, tuple(sorted(marks.items())))
-
-
-def refresh_session(s: "ClientSession") -> int:
-    """Re-send each of this session's account subscriptions whose values changed since last sent."""
-    ex = s.ex
-    n = 0
-    acct = s.account_updates
-    if acct is not None and acct in ex._accounts:
-        snap, marks = ex._snapshot(acct)
-        if s.sent_marks.get(("upd", acct)) != snapshot_key(snap, marks):
-            s.push_account(acct, None)
-            n += 1
-    if s.summary_subs:
-        key = tuple(ex._snapshot(a)[0] for a in ex.accounts)
-        for req_id, wanted in list(s.summary_subs.items()):
-            if s.sent_marks.get(("sum", req_id)) != key:
-                s._summary_rows(req_id, wanted)
-                n += 1
-    for req_id, which in list(s.multi_subs.items()):
-        for a in (ex.accounts if which in ("", "All") else [which]):
-            if a in ex._accounts and s.sent_marks.get(("multi", req_id, a)) != ex._snapshot(a)[0]:
-                s._multi_rows(req_id, a)
-                n += 1
-    return n

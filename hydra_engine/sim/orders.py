@@ -146,6 +146,14 @@ class OrderBook:
     def next_valid_id(self, client_id: int) -> int:
         return self.max_order_id.get(client_id, 0) + 1
 
+    def prune(self, horizon: dt.datetime) -> None:
+        """Forget executions before ``horizon`` and orders finished before it (never replayed)."""
+        if self.executions and self.executions[0].time < horizon:
+            self.executions = [e for e in self.executions if e.time >= horizon]
+        done = [k for k, o in self.orders.items() if o.status not in ACTIVE and o.matched_until < horizon]
+        for k in done:
+            del self.orders[k]
+
     # ----- placing --------------------------------------------------------------------------
     def place(self, client_id: int, req: PlaceOrder, resolved: list[Resolved], now: dt.datetime,
               default_account: str, force_reject: str | None = None) -> PlaceOutcome:  # fmt: skip

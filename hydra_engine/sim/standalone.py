@@ -12,7 +12,7 @@ from pathlib import Path
 import structlog
 
 from .faults import FaultSpecError, parse_faults
-from .state import StateFileError, load_state
+from .state_file import StateFileError, load_state
 
 log = structlog.get_logger(__name__)
 

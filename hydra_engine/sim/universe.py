@@ -27,7 +27,7 @@ from hydra_engine.sim.catalog import (
 from hydra_engine.sim.fill_model import DayContext, HiddenFillParams, hidden_params, match_order, touch_prices
 from hydra_engine.sim.history import PriceHistory, lay_onto, load_history_csv, load_wti
 from hydra_engine.sim.market_types import ContractSpec, DailyBar, FutureMonth, Quote, Side, SimFill
-from hydra_engine.sim.paths import IntradayPath, PathCache, build_path
+from hydra_engine.sim.intraday_paths import IntradayPath, PathCache, build_path
 from hydra_engine.sim.scenarios import (
     ScenarioChoice, ScenarioInfo, feature_and_target, history_scenario, resolve_scenario, stream_seed,
 )
@@ -83,6 +83,10 @@ class SimMarketUniverse:
 
     def product(self, symbol: str) -> Product:
         return self._market(symbol).product
+
+    def series(self, symbol: str) -> MarketSeries:
+        """The spot series of ``symbol`` (days, closes, scenario), for measurements outside the class."""
+        return self._market(symbol)
 
     def scenario(self, symbol: str) -> ScenarioInfo:
         """Ground truth of ``symbol``'s market (for tests and the agent's evaluation only)."""
@@ -454,7 +458,7 @@ def build_universe(
 
 def measure_coefficient(universe: SimMarketUniverse, symbol: str, first: dt.date, last: dt.date) -> float:
     """OLS slope of next-day spot log return on the scenario feature over ``[first, last]``."""
-    mkt = universe._market(symbol)
+    mkt = universe.series(symbol)
     sel = (mkt.days >= np.datetime64(first)) & (mkt.days <= np.datetime64(last))
     r = np.diff(np.log(mkt.close[sel]))
     f, y = feature_and_target(r, mkt.scenario.lookback_days)

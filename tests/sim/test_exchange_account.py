@@ -50,7 +50,7 @@ def _nl(ib) -> float:
 
 def _expected(ex, con_id: int) -> tuple[float, float, float]:
     """(mark, unrealized, net liquidation) from the exchange's own account and quote."""
-    acct = ex._accounts[ex.accounts[0]]
+    acct = ex.account_book.get(ex.accounts[0])
     p = acct.positions[con_id]
     mark = ex.feed.mark(con_id, ex.clock.now())
     unreal = p.qty * p.multiplier * mark - p.qty * p.avg_cost

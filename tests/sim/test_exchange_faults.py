@@ -65,7 +65,7 @@ async def test_restart_on_order_then_reconnect_finds_the_order(make_exchange, ib
     ib.disconnectedEvent += lambda: lost.set()
     ib.placeOrder(c, LimitOrder("BUY", 1, 21.0, tif="GTC", orderRef="two"))
     await asyncio.wait_for(lost.wait(), 5)
-    await until(lambda: not ex._down and ex._server is not None and ex._server.is_serving(), what="gateway back")
+    await until(lambda: ex.serving, what="gateway back")
     again = await ib_client(client_id=2, ex=ex)
     assert sorted(t.order.orderRef for t in again.openTrades()) == ["one", "two"]
 

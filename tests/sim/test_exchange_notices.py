@@ -37,7 +37,7 @@ async def test_connectivity_and_farm_notices_reach_the_client(make_exchange, ib_
     assert all(g[0] == -1 for g in got)  # system notices carry no request id
     assert "broken" in dict((g[1], g[2]) for g in got)[2103]
     # 1102 is "data maintained": the subscription keeps streaming
-    session = next(iter(ex._by_client.values()))
+    session = ex.registry.started()[0]
     assert session.mkt, "1102 must not drop market-data subscriptions"
 
 
@@ -47,7 +47,7 @@ async def test_1101_drops_market_data_subscriptions(make_exchange, ib_client, un
     c = await _front(ib)
     ticker = ib.reqMktData(c)
     await until(lambda: ticker.bid > 0, what="first quote")
-    session = next(iter(ex._by_client.values()))
+    session = ex.registry.started()[0]
     assert len(session.mkt) == 1
     codes: list[int] = []
     ib.errorEvent += lambda req_id, code, msg, contract: codes.append(code)

@@ -16,7 +16,7 @@ import pytest
 from ib_async import Future, LimitOrder, MarketOrder
 
 from hydra_engine.sim import EmbeddedExchange, StateFileError
-from hydra_engine.sim.state import load_state, save_state
+from hydra_engine.sim.state_file import load_state, save_state
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[2]

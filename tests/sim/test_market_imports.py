@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-MARKET_MODULES = ("clock", "calendar", "catalog", "history", "scenarios", "term_structure", "paths",
+MARKET_MODULES = ("clock", "calendar", "catalog", "history", "scenarios", "term_structure", "intraday_paths",
                   "fill_model", "universe")
 SIM_DIR = Path(__file__).resolve().parents[2] / "hydra_engine" / "sim"
 

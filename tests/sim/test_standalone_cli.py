@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from ib_async import IB, Future, MarketOrder
 
-from hydra_engine.sim.state import load_state
+from hydra_engine.sim.state_file import load_state
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[2]

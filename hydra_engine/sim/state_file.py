@@ -87,15 +87,15 @@ def load_state(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def exchange_state(ex: "EmbeddedExchange") -> dict[str, Any]:
+def exchange_state(ex: EmbeddedExchange) -> dict[str, Any]:
     """Account, positions, working orders, the day's executions (and their orders), clock, counters."""
     today = ex.executions_today()
     keep = {(e.client_id, e.order_id) for e in today}
     return {
         "clock": ex.clock.now().isoformat(),
-        "last_played": ex._last_t.isoformat(),
+        "last_played": ex.last_played.isoformat(),
         "seed": ex.seed,
-        "accounts": [a.to_dict() for a in ex._accounts.values()],
+        "accounts": [a.to_dict() for a in ex.account_book],
         "orders": [o.to_dict() for k, o in ex.book.orders.items() if o.status in ACTIVE or k in keep],
         "executions": [e.to_dict() for e in today],
         "counters": {
@@ -108,19 +108,18 @@ def exchange_state(ex: "EmbeddedExchange") -> dict[str, Any]:
     }
 
 
-def restore_exchange(ex: "EmbeddedExchange", d: dict[str, Any]) -> None:
-    """Load a saved state into a freshly built exchange (before it listens)."""
+def restore_exchange(ex: EmbeddedExchange, d: dict[str, Any]) -> dt.datetime:
+    """Load a saved state into a freshly built exchange (before it listens); returns the time up to
+    which the saved exchange had played, for the exchange to resume from."""
     if d.get("seed") not in (None, ex.seed):
         log.warning("sim_state_seed_differs", saved_seed=d.get("seed"), seed=ex.seed,
                     detail="positions resume, but prices now come from a different universe")  # fmt: skip
     try:
         for a in d["accounts"]:
             acct = Account.from_dict(a)
-            if acct.account_id in ex._accounts:
-                ex._accounts[acct.account_id] = acct
-            else:
+            if not ex.account_book.restore(acct):
                 log.warning("sim_state_account_dropped", account=acct.account_id, managed=ex.accounts)
-        ex.book.accounts = ex._accounts
+        ex.book.accounts = ex.account_book.accounts
         for od in d["orders"]:
             o = WorkingOrder.from_dict(od)
             ex.book.orders[(o.client_id, o.order_id)] = o
@@ -134,4 +133,4 @@ def restore_exchange(ex: "EmbeddedExchange", d: dict[str, Any]) -> None:
         last = dt.datetime.fromisoformat(d.get("last_played", d["clock"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise StateFileError(f"{ex.state_path}: exchange state is incomplete or corrupt: {exc!r}") from exc
-    ex._last_t = min(last, ex.clock.now()) if ex.lockstep else last
+    return min(last, ex.clock.now()) if ex.lockstep else last

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hydra_engine.sim.paths import PathCache, build_path
+from hydra_engine.sim.intraday_paths import PathCache, build_path
 
 UTC = dt.timezone.utc
 OPEN = dt.datetime(2018, 3, 1, 1, 0, tzinfo=UTC)

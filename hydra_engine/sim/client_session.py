@@ -1,5 +1,8 @@
 """One client connection: handshake, the read loop, and the answers to read-only requests.
 
+It reaches the exchange only through ``ExchangeCore`` (``exchange_core.py``): decoded requests go
+to ``core.submit``, which hands the read-only ones back to ``answer``.
+
 Bad input never takes the exchange down: a malformed frame closes this one connection, an
 unknown message id gets error 505 and a garbage field error 320 (both logged with the field
 name), and every other client keeps being served.
@@ -11,24 +14,48 @@ import asyncio
 import datetime as dt
 import itertools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from . import messages as M
 from .datafeed import Pacer, parse_duration, parse_end, tick_messages
+from .exchange_core import ExchangeCore
 from .marking import snapshot_key
 from .requests import (
-    CancelAccountSummary, CancelAccountUpdatesMulti, CancelHistoricalData, CancelMktData,
-    CancelPositions, ReqAccountSummary, ReqAccountUpdates, ReqAccountUpdatesMulti,
-    ReqAutoOpenOrders, ReqCompletedOrders, ReqContractDetails, ReqCurrentTime, ReqExecutions,
-    ReqHistoricalData, ReqIds, ReqManagedAccts, ReqMarketDataType, ReqMktData, ReqPositions,
-    RequestError, StartApi, UnknownMessage, decode_request,
+    CancelAccountSummary,
+    CancelAccountUpdatesMulti,
+    CancelHistoricalData,
+    CancelMktData,
+    CancelPositions,
+    ReqAccountSummary,
+    ReqAccountUpdates,
+    ReqAccountUpdatesMulti,
+    ReqAutoOpenOrders,
+    ReqCompletedOrders,
+    ReqContractDetails,
+    ReqCurrentTime,
+    ReqExecutions,
+    ReqHistoricalData,
+    ReqIds,
+    ReqManagedAccts,
+    ReqMarketDataType,
+    ReqMktData,
+    ReqPositions,
+    RequestError,
+    StartApi,
+    UnknownMessage,
+    decode_request,
 )  # fmt: skip
-from .wire import FrameError, decode_payload, encode_frame, handshake_reply, negotiate_version, read_hello, read_payload
-
-if TYPE_CHECKING:
-    from .exchange_server import EmbeddedExchange
+from .wire import (
+    FrameError,
+    decode_payload,
+    encode_frame,
+    handshake_reply,
+    negotiate_version,
+    read_hello,
+    read_payload,
+)
+from .wire_views import exec_view, order_view
 
 log = structlog.get_logger(__name__)
 _conn_ids = itertools.count(1)
@@ -63,8 +90,8 @@ class MktSub:
 class ClientSession:
     """State and I/O of one API connection."""
 
-    def __init__(self, ex: "EmbeddedExchange", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.ex = ex
+    def __init__(self, core: ExchangeCore, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.core = core
         self.reader = reader
         self.writer = writer
         self.conn_id = next(_conn_ids)
@@ -79,7 +106,7 @@ class ClientSession:
         self.summary_subs: dict[int, tuple[str, ...]] = {}
         self.multi_subs: dict[int, str] = {}
         self.sent_marks: dict[tuple, object] = {}
-        """Per account subscription, the values it was last sent (see ``marking.refresh_session``)."""
+        """Per account subscription, the values it was last sent (see ``refresh_account_subscriptions``)."""
         self.mkt: dict[int, MktSub] = {}
         self.market_data_type = 1
         self.pacer = Pacer()
@@ -89,20 +116,23 @@ class ClientSession:
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
 
     # ----- output ---------------------------------------------------------------------------
-    def send(self, fields: list[Any]) -> None:
+    def send(self, fields: M.Fields) -> None:
         if self.closed or self.writer.is_closing():
             return
         self.writer.write(encode_frame(fields))
 
-    def send_later(self, delay: float, batch: list[list[Any]]) -> None:
+    def send_later(self, delay: float, batch: list[M.Fields]) -> None:
         """Deliver a batch after ``delay`` real seconds (fault: delayed ack, fill or END)."""
-        if delay <= 0:
+        def send_all() -> None:
             for f in batch:
                 self.send(f)
-            return
-        asyncio.get_running_loop().call_later(delay, lambda: [self.send(f) for f in batch])
 
-    def send_end(self, fields: list[Any]) -> None:
+        if delay <= 0:
+            send_all()
+            return
+        asyncio.get_running_loop().call_later(delay, send_all)
+
+    def send_end(self, fields: M.Fields) -> None:
         self.send_later(self.end_delay, [fields])
 
     def error(self, req_id: int, code: int, text: str) -> None:
@@ -113,7 +143,7 @@ class ClientSession:
             return
         try:
             await asyncio.wait_for(self.writer.drain(), timeout)
-        except (ConnectionError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ConnectionError) as exc:
             self.close(f"flush failed: {exc!r}")
 
     def close(self, reason: str) -> None:
@@ -126,15 +156,24 @@ class ClientSession:
             self.writer.close()
         except Exception:  # socket already gone
             pass
-        self.ex._unregister(self)
+        self.core.unregister(self)
+
+    # ----- requests the exchange hands back -----------------------------------------------------
+    def answer(self, req: object) -> None:
+        """Answer a read-only request (``core.submit`` keeps the state-changing ones)."""
+        name = self.HANDLERS.get(type(req))
+        if name is None:
+            self.error(-1, 505, f"Fatal Error: Unknown message {type(req).__name__}.")
+            return
+        getattr(self, name)(req)
 
     # ----- read loop ------------------------------------------------------------------------
     async def run(self) -> None:
         log.debug("sim_client_connected", conn=self.conn_id, peer=self.peer)
         try:
             hello = await asyncio.wait_for(read_hello(self.reader), 10)
-            self.version = negotiate_version(hello, self.ex.max_server_version)
-            self.writer.write(handshake_reply(self.version, self.ex.clock.now()))
+            self.version = negotiate_version(hello, self.core.max_server_version)
+            self.writer.write(handshake_reply(self.version, self.core.clock.now()))
             while not self.closed:
                 try:
                     payload = await read_payload(self.reader)
@@ -150,7 +189,7 @@ class ClientSession:
             self.close(f"malformed frame: {exc}")
         except asyncio.IncompleteReadError:
             self.close("peer closed during handshake")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.close("handshake timed out")
         except (ConnectionError, OSError) as exc:
             self.close(f"socket error: {exc!r}")
@@ -178,7 +217,7 @@ class ClientSession:
             self.error(-1, 321, "Error validating request: API not started (send START_API first)")
             return
         try:
-            self.ex._dispatch(self, req)
+            self.core.submit(self, req)
         except Exception as exc:  # one failed request costs that request, not the connection
             log.exception("sim_request_failed", conn=self.conn_id, client_id=self.client_id, request=type(req).__name__)
             self.error(_request_id(fields), 322, f"Error processing request: {type(req).__name__}: {exc}")
@@ -189,19 +228,19 @@ class ClientSession:
             return
         if self.starting:
             return
-        old = self.ex._by_client.get(req.client_id)
+        old = self.core.client(req.client_id)
         if old is not None and not old.closed:
             # The previous connection of this id may be closing right now (a quick reconnect):
             # give it a moment before refusing, as the gateway notices a closed socket too.
             self.starting = True
-            self.ex._spawn(self._start_when_free(req, old), "sim-start-api")
+            self.core.spawn(self._start_when_free(req, old), "sim-start-api")
             return
         self._accept(req)
 
-    async def _start_when_free(self, req: StartApi, old: "ClientSession") -> None:
+    async def _start_when_free(self, req: StartApi, old: ClientSession) -> None:
         try:
             await asyncio.wait_for(old.closed_event.wait(), 0.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("sim_duplicate_client_id", conn=self.conn_id, client_id=req.client_id)
             self.error(-1, 326, f"Unable to connect as the client id {req.client_id} is already in use. "
                        "Retry with a unique client id.")  # fmt: skip
@@ -213,9 +252,9 @@ class ClientSession:
 
     def _accept(self, req: StartApi) -> None:
         self.client_id = req.client_id
-        self.ex._register(self)
-        self.send(M.managed_accounts(self.ex.accounts))
-        self.send(M.next_valid_id(self.ex.book.next_valid_id(req.client_id)))
+        self.core.register(self)
+        self.send(M.managed_accounts(self.core.accounts))
+        self.send(M.next_valid_id(self.core.next_valid_id(req.client_id)))
         for code, text in (
             (2104, "Market data farm connection is OK:usfarm"),
             (2106, "HMDS data farm connection is OK:ushmds"),
@@ -228,8 +267,8 @@ class ClientSession:
     # ----- account and positions ------------------------------------------------------------
     def positions(self, req: ReqPositions) -> None:
         self.positions_sub = True
-        for acct in self.ex.accounts:
-            for p in self.ex._accounts[acct].open_positions():
+        for acct in self.core.accounts:
+            for p in self.core.account_book.get(acct).open_positions():
                 self._send_position(acct, p.con_id)
         self.send_end(M.position_end())
 
@@ -237,18 +276,18 @@ class ClientSession:
         self.positions_sub = False
 
     def _send_position(self, acct: str, con_id: int) -> None:
-        c = self.ex._wire(con_id)
-        p = self.ex._accounts[acct].positions.get(con_id)
+        c = self.core.wire(con_id)
+        p = self.core.account_book.get(acct).positions.get(con_id)
         if c is not None and p is not None:
             self.send(M.position(acct, c, p.qty, round(p.avg_cost, 6)))
 
     def account_updates_req(self, req: ReqAccountUpdates) -> None:
-        acct = req.account or self.ex.accounts[0]
+        acct = req.account or self.core.accounts[0]
         if not req.subscribe:
             self.account_updates = None
             self.sent_marks = {k: v for k, v in self.sent_marks.items() if k[0] != "upd"}
             return
-        if acct not in self.ex._accounts:
+        if acct not in self.core.account_book:
             self.error(-1, 321, f"Error validating request: account {acct!r} is not managed by this login")
             return
         self.account_updates = acct
@@ -258,7 +297,7 @@ class ClientSession:
     def push_account(self, acct: str, con_ids: set[int] | None) -> None:
         """ACCT_VALUE rows and PORTFOLIO_VALUE for every open position plus ``con_ids`` (those a
         fill just closed), all at the current marks."""
-        snap, marks = self.ex._snapshot(acct)
+        snap, marks = self.core.account_book.snapshot(acct)
         self.sent_marks[("upd", acct)] = snapshot_key(snap, marks)
         cur = snap.currency
         for key, value in snap.as_tags().items():
@@ -266,22 +305,22 @@ class ClientSession:
         self.send(M.account_value("AccountCode", acct, "", acct))
         self.send(M.account_value("AccountType", "INDIVIDUAL", "", acct))
         self.send(M.account_value("Currency", cur, cur, acct))
-        account = self.ex._accounts[acct]
+        account = self.core.account_book.get(acct)
         ids = {p.con_id for p in account.open_positions()} | (con_ids or set())
         for cid in sorted(ids):
             p = account.positions.get(cid)
-            c = self.ex._wire(cid)
+            c = self.core.wire(cid)
             if p is None or c is None:
                 continue
             mark = marks.get(cid, p.avg_cost / p.multiplier if p.multiplier else 0.0)
             mv = p.qty * mark * p.multiplier
             self.send(M.portfolio_value(c, p.qty, mark, round(mv, 2), round(p.avg_cost, 6),
                                         round(mv - p.qty * p.avg_cost, 2), round(p.realized_pnl, 2), acct))  # fmt: skip
-        self.send(M.account_update_time(self.ex.clock.now()))
+        self.send(M.account_update_time(self.core.clock.now()))
 
     def account_updates_multi(self, req: ReqAccountUpdatesMulti) -> None:
-        accts = self.ex.accounts if req.account in ("", "All") else [req.account]
-        if any(a not in self.ex._accounts for a in accts):
+        accts = self.core.accounts if req.account in ("", "All") else [req.account]
+        if any(a not in self.core.account_book for a in accts):
             self.error(req.req_id, 321, f"Error validating request: account {req.account!r} is not managed")
             return
         self.multi_subs[req.req_id] = req.account
@@ -290,7 +329,7 @@ class ClientSession:
         self.send_end(M.account_update_multi_end(req.req_id))
 
     def _multi_rows(self, req_id: int, acct: str) -> None:
-        snap, _ = self.ex._snapshot(acct)
+        snap, _ = self.core.account_book.snapshot(acct)
         self.sent_marks[("multi", req_id, acct)] = snap
         for key, value in snap.as_tags().items():
             self.send(M.account_update_multi(req_id, acct, key, f"{value:.2f}", snap.currency))
@@ -308,9 +347,9 @@ class ClientSession:
         self.send_end(M.account_summary_end(req.req_id))
 
     def _summary_rows(self, req_id: int, wanted: tuple[str, ...]) -> None:
-        self.sent_marks[("sum", req_id)] = tuple(self.ex._snapshot(a)[0] for a in self.ex.accounts)
-        for acct in self.ex.accounts:
-            snap, _ = self.ex._snapshot(acct)
+        self.sent_marks[("sum", req_id)] = tuple(self.core.account_book.snapshot(a)[0] for a in self.core.accounts)
+        for acct in self.core.accounts:
+            snap, _ = self.core.account_book.snapshot(acct)
             tags = snap.as_tags()
             for tag in wanted:
                 if tag == "AccountType":
@@ -321,6 +360,32 @@ class ClientSession:
     def cancel_summary(self, req: CancelAccountSummary) -> None:
         self.summary_subs.pop(req.req_id, None)
         self.sent_marks.pop(("sum", req.req_id), None)
+
+    def has_account_subscriptions(self) -> bool:
+        return bool(self.account_updates or self.summary_subs or self.multi_subs)
+
+    def refresh_account_subscriptions(self) -> int:
+        """Re-send each account subscription whose values changed since last sent; returns how many."""
+        book = self.core.account_book
+        n = 0
+        acct = self.account_updates
+        if acct is not None and acct in book:
+            snap, marks = book.snapshot(acct)
+            if self.sent_marks.get(("upd", acct)) != snapshot_key(snap, marks):
+                self.push_account(acct, None)
+                n += 1
+        if self.summary_subs:
+            key = tuple(book.snapshot(a)[0] for a in self.core.accounts)
+            for req_id, wanted in list(self.summary_subs.items()):
+                if self.sent_marks.get(("sum", req_id)) != key:
+                    self._summary_rows(req_id, wanted)
+                    n += 1
+        for req_id, which in list(self.multi_subs.items()):
+            for a in (self.core.accounts if which in ("", "All") else [which]):
+                if a in book and self.sent_marks.get(("multi", req_id, a)) != book.snapshot(a)[0]:
+                    self._multi_rows(req_id, a)
+                    n += 1
+        return n
 
     def on_account_change(self, acct: str, con_ids: set[int]) -> None:
         """Push what subscribers of this session see after a fill."""
@@ -340,12 +405,12 @@ class ClientSession:
         since = None
         if req.time:
             try:
-                since = parse_end(req.time.replace("-", " ", 1) if req.time[8:9] == "-" else req.time, self.ex.clock.now())
+                since = parse_end(req.time.replace("-", " ", 1) if req.time[8:9] == "-" else req.time, self.core.clock.now())
             except ValueError:
                 self.error(req.req_id, 321, f"Error validating request: execution filter time {req.time!r}")
                 return
-        for e in self.ex.executions_today():
-            c = self.ex._wire(e.con_id)
+        for e in self.core.executions_today():
+            c = self.core.wire(e.con_id)
             if c is None:
                 continue
             if req.client_id and e.client_id != req.client_id:
@@ -360,15 +425,16 @@ class ClientSession:
                 continue
             if since is not None and e.time < since:
                 continue
-            self.send(M.execution_data(req.req_id, c, self.ex._exec_view(e, c), self.version))
-            self.send(M.commission_report(e.exec_id, e.commission, self.ex._currency(e.account), e.realized_pnl))
+            self.send(M.execution_data(req.req_id, c, exec_view(e, c), self.version))
+            self.send(M.commission_report(e.exec_id, e.commission, self.core.account_book.currency(e.account),
+                                          e.realized_pnl))  # fmt: skip
         self.send_end(M.execution_data_end(req.req_id))
 
     def completed_orders(self, req: ReqCompletedOrders) -> None:
-        for o in self.ex.completed_orders_today():
-            c = self.ex._wire(o.con_id)
+        for o in self.core.completed_orders_today():
+            c = self.core.wire(o.con_id)
             if c is not None and o.done_at is not None:
-                self.send(M.completed_order(c, self.ex._order_view(o), o.filled, o.done_at, self.version))
+                self.send(M.completed_order(c, order_view(o), o.filled, o.done_at, self.version))
         self.send_end(M.completed_orders_end())
 
     def auto_open_orders(self, req: ReqAutoOpenOrders) -> None:
@@ -377,29 +443,29 @@ class ClientSession:
 
     # ----- misc -----------------------------------------------------------------------------
     def current_time(self, req: ReqCurrentTime) -> None:
-        self.send(M.current_time(self.ex.clock.now()))
+        self.send(M.current_time(self.core.clock.now()))
 
     def ids(self, req: ReqIds) -> None:
-        self.send(M.next_valid_id(self.ex.book.next_valid_id(self.client_id or 0)))
+        self.send(M.next_valid_id(self.core.next_valid_id(self.client_id or 0)))
 
     def managed_accts(self, req: ReqManagedAccts) -> None:
-        self.send(M.managed_accounts(self.ex.accounts))
+        self.send(M.managed_accounts(self.core.accounts))
 
     # ----- contracts and history ------------------------------------------------------------
     def contract_details(self, req: ReqContractDetails) -> None:
-        now = self.ex.clock.now()
-        found = self.ex.feed.resolve(req.contract, now, req.include_expired)
+        now = self.core.clock.now()
+        found = self.core.feed.resolve(req.contract, now, req.include_expired)
         if not found:
             log.info("sim_unknown_contract", client_id=self.client_id, contract=req.contract.describe())
             self.error(req.req_id, 200, "No security definition has been found for the request")
             return
         for r in found:
-            self.send(M.contract_data(req.req_id, self.ex.feed.details(r, now), self.version))
+            self.send(M.contract_data(req.req_id, self.core.feed.details(r, now), self.version))
         self.send(M.contract_data_end(req.req_id))
 
     def historical(self, req: ReqHistoricalData) -> None:
-        now = self.ex.clock.now()
-        found = self.ex.feed.resolve(req.contract, now, True)
+        now = self.core.clock.now()
+        found = self.core.feed.resolve(req.contract, now, True)
         if not found:
             self.error(req.req_id, 200, "No security definition has been found for the request")
             return
@@ -407,13 +473,13 @@ class ClientSession:
             self.error(req.req_id, 200, "The contract description is ambiguous; specify the contract month")
             return
         r = found[0]
-        faults = self.ex.faults.on_hist()
+        faults = self.core.faults.on_hist()
         if any(f.kind == "drop" for f in faults):
             self.close("injected fault: drop at a historical-data request")
             return
         forced = any(f.kind == "pacing" for f in faults)
         key = (r.month.con_id, r.sec_type, req.end_date_time, req.bar_size, req.duration, req.what_to_show)
-        reason = "injected fault" if forced else (self.pacer.check(now, key, r.month.con_id) if self.ex.pacing else None)
+        reason = "injected fault" if forced else (self.pacer.check(now, key, r.month.con_id) if self.core.pacing else None)
         if reason:
             log.info("sim_pacing_violation", client_id=self.client_id, reason=reason)
             self.error(req.req_id, 162, f"Historical Market Data Service error message:Historical data request pacing violation ({reason})")
@@ -427,8 +493,8 @@ class ClientSession:
         except ValueError as exc:
             self.error(req.req_id, 321, f"Error validating request:-'{exc}'")
             return
-        end_day = self.ex.feed.last_completed_day(r.spec.symbol, end)
-        bars = self.ex.feed.daily_bars(r, end_day, req.duration) if end_day else []
+        end_day = self.core.feed.last_completed_day(r.spec.symbol, end)
+        bars = self.core.feed.daily_bars(r, end_day, req.duration) if end_day else []
         if not bars:
             self.error(req.req_id, 162, "Historical Market Data Service error message:HMDS query returned no data")
             return
@@ -450,8 +516,8 @@ class ClientSession:
         self.market_data_type = req.data_type
 
     def mkt_data(self, req: ReqMktData) -> None:
-        now = self.ex.clock.now()
-        found = self.ex.feed.resolve(req.contract, now, False)
+        now = self.core.clock.now()
+        found = self.core.feed.resolve(req.contract, now, False)
         if not found or found[0].sec_type == "CONTFUT":
             self.error(req.req_id, 200, "No security definition has been found for the request")
             return
@@ -471,7 +537,7 @@ class ClientSession:
         self.mkt.pop(req.req_id, None)
 
     def _send_ticks(self, sub: MktSub, now: dt.datetime) -> None:
-        values = self.ex.feed.ticks(sub.con_id, now, sub.delayed)
+        values = self.core.feed.ticks(sub.con_id, now, sub.delayed)
         for kind, tt, price, size in tick_messages(values, sub.last, sub.delayed):
             if kind == "price":
                 self.send(M.tick_price(sub.req_id, tt, price, size))
