@@ -15,7 +15,10 @@ import math
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+if TYPE_CHECKING:
+    from hydra_engine.execution.reconciler import MarketReconciliation, ReconciliationReport
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -59,11 +62,32 @@ def fills_table(fills: Sequence[Any]) -> str:
     return table(("Time", "Symbol", "Dir", "Qty", "Order Price", "Fill Price", "Pred Slip", "Actual Slip", "Latency s"), rows)
 
 
-def reconciliation_text(rep: Any) -> str:
-    p, b = rep.price, rep.bps
-    lines = [
-        f"Reconciliation{' ' + rep.symbol if rep.symbol else ''}: {rep.n_fills} live fill(s), "
-        f"{rep.n_delayed_excluded} delayed excluded; verdict {rep.verdict} ({rep.verdict_reason})",
+def reconciliation_text(rep: ReconciliationReport) -> str:
+    """One panel per market (price units and bps, its own verdict and multiplier) and, for the
+    all-markets report, the pooled line in bps only (price units do not add across markets)."""
+    if rep.pooled is None:
+        return _market_panel(f"Reconciliation {rep.symbol}" if rep.symbol else "Reconciliation", rep.markets[0]
+                             if rep.markets else rep)
+    lines = [f"Reconciliation, per market: {rep.n_fills} live fill(s) in {len(rep.markets)} market(s), "
+             f"{rep.n_delayed_excluded} delayed excluded; verdict {rep.verdict} ({rep.verdict_reason})"]
+    lines += [_market_panel(f"Market {m.symbol}", m) for m in rep.markets]
+    p = rep.pooled
+    b = p.bps
+    lines.append(
+        f"POOLED ({p.n_markets} markets, bps only, for a glance; the verdicts above are per market): "
+        f"{p.n_fills} fill(s), mean predicted {_f(b.mean_predicted, '.2f')} bps, mean actual "
+        f"{_f(b.mean_actual, '.2f')} bps, bias {_f(b.bias, '+.2f')} bps "
+        f"[{_f(b.bias_ci_low, '+.2f')}, {_f(b.bias_ci_high, '+.2f')}], RMSE {_f(b.rmse, '.2f')} bps, "
+        f"Pearson {_f(b.pearson, '.3f')}, Spearman {_f(p.spearman, '.3f')}, "
+        f"pessimism multiplier {_f(b.pessimism_multiplier, '.2f')}")
+    return "\n".join(lines)
+
+
+def _market_panel(title: str, m: MarketReconciliation | ReconciliationReport) -> str:
+    p, b = m.price, m.bps
+    return "\n".join([
+        f"{title}: {m.n_fills} live fill(s), {m.n_delayed_excluded} delayed excluded; verdict {m.verdict} "
+        f"({m.verdict_reason})",
         table(("", "Price units", "bps"), [
             ("mean predicted", p.mean_predicted, b.mean_predicted),
             ("mean actual", p.mean_actual, b.mean_actual),
@@ -72,19 +96,12 @@ def reconciliation_text(rep: Any) -> str:
             ("bias 95% CI high", p.bias_ci_high, b.bias_ci_high),
             ("RMSE", p.rmse, b.rmse),
             ("Pearson", p.pearson, b.pearson),
-            ("Spearman", _spearman(rep, p), _spearman(rep, b)),
+            ("Spearman (bps ranks)", m.spearman, m.spearman),
             ("slope", p.slope, b.slope),
             ("intercept", p.intercept, b.intercept),
             ("pessimism multiplier", p.pessimism_multiplier, b.pessimism_multiplier),
         ]),
-    ]
-    return "\n".join(lines)
-
-
-def _spearman(rep: Any, stats: Any) -> float:
-    """Spearman's rho sits on the stats or (scale-free, one value) on the report, by version."""
-    value = getattr(stats, "spearman", None)
-    return float(getattr(rep, "spearman", math.nan)) if value is None else float(value)
+    ])
 
 
 def _store_target(settings: Any, data_dir: Path) -> tuple[str, str]:

@@ -16,10 +16,17 @@ slope/intercept of the least-squares line a = slope * p + intercept (a perfect m
 mean(a) / mean(p) (> 1: costs are worse than predicted: multiply predictions by it). Every figure
 is given in price units and in basis points of each fill's arrival mid. Undefined values are NaN.
 
-Verdict (in bps, so markets with different price scales compare): "insufficient data" below
-``min_fills`` live fills; else "calibrated" when |bias| <= ``max_abs_bias_bps`` and the
-pessimism multiplier is within [``pessimism_low``, ``pessimism_high``]; else "underestimates cost"
+Per market, in bps: every figure, the verdict and the pessimism multiplier are computed for each
+market on its own (``ReconciliationReport.markets``), because price units do not add across markets
+(CL in dollars, ZO in cents: a pooled price-unit multiplier of 0.70 hid CL's 7.4) and even a pooled
+bps figure lets a cheap market hide an expensive one. A market's verdict: "insufficient data" below
+``min_fills`` live fills; else "calibrated" when |bias| <= ``max_abs_bias_bps`` and the pessimism
+multiplier (bps) is within [``pessimism_low``, ``pessimism_high``]; else "underestimates cost"
 (actual above predicted) or "overestimates cost".
+
+``reconcile(None)`` adds a POOLED line (``report.pooled``) in bps only: there is no pooled
+price-unit figure (``report.price`` is NaN) and the pooled verdict is the markets' verdicts
+combined (any market underestimating makes it "underestimates cost"), never a pooled statistic's.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import asyncio
 import math
 import sqlite3
 import struct
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,8 +93,60 @@ EMPTY_STATS = SlippageStats(*([_NAN] * 10))
 
 
 @dataclass(frozen=True, slots=True)
+class MarketReconciliation:
+    """One market's reconciliation: every figure in price units (``price``) and bps (``bps``)."""
+
+    symbol: str | None
+    n_fills: int
+    """Live fills used."""
+    n_delayed_excluded: int
+    verdict: str
+    """In bps (see the module docstring)."""
+    verdict_reason: str
+    price: SlippageStats
+    bps: SlippageStats
+    spearman: float
+    """Spearman's rank correlation of predicted vs actual, in bps; NaN below 2 fills or without variation."""
+
+    @property
+    def sufficient(self) -> bool:
+        return self.verdict != VERDICT_INSUFFICIENT
+
+    @property
+    def calibrated(self) -> bool:
+        return self.verdict == VERDICT_CALIBRATED
+
+    @property
+    def pessimism_multiplier(self) -> float:
+        """Mean actual / mean predicted in bps: the factor this market's predictions need."""
+        return self.bps.pessimism_multiplier
+
+
+@dataclass(frozen=True, slots=True)
+class PooledReconciliation:
+    """All markets' fills together, in bps only (price units do not add across markets). For a
+    glance; the verdicts and multipliers that count are the markets' own."""
+
+    n_fills: int
+    n_delayed_excluded: int
+    n_markets: int
+    bps: SlippageStats
+    spearman: float
+
+    @property
+    def pessimism_multiplier(self) -> float:
+        return self.bps.pessimism_multiplier
+
+
+@dataclass(frozen=True, slots=True)
 class ReconciliationReport:
-    """The reconciler's answer. Top-level figures are price units; ``bps`` holds the same in bps."""
+    """The reconciler's answer: one ``MarketReconciliation`` per market in ``markets``.
+
+    For one market (``reconcile("CL")``) the top-level fields are that market's and the shortcut
+    properties (``bias``, ``pessimism_multiplier``, ...) are in price units, as before. For all
+    markets (``reconcile()``, ``is_pooled``) ``price`` is NaN, ``bps`` and ``spearman`` are the
+    pooled bps line, the shortcut properties are in bps, and ``verdict`` combines the markets'
+    own verdicts (see ``combined_verdict``)."""
 
     symbol: str | None
     n_fills: int
@@ -100,6 +160,24 @@ class ReconciliationReport:
     spearman: float
     """Spearman's rank correlation of predicted vs actual, computed in bps (scale-free across
     markets; within one market it ranks the same costs). NaN below 2 fills or without variation."""
+    markets: tuple[MarketReconciliation, ...] = ()
+    pooled: PooledReconciliation | None = None
+    """Set for the all-markets report only."""
+
+    @property
+    def is_pooled(self) -> bool:
+        return self.pooled is not None
+
+    def market(self, symbol: str) -> MarketReconciliation:
+        for m in self.markets:
+            if m.symbol == symbol:
+                return m
+        raise KeyError(f"no reconciliation for market {symbol!r} (have {[m.symbol for m in self.markets]})")
+
+    @property
+    def _headline(self) -> SlippageStats:
+        """Price units for one market; bps for the pooled report (price units do not pool)."""
+        return self.bps if self.pooled is not None else self.price
 
     @property
     def sufficient(self) -> bool:
@@ -111,43 +189,54 @@ class ReconciliationReport:
 
     @property
     def mean_predicted(self) -> float:
-        return self.price.mean_predicted
+        return self._headline.mean_predicted
 
     @property
     def mean_actual(self) -> float:
-        return self.price.mean_actual
+        return self._headline.mean_actual
 
     @property
     def bias(self) -> float:
-        return self.price.bias
+        return self._headline.bias
 
     @property
     def rmse(self) -> float:
-        return self.price.rmse
+        return self._headline.rmse
 
     @property
     def correlation(self) -> float:
-        return self.price.pearson
+        return self._headline.pearson
 
     @property
     def pearson(self) -> float:
-        return self.price.pearson
+        return self._headline.pearson
 
     @property
     def slope(self) -> float:
-        return self.price.slope
+        return self._headline.slope
 
     @property
     def intercept(self) -> float:
-        return self.price.intercept
+        return self._headline.intercept
 
     @property
     def bias_ci(self) -> tuple[float, float]:
-        return (self.price.bias_ci_low, self.price.bias_ci_high)
+        h = self._headline
+        return (h.bias_ci_low, h.bias_ci_high)
 
     @property
     def pessimism_multiplier(self) -> float:
-        return self.price.pessimism_multiplier
+        return self._headline.pessimism_multiplier
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSegment:
+    """Rows ``start:stop`` of the triples array are ``symbol``'s live fills."""
+
+    symbol: str
+    start: int
+    stop: int
+    n_delayed: int
 
 
 # --------------------------------------------------------------------------- statistics
@@ -156,8 +245,12 @@ class ReconciliationReport:
 def average_ranks(x: np.ndarray) -> np.ndarray:
     """1-based ranks, ties given their average rank (what Spearman needs), as float32 to halve the
     memory (exact for up to 2**23 values: integers and halves)."""
+    return _ranks_from_order(x, np.argsort(x, kind="quicksort"))
+
+
+def _ranks_from_order(x: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``average_ranks`` given ``order``, an argsort of ``x`` (so one sort can serve several rankings)."""
     n = x.shape[0]
-    order = np.argsort(x, kind="quicksort")
     xs = x[order]
     new = np.empty(n, dtype=bool)
     if n:
@@ -176,6 +269,38 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
     del new
     ranks[order] = avg[grp]
     return ranks
+
+
+def _pooled_and_segment_ranks(x: np.ndarray, bounds: Sequence[tuple[int, int]]
+                              ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Ranks of all of ``x`` and of each contiguous segment ``x[start:stop]`` from ONE sort: a
+    segment's sorted order is the global order filtered to it, which a stable radix sort of the
+    (16-bit) segment ids of the sorted positions yields in linear time."""
+    order = np.argsort(x, kind="quicksort")
+    pooled = _ranks_from_order(x, order)
+    lengths = [stop - start for start, stop in bounds]
+    seg_id = np.repeat(np.arange(len(bounds), dtype=np.uint16 if len(bounds) <= 65_535 else np.int32), lengths)
+    grouped = order[np.argsort(seg_id[order], kind="stable")]
+    del order, seg_id
+    parts = []
+    for start, stop in bounds:
+        local = grouped[start:stop] - start
+        parts.append(_ranks_from_order(x[start:stop], local))
+    return pooled, parts
+
+
+def segment_spearman(x: np.ndarray, y: np.ndarray, bounds: Sequence[tuple[int, int]], *,
+                     parallel: bool = True) -> tuple[float, list[float]]:
+    """Spearman's rho over all of ``x, y`` and over each contiguous segment, sorting each column
+    once (the two columns in two threads)."""
+    if parallel:
+        with ThreadPoolExecutor(max_workers=2) as pool:  # numpy's sort releases the GIL
+            fx = pool.submit(_pooled_and_segment_ranks, x, bounds)
+            ry, ry_parts = _pooled_and_segment_ranks(y, bounds)
+            rx, rx_parts = fx.result()
+    else:
+        (rx, rx_parts), (ry, ry_parts) = _pooled_and_segment_ranks(x, bounds), _pooled_and_segment_ranks(y, bounds)
+    return _rank_pearson(rx, ry), [_rank_pearson(a, b) for a, b in zip(rx_parts, ry_parts, strict=True)]
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
@@ -282,20 +407,76 @@ def verdict_for(n: int, bps: SlippageStats, th: CalibrationThresholds) -> tuple[
     return (VERDICT_UNDER if bps.mean_actual > bps.mean_predicted else VERDICT_OVER), detail
 
 
-def analyse(triples: np.ndarray, *, symbol: str | None, n_delayed: int,
-            thresholds: CalibrationThresholds) -> ReconciliationReport:
-    """The report for an (n, 3) array of (predicted, actual, arrival mid) rows (CPU: run in a thread)."""
+def combined_verdict(markets: Sequence[MarketReconciliation]) -> tuple[str, str]:
+    """The pooled verdict from the markets' own (bps) verdicts, so no market hides another: any
+    underestimate wins, then any overestimate; calibrated only if every market with enough fills is."""
+    judged = [m for m in markets if m.sufficient]
+    if not judged:
+        return VERDICT_INSUFFICIENT, ("no market has enough live fills" if markets else "no live fills")
+    parts = [f"{m.symbol}: {m.verdict} (x{m.pessimism_multiplier:.2f}, bias {m.bps.bias:+.2f} bps)" for m in judged]
+    parts += [f"{m.symbol}: {m.verdict}" for m in markets if not m.sufficient]
+    verdicts = {m.verdict for m in judged}
+    verdict = next(v for v in (VERDICT_UNDER, VERDICT_OVER, VERDICT_CALIBRATED) if v in verdicts)
+    return verdict, "per market, bps: " + "; ".join(parts)
+
+
+def _market(pred: np.ndarray, act: np.ndarray, pred_bps: np.ndarray, act_bps: np.ndarray, *, symbol: str | None,
+            n_delayed: int, thresholds: CalibrationThresholds, rho: float | None = None) -> MarketReconciliation:
+    n = int(pred.shape[0])
+    bps = compute_stats(pred_bps, act_bps)
+    verdict, reason = verdict_for(n, bps, thresholds)
+    if rho is None:
+        rho = spearman(pred_bps, act_bps, parallel=n >= 50_000)
+    return MarketReconciliation(symbol, n, n_delayed, verdict, reason, compute_stats(pred, act), bps, rho)
+
+
+def _to_bps(triples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred, act, mid = triples[:, 0], triples[:, 1], triples[:, 2]
-    n = int(triples.shape[0])
-    price = compute_stats(pred, act)
     pred_bps = pred / mid
     pred_bps *= 10_000.0
     act_bps = act / mid
     act_bps *= 10_000.0
-    bps = compute_stats(pred_bps, act_bps)
-    rho = spearman(pred_bps, act_bps, parallel=n >= 50_000)
-    verdict, reason = verdict_for(n, bps, thresholds)
-    return ReconciliationReport(symbol, n, n_delayed, verdict, reason, thresholds, price, bps, rho)
+    return pred_bps, act_bps
+
+
+def analyse(triples: np.ndarray, *, symbol: str | None, n_delayed: int,
+            thresholds: CalibrationThresholds) -> ReconciliationReport:
+    """The one-market report for an (n, 3) array of (predicted, actual, arrival mid) rows (CPU: run
+    in a thread); the top-level figures are that market's."""
+    pred_bps, act_bps = _to_bps(triples)
+    m = _market(triples[:, 0], triples[:, 1], pred_bps, act_bps, symbol=symbol, n_delayed=n_delayed,
+                thresholds=thresholds)
+    return ReconciliationReport(symbol, m.n_fills, n_delayed, m.verdict, m.verdict_reason, thresholds, m.price,
+                                m.bps, m.spearman, (m,))
+
+
+def analyse_markets(triples: np.ndarray, segments: Sequence[MarketSegment], *,
+                    thresholds: CalibrationThresholds) -> ReconciliationReport:
+    """The all-markets report: one line per segment (each market's rows are contiguous) and the
+    pooled line in bps. The bps arrays are built once; the markets' figures use slices of them."""
+    pred_bps, act_bps = _to_bps(triples)
+    n = int(triples.shape[0])
+    bounds = [(g.start, g.stop) for g in segments]
+    rhos: Sequence[float | None]
+    if len(segments) > 1:  # one sort per column serves the pooled and every market's ranks
+        rho, rhos = segment_spearman(pred_bps, act_bps, bounds, parallel=n >= 50_000)
+    else:
+        rho, rhos = _NAN, [None] * len(segments)
+    markets = tuple(
+        _market(triples[a:b, 0], triples[a:b, 1], pred_bps[a:b], act_bps[a:b], symbol=g.symbol,
+                n_delayed=g.n_delayed, thresholds=thresholds, rho=r)
+        for g, (a, b), r in zip(segments, bounds, rhos, strict=True))
+    n_delayed = sum(g.n_delayed for g in segments)
+    if len(markets) == 1:  # one market: the pooled figures are its own, no second pass
+        bps, rho = markets[0].bps, markets[0].spearman
+    elif not markets:
+        bps = EMPTY_STATS
+    else:
+        bps = compute_stats(pred_bps, act_bps)
+    pooled = PooledReconciliation(n, n_delayed, len(markets), bps, rho)
+    verdict, reason = combined_verdict(markets)
+    return ReconciliationReport(None, n, n_delayed, verdict, reason, thresholds, EMPTY_STATS, bps, rho,
+                                markets, pooled)
 
 
 # --------------------------------------------------------------------------- the reconciler
@@ -308,15 +489,16 @@ class SlippageReconciler:
         self._conn = conn
         self.thresholds = thresholds or CalibrationThresholds()
 
-    async def _blocks(self, symbol: str | None) -> tuple[np.ndarray, int]:
-        """The live triples as an (n, 3) float64 array and the number of delayed fills: the packed
-        blocks in one pass, then the journal's unpacked tail (``fills`` rows above the fold mark,
-        fewer than ``BLOCK_FILLS``), in one call on the DB thread (no journal write can land between)."""
+    async def _blocks(self, symbol: str | None) -> tuple[np.ndarray, list[MarketSegment]]:
+        """The live triples as an (n, 3) float64 array, each market's rows contiguous (in symbol
+        order), and one ``MarketSegment`` per market (with its delayed count): the packed blocks in
+        one pass, then the journal's unpacked tail (``fills`` rows above the fold mark, fewer than
+        ``BLOCK_FILLS``), in one call on the DB thread (no journal write can land between)."""
         where = "" if symbol is None else " WHERE symbol = ?"
         tail_where = "" if symbol is None else " AND +symbol = ?"  # '+': walk the id range, not the symbol index
         args: tuple[Any, ...] = () if symbol is None else (symbol,)
 
-        def read(db: Any) -> tuple[np.ndarray, int]:
+        def read(db: Any) -> tuple[np.ndarray, list[MarketSegment]]:
             try:
                 row = db.execute("SELECT folded_through_id FROM fill_slippage_mark WHERE singleton = 0").fetchone()
             except sqlite3.OperationalError as exc:
@@ -325,43 +507,59 @@ class SlippageReconciler:
                                        "v005_fill_perf (hydra_engine/store/migrations)") from exc
                 raise
             mark = int(row[0]) if row else 0
-            tail = bytearray()
-            n_delayed = 0
+            tails: dict[str, bytearray] = {}
+            delayed: dict[str, int] = {}
             pack = _TRIPLE.pack
-            for dtp, p, a, m in db.execute(
-                    "SELECT data_type, predicted_slippage, actual_slippage, arrival_mid FROM fills WHERE id > ? "
-                    "AND predicted_slippage IS NOT NULL AND actual_slippage IS NOT NULL "
+            for sym, dtp, p, a, m in db.execute(
+                    "SELECT symbol, data_type, predicted_slippage, actual_slippage, arrival_mid FROM fills "
+                    "WHERE id > ? AND predicted_slippage IS NOT NULL AND actual_slippage IS NOT NULL "
                     f"AND arrival_mid IS NOT NULL{tail_where} ORDER BY id", (mark, *args)):
                 if dtp == "live":
-                    tail += pack(p, a, m)
+                    tails.setdefault(sym, bytearray()).extend(pack(p, a, m))
                 else:
-                    n_delayed += 1
-            # exact size first (cheap: no blob is read), so the blobs are copied once into one
-            # preallocated buffer instead of a growing one (which would double the peak memory)
-            sizes = dict(db.execute(
-                f"SELECT data_type, COALESCE(SUM(n_fills), 0) FROM fill_slippage_blocks{where} GROUP BY data_type",
-                args).fetchall())
-            n_delayed += int(sizes.get("delayed", 0))
-            packed = 24 * int(sizes.get("live", 0))
-            buf = bytearray(packed + len(tail))
-            view = memoryview(buf)
+                    delayed[sym] = delayed.get(sym, 0) + 1
+            # exact sizes first (cheap: no blob is read), so the blobs are copied once into one
+            # preallocated buffer, each market's into its own contiguous range
+            packed: dict[str, int] = {}
+            for sym, dtp, total in db.execute(
+                    f"SELECT symbol, data_type, COALESCE(SUM(n_fills), 0) FROM fill_slippage_blocks{where} "
+                    "GROUP BY symbol, data_type", args).fetchall():
+                if dtp == "live":
+                    packed[sym] = 24 * int(total)
+                else:
+                    delayed[sym] = delayed.get(sym, 0) + int(total)
+            symbols = sorted(set(packed) | set(tails) | set(delayed))
+            if symbol is not None and symbol not in symbols:
+                symbols = [symbol]
+            starts: dict[str, int] = {}
             pos = 0
-            for dtp, n, data in db.execute(
-                    f"SELECT data_type, n_fills, data FROM fill_slippage_blocks{where}", args):
+            for sym in symbols:
+                starts[sym] = pos
+                pos += packed.get(sym, 0) + len(tails.get(sym, b""))
+            buf = bytearray(pos)
+            view = memoryview(buf)
+            cursor = dict(starts)
+            for sym, dtp, n, data in db.execute(
+                    f"SELECT symbol, data_type, n_fills, data FROM fill_slippage_blocks{where}", args):
                 if dtp != "live":
                     continue
-                k = len(data)
-                if k != 24 * n or pos + k > packed:
+                k, at = len(data), cursor[sym]
+                if k != 24 * n or at + k > starts[sym] + packed[sym]:
                     raise ValueError("fill_slippage_blocks is inconsistent (n_fills does not match the "
                                      "blob): run FillJournal.rebuild_blocks()")
-                view[pos:pos + k] = data
-                pos += k
-            if pos != packed:
-                raise ValueError("fill_slippage_blocks is inconsistent (n_fills does not match the blobs): "
-                                 "run FillJournal.rebuild_blocks()")
-            view[pos:] = tail
+                view[at:at + k] = data
+                cursor[sym] = at + k
+            segments = []
+            for sym in symbols:
+                at = cursor[sym]
+                if at != starts[sym] + packed.get(sym, 0):
+                    raise ValueError("fill_slippage_blocks is inconsistent (n_fills does not match the blobs): "
+                                     "run FillJournal.rebuild_blocks()")
+                tail = tails.get(sym, b"")
+                view[at:at + len(tail)] = tail
+                segments.append(MarketSegment(sym, starts[sym] // 24, (at + len(tail)) // 24, delayed.get(sym, 0)))
             view.release()
-            return np.frombuffer(buf, dtype="<f8").reshape(-1, 3), n_delayed
+            return np.frombuffer(buf, dtype="<f8").reshape(-1, 3), segments
 
         run = getattr(self._conn, "_execute", None)
         if not callable(run):
@@ -369,11 +567,19 @@ class SlippageReconciler:
         return await run(lambda: read(self._conn._conn))  # noqa: SLF001 - aiosqlite's worker thread
 
     async def reconcile(self, symbol: str | None = None) -> ReconciliationReport:
-        """Predicted vs actual over every live fill (of ``symbol`` if given)."""
-        triples, n_delayed = await self._blocks(symbol)
-        report = await asyncio.to_thread(analyse, triples, symbol=symbol, n_delayed=n_delayed,
-                                         thresholds=self.thresholds)
-        log.info("reconciler.report", symbol=symbol, n_fills=report.n_fills, verdict=report.verdict,
-                 bias_bps=report.bps.bias, pessimism=report.bps.pessimism_multiplier,
-                 delayed_excluded=n_delayed)
+        """Predicted vs actual over every live fill of ``symbol``, or of every market (one line
+        per market plus the pooled bps line) when ``symbol`` is None."""
+        triples, segments = await self._blocks(symbol)
+        if symbol is None:
+            report = await asyncio.to_thread(analyse_markets, triples, segments, thresholds=self.thresholds)
+        else:
+            n_delayed = sum(g.n_delayed for g in segments)
+            report = await asyncio.to_thread(analyse, triples, symbol=symbol, n_delayed=n_delayed,
+                                             thresholds=self.thresholds)
+        for m in report.markets:
+            log.info("reconciler.market", symbol=m.symbol, n_fills=m.n_fills, verdict=m.verdict,
+                     bias_bps=m.bps.bias, pessimism=m.pessimism_multiplier, delayed_excluded=m.n_delayed_excluded)
+        log.info("reconciler.report", symbol=symbol, pooled=report.is_pooled, n_fills=report.n_fills,
+                 verdict=report.verdict, bias_bps=report.bps.bias, pessimism_bps=report.bps.pessimism_multiplier,
+                 delayed_excluded=report.n_delayed_excluded)
         return report

@@ -26,11 +26,12 @@ from hydra_engine.execution.reconciler import (
     SlippageReconciler,
     analyse,
     average_ranks,
+    segment_spearman,
     spearman,
 )
 from hydra_engine.store.database import open_migrated
 
-T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)
 TH = CalibrationThresholds(min_fills=30, max_abs_bias_bps=2.0, pessimism_low=0.67, pessimism_high=1.5)
 
 
@@ -110,6 +111,23 @@ def test_spearman_parallel_path_matches_scipy() -> None:
     assert spearman(x, y, parallel=True) == pytest.approx(stats.spearmanr(x, y)[0], abs=1e-9)
 
 
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), lengths=st.lists(st.integers(0, 40), min_size=1, max_size=5))
+def test_segment_spearman_matches_scipy_per_segment(data, lengths) -> None:
+    """One sort per column yields the pooled rho and each segment's own (ties included)."""
+    n = sum(lengths)
+    x = data.draw(arrays(np.float64, n, elements=st.integers(-4, 4).map(float)))
+    y = data.draw(arrays(np.float64, n, elements=st.integers(-4, 4).map(float)))
+    bounds = [(sum(lengths[:i]), sum(lengths[:i + 1])) for i in range(len(lengths))]
+    for parallel in (False, True):
+        pooled, parts = segment_spearman(x, y, bounds, parallel=parallel)
+        assert len(parts) == len(bounds)
+        for (a, b), rho in zip([(0, n), *bounds], [pooled, *parts], strict=True):
+            assert rho == pytest.approx(spearman(x[a:b], y[a:b], parallel=False), nan_ok=True, abs=1e-9)
+            if b - a >= 2 and np.ptp(x[a:b]) > 0 and np.ptp(y[a:b]) > 0:
+                assert rho == pytest.approx(stats.spearmanr(x[a:b], y[a:b])[0], abs=1e-6)
+
+
 def test_tiny_and_degenerate_inputs() -> None:
     empty = analyse(np.empty((0, 3)), symbol=None, n_delayed=0, thresholds=TH)
     assert empty.n_fills == 0 and empty.verdict == VERDICT_INSUFFICIENT and math.isnan(empty.bias)
@@ -143,10 +161,13 @@ async def test_reconcile_from_the_journal_excludes_delayed(db) -> None:
     assert rep.n_fills == len(live) and rep.n_delayed_excluded == 12
     pred = np.array([r.predicted_slippage for r in live])
     act = np.array([r.actual_slippage for r in live])
-    assert rep.mean_actual == pytest.approx(act.mean(), rel=1e-9)
     mids = np.array([r.arrival_mid for r in live])
+    # the all-markets report's headline figures are the pooled bps line (price units do not pool)
+    assert rep.mean_actual == pytest.approx((act / mids * 1e4).mean(), rel=1e-9)
     assert rep.spearman == pytest.approx(stats.spearmanr(pred / mids, act / mids)[0], abs=1e-9)
-    assert rep.pessimism_multiplier == pytest.approx(act.mean() / pred.mean(), rel=1e-9)
+    assert rep.pessimism_multiplier == pytest.approx((act / mids).mean() / (pred / mids).mean(), rel=1e-9)
+    assert math.isnan(rep.price.mean_actual)
+    assert sum(m.n_fills for m in rep.markets) == rep.n_fills
     cl = await rec.reconcile("CL")
     assert cl.n_fills == sum(1 for r in live if r.symbol == "CL") and cl.symbol == "CL"
     assert cl.bps.mean_actual == pytest.approx(np.mean([r.actual_slippage_bps for r in live if r.symbol == "CL"]))
@@ -182,8 +203,14 @@ async def test_reconcile_includes_the_unpacked_tail(db) -> None:
         assert rep.n_delayed_excluded == sum(1 for r in recs if r.data_type == "delayed" and sym in (None, r.symbol))
         act = np.array([r.actual_slippage for r in live])
         pred = np.array([r.predicted_slippage for r in live])
-        assert rep.mean_actual == pytest.approx(act.mean(), rel=1e-12)
-        assert rep.mean_predicted == pytest.approx(pred.mean(), rel=1e-12)
+        mids = np.array([r.arrival_mid for r in live])
+        unit = 1.0 if sym is not None else 1e4 / mids  # the pooled headline is bps
+        assert rep.mean_actual == pytest.approx((act * unit).mean(), rel=1e-12)
+        assert rep.mean_predicted == pytest.approx((pred * unit).mean(), rel=1e-12)
+        for m in rep.markets:
+            mine = [r for r in live if r.symbol == m.symbol]
+            assert m.n_fills == len(mine)
+            assert m.price.mean_actual == pytest.approx(np.mean([r.actual_slippage for r in mine]), rel=1e-12)
         if sym is not None:  # one arrival mid per symbol here: ranks in bps = ranks in price
             assert rep.spearman == pytest.approx(stats.spearmanr(pred, act)[0], abs=1e-9)
 
@@ -197,3 +224,54 @@ async def test_reconcile_without_the_mark_table_names_the_migration(tmp_path: Pa
             await SlippageReconciler(conn).reconcile()
     finally:
         await conn.close()
+
+
+def _two_scale_fills(n: int = 90) -> list[FillRecord]:
+    """CL quoted in dollars (mid 70) costs 7.4x its prediction; ZO quoted in cents (mid 350) costs
+    0.55x. In price units ZO's cents dominate, so the pooled price-unit multiplier is ~0.70 (inside
+    the calibrated band) and hides CL's 7x underestimate."""
+    rng = np.random.default_rng(21)
+    recs = []
+    for i in range(2 * n):
+        sym, mid, pred, ratio = ("CL", 70.0, 0.01, 7.4) if i % 2 else ("ZO", 350.0, 0.4467, 0.55)
+        p = pred * float(rng.uniform(0.8, 1.2))
+        cost = p * ratio * float(rng.uniform(0.97, 1.03))
+        recs.append(FillRecord(exec_id=f"s{i}", fill_time=T0 + dt.timedelta(minutes=i), symbol=sym,
+                               contract_month="202703", direction="BUY", qty=1, fill_price=mid + cost,
+                               arrival_mid=mid, predicted_slippage=p, data_type="delayed" if i == 7 else "live"))
+    return recs
+
+
+async def test_pooled_report_is_per_market_in_bps_and_does_not_hide_an_underestimate(db) -> None:
+    recs = _two_scale_fills()
+    j = FillJournal(db, group_commit=True)
+    await asyncio.gather(*(j.log_fill(r) for r in recs))
+    live = [r for r in recs if r.data_type == "live"]
+    price_mult = sum(r.actual_slippage for r in live) / sum(r.predicted_slippage for r in live)
+    assert 0.67 < price_mult < 0.75  # the old pooled figure: looks calibrated
+
+    rep = await SlippageReconciler(db, TH).reconcile()
+    assert rep.is_pooled and rep.symbol is None
+    assert [m.symbol for m in rep.markets] == ["CL", "ZO"]
+    cl, zo = rep.market("CL"), rep.market("ZO")
+    assert cl.verdict == VERDICT_UNDER and cl.pessimism_multiplier == pytest.approx(7.4, rel=0.03)
+    assert zo.verdict == VERDICT_OVER and zo.pessimism_multiplier == pytest.approx(0.55, rel=0.03)
+    assert cl.n_fills + zo.n_fills == rep.n_fills == len(live)
+    assert cl.n_delayed_excluded + zo.n_delayed_excluded == rep.n_delayed_excluded == 1
+    cl_live = [r for r in live if r.symbol == "CL"]
+    assert cl.price.mean_actual == pytest.approx(np.mean([r.actual_slippage for r in cl_live]), rel=1e-12)
+    assert cl.bps.mean_actual == pytest.approx(np.mean([r.actual_slippage_bps for r in cl_live]), rel=1e-12)
+    # the pooled line is bps only, and its verdict cannot be calibrated while one market is not
+    assert rep.verdict == VERDICT_UNDER and "CL" in rep.verdict_reason
+    assert all(math.isnan(v) for v in (rep.price.bias, rep.price.pessimism_multiplier, rep.price.mean_actual))
+    act_bps = np.array([r.actual_slippage_bps for r in live])
+    pred_bps = np.array([r.predicted_slippage / r.arrival_mid * 1e4 for r in live])
+    assert rep.pessimism_multiplier == pytest.approx(act_bps.mean() / pred_bps.mean(), rel=1e-9)
+    assert rep.bias == pytest.approx((pred_bps - act_bps).mean(), rel=1e-9)
+    assert rep.pooled is not None and rep.pooled.n_markets == 2
+    assert rep.pooled.spearman == pytest.approx(stats.spearmanr(pred_bps, act_bps)[0], abs=1e-9)
+    # a single-market report keeps its price-unit headline figures
+    one = await SlippageReconciler(db, TH).reconcile("CL")
+    assert not one.is_pooled and one.markets == (cl,)
+    assert one.pessimism_multiplier == pytest.approx(cl.price.pessimism_multiplier, rel=1e-12)
+    assert one.verdict == VERDICT_UNDER

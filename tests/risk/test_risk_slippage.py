@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -78,3 +79,57 @@ def test_actual_slippage_sign_convention() -> None:
     assert to_bps(0.07, 70.0) == pytest.approx(10.0)
     with pytest.raises(ValueError, match="mid_price"):
         to_bps(0.1, 0.0)
+
+
+def test_each_market_uses_its_own_multiplier() -> None:
+    """The calibration is keyed by market: CL's 7.4 never leaks into ZO (0.55), an unknown market
+    keeps 1.0, and the raw prediction (what the journal stores and the reconciler judges) is unchanged."""
+    from hydra_engine.risk.slippage import SlippageCalibration, SlippageModel
+
+    cal = SlippageCalibration.of({"CL": 7.4, "ZO": 0.55})
+    assert (cal.multiplier("CL"), cal.multiplier("ZO"), cal.multiplier("HO")) == (7.4, 0.55, 1.0)
+    model = SlippageModel(calibration=cal)
+    kw = dict(spread=0.02, daily_sigma=1.4, qty=25, adv=10_000, mid_price=70.0)
+    raw = estimate_slippage(**kw)
+    cl, zo, ho = (model.estimate(s, **kw) for s in ("CL", "ZO", "HO"))
+    assert cl.price == zo.price == ho.price == pytest.approx(raw.price)
+    assert cl.expected_price == pytest.approx(raw.price * 7.4) and cl.expected_bps == pytest.approx(raw.bps * 7.4)
+    assert zo.expected_price == pytest.approx(raw.price * 0.55) and ho.expected_price == pytest.approx(raw.price)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="multiplier"):
+            SlippageCalibration.of({"CL": bad})
+
+
+async def test_calibration_from_a_pooled_reconciliation_is_per_market(tmp_path) -> None:
+    import datetime as dt
+
+    from hydra_engine.execution.fill_journal import FillJournal, FillRecord
+    from hydra_engine.execution.reconciler import (
+        CalibrationThresholds,
+        SlippageReconciler,
+    )
+    from hydra_engine.risk.slippage import SlippageCalibration
+    from hydra_engine.store.database import open_migrated
+
+    db = await open_migrated(tmp_path / "cal.db")
+    try:
+        t0 = dt.datetime(2026, 11, 23, 15, tzinfo=dt.UTC)
+        j = FillJournal(db, group_commit=True)
+        recs = []
+        for i in range(120):  # CL 40 fills at 7.4x, ZO 80 fills at 0.55x; HO 5 fills: too few
+            sym, mid, pred, ratio = ("CL", 70.0, 0.01, 7.4) if i % 3 == 0 else ("ZO", 350.0, 0.45, 0.55)
+            recs.append(FillRecord(exec_id=f"c{i}", fill_time=t0 + dt.timedelta(minutes=i), symbol=sym,
+                                   contract_month="202703", direction="SELL", qty=1,
+                                   fill_price=mid - pred * ratio * (1 + 0.01 * (i % 5)), arrival_mid=mid,
+                                   predicted_slippage=pred, data_type="live"))
+        recs += [FillRecord(exec_id=f"h{i}", fill_time=t0 + dt.timedelta(hours=5, minutes=i), symbol="HO",
+                            contract_month="202703", direction="BUY", qty=1, fill_price=2.41, arrival_mid=2.4,
+                            predicted_slippage=0.001, data_type="live") for i in range(5)]
+        await asyncio.gather(*(j.log_fill(r) for r in recs))
+        rep = await SlippageReconciler(db, CalibrationThresholds(min_fills=30)).reconcile()
+        cal = SlippageCalibration.from_report(rep)
+        assert cal.multiplier("CL") == pytest.approx(7.4 * 1.02, rel=0.01)
+        assert cal.multiplier("ZO") == pytest.approx(0.55 * 1.02, rel=0.01)
+        assert cal.multiplier("HO") == 1.0 and "HO" not in cal.multipliers  # insufficient data: unchanged
+    finally:
+        await db.close()
