@@ -31,7 +31,7 @@ from hydra_engine.engine_time import (
 from hydra_engine.events import AgentPhaseChanged, BreakerChanged, ChampionChanged, EventBus
 from hydra_engine.execution.cycle import CONTINUOUS, CycleConfig
 from hydra_engine.execution.runner import PaperTradingRunner, check_live_allowed
-from hydra_engine.markets import local_date
+from hydra_engine.markets import any_market_trades, local_date
 from hydra_engine.paths import store_dir
 from hydra_engine.store.ops_journal import OpsKind
 
@@ -230,7 +230,9 @@ class Engine:
         self.reconciler = SlippageReconciler(store.conn)
         self.risk_gate = await RiskGate.open(store.conn, s.section("risk", RiskConfig), tx=store.tx,
                                              on_transition=self._breaker_changed,
-                                             today=lambda: local_date(primary, clock.now()))
+                                             today=lambda: local_date(primary, clock.now()),
+                                             is_trading_day=any_market_trades(s.markets),
+                                             k_sigma=self.cycle_config.k_sigma)
         self.order_manager = OrderManager(
             self.broker, self.risk_gate, store, self.fill_journal, clock, patience=self.cycle_config.patience(),
             max_adv_fraction=max(m.max_adv_fraction for m in s.markets) or 0.01, events=self.bus,

@@ -212,6 +212,11 @@ TradingCalendar = Callable[[date], bool]
 """A trading-day predicate: True when a session settles on the date."""
 
 
+def weekdays(day: date) -> bool:
+    """The calendar used where no market's is known: Monday to Friday."""
+    return day.weekday() < 5
+
+
 def trading_days_between(market: MarketConfig | TradingCalendar, earlier: date, later: date) -> int:
     """How many trading days lie in ``(earlier, later]``: 1 for consecutive sessions, 0 if same.
 
@@ -228,7 +233,7 @@ def any_market_trades(markets: Iterable[MarketConfig]) -> TradingCalendar:
     ms = tuple(markets)
 
     def trades(d: date) -> bool:
-        return any(is_trading_day(m, d) for m in ms) if ms else d.weekday() < 5
+        return any(is_trading_day(m, d) for m in ms) if ms else weekdays(d)
 
     return trades
 

@@ -14,7 +14,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -26,6 +26,7 @@ from hydra_engine.execution.decisions import bars_until, clamp_move, execution_d
 from hydra_engine.execution.targets import market_stats, position_notional
 from hydra_engine.markets import MarketConfig, is_trading_day
 from hydra_engine.risk.intents import AccountState
+from hydra_engine.risk.sizing import reduced_cap
 from hydra_engine.store.cycles import CycleStatus
 from hydra_engine.store.kv import LAST_CYCLE_DATE
 from hydra_engine.tasks import log_task_failure
@@ -392,7 +393,9 @@ class DailyCycle:
         if stats.sigma <= 0 or stats.adv <= 0:
             stats = market_stats(list(bars.tail(21).itertuples()))
         gate_cap = getattr(getattr(self.risk_gate, "config", None), "max_trade_loss_pct", cfg.max_trade_loss_pct)
-        decision = target_from_signal(p_up, config=cfg, market=m, equity=acct.snapshot.net_liquidation,
+        # drawdown re-entry: the gate's size fraction scales the market's contract cap
+        sized = replace(m, max_contracts=reduced_cap(m.max_contracts, getattr(self.risk_gate, "size_fraction", 1.0)))
+        decision = target_from_signal(p_up, config=cfg, market=sized, equity=acct.snapshot.net_liquidation,
                                       daily_sigma=stats.sigma, multiplier=month.multiplier, adv=stats.adv,
                                       max_trade_loss_pct=min(cfg.max_trade_loss_pct, gate_cap))
         draft.set(target=decision.target, direction=decision.direction, contract=month.local_symbol,

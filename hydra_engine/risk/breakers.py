@@ -5,8 +5,16 @@ trading date its condition is breached; the first new trading date after that mo
 COOLDOWN with ``cooldown_days`` remaining; each further trading date takes one off, and at zero it
 is ACTIVE again (so a breaker with N cooldown days is in COOLDOWN for exactly N trading days; with
 0 it goes straight back to ACTIVE on the next day). A breach while in COOLDOWN trips it again and
-restarts the count. Trading days come from the caller (``on_new_trading_day``): this module
-never reads a clock.
+restarts the count. Trading dates come from the caller (``on_new_trading_day``) and are counted
+on the exchange calendar the board is given (``is_trading_day``; weekdays only without one), so
+an exchange holiday is never a cooldown day: this module never reads a clock.
+
+Drawdown re-entry: a drawdown does not heal by waiting (a flat account's equity stays where it
+is), so when the drawdown breaker's cooldown ends it comes back ACTIVE in *re-entry*: orders at
+a reduced size (the gate's ``reentry_size_fraction``), no new trip on the same, unchanged
+drawdown. The level it tripped at is kept in its reason (``[level 0.112345]``, so it survives a
+restart in the existing record); the gate trips it again only when the drawdown worsens beyond
+that level plus a margin, and ends re-entry when the drawdown is back under the limit.
 
 What each phase allows (the trading state is the strictest over all four breakers)::
 
@@ -29,21 +37,23 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping
 
+from hydra_engine.markets import TradingCalendar, trading_days_between, weekdays
 from hydra_engine.risk.intents import TradingState, most_severe
 from hydra_engine.store.breakers_repo import BreakerRecord
 
 
-class BreakerName(str, enum.Enum):
+class BreakerName(enum.StrEnum):
     DAILY_LOSS = "daily_loss"
     DRAWDOWN = "drawdown"
     POSITION_SIZE = "position_size"
     SINGLE_TRADE_LOSS = "single_trade_loss"
 
 
-class BreakerPhase(str, enum.Enum):
+class BreakerPhase(enum.StrEnum):
     ACTIVE = "ACTIVE"
     TRIGGERED = "TRIGGERED"
     COOLDOWN = "COOLDOWN"
@@ -77,24 +87,29 @@ class BreakerTransition:
         return self.new is BreakerPhase.TRIGGERED
 
 
-def weekdays_between(earlier: dt.date, later: dt.date) -> int:
-    """Weekdays in (earlier, later]: the default trading-day count when no calendar is given."""
-    if later <= earlier:
-        return 0
-    days = (later - earlier).days
-    full, rest = divmod(days, 7)
-    n = full * 5
-    for i in range(1, rest + 1):
-        if (earlier + dt.timedelta(days=full * 7 + i)).weekday() < 5:
-            n += 1
-    return n
+REENTRY_BREAKERS = frozenset({BreakerName.DRAWDOWN})
+"""Breakers that come back from cooldown in re-entry (see the module docstring)."""
+REENTRY_PREFIX = "reentry:"
+_LEVEL = re.compile(r"\[level (\d+(?:\.\d+)?)\]")
+
+
+def level_tag(level: float) -> str:
+    """The machine-readable trip level carried in a breaker's reason (a fraction, 0.1 is 10 %)."""
+    return f"[level {max(0.0, level):.6f}]"
+
+
+def level_of(reason: str) -> float | None:
+    """The trip level in ``reason`` (``level_tag``), None when it carries none."""
+    m = _LEVEL.search(reason or "")
+    return float(m.group(1)) if m else None
 
 
 class BreakerBoard:
     """The four breakers' phases in memory; pure logic, persisted by the gate through the repo."""
 
     def __init__(self, cooldown_days: Mapping[BreakerName, int],
-                 records: Iterable[BreakerRecord] = ()) -> None:
+                 records: Iterable[BreakerRecord] = (), *,
+                 is_trading_day: TradingCalendar = weekdays) -> None:
         for name in BreakerName:
             days = cooldown_days.get(name)
             if days is None or days < 0:
@@ -107,6 +122,7 @@ class BreakerBoard:
             except ValueError:
                 continue  # a breaker this version no longer has: ignore its row
         self._dirty: set[BreakerName] = set()
+        self._is_trading_day = is_trading_day
 
     # ------------------------------------------------------------------ reading
 
@@ -122,6 +138,15 @@ class BreakerBoard:
     def trading_state(self) -> TradingState:
         """The strictest state any breaker's phase maps to (``STATE_MAP``)."""
         return most_severe([STATE_MAP[n][self.phase(n)] for n in BreakerName])
+
+    def in_reentry(self, name: BreakerName) -> bool:
+        """ACTIVE again after its cooldown, at reduced size, its trip condition not yet cleared."""
+        rec = self._recs[name]
+        return rec.state == BreakerPhase.ACTIVE.value and rec.reason.startswith(REENTRY_PREFIX)
+
+    def trip_level(self, name: BreakerName) -> float | None:
+        """The level the breaker last tripped at (from its reason), None when unknown."""
+        return level_of(self._recs[name].reason)
 
     def take_dirty(self) -> list[BreakerRecord]:
         """Records changed since the last call (for persistence)."""
@@ -153,8 +178,9 @@ class BreakerBoard:
     def on_new_trading_day(self, trading_date: dt.date, trading_days: int | None = None) -> list[BreakerTransition]:
         """Tick cooldowns for a new trading date (idempotent for a date already seen).
 
-        ``trading_days`` is how many trading days passed since the breaker's last day (give it
-        from the market calendar); by default the weekdays between them, at least one.
+        ``trading_days`` is how many trading days passed since the breaker's last day; by default
+        they are counted on the board's calendar (``trading_days_between``), so a holiday between
+        two sessions is not a cooldown day and a date that is no trading day ticks nothing.
         """
         out: list[BreakerTransition] = []
         for name in BreakerName:
@@ -164,9 +190,9 @@ class BreakerBoard:
             if rec.last_day is None:
                 steps = 1
             elif trading_days is not None:
-                steps = max(1, int(trading_days))
+                steps = max(0, int(trading_days))
             else:
-                steps = max(1, weekdays_between(rec.last_day, trading_date))
+                steps = trading_days_between(self._is_trading_day, rec.last_day, trading_date)
             old = BreakerPhase(rec.state)
             state, remaining = old, rec.cooldown_remaining
             for _ in range(steps):
@@ -178,21 +204,36 @@ class BreakerBoard:
                         state = BreakerPhase.ACTIVE
                 else:
                     break
+            reason = rec.reason
             if state is BreakerPhase.ACTIVE:
                 remaining = 0
-            self._set(name, replace(rec, state=state.value, cooldown_remaining=remaining, last_day=trading_date))
+                if old is not BreakerPhase.ACTIVE and name in REENTRY_BREAKERS:
+                    level = level_of(rec.reason)
+                    reason = (f"{REENTRY_PREFIX} cooldown over on {trading_date}: trading again at reduced size "
+                              f"until the {name.value} is back under its limit"
+                              + (f" {level_tag(level)}" if level is not None else ""))
+            self._set(name, replace(rec, state=state.value, cooldown_remaining=remaining, reason=reason,
+                                    last_day=trading_date))
             if state is not old:
-                out.append(BreakerTransition(name, old, state, trading_date, rec.reason, TradingState.ACTIVE))
+                out.append(BreakerTransition(name, old, state, trading_date, reason, TradingState.ACTIVE))
         state_now = self.trading_state()
         return [replace(t, trading_state=state_now) for t in out]
 
+    def end_reentry(self, name: BreakerName, trading_date: dt.date, reason: str) -> BreakerTransition | None:
+        """Re-entry is over (the condition cleared): full size again; None when not in re-entry."""
+        if not self.in_reentry(name):
+            return None
+        self._set(name, replace(self._recs[name], reason=reason))
+        return BreakerTransition(name, BreakerPhase.ACTIVE, BreakerPhase.ACTIVE, trading_date, reason,
+                                 self.trading_state())
+
     def reset(self, name: BreakerName, trading_date: dt.date | None = None) -> BreakerTransition | None:
-        """Operator override: back to ACTIVE now (journalled by the caller)."""
+        """Operator override: back to ACTIVE at full size now (journalled by the caller)."""
         rec = self._recs[name]
         old = BreakerPhase(rec.state)
         if old is BreakerPhase.ACTIVE:
-            return None
-        self._set(name, replace(rec, state=BreakerPhase.ACTIVE.value, cooldown_remaining=0))
+            return self.end_reentry(name, trading_date or rec.last_day or dt.date.today(), "operator reset")
+        self._set(name, replace(rec, state=BreakerPhase.ACTIVE.value, cooldown_remaining=0, reason="operator reset"))
         day = trading_date or rec.last_day or dt.date.today()
         return BreakerTransition(name, old, BreakerPhase.ACTIVE, day, "operator reset", self.trading_state())
 

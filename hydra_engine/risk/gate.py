@@ -9,8 +9,14 @@ gate fails closed: every later check is denied until a write succeeds.
 Checks, in order: inputs (NaN/inf/negative prices, non-positive equity -> a Denial naming the
 field), new trading day (ticks breaker cooldowns), account breakers (daily loss unless the P&L is
 stale, drawdown from the peak), trading state (HALTED: nothing; REDUCING: only reducing orders),
-per-order limits for orders that increase exposure (position size, single-trade loss), the price
-band around the mid (every order and reprice), and the daily order cap.
+per-order limits for orders that increase exposure (position size per market, account-wide gross
+notional, single-trade loss at ``k_sigma``; all size caps scaled by ``reentry_size_fraction``
+while the drawdown breaker is in re-entry), the price band around the mid (every order and
+reprice), and the daily order cap.
+
+One ``k_sigma``: the gate is given the sizing's ``execution.k_sigma`` by whoever builds it, and an
+intent that carries ``sigma_loss`` (its loss on a one-sigma day) is judged at that k; only an
+intent without it is judged on the caller's own ``trade_loss``.
 
 Daily order cap: the count is orders APPROVED on the trading date (approval is counted even if the
 order is never sent: conservative), persisted per date. A reprice (``is_reprice``) counts as one
@@ -23,18 +29,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import aiosqlite
 import structlog
 
+from hydra_engine.markets import TradingCalendar, weekdays
 from hydra_engine.risk.breakers import (
     STATE_MAP,
     BreakerBoard,
     BreakerName,
     BreakerPhase,
     BreakerTransition,
+    level_tag,
 )
 from hydra_engine.risk.intents import (
     AccountState,
@@ -47,6 +56,9 @@ from hydra_engine.risk.intents import (
 from hydra_engine.store.breakers_repo import BreakerRecord, BreakersRepo, OrderCount
 
 log = structlog.get_logger(__name__)
+
+DEFAULT_K_SIGMA = 3.0
+"""The k of a gate built without one; the engine passes ``execution.k_sigma`` (same default)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +73,8 @@ class RiskConfig:
     """Largest |signed notional| after an order, account currency."""
     max_contracts: int = field(default=10, metadata={"range": (0, 100_000)})
     """Largest |position| after an order, contracts."""
+    max_gross_exposure: float = field(default=4_000_000.0, metadata={"range": (0.0, None)})
+    """Largest account-wide gross notional (sum of |notional| over all markets) after an order."""
     max_trade_loss_pct: float = field(default=1.0, metadata={"range": (0.01, 100.0)})
     """Largest k-sigma loss of one order, percent of current equity."""
     price_band_bps: float = field(default=150.0, metadata={"range": (1.0, 10_000.0)})
@@ -72,6 +86,11 @@ class RiskConfig:
     drawdown_cooldown_days: int = field(default=5, metadata={"range": (0, 60)})
     position_size_cooldown_days: int = field(default=1, metadata={"range": (0, 60)})
     trade_loss_cooldown_days: int = field(default=0, metadata={"range": (0, 60)})
+    reentry_size_fraction: float = field(default=0.5, metadata={"range": (0.0, 1.0)})
+    """After the drawdown breaker's cooldown, while the drawdown is still past its limit: the
+    fraction of every size cap (contracts, notional, gross) an increasing order may use."""
+    drawdown_retrip_margin_pct: float = field(default=1.0, metadata={"range": (0.0, 100.0)})
+    """In re-entry the drawdown breaker trips again only beyond its trip level plus this (points)."""
 
     def __post_init__(self) -> None:
         for f in self.__dataclass_fields__.values():  # type: ignore[attr-defined]
@@ -105,6 +124,12 @@ class RiskSnapshot:
     breakers: tuple[BreakerRecord, ...]
     daily_pnl_stale: bool
     persist_error: str | None
+    gross_exposure: float | None = None
+    """Account-wide gross notional at the last account evaluation (the cycle's account step)."""
+    max_gross_exposure: float = 0.0
+    size_fraction: float = 1.0
+    """Fraction of the size caps in force (below 1 while the drawdown breaker is in re-entry)."""
+    k_sigma: float = DEFAULT_K_SIGMA
 
 
 TransitionListener = Callable[[BreakerTransition], None]
@@ -115,7 +140,16 @@ def _finite(x: Any) -> bool:
 
 
 def _utc_today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _added_notional(current: float, after: float, value_after: float) -> float:
+    """Gross notional an order adds in its market: |value after| x (|after| - |current|) / |after|
+    (same price and multiplier before and after, so a flip adds only its excess). A flattening
+    order's removed notional is unknown here (0 after): counted as 0, it never adds."""
+    if after == 0:
+        return 0.0
+    return abs(value_after) * (abs(after) - abs(current)) / abs(after)
 
 
 class RiskGate:
@@ -123,12 +157,21 @@ class RiskGate:
 
     def __init__(self, config: RiskConfig | None = None, repo: BreakersRepo | None = None, *,
                  on_transition: TransitionListener | None = None,
-                 today: Callable[[], dt.date] = _utc_today) -> None:
+                 today: Callable[[], dt.date] = _utc_today,
+                 is_trading_day: TradingCalendar = weekdays,
+                 k_sigma: float = DEFAULT_K_SIGMA) -> None:
+        """``is_trading_day`` is the exchange calendar cooldowns count on (the engine passes "any
+        configured market trades"); ``k_sigma`` the sizing's ``execution.k_sigma``."""
+        if not _finite(k_sigma) or k_sigma <= 0:
+            raise ValueError(f"k_sigma={k_sigma!r}: must be a finite number > 0")
         self.config = config or RiskConfig()
+        self.k_sigma = float(k_sigma)
         self._repo = repo
         self._listeners: list[TransitionListener] = [on_transition] if on_transition else []
         self._today = today
-        self._board = BreakerBoard(self.config.cooldowns())
+        self._is_trading_day = is_trading_day
+        self._board = BreakerBoard(self.config.cooldowns(), is_trading_day=is_trading_day)
+        self._gross: float | None = None
         self._date: dt.date | None = None
         self._count = OrderCount(dt.date.min)
         self._dirty_counts: dict[dt.date, OrderCount] = {}
@@ -140,9 +183,12 @@ class RiskGate:
     @classmethod
     async def open(cls, conn: aiosqlite.Connection, config: RiskConfig | None = None, *, tx: Any = None,
                    on_transition: TransitionListener | None = None,
-                   today: Callable[[], dt.date] = _utc_today) -> "RiskGate":
+                   today: Callable[[], dt.date] = _utc_today,
+                   is_trading_day: TradingCalendar = weekdays,
+                   k_sigma: float = DEFAULT_K_SIGMA) -> RiskGate:
         """A gate over the store's connection, with its persisted state loaded."""
-        gate = cls(config, BreakersRepo(conn, tx), on_transition=on_transition, today=today)
+        gate = cls(config, BreakersRepo(conn, tx), on_transition=on_transition, today=today,
+                   is_trading_day=is_trading_day, k_sigma=k_sigma)
         await gate.load()
         return gate
 
@@ -152,7 +198,7 @@ class RiskGate:
             self._loaded = True
             return
         records = await self._repo.load_breakers()
-        self._board = BreakerBoard(self.config.cooldowns(), records.values())
+        self._board = BreakerBoard(self.config.cooldowns(), records.values(), is_trading_day=self._is_trading_day)
         latest = await self._repo.latest_order_count()
         if latest is not None:
             self._count, self._date = latest, latest.trading_date
@@ -182,18 +228,31 @@ class RiskGate:
     def breaker_phase(self, name: BreakerName | str) -> BreakerPhase:
         return self._board.phase(BreakerName(name))
 
+    @property
+    def is_trading_day(self) -> TradingCalendar:
+        """The exchange calendar the cooldowns count on."""
+        return self._is_trading_day
+
+    @property
+    def size_fraction(self) -> float:
+        """Fraction of the size caps in force: ``reentry_size_fraction`` during drawdown re-entry."""
+        return self.config.reentry_size_fraction if self._board.in_reentry(BreakerName.DRAWDOWN) else 1.0
+
     def snapshot(self) -> RiskSnapshot:
         recs = self._board.records()
         reprices = self._count.reprices if self._count.trading_date == self._date else 0
         return RiskSnapshot(self.trading_state, self._date, self.orders_today, reprices,
                             self.config.max_orders_per_day, tuple(recs[n] for n in BreakerName),
-                            self._stale, self._persist_error)
+                            self._stale, self._persist_error, gross_exposure=self._gross,
+                            max_gross_exposure=self.config.max_gross_exposure, size_fraction=self.size_fraction,
+                            k_sigma=self.k_sigma)
 
     # ------------------------------------------------------------------ days and breakers
 
     def on_new_trading_day(self, trading_date: dt.date, trading_days: int | None = None) -> list[BreakerTransition]:
         """Move to ``trading_date`` (ignored unless later than the current one): tick cooldowns and
-        start a fresh order count. ``trading_days`` elapsed come from the market calendar if known."""
+        start a fresh order count. Cooldowns count the gate's ``is_trading_day`` calendar unless
+        ``trading_days`` (elapsed) is given."""
         if self._date is not None and trading_date <= self._date:
             return []
         self._date = trading_date
@@ -220,6 +279,7 @@ class RiskGate:
         else:
             self._roll_day(account, None)
             self._account_breakers(account)
+            self._gross = abs(account.position_value)
             self._schedule_persist()
         return self.trading_state
 
@@ -251,16 +311,17 @@ class RiskGate:
         elif state is TradingState.REDUCING and not reduces:
             reasons.append(f"reducing: trading state REDUCING ({self._why(TradingState.REDUCING)}); only orders "
                            f"that reduce the position ({cur:g}) are allowed")
+        gross_before = abs(account.position_value)
+        gross_after = gross_before + _added_notional(cur, after, intent.position_value)
         if not reduces:
-            if abs(after) > cfg.max_contracts:
-                reasons.append(f"position_size: position after order {after:g} contracts exceeds max_contracts "
-                               f"{cfg.max_contracts}")
-            if abs(intent.position_value) > cfg.max_position_value:
-                reasons.append(f"position_size: notional after order {intent.position_value:,.2f} exceeds "
-                               f"max_position_value {cfg.max_position_value:,.2f}")
+            reasons += self._size_reasons(after, intent.position_value, gross_before, gross_after)
             limit = cfg.max_trade_loss_pct / 100.0 * account.current_equity
-            if intent.trade_loss > limit:
-                reasons.append(f"single_trade_loss: estimated loss {intent.trade_loss:,.2f} exceeds "
+            if intent.sigma_loss is not None:
+                loss, how = self.k_sigma * intent.sigma_loss, f" at k_sigma {self.k_sigma:g}"
+            else:
+                loss, how = intent.trade_loss, ""
+            if loss > limit:
+                reasons.append(f"single_trade_loss: estimated loss {loss:,.2f}{how} exceeds "
                                f"{cfg.max_trade_loss_pct:g}% of equity ({limit:,.2f})")
         band = abs(intent.limit_price - intent.mid_price) / intent.mid_price * 10_000.0
         if band > cfg.price_band_bps:
@@ -314,6 +375,33 @@ class RiskGate:
 
     # ------------------------------------------------------------------ internals
 
+    def _size_reasons(self, after: float, value_after: float, gross_before: float, gross_after: float) -> list[str]:
+        """Denials of an increasing order by the size caps; during drawdown re-entry the caps are
+        scaled, and an order within the full cap but past the scaled one is ``reentry_size``
+        (denied, without tripping the position-size breaker)."""
+        cfg, frac = self.config, self.size_fraction
+        out: list[str] = []
+        checks = (
+            (abs(after), float(cfg.max_contracts), f"position after order {after:g} contracts", "max_contracts", "g"),
+            (abs(value_after), cfg.max_position_value, f"notional after order {value_after:,.2f}",
+             "max_position_value", ",.2f"),
+        )
+        for value, cap, what, setting, fmt in checks:
+            if value > cap:
+                out.append(f"position_size: {what} exceeds {setting} {cap:{fmt}}")
+            elif value > cap * frac:
+                out.append(f"reentry_size: {what} exceeds {frac:g} x {setting} ({cap * frac:{fmt}}) while the "
+                           "drawdown breaker is in re-entry")
+        if gross_after > gross_before:
+            cap = cfg.max_gross_exposure
+            what = f"account gross notional after order {gross_after:,.2f} (now {gross_before:,.2f})"
+            if gross_after > cap:
+                out.append(f"gross_exposure: {what} exceeds max_gross_exposure {cap:,.2f}")
+            elif gross_after > cap * frac:
+                out.append(f"reentry_size: {what} exceeds {frac:g} x max_gross_exposure ({cap * frac:,.2f}) "
+                           "while the drawdown breaker is in re-entry")
+        return out
+
     def _roll_day(self, account: AccountState, intent: OrderIntent | None) -> dt.date:
         day = account.trading_date or (intent.trading_date if intent is not None else None) or self._date \
             or self._today()
@@ -342,11 +430,29 @@ class RiskGate:
                            f"opening equity {opening:,.2f} (limit {cfg.max_daily_loss_pct:g}%)")
         peak = max(account.peak_equity, account.current_equity)
         if peak > 0:
-            dd = (peak - account.current_equity) / peak
-            if dd >= cfg.max_drawdown_pct / 100.0:
-                self._trip(BreakerName.DRAWDOWN, day,
-                           f"drawdown: equity {account.current_equity:,.2f} is {dd * 100:.2f}% below peak "
-                           f"{peak:,.2f} (limit {cfg.max_drawdown_pct:g}%)")
+            self._drawdown_breaker(day, (peak - account.current_equity) / peak, account.current_equity, peak)
+
+    def _drawdown_breaker(self, day: dt.date, dd: float, equity: float, peak: float) -> None:
+        """Trip at the limit. Once tripped (in TRIGGERED, COOLDOWN or re-entry) the same drawdown
+        does not trip it again, so its cooldown can run out: only a drawdown past the trip level
+        plus the margin does. Re-entry ends once the drawdown is back under the limit. Each
+        change is announced (logged and published as a breaker transition)."""
+        cfg, name = self.config, BreakerName.DRAWDOWN
+        limit = cfg.max_drawdown_pct / 100.0
+        where = f"equity {equity:,.2f} is {dd * 100:.2f}% below peak {peak:,.2f}"
+        reentry = self._board.in_reentry(name)
+        if reentry or self._board.phase(name) is not BreakerPhase.ACTIVE:
+            level = max(limit, self._board.trip_level(name) or limit)
+            retrip = level + cfg.drawdown_retrip_margin_pct / 100.0
+            if reentry and dd < limit:
+                t = self._board.end_reentry(name, day, f"drawdown: recovered, {where} (limit "
+                                                       f"{cfg.max_drawdown_pct:g}%): full size again")
+                self._announce([t] if t is not None else [])
+            elif dd > retrip:
+                self._trip(name, day, f"drawdown: worsened after its trip, {where} (tripped at "
+                                      f"{level * 100:.2f}%, trips again beyond {retrip * 100:.2f}%) {level_tag(dd)}")
+        elif dd >= limit:
+            self._trip(name, day, f"drawdown: {where} (limit {cfg.max_drawdown_pct:g}%) {level_tag(dd)}")
 
     def _trip(self, name: BreakerName, day: dt.date, reason: str) -> None:
         t = self._board.trip(name, day, reason)
@@ -378,6 +484,8 @@ class RiskGate:
             out.append(f"bad_input: position_value={i.position_value!r} must be a finite amount")
         if not _finite(i.trade_loss) or i.trade_loss < 0:
             out.append(f"bad_input: trade_loss={i.trade_loss!r} must be a finite amount >= 0")
+        if i.sigma_loss is not None and (not _finite(i.sigma_loss) or i.sigma_loss < 0):
+            out.append(f"bad_input: sigma_loss={i.sigma_loss!r} must be a finite amount >= 0")
         return out
 
     @staticmethod
@@ -389,6 +497,8 @@ class RiskGate:
             out.append(f"bad_input: current_equity={a.current_equity!r} must be a finite amount > 0")
         if not _finite(a.peak_equity) or a.peak_equity < 0:
             out.append(f"bad_input: peak_equity={a.peak_equity!r} must be a finite amount >= 0")
+        if not _finite(a.position_value):
+            out.append(f"bad_input: position_value={a.position_value!r} must be a finite amount")
         if not _finite(a.current_position):
             out.append(f"bad_input: current_position={a.current_position!r} must be a finite number of contracts")
         return out

@@ -18,7 +18,7 @@ from typing import Literal
 Direction = Literal["BUY", "SELL"]
 
 
-class TradingState(str, enum.Enum):
+class TradingState(enum.StrEnum):
     """What the gate lets through: everything, only position-reducing orders, or nothing.
 
     HALTED still allows cancels: cancels never pass the gate.
@@ -36,7 +36,7 @@ class TradingState(str, enum.Enum):
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
 
-def most_severe(states: "list[TradingState] | tuple[TradingState, ...]") -> TradingState:
+def most_severe(states: list[TradingState] | tuple[TradingState, ...]) -> TradingState:
     """The strictest of ``states`` (ACTIVE when empty)."""
     return max(states, key=lambda s: s.severity, default=TradingState.ACTIVE)
 
@@ -45,8 +45,10 @@ def most_severe(states: "list[TradingState] | tuple[TradingState, ...]") -> Trad
 class OrderIntent:
     """One order (or one reprice) the order manager wants to send.
 
-    ``position_value`` is the signed notional AFTER the order (account currency); ``trade_loss``
-    the order's estimated loss on a k-sigma adverse day (account currency, >= 0). ``reduces_position``
+    ``position_value`` is the signed notional AFTER the order in its market (account currency);
+    ``sigma_loss`` the order's loss on a one-sigma adverse day (daily sigma x multiplier x qty),
+    which the gate multiplies by its ``k_sigma`` (the one ``execution.k_sigma``); ``trade_loss``
+    is the caller's own k-sigma figure, used only when ``sigma_loss`` is None. ``reduces_position``
     is the caller's claim; the gate re-derives it from the account's ``current_position``. Prices
     are validated by the gate (a NaN or negative price is a Denial, not an exception); only a
     direction or quantity that cannot describe an order raises here.
@@ -66,6 +68,7 @@ class OrderIntent:
     reduces_position: bool = False
     position_value: float = 0.0
     trade_loss: float = 0.0
+    sigma_loss: float | None = None
     adv: float | None = None
     """Average daily volume in contracts, when the caller knows it (informational)."""
     trading_date: dt.date | None = None
@@ -88,6 +91,9 @@ class AccountState:
     ``daily_pnl`` is net liquidation minus the previous trading date's closing mark; ``stale`` says
     that mark is more than one trading day old (then the daily-loss breaker is not evaluated, and
     the approval carries a ``daily_pnl_stale`` warning). ``peak_equity`` is the persisted peak.
+    ``position_value`` is the account-wide gross notional before the order (sum over all markets
+    of |contracts x multiplier x mark|), checked with the order's addition against
+    ``max_gross_exposure``.
     ``current_position`` is the signed contracts held before the order. ``trading_date`` None
     means "the gate's current trading date".
     """

@@ -84,3 +84,14 @@ def size_position(
     if adv_cap < n:
         n, binding = adv_cap, "adv"
     return SizingResult(max(0, n), full, used, kelly_n, binding)
+
+
+def reduced_cap(max_contracts: int, size_fraction: float) -> int:
+    """A contract cap scaled by the gate's ``size_fraction`` (drawdown re-entry): floored, but one
+    contract stays possible while the fraction is above 0, so a one-lot market can re-enter."""
+    frac = _num("size_fraction", size_fraction, 0.0, 1.0)
+    if isinstance(max_contracts, bool) or not isinstance(max_contracts, int) or max_contracts < 0:
+        raise ValueError(f"max_contracts={max_contracts!r} must be a whole number >= 0")
+    if frac >= 1.0 or max_contracts == 0:
+        return max_contracts
+    return max(1 if frac > 0 else 0, int(math.floor(max_contracts * frac + 1e-9)))

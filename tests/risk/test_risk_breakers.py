@@ -6,7 +6,13 @@ import datetime as dt
 
 import pytest
 
-from hydra_engine.risk.breakers import STATE_MAP, BreakerBoard, BreakerName, BreakerPhase, weekdays_between
+from hydra_engine.markets import trading_days_between, weekdays
+from hydra_engine.risk.breakers import (
+    STATE_MAP,
+    BreakerBoard,
+    BreakerName,
+    BreakerPhase,
+)
 from hydra_engine.risk.intents import TradingState
 from hydra_engine.store.breakers_repo import BreakerRecord
 
@@ -51,8 +57,8 @@ def test_daily_loss_full_cycle_counts_trading_days() -> None:
 
 def test_weekend_counts_as_no_trading_days_and_calendar_can_say_more() -> None:
     fri, mon = dt.date(2026, 11, 27), dt.date(2026, 11, 30)
-    assert weekdays_between(fri, mon) == 1
-    assert weekdays_between(MON, MON + dt.timedelta(days=14)) == 10
+    assert trading_days_between(weekdays, fri, mon) == 1
+    assert trading_days_between(weekdays, MON, MON + dt.timedelta(days=14)) == 10
     b = board(drawdown=2)
     b.on_new_trading_day(fri)
     b.trip(BreakerName.DRAWDOWN, fri, "dd")
