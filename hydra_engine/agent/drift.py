@@ -315,7 +315,7 @@ class RealizedOutcome:
     label: int
     """1 if the market went up over the label horizon, else 0."""
     signal_return: float
-    """Return of the model's own signal (position sign times the next-day return), fraction."""
+    """Return of the model's own signal on the tradable return, net of cost (``realized_signal_pnl``)."""
 
     @property
     def log_loss(self) -> float:

@@ -25,8 +25,9 @@ import pickle
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import structlog
@@ -79,29 +80,51 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+RETURN_BASIS = "tradable_open_to_open_lag1"
+"""The return both models are scored on (``hydra_engine.model.features.tradable_returns``)."""
+
+
+def return_basis(cost_bps: float) -> dict[str, Any]:
+    """How a model's daily returns were computed; the gate refuses to compare unequal bases."""
+    return {"returns": RETURN_BASIS, "net_of_cost_bps": float(cost_bps)}
+
+
 def evaluate_candidate(params: dict[str, Any], inputs: dict[str, Any], work_dir: Path) -> dict[str, Any]:
     """Walk-forward the candidate (and the champion's spec) on the same windows; fit and save it.
 
     ``params``: candidate_spec, champion_spec (or None), n_splits, test_window, min_train,
-    embargo, label_horizon, cost_bps. ``inputs``: features (DataFrame), labels and returns (Series).
+    embargo, label_horizon, cost_bps. ``inputs``: features (DataFrame), labels and tradable
+    returns (Series, ``tradable_returns``). Both models' daily returns are net of ``cost_bps`` per
+    unit of position change, recorded as each part's ``basis``.
     """
+    import pandas as pd
+
     from hydra_engine.model import metrics as m
     from hydra_engine.model.baseline import BaselineModel, ModelSpec
-    from hydra_engine.model.walk_forward import walk_forward_evaluate
+    from hydra_engine.model.walk_forward import (
+        WalkForwardResult,
+        positions_from_proba,
+        signal_pnl,
+        walk_forward_evaluate,
+    )
 
     features, labels, returns = inputs["features"], inputs["labels"], inputs["returns"]
-    wf_kwargs = {
-        "n_splits": int(params.get("n_splits", 5)),
-        "test_window": params.get("test_window"),
-        "min_train": params.get("min_train"),
-        "embargo": int(params.get("embargo", 0)),
-        "label_horizon": int(params.get("label_horizon", 1)),
-    }
     cost = float(params.get("cost_bps", 0.0))
+    basis = return_basis(cost)
+
+    def walk_forward(spec: ModelSpec) -> WalkForwardResult:
+        """Both models go through this one call: same windows, same returns, same cost."""
+        return walk_forward_evaluate(
+            spec, features, labels, returns, cost,
+            n_splits=int(params.get("n_splits", 5)), test_window=params.get("test_window"),
+            min_train=params.get("min_train"), embargo=int(params.get("embargo", 0)),
+            label_horizon=int(params.get("label_horizon", 1)),
+        )
+
     cand_spec = ModelSpec.from_dict(params["candidate_spec"])
     t0 = time.monotonic()
-    cand = walk_forward_evaluate(cand_spec, features, labels, returns, cost, **wf_kwargs)
-    out: dict[str, Any] = {"candidate": _wf_part(cand), "wf_seconds": time.monotonic() - t0}
+    cand = walk_forward(cand_spec)
+    out: dict[str, Any] = {"candidate": _wf_part(cand) | {"basis": basis}, "wf_seconds": time.monotonic() - t0}
     daily = {"dates": [str(d) for d in cand.oos.index], "candidate_log_loss": cand.oos["log_loss"].tolist(),
              "candidate_return": cand.oos["net_return"].tolist(), "candidate_hit": cand.oos["hit"].tolist()}
     if params.get("champion_model_dir"):
@@ -113,20 +136,21 @@ def evaluate_candidate(params: dict[str, Any], inputs: dict[str, Any], work_dir:
         p_ch = champ_model.predict_proba(features.loc[oos.index])
         y = oos["label"].to_numpy()
         ll_ch = m.log_losses(y, p_ch)
-        from hydra_engine.model.walk_forward import positions_from_proba
-
-        ret_ch = positions_from_proba(p_ch) * oos["ret"].to_numpy()
+        # Same tradable returns, same cost, same starting position as the candidate's walk-forward.
+        pnl_ch = signal_pnl(positions_from_proba(p_ch), oos["ret"].to_numpy(), pd.DatetimeIndex(oos.index), cost)
+        ret_ch = pnl_ch.net
         folds = oos["fold"].to_numpy()
         out["champion"] = {
             "model_dir": params["champion_model_dir"],
+            "basis": basis,
             "window_log_loss": [float(ll_ch[folds == f].mean()) for f in sorted(set(folds.tolist()))],
             "oos_log_loss": float(ll_ch.mean()),
             "summary": {"overall": {"log_loss": float(ll_ch.mean()), "hit_rate": float(((p_ch > 0.5) == (y == 1)).mean())}},
         }
         daily |= {"champion_log_loss": ll_ch.tolist(), "champion_return": ret_ch.tolist()}
     elif params.get("champion_spec"):
-        champ = walk_forward_evaluate(ModelSpec.from_dict(params["champion_spec"]), features, labels, returns, cost, **wf_kwargs)
-        out["champion"] = _wf_part(champ)
+        champ = walk_forward(ModelSpec.from_dict(params["champion_spec"]))
+        out["champion"] = _wf_part(champ) | {"basis": basis}
         common = cand.oos.index.intersection(champ.oos.index)
         daily = {
             "dates": [str(d) for d in common],

@@ -205,7 +205,7 @@ class SubprocessExecutor:
         try:
             try:
                 rc = await asyncio.wait_for(proc.wait(), timeout=job.time_limit_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await self._kill(proc)
                 duration = time.monotonic() - started
                 log.warning("experiment.timeout", experiment_id=job.experiment_id, time_limit_s=job.time_limit_s)
@@ -244,7 +244,7 @@ class SubprocessExecutor:
             try:
                 await asyncio.wait_for(proc.wait(), timeout=wait)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
 
     async def shutdown(self) -> None:
@@ -272,7 +272,7 @@ class PoolExecutor:
         try:
             wrapped = asyncio.wrap_future(fut) if isinstance(fut, concurrent.futures.Future) else asyncio.ensure_future(fut)
             doc = await asyncio.wait_for(asyncio.shield(wrapped), timeout=job.time_limit_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             fut.cancel()
             return ExperimentResult(job.experiment_id, ExperimentStatus.ABANDONED, time.monotonic() - started,
                                     error=f"abandoned after its time limit of {job.time_limit_s:g} s", log_path=str(job.log_path))

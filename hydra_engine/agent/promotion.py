@@ -5,7 +5,8 @@ Three tests, all required:
    walk-forward test windows (weights halve every ``half_life_windows`` windows back).
 2. One-sided Diebold-Mariano test on the per-day out-of-sample log-loss differential, with the
    Harvey-Leybourne-Newbold small-sample correction and Student-t reference.
-3. Deflated Sharpe ratio of the candidate's out-of-sample signal returns, with the number of
+3. Deflated Sharpe ratio of the candidate's out-of-sample signal returns (tradable returns net of
+   the cost estimate, the same basis as the champion's), with the number of
    trials = experiments run since the last promotion (a cycle of many tries must clear a higher
    bar).
 """
@@ -13,14 +14,17 @@ Three tests, all required:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
-
+from typing import Any, TypeAlias
 
 import numpy as np
 from scipy import stats
 
 EULER_GAMMA = 0.5772156649015329
+
+Floats: TypeAlias = Sequence[float] | np.ndarray
+"""A 1-D series of numbers: a list or a numpy array."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +44,7 @@ class DMResult:
         return {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]
 
 
-def diebold_mariano_hln(loss_candidate: Sequence[float], loss_champion: Sequence[float], horizon: int = 1) -> DMResult:
+def diebold_mariano_hln(loss_candidate: Floats, loss_champion: Floats, horizon: int = 1) -> DMResult:
     """One-sided DM test (H1: candidate better) with the HLN correction.
 
     d_t = champion - candidate; the long-run variance uses autocovariances up to lag h-1
@@ -100,7 +104,7 @@ def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:
     return math.sqrt(sr_variance) * ((1.0 - EULER_GAMMA) * z1 + EULER_GAMMA * z2)
 
 
-def deflated_sharpe_ratio(returns: Sequence[float], n_trials: int, trial_sharpes: Sequence[float] | None = None) -> DSRResult:
+def deflated_sharpe_ratio(returns: Floats, n_trials: int, trial_sharpes: Floats | None = None) -> DSRResult:
     """DSR of per-day ``returns`` after ``n_trials`` trials.
 
     The variance of Sharpe ratios across trials comes from ``trial_sharpes`` when at least two are
@@ -139,7 +143,7 @@ def recency_weights(n_windows: int, half_life_windows: float) -> np.ndarray:
     return w / w.sum()
 
 
-def weighted_win_fraction(candidate_losses: Sequence[float], champion_losses: Sequence[float], half_life_windows: float = 2.0) -> float:
+def weighted_win_fraction(candidate_losses: Floats, champion_losses: Floats, half_life_windows: float = 2.0) -> float:
     """Recency-weighted share of windows where the candidate's loss is strictly lower (ties: half)."""
     a = np.asarray(candidate_losses, dtype=float)
     b = np.asarray(champion_losses, dtype=float)
@@ -198,14 +202,14 @@ class GateDecision:
 
 
 def evaluate_gate(
-    candidate_window_losses: Sequence[float],
-    champion_window_losses: Sequence[float],
-    candidate_daily_losses: Sequence[float],
-    champion_daily_losses: Sequence[float],
-    candidate_daily_returns: Sequence[float],
+    candidate_window_losses: Floats,
+    champion_window_losses: Floats,
+    candidate_daily_losses: Floats,
+    champion_daily_losses: Floats,
+    candidate_daily_returns: Floats,
     n_trials: int,
     config: GateConfig = GateConfig(),
-    trial_sharpes: Sequence[float] | None = None,
+    trial_sharpes: Floats | None = None,
 ) -> GateDecision:
     """Apply all three tests; daily series must be aligned on the same out-of-sample days."""
     reasons: list[str] = []
@@ -242,6 +246,8 @@ class CandidateEvaluation:
     champion_oos_log_loss: float | None
     candidate_sharpe_daily: float | None
     error: str | None = None
+    champion_sharpe_daily: float | None = None
+    """The champion's daily Sharpe on the same net, tradable basis (reported beside the candidate's)."""
 
     @property
     def passed(self) -> bool:
@@ -254,12 +260,22 @@ class CandidateEvaluation:
             "candidate_oos_log_loss": self.candidate_oos_log_loss,
             "champion_oos_log_loss": self.champion_oos_log_loss,
             "candidate_sharpe_daily": self.candidate_sharpe_daily,
+            "champion_sharpe_daily": self.champion_sharpe_daily,
             "error": self.error,
         }
 
 
-def evaluate_result(experiment_id: str, result: dict[str, Any], n_trials: int, trial_sharpes: Sequence[float] | None, config: GateConfig) -> CandidateEvaluation:
-    """Gate a worker result (``experiment_worker.evaluate_candidate`` output). CPU-light."""
+def _daily_sharpe(r: np.ndarray) -> float:
+    sd = float(r.std(ddof=1)) if r.size > 1 else 0.0
+    return float(r.mean() / sd) if sd > 0 else 0.0
+
+
+def evaluate_result(experiment_id: str, result: dict[str, Any], n_trials: int, trial_sharpes: Floats | None, config: GateConfig) -> CandidateEvaluation:
+    """Gate a worker result (``experiment_worker.evaluate_candidate`` output). CPU-light.
+
+    Both sides must carry the same ``basis`` (tradable returns, net of the same cost): a gross
+    champion against a net candidate would tilt the comparison, so such a result is refused.
+    """
     try:
         cand, champ, daily = result["candidate"], result.get("champion"), result["daily"]
         if not champ:
@@ -267,11 +283,14 @@ def evaluate_result(experiment_id: str, result: dict[str, Any], n_trials: int, t
         cl = np.asarray(daily["candidate_log_loss"], dtype=float)
         bl = np.asarray(daily["champion_log_loss"], dtype=float)
         cr = np.asarray(daily["candidate_return"], dtype=float)
+        br = np.asarray(daily["champion_return"], dtype=float)
         cw = [math.nan if v is None else v for v in cand["window_log_loss"]]
         bw = [math.nan if v is None else v for v in champ["window_log_loss"]]
     except (KeyError, TypeError) as exc:
         return CandidateEvaluation(experiment_id, None, None, None, None, f"malformed experiment result: missing {exc}")
-    sd = float(cr.std(ddof=1)) if cr.size > 1 else 0.0
-    sharpe = float(cr.mean() / sd) if sd > 0 else 0.0
+    if cand.get("basis") is None or cand.get("basis") != champ.get("basis"):
+        return CandidateEvaluation(experiment_id, None, None, None, None,
+                                   f"candidate and champion scored on different bases: {cand.get('basis')} vs {champ.get('basis')}")
     gate = evaluate_gate(cw, bw, cl, bl, cr, n_trials, config, trial_sharpes)
-    return CandidateEvaluation(experiment_id, gate, float(cl.mean()) if cl.size else None, float(bl.mean()) if bl.size else None, sharpe)
+    return CandidateEvaluation(experiment_id, gate, float(cl.mean()) if cl.size else None, float(bl.mean()) if bl.size else None,
+                               _daily_sharpe(cr), champion_sharpe_daily=_daily_sharpe(br))

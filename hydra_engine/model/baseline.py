@@ -13,9 +13,10 @@ import hashlib
 import json
 import os
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import ThreadpoolController
 
-from hydra_engine.model.features import FEATURE_COLUMNS, FeatureError, InsufficientHistoryError
+from hydra_engine.model.features import (
+    FEATURE_COLUMNS,
+    FeatureError,
+    InsufficientHistoryError,
+)
 
 log = structlog.get_logger(__name__)
 

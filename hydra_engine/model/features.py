@@ -6,7 +6,9 @@ a history truncated at ``t`` gives the same row as on the full history. External
 example CFTC positioning) join as of the date they became public, never their observation date.
 
 Returns are price changes relative to the absolute previous close, so additively back-adjusted
-continuous histories with negative prices still work; a zero close is rejected.
+continuous histories with negative prices still work; a zero close is rejected. The target side
+(labels and the return a decision earns) is ``tradable_returns``: next session's open to the one
+after, the return the engine can actually capture.
 """
 
 from __future__ import annotations
@@ -207,35 +209,50 @@ def _join_external(features: pd.DataFrame, external: pd.DataFrame) -> pd.DataFra
     return joined
 
 
-def make_labels(bars: pd.DataFrame, horizon: int = 1) -> pd.Series:
-    """1 where close rises over the next ``horizon`` trade dates, else 0, indexed by decision date.
+EXECUTION_LAG = 1
+"""Sessions between a decision and its entry: decided after bar D's close, filled at D+1's open."""
 
-    Uses future bars by design (it is the target). The last ``horizon`` dates have no label yet
-    and are omitted; align with features by index.
+
+def tradable_returns(bars: pd.DataFrame, horizon: int = 1) -> pd.Series:
+    """The return a position decided after bar D's close captures: open[D+1] -> open[D+1+horizon].
+
+    The engine decides after D's close and its order fills in the next session, so this (not
+    close-to-close) is what labels, walk-forward P&L, the performance monitor and the promotion
+    gate score. Relative to ``|open[D+1]|`` (back-adjusted prices may be negative), indexed by
+    decision date D; the last ``horizon + EXECUTION_LAG`` dates have no realised return yet and
+    are omitted, so nothing is labelled with data the engine cannot have.
     """
-    if not isinstance(horizon, int) or horizon < 1:
+    if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
+        raise FeatureError(f"tradable_returns: horizon must be an integer >= 1, got {horizon!r}")
+    opens = validate_bars(bars)["open"]
+    entry = opens.shift(-EXECUTION_LAG)
+    exit_ = opens.shift(-(EXECUTION_LAG + horizon))
+    known = entry.notna() & exit_.notna()
+    zero = known & (entry == 0.0)
+    if zero.any():
+        day = opens.index[int(np.flatnonzero(zero.to_numpy())[0]) + EXECUTION_LAG]
+        raise FeatureError(f"bars: open is 0 on {day.date()}; the tradable return is undefined")
+    fwd = ((exit_ - entry) / entry.abs())[known]
+    fwd.name = f"fwd_ret_{horizon}d"
+    return fwd
+
+
+def make_labels(bars: pd.DataFrame, horizon: int = 1) -> pd.Series:
+    """1 where the tradable return (``tradable_returns``) of decision date D is positive, else 0.
+
+    Uses future bars by design (it is the target). The last ``horizon + EXECUTION_LAG`` dates have
+    no label yet and are omitted; align with features by index.
+    """
+    if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
         raise FeatureError(f"make_labels: horizon must be an integer >= 1, got {horizon!r}")
-    df = validate_bars(bars)
-    future = df["close"].shift(-horizon)
-    labels = (future > df["close"]).astype(int)[future.notna()]
+    labels = (tradable_returns(bars, horizon) > 0.0).astype(int)
     labels.name = f"up_{horizon}d"
     return labels
 
 
-def make_forward_returns(bars: pd.DataFrame, horizon: int = 1, lag: int = 0) -> pd.Series:
-    """Return earned by a position decided at date t: close[t+lag] -> close[t+lag+horizon].
-
-    ``lag`` = 1 models orders that are worked in the next session. Relative to ``|close|``;
-    dates without a realised return are omitted.
-    """
-    if horizon < 1 or lag < 0:
-        raise FeatureError(f"make_forward_returns: need horizon >= 1 and lag >= 0, got {horizon}, {lag}")
-    close = validate_bars(bars)["close"]
-    start = close.shift(-lag)
-    end = close.shift(-(lag + horizon))
-    fwd = ((end - start) / start.abs()).dropna()
-    fwd.name = f"fwd_ret_{horizon}d"
-    return fwd
+def make_forward_returns(bars: pd.DataFrame, horizon: int = 1) -> pd.Series:
+    """Older name of ``tradable_returns`` (kept so existing callers score the same stream)."""
+    return tradable_returns(bars, horizon)
 
 
 def load_external_csv(path: str | Path, release_lag_days: int) -> pd.DataFrame:

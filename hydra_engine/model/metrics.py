@@ -11,7 +11,7 @@ lengths, labels outside {0, 1}, probabilities outside [0, 1], non-finite values)
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

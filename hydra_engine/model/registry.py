@@ -18,9 +18,10 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping, Protocol
+from typing import Any, Protocol
 
 import aiosqlite
 import structlog
@@ -144,10 +145,10 @@ class ModelRegistry:
         return self._dir
 
     def _now(self) -> str:
-        now = self._clock.now() if self._clock is not None else dt.datetime.now(dt.timezone.utc)
+        now = self._clock.now() if self._clock is not None else dt.datetime.now(dt.UTC)
         if now.tzinfo is None:
-            now = now.replace(tzinfo=dt.timezone.utc)
-        return now.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+            now = now.replace(tzinfo=dt.UTC)
+        return now.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:

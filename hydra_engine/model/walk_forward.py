@@ -5,7 +5,9 @@ Layout of one fold, in row (trading-day) order::
     [ train (train_window rows) ][ embargo ][ purge ][ test (test_window rows) ]
 
 * ``purge`` rows before the test window are dropped from training because their labels look
-  ``label_horizon`` days ahead, into the test window (so purge must be >= the label horizon).
+  ahead into the test window (so purge must be >= the label horizon). A label of decision date i
+  is the tradable return open[i+1] -> open[i+1+h], known at bar i+1+h's open: with purge h the
+  last training label is known before the first test decision (after bar t's close), exactly.
 * ``embargo`` rows before the purge are dropped as well, because trailing features (20-day
   volatility, z-scores) make rows just before the test window strongly correlated with it.
 * Training always precedes testing (no future data in training). Test windows are consecutive
@@ -18,15 +20,21 @@ returns (the inputs of the agent's Diebold-Mariano comparison).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
 import structlog
 
 from hydra_engine.model import metrics as m
-from hydra_engine.model.baseline import BaselineModel, ModelError, ModelSpec, select_features
+from hydra_engine.model.baseline import (
+    BaselineModel,
+    ModelError,
+    ModelSpec,
+    select_features,
+)
 from hydra_engine.model.features import InsufficientHistoryError
 
 log = structlog.get_logger(__name__)
@@ -161,7 +169,7 @@ class Metrics:
     cost_total: float
     """Sum of daily costs in return units."""
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | None]:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
 
 
@@ -183,7 +191,8 @@ class WalkForwardResult:
     """Per-window metrics, overall metrics and the per-day out-of-sample record.
 
     ``oos`` is indexed by decision date with columns: fold, p_up, label, pred, position, ret
-    (the instrument's forward return), gross_return, cost, net_return, log_loss, brier, hit.
+    (the instrument's tradable return, ``tradable_returns``), gross_return, cost, net_return,
+    log_loss, brier, hit.
     """
 
     spec: ModelSpec
@@ -272,12 +281,74 @@ def _costs_bps(cost: float | pd.Series | CostFn, dates: pd.DatetimeIndex) -> np.
     return values
 
 
+CostBps: TypeAlias = float | pd.Series | CostFn
+"""One-way cost in basis points per unit of position change: a number, a Series by date (used as
+of each date, e.g. daily slippage estimates) or a callable of the date."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignalPnl:
+    """Per-day P&L of a position series on tradable returns, in return units."""
+
+    gross: np.ndarray
+    cost: np.ndarray
+    net: np.ndarray
+
+
+def signal_pnl(
+    positions: np.ndarray,
+    returns: np.ndarray,
+    dates: pd.DatetimeIndex,
+    cost_bps: CostBps = 0.0,
+    initial_position: float = 0.0,
+) -> SignalPnl:
+    """The one P&L rule for a signal: position times tradable return, minus cost on changes.
+
+    Walk-forward, the experiment's champion replay and the performance monitor all call this, so
+    champion and candidate are always scored net of the same cost; a constant position pays only
+    on its first day (relative to ``initial_position``).
+    """
+    pos = np.asarray(positions, dtype=float)
+    ret = np.asarray(returns, dtype=float)
+    if pos.shape != ret.shape or len(dates) != pos.size:
+        raise ModelError(f"signal_pnl: positions {pos.shape}, returns {ret.shape} and {len(dates)} dates differ")
+    changes = np.abs(np.diff(np.concatenate(([float(initial_position)], pos))))
+    cost = changes * _costs_bps(cost_bps, pd.DatetimeIndex(dates)) / 1e4 if pos.size else np.zeros(0)
+    gross = pos * ret
+    return SignalPnl(gross, cost, gross - cost)
+
+
+def realized_signal_pnl(
+    model: BaselineModel,
+    features: pd.DataFrame,
+    returns: pd.Series,
+    dates: pd.DatetimeIndex,
+    cost_bps: CostBps = 0.0,
+    position_rule: PositionRule = "long_short",
+    band: float = 0.0,
+) -> SignalPnl:
+    """Net P&L of ``model``'s own signal on consecutive ``dates`` (the performance monitor's input).
+
+    The position held into the first date is the model's signal on the feature row before it, so a
+    monitor fed day by day pays cost only where the live signal changes.
+    """
+    dates = pd.DatetimeIndex(dates)
+    if len(dates) == 0:
+        return SignalPnl(np.zeros(0), np.zeros(0), np.zeros(0))
+    before = features.index[features.index < dates[0]]
+    rows = features.loc[before[-1:].append(dates)]
+    pos_all = positions_from_proba(model.predict_proba(rows), position_rule, band)
+    prev = float(pos_all[0]) if len(before) else 0.0
+    pos = pos_all[1:] if len(before) else pos_all
+    return signal_pnl(pos, returns.loc[dates].to_numpy(dtype=float), dates, cost_bps, prev)
+
+
 def walk_forward_evaluate(
     spec: ModelSpec,
     features: pd.DataFrame,
     labels: pd.Series,
     returns: pd.Series,
-    cost_bps: float | pd.Series | CostFn = 0.0,
+    cost_bps: CostBps = 0.0,
     *,
     n_splits: int = 5,
     test_window: int | None = None,
@@ -291,10 +362,10 @@ def walk_forward_evaluate(
 ) -> WalkForwardResult:
     """Fit ``spec`` on each fold's training rows and trade its test rows out of sample.
 
-    ``labels``: 0/1 targets by decision date (``make_labels``); ``returns``: the return a position
-    decided that date earns (``make_forward_returns``); ``cost_bps``: one-way cost in basis points
-    per unit of position change: a number, a Series by date (used as of each date, e.g. daily
-    slippage estimates) or a callable of the date.
+    ``labels``: 0/1 targets by decision date (``make_labels``); ``returns``: the tradable return a
+    position decided that date earns (``tradable_returns``: next open to the following open);
+    ``cost_bps``: one-way cost in basis points per unit of position change (``CostBps``); the
+    P&L is ``signal_pnl``, net of that cost.
     ``purge`` defaults to ``label_horizon`` and may not be smaller. Training uses
     ``spec.train_window_days`` rows per fold; ``min_train`` lets early folds use fewer. Synchronous
     and CPU-bound: run it in a subprocess or thread.
@@ -332,10 +403,8 @@ def walk_forward_evaluate(
     y_oos = y.iloc[first:last].to_numpy()
     r_oos = r.iloc[first:last].to_numpy()
     pos = positions_from_proba(p_up, position_rule, band)
-    changes = np.abs(np.diff(np.concatenate(([0.0], pos))))
-    costs = changes * _costs_bps(cost_bps, dates) / 1e4
-    gross = pos * r_oos
-    net = gross - costs
+    pnl = signal_pnl(pos, r_oos, dates, cost_bps)
+    gross, costs, net = pnl.gross, pnl.cost, pnl.net
     oos = pd.DataFrame(
         {
             "fold": np.concatenate(fold_ids),
@@ -354,7 +423,7 @@ def walk_forward_evaluate(
         index=dates,
     )
     windows = []
-    for fold, n_train in zip(folds, n_trains):
+    for fold, n_train in zip(folds, n_trains, strict=True):
         sl = slice(fold.test[0] - first, fold.test[1] - first)
         prev = 0.0 if sl.start == 0 else float(pos[sl.start - 1])
         windows.append(

@@ -12,7 +12,12 @@ import time
 
 import pytest
 
-from hydra_engine.agent.experiments import ExperimentJob, ExperimentStatus, PoolExecutor, SubprocessExecutor
+from hydra_engine.agent.experiments import (
+    ExperimentJob,
+    ExperimentStatus,
+    PoolExecutor,
+    SubprocessExecutor,
+)
 from hydra_engine.agent.journal import ExperimentJournal
 from hydra_engine.model.baseline import BaselineModel
 
@@ -45,11 +50,15 @@ def job(tmp_path, name, entry, params, limit, helper_dir=None, inputs=None):
 
 
 async def test_real_training_experiment_succeeds(tmp_path):
-    from hydra_engine.model.features import build_features, make_forward_returns, make_labels
+    from hydra_engine.model.features import (
+        build_features,
+        make_labels,
+        tradable_returns,
+    )
 
     bars = synthetic_bars(500, seed=1)
     inputs = tmp_path / "inputs.pkl"
-    inputs.write_bytes(pickle.dumps({"features": build_features(bars), "labels": make_labels(bars), "returns": make_forward_returns(bars)}))
+    inputs.write_bytes(pickle.dumps({"features": build_features(bars), "labels": make_labels(bars), "returns": tradable_returns(bars)}))
     spec = {"family": "logistic", "train_window_days": 200, "features": ["ret_1", "ret_5", "vol_20"]}
     ex = SubprocessExecutor(max_parallel=2)
     res = await ex.run(job(tmp_path, "ok1", "hydra_engine.agent.experiment_worker:evaluate_candidate",

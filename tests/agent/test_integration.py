@@ -21,9 +21,11 @@ LEAN = ("ret_1", "ret_5", "ret_10", "vol_20", "trend_20")
 
 
 def sim_bars() -> tuple[pd.DataFrame, dt.date]:
+    # The edge is planted in close-to-close returns; the models are scored on the tradable
+    # (next open -> following open) return, which keeps only part of it, hence 0.4 (not 0.35).
     u = build_universe(
         seed=3, symbols=["CL"], start=dt.date(2016, 1, 1), end=dt.date(2022, 12, 30),
-        scenarios={"CL": ScenarioChoice("momentum_flip", change_dates=(CHANGE,), overrides={"coefficient": (0.35, -0.35)})},
+        scenarios={"CL": ScenarioChoice("momentum_flip", change_dates=(CHANGE,), overrides={"coefficient": (0.4, -0.4)})},
     )
     info = u.scenario("CL")
     bars = u.continuous_bars("CL", dt.date(2022, 9, 30), 1700)

@@ -58,7 +58,7 @@ def test_deflated_sharpe_is_monotone_in_trials():
     rng = np.random.default_rng(1)
     r = 0.001 + 0.01 * rng.standard_normal(500)
     values = [deflated_sharpe_ratio(r, n).dsr for n in (1, 2, 5, 10, 50, 200)]
-    assert all(a > b for a, b in zip(values, values[1:]))
+    assert all(a > b for a, b in zip(values, values[1:], strict=False))
     assert expected_max_sharpe(1, 0.01) == 0.0
     assert expected_max_sharpe(10, 0.01) < expected_max_sharpe(100, 0.01)
     one = deflated_sharpe_ratio(r, 1)
@@ -95,3 +95,75 @@ def test_gate_decisions():
     assert any("out-of-sample days" in r for r in short.reasons)
     with pytest.raises(ValueError, match="dm_alpha"):
         GateConfig(dm_alpha=0.7)
+
+
+@pytest.fixture(scope="module")
+def gate_inputs(tmp_path_factory):
+    """Real features, labels and tradable returns, and a deployed champion saved to disk."""
+    from hydra_engine.model.baseline import BaselineModel, ModelSpec
+    from hydra_engine.model.features import (
+        build_features,
+        make_labels,
+        tradable_returns,
+    )
+
+    from .conftest import synthetic_bars
+
+    bars = synthetic_bars(520, seed=4)
+    inputs = {"features": build_features(bars), "labels": make_labels(bars), "returns": tradable_returns(bars)}
+    champ = BaselineModel(ModelSpec("logistic", features=("ret_5", "vol_20", "trend_20"), train_window_days=200))
+    champ.fit(inputs["features"].iloc[:250], inputs["labels"])
+    return inputs, str(champ.save(tmp_path_factory.mktemp("champ") / "model"))
+
+
+def _run(inputs, work, cost_bps, champion):
+    from hydra_engine.agent.experiment_worker import evaluate_candidate
+
+    params = {"candidate_spec": {"family": "logistic", "train_window_days": 200, "features": ["ret_1", "ret_5", "vol_20"]},
+              "n_splits": 3, "test_window": 40, "min_train": 100, "cost_bps": cost_bps, "save_model": False} | champion
+    return evaluate_candidate(params, inputs, work)
+
+
+@pytest.mark.parametrize("which", ["model_dir", "spec"])
+def test_champion_and_candidate_pay_the_same_cost(gate_inputs, tmp_path, which):
+    """Both sides of the gate are net of the same cost per unit of position change (the deployed
+    champion used to be scored gross)."""
+    from hydra_engine.agent.promotion import evaluate_result
+    from hydra_engine.model.baseline import BaselineModel
+    from hydra_engine.model.walk_forward import positions_from_proba
+
+    inputs, champ_dir = gate_inputs
+    champion = ({"champion_model_dir": champ_dir} if which == "model_dir" else
+                {"champion_spec": {"family": "logistic", "train_window_days": 200, "features": ["ret_5", "vol_20", "trend_20"]}})
+    free, costly = _run(inputs, tmp_path, 0.0, champion), _run(inputs, tmp_path, 50.0, champion)
+    dates = [np.datetime64(d) for d in free["daily"]["dates"]]
+    assert free["daily"]["dates"] == costly["daily"]["dates"] and len(dates) == 120
+    for side in ("candidate", "champion"):
+        paid = np.asarray(free["daily"][f"{side}_return"]) - np.asarray(costly["daily"][f"{side}_return"])
+        assert paid.sum() > 0, f"{side} pays no cost"
+        # what it paid is exactly 50 bps per unit of position change, from flat before the first day
+        assert np.all(np.isclose(paid, 0.0) | np.isclose(paid, 50e-4) | np.isclose(paid, 100e-4)), side
+    for side in ("candidate", "champion"):
+        assert costly[side]["basis"] == {"returns": "tradable_open_to_open_lag1", "net_of_cost_bps": 50.0}
+    if which == "model_dir":
+        p = BaselineModel.load(champ_dir).predict_proba(inputs["features"].loc[dates])
+        pos = positions_from_proba(p)
+        ret = inputs["returns"].loc[dates].to_numpy()
+        changes = np.abs(np.diff(np.concatenate(([0.0], pos))))
+        np.testing.assert_allclose(costly["daily"]["champion_return"], pos * ret - changes * 50e-4)
+    ev = evaluate_result("e1", costly, 1, None, GateConfig())
+    assert ev.error is None and ev.gate is not None
+    br = np.asarray(costly["daily"]["champion_return"])
+    assert ev.champion_sharpe_daily == pytest.approx(br.mean() / br.std(ddof=1))
+
+
+def test_gate_refuses_champion_and_candidate_on_different_bases(gate_inputs, tmp_path):
+    from hydra_engine.agent.promotion import evaluate_result
+
+    inputs, champ_dir = gate_inputs
+    res = _run(inputs, tmp_path, 50.0, {"champion_model_dir": champ_dir})
+    gross_champion = res | {"champion": res["champion"] | {"basis": {"returns": "tradable_open_to_open_lag1", "net_of_cost_bps": 0.0}}}
+    ev = evaluate_result("e2", gross_champion, 1, None, GateConfig())
+    assert ev.gate is None and not ev.passed and "different bases" in (ev.error or "")
+    unlabelled = res | {"champion": {k: v for k, v in res["champion"].items() if k != "basis"}}
+    assert "different bases" in (evaluate_result("e3", unlabelled, 1, None, GateConfig()).error or "")

@@ -10,8 +10,18 @@ import pandas as pd
 import pytest
 from model_testdata import synthetic_bars
 
-from hydra_engine.model.baseline import BaselineModel, ModelError, ModelSpec, MIN_TRAIN_ROWS
-from hydra_engine.model.features import FeatureError, InsufficientHistoryError, build_features, make_labels
+from hydra_engine.model.baseline import (
+    MIN_TRAIN_ROWS,
+    BaselineModel,
+    ModelError,
+    ModelSpec,
+)
+from hydra_engine.model.features import (
+    FeatureError,
+    InsufficientHistoryError,
+    build_features,
+    make_labels,
+)
 
 FAST = {
     "logistic": {},

@@ -18,6 +18,7 @@ from hydra_engine.model.features import (
     load_external_csv,
     make_forward_returns,
     make_labels,
+    tradable_returns,
 )
 
 
@@ -90,26 +91,56 @@ def test_missing_column_and_bad_bars_are_named(bars: pd.DataFrame) -> None:
         build_features(bad)
 
 
-def test_labels_are_next_day_direction(bars: pd.DataFrame) -> None:
-    y = make_labels(bars)
-    assert len(y) == len(bars) - 1
-    assert y.index[-1] == bars.index[-2]
-    expected = (bars["close"].shift(-1) > bars["close"]).astype(int).iloc[:-1]
-    assert (y.to_numpy() == expected.to_numpy()).all()
+def _hand_bars() -> pd.DataFrame:
+    """Six bars whose tradable (next open -> following open) moves oppose the close-to-close ones."""
+    opens = [10.0, 10.0, 12.0, 9.0, 11.0, 8.0]
+    closes = [11.0, 10.0, 12.0, 10.0, 11.0, 9.0]
+    return pd.DataFrame(
+        {
+            "open": opens,
+            "high": [max(o, c) + 0.5 for o, c in zip(opens, closes, strict=True)],
+            "low": [min(o, c) - 0.5 for o, c in zip(opens, closes, strict=True)],
+            "close": closes,
+            "volume": [100.0] * 6,
+        },
+        index=pd.bdate_range("2024-01-01", periods=6, name="date"),
+    )
+
+
+def test_label_is_sign_of_tradable_return_not_close_to_close() -> None:
+    b = _hand_bars()
+    o, c = b["open"].to_numpy(), b["close"].to_numpy()
+    r = tradable_returns(b)
+    # decided after D's close, filled at D+1's open, held to D+2's open; the last two bars wait
+    assert list(r.index) == list(b.index[:4])
+    np.testing.assert_allclose(r.to_numpy(), [o[d + 2] / o[d + 1] - 1 for d in range(4)])
+    y = make_labels(b)
+    assert list(y.index) == list(b.index[:4])
+    assert y.tolist() == [1, 0, 1, 0]
+    assert y.tolist() != [int(c[d + 1] > c[d]) for d in range(4)]  # the frame really separates them
+    assert make_forward_returns(b).equals(r)  # the older name scores the same stream
+
+
+def test_labels_use_no_bar_beyond_the_tradable_exit(bars: pd.DataFrame) -> None:
+    y, r = make_labels(bars), tradable_returns(bars)
+    assert len(y) == len(r) == len(bars) - 2 and y.index[-1] == bars.index[-3]
+    o = bars["open"]
+    np.testing.assert_allclose(r.to_numpy(), (o.shift(-2) / o.shift(-1) - 1).iloc[:-2].to_numpy())
+    assert (y.to_numpy() == (r.to_numpy() > 0)).all()
+    cut = 200  # truncating the history never changes an existing label
+    pd.testing.assert_series_equal(make_labels(bars.iloc[:cut]), y.iloc[: cut - 2])
+    moved = bars.copy()
+    moved.iloc[cut:, moved.columns.get_loc("close")] *= 1.5  # closes are not what the engine trades
+    pd.testing.assert_series_equal(make_labels(moved), y)
     y5 = make_labels(bars, horizon=5)
-    assert len(y5) == len(bars) - 5
-    assert y5.iloc[0] == int(bars["close"].iloc[5] > bars["close"].iloc[0])
+    assert len(y5) == len(bars) - 6
+    assert y5.iloc[0] == int(o.iloc[6] > o.iloc[1])
     with pytest.raises(FeatureError, match="horizon must be an integer >= 1"):
         make_labels(bars, horizon=0)
-
-
-def test_forward_returns_with_execution_lag(bars: pd.DataFrame) -> None:
-    c = bars["close"]
-    r0 = make_forward_returns(bars)
-    r1 = make_forward_returns(bars, lag=1)
-    assert r0.iloc[0] == pytest.approx(c.iloc[1] / c.iloc[0] - 1)
-    assert r1.iloc[0] == pytest.approx(c.iloc[2] / c.iloc[1] - 1)
-    assert len(r1) == len(bars) - 2
+    zero = bars.copy()
+    zero.iloc[10, zero.columns.get_loc("open")] = 0.0
+    with pytest.raises(FeatureError, match=f"open is 0 on {bars.index[10].date()}"):
+        tradable_returns(zero)
 
 
 def _write(path: Path, text: str) -> Path:

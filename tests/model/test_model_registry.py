@@ -168,7 +168,7 @@ async def test_concurrent_promotions_leave_one_champion(conn, tmp_path: Path, mo
     other = await aiosqlite.connect(tmp_path / "store.db", timeout=10)
     try:
         reg_b = ModelRegistry(other, tmp_path / "models")
-        await asyncio.gather(*(r.promote(v) for r, v in zip([reg, reg_b, reg, reg_b], versions)))
+        await asyncio.gather(*(r.promote(v) for r, v in zip([reg, reg_b, reg, reg_b], versions, strict=True)))
     finally:
         await other.close()
     assert await champion_count(conn) == 1
@@ -201,12 +201,12 @@ async def test_reject_archive_lineage_and_history(conn, tmp_path: Path, models) 
 
 
 async def test_register_as_champion_and_walk_forward_metrics(conn, tmp_path: Path, models, features) -> None:
-    from hydra_engine.model.features import make_forward_returns
+    from hydra_engine.model.features import tradable_returns
     from hydra_engine.model.walk_forward import walk_forward_evaluate
 
     f, y = features
     b = synthetic_bars(260, edge=0.5, seed=3)
-    res = walk_forward_evaluate(ModelSpec("logistic", train_window_days=100), f, y, make_forward_returns(b),
+    res = walk_forward_evaluate(ModelSpec("logistic", train_window_days=100), f, y, tradable_returns(b),
                                 n_splits=2, test_window=40)
     reg = ModelRegistry(conn, tmp_path / "models")
     v = await reg.register(models[0], res, status="champion")

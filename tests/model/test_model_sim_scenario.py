@@ -8,7 +8,7 @@ import datetime as dt
 import pandas as pd
 
 from hydra_engine.model.baseline import BaselineModel, ModelSpec
-from hydra_engine.model.features import build_features, make_forward_returns, make_labels
+from hydra_engine.model.features import build_features, make_labels, tradable_returns
 from hydra_engine.model.walk_forward import walk_forward_evaluate
 from hydra_engine.sim.universe import build_universe
 
@@ -21,7 +21,7 @@ def test_planted_momentum_learned_then_lost_after_flip() -> None:
         [{"date": b.date, "open": b.open, "high": b.high, "low": b.low, "close": b.close, "volume": b.volume}
          for b in u.continuous_bars("ZO", end, 5000)]
     )
-    f, y, r = build_features(bars), make_labels(bars), make_forward_returns(bars)
+    f, y, r = build_features(bars), make_labels(bars), tradable_returns(bars)
     before = f[f.index < change]
     spec = ModelSpec("logistic", features=("ret_5",), train_window_days=400)
     res = walk_forward_evaluate(spec, before, y, r, cost_bps=1.0, n_splits=4, test_window=100, embargo=5)

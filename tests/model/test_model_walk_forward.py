@@ -5,13 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from model_testdata import synthetic_bars
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from model_testdata import synthetic_bars
 
-from hydra_engine.model.baseline import ModelError, ModelSpec
-from hydra_engine.model.features import InsufficientHistoryError, build_features, make_forward_returns, make_labels
-from hydra_engine.model.walk_forward import PurgedWalkForward, walk_forward_evaluate
+from hydra_engine.model.baseline import BaselineModel, ModelError, ModelSpec
+from hydra_engine.model.features import (
+    InsufficientHistoryError,
+    build_features,
+    make_labels,
+    tradable_returns,
+)
+from hydra_engine.model.walk_forward import (
+    PurgedWalkForward,
+    positions_from_proba,
+    realized_signal_pnl,
+    signal_pnl,
+    walk_forward_evaluate,
+)
 
 
 def assert_clean_folds(splitter: PurgedWalkForward, n: int) -> None:
@@ -19,9 +30,9 @@ def assert_clean_folds(splitter: PurgedWalkForward, n: int) -> None:
     folds = splitter.folds(n)
     assert len(folds) == splitter.n_splits
     assert folds[-1].test[1] == n
-    for prev, nxt in zip(folds, folds[1:]):
+    for prev, nxt in zip(folds, folds[1:], strict=False):
         assert prev.test[1] == nxt.test[0]
-    for fold, (train_idx, test_idx) in zip(folds, splitter.split(n)):
+    for fold, (train_idx, test_idx) in zip(folds, splitter.split(n), strict=True):
         test_start = int(test_idx[0])
         purge_gap = set(range(test_start - splitter.purge, test_start))
         embargo_gap = set(range(test_start - splitter.purge - splitter.embargo, test_start - splitter.purge))
@@ -82,7 +93,7 @@ def test_too_short_history_says_what_is_needed() -> None:
 @pytest.fixture(scope="module")
 def dataset():
     b = synthetic_bars(700, edge=0.8, seed=11)
-    return build_features(b), make_labels(b), make_forward_returns(b)
+    return build_features(b), make_labels(b), tradable_returns(b)
 
 
 SPEC = ModelSpec("logistic", train_window_days=250)
@@ -166,3 +177,49 @@ def test_cost_series_used_as_of_each_date(dataset) -> None:
     late = pd.Series(3.0, index=[base.oos.index[5]])
     with pytest.raises(ModelError, match="cost series has no value on or before"):
         walk_forward_evaluate(SPEC, f, y, r, late, n_splits=2, test_window=40)
+
+
+def test_pnl_is_on_the_tradable_return_net_of_cost_paid_only_on_changes() -> None:
+    """A constant-long model earns open[D+2]/open[D+1]-1 each day and pays cost once, on entry."""
+    b = synthetic_bars(500, seed=3)
+    f, r = build_features(b), tradable_returns(b)
+    rng = np.random.default_rng(0)
+    mostly_up = pd.Series((rng.random(len(r)) < 0.9).astype(int), index=r.index)
+    spec = ModelSpec("logistic", {"C": 1e-4}, features=("ret_1", "vol_20"), train_window_days=200)
+    res = walk_forward_evaluate(spec, f, mostly_up, r, cost_bps=10.0, n_splits=3, test_window=50)
+    oos = res.oos
+    assert (oos["position"] == 1.0).all()
+    o = b["open"]
+    pos_of = {d: i for i, d in enumerate(b.index)}
+    expected = [o.iloc[pos_of[d] + 2] / o.iloc[pos_of[d] + 1] - 1 for d in oos.index]
+    np.testing.assert_allclose(oos["ret"], expected)
+    close_to_close = b["close"].pct_change().shift(-1).loc[oos.index]
+    assert not np.allclose(oos["ret"], close_to_close)
+    np.testing.assert_allclose(oos["gross_return"], oos["ret"])
+    assert oos["cost"].iloc[0] == pytest.approx(10.0 / 1e4) and (oos["cost"].iloc[1:] == 0.0).all()
+    np.testing.assert_allclose(oos["net_return"], oos["ret"] - oos["cost"])
+    assert res.overall.cost_total == pytest.approx(10.0 / 1e4)
+    assert res.overall.turnover == pytest.approx(1.0 / len(oos))
+
+
+def test_signal_pnl_is_one_rule_for_any_position_series() -> None:
+    dates = pd.bdate_range("2024-01-01", periods=5)
+    pnl = signal_pnl(np.array([1.0, 1.0, -1.0, -1.0, 0.0]), np.array([0.01, -0.02, 0.03, 0.0, 0.05]), dates, 20.0, initial_position=1.0)
+    np.testing.assert_allclose(pnl.gross, [0.01, -0.02, -0.03, 0.0, 0.0])
+    np.testing.assert_allclose(pnl.cost, [0.0, 0.0, 2 * 20e-4, 0.0, 20e-4])
+    np.testing.assert_allclose(pnl.net, pnl.gross - pnl.cost)
+    with pytest.raises(ModelError, match="signal_pnl: positions"):
+        signal_pnl(np.ones(3), np.ones(2), dates[:3])
+
+
+def test_realized_signal_pnl_carries_the_previous_position(dataset) -> None:
+    """The monitor's daily P&L: a model long yesterday and today pays nothing to stay long."""
+    f, y, r = dataset
+    model = BaselineModel(SPEC).fit(f.iloc[:300], y)
+    dates = f.index.intersection(r.index)[400:460]
+    pnl = realized_signal_pnl(model, f, r, dates, cost_bps=7.0)
+    pos_all = positions_from_proba(model.predict_proba(f.loc[f.index[f.index < dates[0]][-1:].append(dates)]))
+    changes = np.abs(np.diff(pos_all))
+    np.testing.assert_allclose(pnl.cost, changes * 7.0 / 1e4)
+    np.testing.assert_allclose(pnl.net, pos_all[1:] * r.loc[dates].to_numpy() - pnl.cost)
+    assert realized_signal_pnl(model, f, r, dates[:0]).net.size == 0
