@@ -275,3 +275,19 @@ async def test_pooled_report_is_per_market_in_bps_and_does_not_hide_an_underesti
     assert not one.is_pooled and one.markets == (cl,)
     assert one.pessimism_multiplier == pytest.approx(cl.price.pessimism_multiplier, rel=1e-12)
     assert one.verdict == VERDICT_UNDER
+
+
+async def test_pooled_report_of_an_empty_or_delayed_only_journal(db) -> None:
+    rec = SlippageReconciler(db, TH)
+    empty = await rec.reconcile()
+    assert empty.is_pooled and empty.markets == () and empty.n_fills == 0
+    assert empty.verdict == VERDICT_INSUFFICIENT and math.isnan(empty.pessimism_multiplier)
+    j = FillJournal(db)
+    for i in range(3):  # a market seen only on delayed data has a line, with nothing to judge
+        await j.log_fill(FillRecord(exec_id=f"d{i}", fill_time=T0 + dt.timedelta(minutes=i), symbol="HO",
+                                    contract_month="202703", direction="BUY", qty=1, fill_price=2.41,
+                                    arrival_mid=2.4, predicted_slippage=0.001, data_type="delayed"))
+    rep = await rec.reconcile()
+    (ho,) = rep.markets
+    assert (ho.symbol, ho.n_fills, ho.n_delayed_excluded, ho.verdict) == ("HO", 0, 3, VERDICT_INSUFFICIENT)
+    assert rep.verdict == VERDICT_INSUFFICIENT and rep.n_delayed_excluded == 3
