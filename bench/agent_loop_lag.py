@@ -79,7 +79,7 @@ async def main() -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(measure(stop, busy))
     t0 = time.perf_counter()
-    outcomes = await agent._experiment_batch(data.index[-1].date(), "bench", None, spec, hyps, inputs, None)
+    outcomes = await agent.run_experiments(data.index[-1].date(), "bench", None, spec, hyps, inputs, None)
     wall = time.perf_counter() - t0
     stop.set()
     await task

@@ -271,10 +271,8 @@ class Engine:
             await _quietly(name, coro)
         if self.order_manager is not None:
             await _quietly("order_manager", self.order_manager.close())
-        background = getattr(self.agent, "_background", None)
-        if background is not None and not background.done():
-            background.cancel()  # experiments are abandoned (journalled as such on the next start)
-            await asyncio.gather(background, return_exceptions=True)
+        if self.agent is not None:  # background experiments are abandoned (journalled as such on the next start)
+            await _quietly("agent", self.agent.stop())
         if self.executor is not None:
             await _quietly("executor", self.executor.shutdown())
         if self.broker is not None:

@@ -1,36 +1,30 @@
-"""What every part of the agent shares: phases, settings, persisted state and promotion bookkeeping.
+"""What every part of the agent shares: phases, settings and the persisted memory with its lock.
 
-Observation, experiments and operator controls are mixins over ``AgentCore`` so each concern has
-its own module while all of them share one state object and one state lock.
+The agent's parts (``Observer``, ``DecisionMaker``, ``AgentControls``) are separate objects, each
+given what it uses in its constructor. ``AgentMemory`` is the one owner of the persisted record, so
+every change is made under one lock and every save writes one consistent document; a part whose
+own live state is persisted (the observer's detectors) plugs in through ``PersistedPart``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Protocol
 
 import structlog
 
-from hydra_engine.agent.drift import DriftMonitor, PerformanceMonitor
-from hydra_engine.agent.experiments import ExperimentExecutor
 from hydra_engine.agent.hypotheses import Playbook, PlaybookConfig
-from hydra_engine.agent.journal import ExperimentJournal
 from hydra_engine.agent.promotion import GateConfig
 from hydra_engine.agent.rollback import RollbackConfig, RollbackMonitor
 from hydra_engine.agent.state import AgentState, AgentStateStore, AutonomyLevel
-from hydra_engine.model.baseline import BaselineModel
-from hydra_engine.model.registry import ModelRegistry
-
-if TYPE_CHECKING:
-    from hydra_engine.agent.decisions import ExperimentOutcome
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["AgentConfig", "AgentCore", "AgentPhase"]
+__all__ = ["AgentConfig", "AgentMemory", "AgentPhase", "PersistedPart", "PhaseSink", "PhaseTracker", "trading_day"]
 
 
 class AgentPhase(StrEnum):
@@ -71,57 +65,32 @@ class AgentConfig:
     initial_autonomy: AutonomyLevel = AutonomyLevel.SUPERVISED
 
 
-class AgentCore:
-    """State, phase and persistence for ``AgentLoop``; not used on its own."""
+def trading_day(value: str | None) -> dt.date:
+    """The ISO date recorded with a decision, or today when none was."""
+    return dt.date.fromisoformat(value) if value else dt.date.today()
 
-    def __init__(
-        self,
-        conn: Any,
-        registry: ModelRegistry,
-        executor: ExperimentExecutor,
-        work_dir: str | Path,
-        config: AgentConfig | None = None,
-        on_phase: Callable[[AgentPhase], Any] | None = None,
-        write_gate: Any = None,
-    ) -> None:
-        """``write_gate``: the store's ``Store.tx`` when ``conn`` is shared with other writers."""
-        self.config = config or AgentConfig()
-        self.registry = registry
-        self.executor = executor
-        self.journal = ExperimentJournal(conn, write_gate)
-        self._states = AgentStateStore(conn, write_gate)
-        self.work_dir = Path(work_dir)
+
+class PhaseSink(Protocol):
+    """Where a part reads and reports the agent's phase."""
+
+    @property
+    def phase(self) -> AgentPhase: ...
+
+    def set_phase(self, phase: AgentPhase) -> None: ...
+
+
+class PhaseTracker:
+    """The agent's current phase; every change is logged and told to the subscriber (the engine)."""
+
+    def __init__(self, on_phase: Callable[[AgentPhase], object] | None = None) -> None:
         self._on_phase = on_phase
         self._phase = AgentPhase.IDLE
-        self._cycle_lock = asyncio.Lock()
-        self._state_lock = asyncio.Lock()
-        self.state = AgentState(autonomy=self.config.initial_autonomy)
-        self.drift: DriftMonitor | None = None
-        self.performance: PerformanceMonitor | None = None
-        self.playbook = Playbook(self.config.playbook)
-        self.rollback_monitor = RollbackMonitor(self.config.rollback)
-        self._background: asyncio.Task[list[ExperimentOutcome]] | None = None
-        self._models: dict[str, BaselineModel] = {}
-        self._started = False
 
-    # ----------------------------------------------------------------- state and phase
     @property
     def phase(self) -> AgentPhase:
         return self._phase
 
-    @property
-    def autonomy(self) -> AutonomyLevel:
-        return self.state.autonomy
-
-    @property
-    def paused(self) -> bool:
-        return self.state.paused
-
-    @property
-    def pending_approval(self) -> dict[str, Any] | None:
-        return self.state.pending
-
-    def _set_phase(self, phase: AgentPhase) -> None:
+    def set_phase(self, phase: AgentPhase) -> None:
         if phase is self._phase:
             return
         self._phase = phase
@@ -132,46 +101,66 @@ class AgentCore:
             except Exception:  # noqa: BLE001 - a broken subscriber must not break the agent
                 log.exception("agent.on_phase_failed", phase=phase.value)
 
-    def _rest_phase(self) -> AgentPhase:
+
+class PersistedPart(Protocol):
+    """A part whose live state is kept in the persisted ``AgentState`` record."""
+
+    def restore(self, state: AgentState) -> None:
+        """Rebuild the live state from the record just loaded."""
+        ...
+
+    def snapshot_into(self, state: AgentState) -> None:
+        """Write the live state into the record about to be saved."""
+        ...
+
+
+class AgentMemory:
+    """The persisted record, the playbook and rollback watch built from it, and the one state lock.
+
+    Holders of ``lock`` may change ``state``, ``playbook`` and ``rollback_monitor`` and then
+    ``save()``. ``load()`` replaces the playbook and the rollback monitor, so parts read them from
+    here at use time instead of keeping their own reference.
+    """
+
+    def __init__(self, store: AgentStateStore, config: AgentConfig, parts: Sequence[PersistedPart] = ()) -> None:
+        self._store = store
+        self._config = config
+        self._parts = tuple(parts)
+        self.lock = asyncio.Lock()
+        self.state = AgentState(autonomy=config.initial_autonomy)
+        self.playbook = Playbook(config.playbook)
+        self.rollback_monitor = RollbackMonitor(config.rollback)
+
+    async def load(self) -> bool:
+        """Load the persisted record (if any) and rebuild the live parts from it; True if one existed."""
+        loaded = await self._store.load()
+        if loaded is not None:
+            self.state = loaded
+        for part in self._parts:
+            part.restore(self.state)
+        self.playbook = Playbook(self._config.playbook, self.state.playbook)
+        self.rollback_monitor = RollbackMonitor(self._config.rollback, self.state.rollback)
+        return loaded is not None
+
+    async def save(self) -> None:
+        s = self.state
+        for part in self._parts:
+            part.snapshot_into(s)
+        s.playbook = self.playbook.to_dict()
+        s.rollback = self.rollback_monitor.to_dict()
+        await self._store.save(s)
+
+    def rest_phase(self) -> AgentPhase:
+        """The phase between cycles: awaiting approval, paused or idle."""
         if self.state.pending:
             return AgentPhase.AWAITING_APPROVAL
         return AgentPhase.PAUSED if self.state.paused else AgentPhase.IDLE
 
-    async def start(self) -> None:
-        """Load persisted state; experiments left RUNNING by a crash become ABANDONED."""
-        loaded = await self._states.load()
-        if loaded is not None:
-            self.state = loaded
-        self.drift = DriftMonitor.from_dict(self.state.drift) if self.state.drift else None
-        self.performance = PerformanceMonitor.from_dict(self.state.performance) if self.state.performance else None
-        self.playbook = Playbook(self.config.playbook, self.state.playbook)
-        self.rollback_monitor = RollbackMonitor(self.config.rollback, self.state.rollback)
-        n = await self.journal.mark_interrupted()
-        self._started = True
-        self._set_phase(self._rest_phase())
-        log.info("agent.started", autonomy=self.state.autonomy.value, paused=self.state.paused, abandoned=n,
-                 champion=self.state.champion_version, restored=loaded is not None)
-
-    async def _save(self) -> None:
-        s = self.state
-        s.drift = self.drift.to_dict() if self.drift else None
-        s.performance = self.performance.to_dict() if self.performance else None
-        s.playbook = self.playbook.to_dict()
-        s.rollback = self.rollback_monitor.to_dict()
-        await self._states.save(s)
-
-    @staticmethod
-    def _today(value: str | None) -> dt.date:
-        return dt.date.fromisoformat(value) if value else dt.date.today()
-
-    def _after_promotion(self, version: str, previous: str | None, info: dict[str, Any]) -> None:
+    def record_promotion(self, version: str, previous: str | None, info: dict[str, Any]) -> None:
+        """Bookkeeping after a promotion (caller holds ``lock``): watch it, reset the trial count."""
         if previous:
             self.rollback_monitor.start_watch(version, previous)
         self.state.trials_since_promotion = 0
         self.state.trial_sharpes = []
         self.state.last_promotion = info.get("trading_date")
-        self.playbook.record(info["hypothesis_key"], "accepted", self._today(info.get("trading_date")))
-
-    def _findings_cutoff(self, day: dt.date) -> str:
-        """Oldest ISO date whose drift findings still count as evidence on ``day``."""
-        return (day - dt.timedelta(days=self.config.findings_lookback_days)).isoformat()
+        self.playbook.record(info["hypothesis_key"], "accepted", trading_day(info.get("trading_date")))

@@ -15,18 +15,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import structlog
 
-from hydra_engine.agent.core import AgentCore, AgentPhase
+from hydra_engine.agent.core import AgentConfig, AgentMemory, AgentPhase, PhaseSink
 from hydra_engine.agent.diagnose import Diagnosis
-from hydra_engine.agent.experiments import ExperimentJob, ExperimentResult
+from hydra_engine.agent.experiments import (
+    ExperimentExecutor,
+    ExperimentJob,
+    ExperimentResult,
+)
 from hydra_engine.agent.hypotheses import Hypothesis
+from hydra_engine.agent.journal import ExperimentJournal
 from hydra_engine.agent.observe import CycleInputs
 from hydra_engine.agent.promotion import CandidateEvaluation, evaluate_result
 from hydra_engine.agent.state import AutonomyLevel
 from hydra_engine.model.baseline import BaselineModel, ModelSpec
-from hydra_engine.model.registry import RegistryError
+from hydra_engine.model.registry import ModelRegistry, RegistryError
 
-__all__ = ["DecisionMixin", "ExperimentOutcome"]
+log = structlog.get_logger(__name__)
+
+__all__ = ["DecisionMaker", "ExperimentOutcome"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,35 +57,98 @@ class ExperimentOutcome:
         return {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]
 
 
-class DecisionMixin(AgentCore):
-    """Experiment batches and promotion decisions for ``AgentLoop``."""
+class DecisionMaker:
+    """Runs experiment batches, gates each result and promotes (or holds) the best candidate.
 
-    async def _experiment_batch(self, day: dt.date, cid: str, champion: str | None, spec: ModelSpec, hyps: list[Hypothesis],
+    Owns the batch left running in the background when a cycle stops waiting for it; ``stop()``
+    cancels that batch (its experiments are journalled as abandoned on the next start).
+    """
+
+    def __init__(self, config: AgentConfig, registry: ModelRegistry, executor: ExperimentExecutor, journal: ExperimentJournal,
+                 memory: AgentMemory, phases: PhaseSink, work_dir: Path) -> None:
+        self._config = config
+        self._registry = registry
+        self._executor = executor
+        self._journal = journal
+        self._memory = memory
+        self._phases = phases
+        self._work_dir = work_dir
+        self._background: asyncio.Task[list[ExperimentOutcome]] | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True while a batch from an earlier cycle is still running."""
+        return self._background is not None and not self._background.done()
+
+    async def run_in_background(self, wait: float | None, day: dt.date, cid: str, champion: str | None, spec: ModelSpec,
+                                hyps: list[Hypothesis], inputs: CycleInputs, diagnosis: Diagnosis | None) -> list[ExperimentOutcome] | None:
+        """Run a batch; its outcomes, or None when it is still running after ``wait`` seconds (it goes on)."""
+        task = asyncio.create_task(self.run_batch(day, cid, champion, spec, hyps, inputs, diagnosis))
+        done, _ = await asyncio.wait({task}, timeout=wait)
+        if done:
+            return task.result()
+        self._background = task
+        task.add_done_callback(self._background_done)
+        return None
+
+    def _background_done(self, task: asyncio.Task[list[ExperimentOutcome]]) -> None:
+        if task.cancelled():
+            log.warning("agent.background_cancelled")
+        elif task.exception() is not None:
+            log.error("agent.background_failed", error=repr(task.exception()))
+        if self._phases.phase is AgentPhase.EXPERIMENTING or self._phases.phase is AgentPhase.EVALUATING:
+            self._phases.set_phase(self._memory.rest_phase())
+
+    async def wait_background(self, timeout: float | None = None) -> list[ExperimentOutcome] | None:
+        """Wait for the batch left running by a cycle (tests, shutdown)."""
+        task = self._background
+        if task is None:
+            return None
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        return task.result() if done else None
+
+    async def stop(self) -> None:
+        """Cancel a batch still running in the background and wait for it to unwind."""
+        task = self._background
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def run_batch(self, day: dt.date, cid: str, champion: str | None, spec: ModelSpec, hyps: list[Hypothesis],
                                 inputs: CycleInputs, diagnosis: Diagnosis | None) -> list[ExperimentOutcome]:
         iso = day.isoformat()
-        cycle_dir = self.work_dir / cid
+        cycle_dir = self._work_dir / cid
         inputs_path = await self.write_inputs(inputs, cycle_dir)
         jobs: list[tuple[Hypothesis, ExperimentJob]] = []
-        champion_dir = str(self.registry.models_dir / (await self.registry.get(champion)).path) if champion else None
+        champion_dir = str(self._registry.models_dir / (await self._registry.get(champion)).path) if champion else None
         for h in hyps:
             params = {"candidate_spec": h.apply(spec.to_dict()), "champion_model_dir": champion_dir}
             job = self.make_job(self.new_id("exp"), params, inputs_path, cycle_dir)
-            await self.journal.start_experiment(job.experiment_id, h.key, diagnosis=diagnosis.kind.value if diagnosis else "bootstrap",
+            await self._journal.start_experiment(job.experiment_id, h.key, diagnosis=diagnosis.kind.value if diagnosis else "bootstrap",
                                                 config_diff=h.config_diff, trading_date=iso, cycle_id=cid, log_path=str(job.log_path))
             jobs.append((h, job))
-        async with self._state_lock:
-            self.state.trials_since_promotion += len(jobs)
-            await self._save()
-        results = await asyncio.gather(*(self.executor.run(job) for _, job in jobs))
-        self._set_phase(AgentPhase.EVALUATING)
-        n_trials = self.state.trials_since_promotion
+        async with self._memory.lock:
+            self._memory.state.trials_since_promotion += len(jobs)
+            await self._memory.save()
+        runs = [asyncio.ensure_future(self._executor.run(job)) for _, job in jobs]
+        try:
+            results = await asyncio.gather(*runs)
+        except asyncio.CancelledError:
+            # gather gives up at the first cancelled run; wait until every worker is killed, so a
+            # cancelled batch (shutdown) leaves no process behind
+            for run in runs:
+                run.cancel()
+            await asyncio.gather(*runs, return_exceptions=True)
+            raise
+        self._phases.set_phase(AgentPhase.EVALUATING)
+        n_trials = self._memory.state.trials_since_promotion
         evaluated: list[tuple[Hypothesis, ExperimentResult, CandidateEvaluation | None]] = []
-        for (h, job), res in zip(jobs, results):
+        for (h, job), res in zip(jobs, results, strict=True):
             ev = None
             if res.ok and champion is not None:
-                ev = await asyncio.to_thread(evaluate_result, job.experiment_id, res.result or {}, n_trials, list(self.state.trial_sharpes), self.config.gate)
+                ev = await asyncio.to_thread(evaluate_result, job.experiment_id, res.result or {}, n_trials, list(self._memory.state.trial_sharpes), self._config.gate)
                 if ev.candidate_sharpe_daily is not None:
-                    self.state.trial_sharpes = [*self.state.trial_sharpes, ev.candidate_sharpe_daily][-500:]
+                    self._memory.state.trial_sharpes = [*self._memory.state.trial_sharpes, ev.candidate_sharpe_daily][-500:]
             evaluated.append((h, res, ev))
         passing = [(h, r, e) for h, r, e in evaluated if r.ok and (champion is None or (e is not None and e.passed))]
         best = min(passing, key=lambda t: (t[1].result or {}).get("candidate", {}).get("oos_log_loss") or np.inf) if passing else None
@@ -97,22 +168,22 @@ class DecisionMixin(AgentCore):
                 outcome, version = await self._decide(day, cid, champion, h, res, ev)
             metrics = {"evaluation": ev.to_dict() if ev else None, "candidate": (res.result or {}).get("candidate", {}).get("summary", {}).get("overall"),
                        "champion": ((res.result or {}).get("champion") or {}).get("summary", {}).get("overall")}
-            await self.journal.finish_experiment(res.experiment_id, status=status, outcome=outcome, metrics=metrics, error=res.error,
+            await self._journal.finish_experiment(res.experiment_id, status=status, outcome=outcome, metrics=metrics, error=res.error,
                                                  duration_s=res.duration_s, candidate_version=version)
             summary = f"{h.kind} {status.lower()} in {res.duration_s:.1f} s: {outcome}"
             if ev is not None and ev.gate is not None and not ev.gate.passed:
                 summary += f" ({'; '.join(ev.gate.reasons)})"
             if res.error:
                 summary += f": {res.error.strip().splitlines()[-1][:200]}"
-            await self.journal.record("experiment", summary, trading_date=iso, cycle_id=cid, outcome=outcome,
+            await self._journal.record("experiment", summary, trading_date=iso, cycle_id=cid, outcome=outcome,
                                       payload={"experiment_id": res.experiment_id, "hypothesis": h.to_dict(), "status": status, "duration_s": res.duration_s,
                                                "metrics": metrics, "error": res.error, "log_path": res.log_path, "candidate_version": version})
             if outcome not in ("promoted", "awaiting_approval"):
-                self.playbook.record(h.key, {"failed_gate": "rejected"}.get(outcome, outcome), day)
+                self._memory.playbook.record(h.key, {"failed_gate": "rejected"}.get(outcome, outcome), day)
             outcomes.append(ExperimentOutcome(res.experiment_id, h.key, status, outcome, res.duration_s, version,
                                               ev.gate.to_dict() if ev and ev.gate else None, res.error, res.log_path))
-        async with self._state_lock:
-            await self._save()
+        async with self._memory.lock:
+            await self._memory.save()
         return outcomes
 
     async def _decide(self, day: dt.date, cid: str, champion: str | None, h: Hypothesis, res: ExperimentResult,
@@ -126,30 +197,30 @@ class DecisionMixin(AgentCore):
                                            "return": daily.get("candidate_return", [])},
                        "in_sample_log_loss": result.get("in_sample_log_loss"), "walk_forward": result.get("candidate", {}).get("summary"),
                        "gate": ev.gate.to_dict() if ev and ev.gate else None, "experiment_id": res.experiment_id}
-            version = await self.registry.register(model, metrics, parent=champion, mutation=h.key)
+            version = await self._registry.register(model, metrics, parent=champion, mutation=h.key)
         except (KeyError, OSError, ValueError, RegistryError) as exc:
-            await self.journal.record("error", f"cannot register candidate of {res.experiment_id}: {exc}", trading_date=iso, cycle_id=cid, outcome="register_failed")
+            await self._journal.record("error", f"cannot register candidate of {res.experiment_id}: {exc}", trading_date=iso, cycle_id=cid, outcome="register_failed")
             return "error", None
         info = {"version": version, "experiment_id": res.experiment_id, "hypothesis_key": h.key, "trading_date": iso, "previous": champion,
                 "gate": ev.gate.to_dict() if ev and ev.gate else None}
-        async with self._state_lock:
-            level = self.state.autonomy
-            if level is AutonomyLevel.AUTONOMOUS and not self.state.paused:
-                await self.registry.promote(version, reason=f"agent: {h.key}")
-                self._after_promotion(version, champion, info)
+        async with self._memory.lock:
+            level = self._memory.state.autonomy
+            if level is AutonomyLevel.AUTONOMOUS and not self._memory.state.paused:
+                await self._registry.promote(version, reason=f"agent: {h.key}")
+                self._memory.record_promotion(version, champion, info)
                 outcome = "promoted"
-            elif level is AutonomyLevel.SUPERVISED or (level is AutonomyLevel.AUTONOMOUS and self.state.paused):
-                self.state.pending = info
+            elif level is AutonomyLevel.SUPERVISED or (level is AutonomyLevel.AUTONOMOUS and self._memory.state.paused):
+                self._memory.state.pending = info
                 outcome = "awaiting_approval"
             else:
                 outcome = "held"
-            await self._save()
+            await self._memory.save()
         text = {"promoted": f"promoted {version} (was {champion}); it trades from the next signal",
                 "awaiting_approval": f"{version} passed the gate and awaits operator approval",
                 "held": f"{version} passed the gate but autonomy is {level.value}: not promoted"}[outcome]
-        await self.journal.record("decision", text, trading_date=iso, cycle_id=cid, outcome=outcome, payload=info)
+        await self._journal.record("decision", text, trading_date=iso, cycle_id=cid, outcome=outcome, payload=info)
         if outcome == "awaiting_approval":
-            self._set_phase(AgentPhase.AWAITING_APPROVAL)
+            self._phases.set_phase(AgentPhase.AWAITING_APPROVAL)
         return outcome, version
 
     async def write_inputs(self, inputs: CycleInputs, cycle_dir: Path) -> Path:
@@ -165,13 +236,13 @@ class DecisionMixin(AgentCore):
 
     def make_job(self, experiment_id: str, params: dict[str, Any], inputs_path: Path, cycle_dir: Path) -> ExperimentJob:
         base = {
-            "n_splits": self.config.wf_splits,
-            "test_window": self.config.wf_test_window,
-            "min_train": self.config.wf_min_train,
-            "label_horizon": self.config.label_horizon,
-            "cost_bps": self.config.cost_bps,
+            "n_splits": self._config.wf_splits,
+            "test_window": self._config.wf_test_window,
+            "min_train": self._config.wf_min_train,
+            "label_horizon": self._config.label_horizon,
+            "cost_bps": self._config.cost_bps,
         }
-        return ExperimentJob(experiment_id, base | params, str(cycle_dir / experiment_id), self.config.experiment_time_limit_s, str(inputs_path))
+        return ExperimentJob(experiment_id, base | params, str(cycle_dir / experiment_id), self._config.experiment_time_limit_s, str(inputs_path))
 
     @staticmethod
     def new_id(prefix: str) -> str:

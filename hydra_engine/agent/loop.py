@@ -7,8 +7,10 @@ Experiments run in subprocesses through the ``ExperimentExecutor`` seam; with
 ``experiment_wait_s`` set, the cycle returns after that long and any experiments still running
 finish (and are evaluated and journalled) in the background, so they never hold up the signal.
 
-The steps live in mixins, one concern per module: ``core`` (state, phase, settings), ``observe``
-(detectors), ``decisions`` (experiments, gate, promotion) and ``controls`` (operator, rollback).
+``AgentLoop`` holds its parts and runs the steps in order: ``AgentMemory`` (``core``: the persisted
+state and its lock), ``Observer`` (``observe``: the detectors), ``DecisionMaker`` (``decisions``:
+experiments, gate, promotion) and ``AgentControls`` (``controls``: operator commands, rollbacks).
+Each part gets what it uses in its constructor; none reaches into another's private members.
 """
 
 from __future__ import annotations
@@ -17,22 +19,35 @@ import asyncio
 import contextlib
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pandas as pd
 import structlog
 
-from hydra_engine.agent.controls import ControlsMixin
-from hydra_engine.agent.core import AgentConfig, AgentPhase
-from hydra_engine.agent.decisions import DecisionMixin, ExperimentOutcome
-from hydra_engine.agent.diagnose import DataQualityReport, Diagnosis, DiagnosisKind, check_data_quality, diagnose
-from hydra_engine.agent.drift import DriftFinding
-from hydra_engine.agent.hypotheses import Hypothesis
-from hydra_engine.agent.observe import CycleInputs, ObservationMixin
-from hydra_engine.agent.state import AutonomyLevel
+from hydra_engine.agent.controls import AgentControls
+from hydra_engine.agent.core import AgentConfig, AgentMemory, AgentPhase, PhaseTracker
+from hydra_engine.agent.decisions import DecisionMaker, ExperimentOutcome
+from hydra_engine.agent.diagnose import (
+    DataQualityReport,
+    Diagnosis,
+    DiagnosisKind,
+    check_data_quality,
+    diagnose,
+)
+from hydra_engine.agent.drift import DriftFinding, DriftMonitor, PerformanceMonitor
+from hydra_engine.agent.experiments import ExperimentExecutor
+from hydra_engine.agent.hypotheses import Hypothesis, Playbook
+from hydra_engine.agent.journal import ExperimentJournal
+from hydra_engine.agent.observe import CycleInputs, Observer
+from hydra_engine.agent.rollback import RollbackMonitor
+from hydra_engine.agent.state import AgentState, AgentStateStore, AutonomyLevel
 from hydra_engine.model.baseline import ModelSpec
 from hydra_engine.model.features import FeatureError
+from hydra_engine.model.registry import ModelRegistry, WriteGateLike
 
 log = structlog.get_logger(__name__)
 
@@ -79,8 +94,119 @@ class AgentCycleResult:
         }
 
 
-class AgentLoop(ObservationMixin, DecisionMixin, ControlsMixin):
-    """The self-healing loop. Create, ``await start()``, then ``await run_cycle(...)`` daily."""
+class AgentLoop:
+    """The self-healing loop. Create, ``await start()``, then ``await run_cycle(...)`` daily; ``stop()``
+    on shutdown."""
+
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        registry: ModelRegistry,
+        executor: ExperimentExecutor,
+        work_dir: str | Path,
+        config: AgentConfig | None = None,
+        on_phase: Callable[[AgentPhase], object] | None = None,
+        write_gate: WriteGateLike | None = None,
+    ) -> None:
+        """``write_gate``: the store's ``Store.tx`` when ``conn`` is shared with other writers."""
+        self.config = config or AgentConfig()
+        self.registry = registry
+        self.executor = executor
+        self.work_dir = Path(work_dir)
+        self.journal = ExperimentJournal(conn, write_gate)
+        self._phases = PhaseTracker(on_phase)
+        self._observer = Observer(self.config, registry)
+        self._memory = AgentMemory(AgentStateStore(conn, write_gate), self.config, parts=(self._observer,))
+        self._decisions = DecisionMaker(self.config, registry, executor, self.journal, self._memory, self._phases, self.work_dir)
+        self._controls = AgentControls(registry, self.journal, self._memory, self._phases)
+        self._cycle_lock = asyncio.Lock()
+        self._started = False
+
+    # ----------------------------------------------------------------- state and phase
+    @property
+    def phase(self) -> AgentPhase:
+        return self._phases.phase
+
+    @property
+    def state(self) -> AgentState:
+        """The persisted record (read it; change it through the controls)."""
+        return self._memory.state
+
+    @property
+    def autonomy(self) -> AutonomyLevel:
+        return self._memory.state.autonomy
+
+    @property
+    def paused(self) -> bool:
+        return self._memory.state.paused
+
+    @property
+    def pending_approval(self) -> dict[str, Any] | None:
+        return self._memory.state.pending
+
+    @property
+    def drift(self) -> DriftMonitor | None:
+        return self._observer.drift
+
+    @property
+    def performance(self) -> PerformanceMonitor | None:
+        return self._observer.performance
+
+    @property
+    def playbook(self) -> Playbook:
+        return self._memory.playbook
+
+    @property
+    def rollback_monitor(self) -> RollbackMonitor:
+        return self._memory.rollback_monitor
+
+    async def start(self) -> None:
+        """Load persisted state; experiments left RUNNING by a crash become ABANDONED."""
+        restored = await self._memory.load()
+        n = await self.journal.mark_interrupted()
+        self._started = True
+        self._phases.set_phase(self._memory.rest_phase())
+        s = self._memory.state
+        log.info("agent.started", autonomy=s.autonomy.value, paused=s.paused, abandoned=n,
+                 champion=s.champion_version, restored=restored)
+
+    async def stop(self) -> None:
+        """Shutdown: experiments still running in the background are cancelled (journalled as
+        abandoned on the next start). The executor is its owner's to shut down."""
+        await self._decisions.stop()
+
+    # ----------------------------------------------------------------- operator controls
+    async def set_autonomy(self, level: AutonomyLevel | str) -> None:
+        await self._controls.set_autonomy(level)
+
+    async def pause(self) -> None:
+        """Stop experiments (observation continues). Persisted."""
+        await self._controls.pause()
+
+    async def resume(self) -> None:
+        await self._controls.resume()
+
+    async def approve(self) -> str:
+        """Promote the candidate awaiting approval; returns its version."""
+        return await self._controls.approve()
+
+    async def reject(self, reason: str = "rejected by operator") -> str:
+        """Reject the candidate awaiting approval; returns its version."""
+        return await self._controls.reject(reason)
+
+    async def rollback(self, reason: str, trading_date: dt.date | None = None) -> str:
+        """Manual rollback to the previous champion; returns the restored version."""
+        return await self._controls.rollback(reason, trading_date)
+
+    # ----------------------------------------------------------------- the cycle
+    async def prepare_inputs(self, bars: pd.DataFrame) -> CycleInputs:
+        """Features, labels and returns of ``bars`` (off the event loop)."""
+        return await self._observer.prepare_inputs(bars)
+
+    async def run_experiments(self, day: dt.date, cid: str, champion: str | None, spec: ModelSpec, hyps: list[Hypothesis],
+                              inputs: CycleInputs, diagnosis: Diagnosis | None) -> list[ExperimentOutcome]:
+        """Run one batch of experiments to the end and decide on it (benchmarks; cycles call it themselves)."""
+        return await self._decisions.run_batch(day, cid, champion, spec, hyps, inputs, diagnosis)
 
     async def run_cycle(self, trading_date: dt.date, bars: pd.DataFrame) -> AgentCycleResult:
         """One daily cycle on the completed bars up to ``trading_date`` (oldest first)."""
@@ -94,20 +220,20 @@ class AgentLoop(ObservationMixin, DecisionMixin, ControlsMixin):
                 with contextlib.suppress(Exception):
                     await self.journal.record("error", f"agent cycle failed: {type(exc).__name__}: {exc}", trading_date=trading_date,
                                               outcome="cycle_failed", payload={"error": repr(exc)})
-                return AgentCycleResult(trading_date.isoformat(), "failed", self._rest_phase(),
+                return AgentCycleResult(trading_date.isoformat(), "failed", self._memory.rest_phase(),
                                         notes=(f"agent cycle failed ({type(exc).__name__}: {exc}); the champion keeps trading",))
             finally:
-                self._set_phase(self._rest_phase())
+                self._phases.set_phase(self._memory.rest_phase())
 
     async def _cycle(self, day: dt.date, bars: pd.DataFrame) -> AgentCycleResult:
         iso, cid = day.isoformat(), f"{day.isoformat()}-{uuid.uuid4().hex[:6]}"
-        self._set_phase(AgentPhase.OBSERVING)
+        self._phases.set_phase(AgentPhase.OBSERVING)
         try:
-            inputs = await self.prepare_inputs(bars)
+            inputs = await self._observer.prepare_inputs(bars)
         except (FeatureError, ValueError, TypeError) as exc:
             dq = DataQualityReport(iso, issues=(f"cannot build features: {exc}",))
             await self.journal.record("data_quality", dq.issues[0], trading_date=iso, cycle_id=cid, outcome="unusable", payload=dq.to_dict())
-            return AgentCycleResult(iso, cid, self._rest_phase(), data_quality=dq, champion_version=await self.registry.champion_version(),
+            return AgentCycleResult(iso, cid, self._memory.rest_phase(), data_quality=dq, champion_version=await self.registry.champion_version(),
                                     notes=("no usable features today; the champion keeps trading",))
         entry = await self.registry.champion_entry()
         if entry is None:
@@ -117,28 +243,28 @@ class AgentLoop(ObservationMixin, DecisionMixin, ControlsMixin):
         dq = check_data_quality(feats, day, model.spec.features)
         if not dq.ok:
             await self.journal.record("data_quality", "; ".join(dq.issues), trading_date=iso, cycle_id=cid, outcome="issues", payload=dq.to_dict())
-        async with self._state_lock:
-            findings, n_rows, n_out, verdict = await self._observe(day, inputs, feats, version, model)
-            await self._save()
-        perf = self.performance.recent_summary() if self.performance else {}
+        async with self._memory.lock:
+            seen = await self._observer.observe(self._memory.state, self._memory.rollback_monitor, day, inputs, feats, version, model)
+            await self._memory.save()
+        findings, n_rows, n_out, verdict = list(seen.findings), seen.rows, seen.outcomes, seen.verdict
+        perf = self._observer.performance_summary()
         await self.journal.record(
             "observation", f"{n_rows} feature rows and {n_out} realized outcomes observed; {len(findings)} alarms",
             trading_date=iso, cycle_id=cid, outcome="alarm" if findings else "quiet",
             payload={"champion": version, "findings": findings[:50], "performance": perf, "rows": n_rows, "outcomes": n_out},
         )
-        base = {"trading_date": iso, "cycle_id": cid, "drift_findings": tuple(findings), "data_quality": dq, "champion_version": version}
+        base: dict[str, Any] = {"trading_date": iso, "cycle_id": cid, "drift_findings": tuple(findings), "data_quality": dq, "champion_version": version}
         if verdict is not None:
-            if self.state.autonomy is AutonomyLevel.LOCKDOWN:
+            if self._memory.state.autonomy is AutonomyLevel.LOCKDOWN:
                 await self.journal.record("rollback", f"rollback of {verdict.new_version} recommended (lockdown: not done)", trading_date=iso,
                                           cycle_id=cid, outcome="recommended", payload=verdict.to_dict())
             else:
-                restored = await self._auto_rollback(day, cid, verdict)
-                return AgentCycleResult(phase=self._rest_phase(), rolled_back=restored, notes=("automatic rollback; cooldown started",), **base | {"champion_version": restored})
+                restored = await self._controls.rollback_automatically(day, cid, verdict)
+                return AgentCycleResult(phase=self._memory.rest_phase(), rolled_back=restored, notes=("automatic rollback; cooldown started",), **base | {"champion_version": restored})
         if not findings and dq.ok:
-            return AgentCycleResult(phase=self._rest_phase(), **base)
-        self._set_phase(AgentPhase.DIAGNOSING)
-        cutoff = self._findings_cutoff(day)
-        recent = [DriftFinding(**f) for f in self.state.recent_findings if f["date"] >= cutoff]
+            return AgentCycleResult(phase=self._memory.rest_phase(), **base)
+        self._phases.set_phase(AgentPhase.DIAGNOSING)
+        recent = self._observer.recent_findings(self._memory.state, day)
         rec = await self.registry.get(version)
         # Overfit evidence is a property of the champion: its walk-forward (out-of-sample) log loss
         # at registration against its in-sample log loss. Realized losses would confuse it with drift.
@@ -150,98 +276,84 @@ class AgentLoop(ObservationMixin, DecisionMixin, ControlsMixin):
         base["diagnosis"] = diagnosis
         if diagnosis.kind in (DiagnosisKind.NONE, DiagnosisKind.DATA_QUALITY):
             note = "data quality problem: the model is not changed on bad data" if diagnosis.kind is DiagnosisKind.DATA_QUALITY else "nothing to repair"
-            return AgentCycleResult(phase=self._rest_phase(), notes=(note,), **base)
+            return AgentCycleResult(phase=self._memory.rest_phase(), notes=(note,), **base)
         blocked = self._experiments_blocked(day)
         if blocked:
             await self.journal.record("hypothesis", f"no experiments: {blocked}", trading_date=iso, cycle_id=cid, outcome="blocked", payload={"reason": blocked})
-            return AgentCycleResult(phase=self._rest_phase(), notes=(blocked,), **base)
-        self._set_phase(AgentPhase.HYPOTHESIZING)
-        chosen, skipped = self.playbook.propose(diagnosis, model.spec, day)
+            return AgentCycleResult(phase=self._memory.rest_phase(), notes=(blocked,), **base)
+        self._phases.set_phase(AgentPhase.HYPOTHESIZING)
+        chosen, skipped = self._memory.playbook.propose(diagnosis, model.spec, day)
         for h, why in skipped:
             await self.journal.record("hypothesis", f"skipped {h.kind}: {why}", trading_date=iso, cycle_id=cid, outcome="skipped", payload=h.to_dict() | {"reason": why})
         for h in chosen:
             await self.journal.record("hypothesis", f"{h.kind}: {h.rationale}", trading_date=iso, cycle_id=cid, outcome="chosen", payload=h.to_dict())
         base["hypotheses"] = tuple(chosen)
         if not chosen:
-            return AgentCycleResult(phase=self._rest_phase(), notes=("no hypothesis left (budget, cooldowns or playbook exhausted)",), **base)
-        async with self._state_lock:
+            return AgentCycleResult(phase=self._memory.rest_phase(), notes=("no hypothesis left (budget, cooldowns or playbook exhausted)",), **base)
+        async with self._memory.lock:
             for h in chosen:
-                self.playbook.record(h.key, "pending", day)
-            await self._save()
-        self._set_phase(AgentPhase.EXPERIMENTING)
-        task = asyncio.create_task(self._experiment_batch(day, cid, version, model.spec, chosen, inputs, diagnosis))
+                self._memory.playbook.record(h.key, "pending", day)
+            await self._memory.save()
+        self._phases.set_phase(AgentPhase.EXPERIMENTING)
         wait = self.config.experiment_wait_s
-        done, _ = await asyncio.wait({task}, timeout=wait)
-        if not done:
-            self._background = task
-            task.add_done_callback(self._background_done)
+        outcomes = await self._decisions.run_in_background(wait, day, cid, version, model.spec, chosen, inputs, diagnosis)
+        if outcomes is None:
             return AgentCycleResult(phase=AgentPhase.EXPERIMENTING, experiments_running=tuple(h.key for h in chosen),
                                     notes=(f"experiments continue in the background after {wait:g} s",), **base)
-        outcomes = task.result()
         promoted = next((o.candidate_version for o in outcomes if o.outcome == "promoted"), None)
         awaiting = next((o.candidate_version for o in outcomes if o.outcome == "awaiting_approval"), None)
         return AgentCycleResult(
-            phase=self._rest_phase(), experiments=tuple(outcomes), promoted=promoted, awaiting_approval=awaiting,
+            phase=self._memory.rest_phase(), experiments=tuple(outcomes), promoted=promoted, awaiting_approval=awaiting,
             **base | {"champion_version": await self.registry.champion_version()},
         )
 
-    def _background_done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            log.warning("agent.background_cancelled")
-        elif task.exception() is not None:
-            log.error("agent.background_failed", error=repr(task.exception()))
-        if self._phase is AgentPhase.EXPERIMENTING or self._phase is AgentPhase.EVALUATING:
-            self._set_phase(self._rest_phase())
-
     async def wait_background(self, timeout: float | None = None) -> list[ExperimentOutcome] | None:
         """Wait for experiments left running by a cycle (tests, shutdown)."""
-        task = self._background
-        if task is None:
-            return None
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        return task.result() if done else None
+        return await self._decisions.wait_background(timeout)
 
     def _experiments_blocked(self, day: dt.date) -> str | None:
-        if self.state.autonomy is AutonomyLevel.LOCKDOWN:
+        state = self._memory.state
+        if state.autonomy is AutonomyLevel.LOCKDOWN:
             return "lockdown: observe only"
-        if self.state.paused:
+        if state.paused:
             return "paused: experiments stopped (observation continues)"
-        if self.state.pending:
-            return f"candidate {self.state.pending['version']} is awaiting approval"
-        if self._background is not None and not self._background.done():
+        if state.pending:
+            return f"candidate {state.pending['version']} is awaiting approval"
+        if self._decisions.busy:
             return "experiments from an earlier cycle are still running"
-        if self.rollback_monitor.in_cooldown(day):
-            return f"rollback cooldown until {self.rollback_monitor.cooldown_until}"
+        if self._memory.rollback_monitor.in_cooldown(day):
+            return f"rollback cooldown until {self._memory.rollback_monitor.cooldown_until}"
         return None
 
     async def _bootstrap(self, day: dt.date, cid: str, inputs: CycleInputs) -> AgentCycleResult:
         """No champion yet: train the default spec, evaluate it, and promote (or await approval)."""
-        iso = day.isoformat()
-        blocked = "lockdown: observe only" if self.state.autonomy is AutonomyLevel.LOCKDOWN else ("paused" if self.state.paused else None)
-        if self.state.pending:
-            blocked = f"candidate {self.state.pending['version']} is awaiting approval"
+        iso, state = day.isoformat(), self._memory.state
+        blocked = "lockdown: observe only" if state.autonomy is AutonomyLevel.LOCKDOWN else ("paused" if state.paused else None)
+        if state.pending:
+            blocked = f"candidate {state.pending['version']} is awaiting approval"
         if blocked:
-            return AgentCycleResult(iso, cid, self._rest_phase(), notes=(f"no champion; bootstrap not run ({blocked})",))
+            return AgentCycleResult(iso, cid, self._memory.rest_phase(), notes=(f"no champion; bootstrap not run ({blocked})",))
         hyp = Hypothesis("bootstrap", {}, "none", "first champion from the default spec")
-        self._set_phase(AgentPhase.EXPERIMENTING)
-        outcomes = await self._experiment_batch(day, cid, None, ModelSpec.from_dict(self.config.default_spec), [hyp], inputs, None)
+        self._phases.set_phase(AgentPhase.EXPERIMENTING)
+        outcomes = await self._decisions.run_batch(day, cid, None, ModelSpec.from_dict(self.config.default_spec), [hyp], inputs, None)
         o = outcomes[0]
-        return AgentCycleResult(iso, cid, self._rest_phase(), hypotheses=(hyp,), experiments=tuple(outcomes),
+        return AgentCycleResult(iso, cid, self._memory.rest_phase(), hypotheses=(hyp,), experiments=tuple(outcomes),
                                 promoted=o.candidate_version if o.outcome == "promoted" else None,
                                 awaiting_approval=o.candidate_version if o.outcome == "awaiting_approval" else None,
                                 champion_version=await self.registry.champion_version())
 
     def status(self) -> dict[str, Any]:
         """Snapshot for the TUI's agent pane: phase, autonomy, detectors against thresholds, pending."""
-        readings = (self.drift.readings() if self.drift else []) + (self.performance.readings() if self.performance else [])
+        state = self._memory.state
         return {
-            "phase": self._phase.value,
-            "autonomy": self.state.autonomy.value,
-            "paused": self.state.paused,
-            "champion": self.state.champion_version,
-            "pending": self.state.pending,
-            "trials_since_promotion": self.state.trials_since_promotion,
-            "rollback_watch": self.rollback_monitor.to_dict(),
-            "detectors": [{"stream": r.stream, "detector": r.detector, "statistic": r.statistic, "threshold": r.threshold} for r in readings],
-            "last_cycle": self.state.last_cycle,
+            "phase": self._phases.phase.value,
+            "autonomy": state.autonomy.value,
+            "paused": state.paused,
+            "champion": state.champion_version,
+            "pending": state.pending,
+            "trials_since_promotion": state.trials_since_promotion,
+            "rollback_watch": self._memory.rollback_monitor.to_dict(),
+            "detectors": [{"stream": r.stream, "detector": r.detector, "statistic": r.statistic, "threshold": r.threshold}
+                          for r in self._observer.readings()],
+            "last_cycle": state.last_cycle,
         }

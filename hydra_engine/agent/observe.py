@@ -2,6 +2,8 @@
 
 Also shadows a freshly promoted champion against its predecessor, which is what arms the
 automatic rollback. Runs whatever the autonomy or pause, so the detectors never skip a day.
+``Observer`` owns the detectors; the persisted record and the rollback watch it updates are
+passed to ``observe`` by the caller, which holds the state lock.
 """
 
 from __future__ import annotations
@@ -15,17 +17,26 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from hydra_engine.agent.core import AgentCore
-from hydra_engine.agent.drift import CALENDAR_PREFIXES, DriftFinding, DriftMonitor, PerformanceMonitor, RealizedOutcome
+from hydra_engine.agent.core import AgentConfig
+from hydra_engine.agent.drift import (
+    CALENDAR_PREFIXES,
+    DetectorReading,
+    DriftFinding,
+    DriftMonitor,
+    PerformanceMonitor,
+    RealizedOutcome,
+)
+from hydra_engine.agent.rollback import RollbackMonitor, RollbackVerdict
+from hydra_engine.agent.state import AgentState
 from hydra_engine.agent.thresholds import FalseAlarmBudget, thresholds_for_budget
 from hydra_engine.model.baseline import BaselineModel
 from hydra_engine.model.features import FeatureError, build_features, make_forward_returns, make_labels
-from hydra_engine.model.registry import RegistryError
+from hydra_engine.model.registry import ModelRegistry, RegistryError
 from hydra_engine.model.walk_forward import positions_from_proba
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["CycleInputs", "ObservationMixin"]
+__all__ = ["CycleInputs", "Observation", "Observer"]
 
 
 @dataclass(slots=True)
@@ -45,8 +56,49 @@ def _log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     return -(y * np.log(pc) + (1 - y) * np.log(1 - pc))
 
 
-class ObservationMixin(AgentCore):
-    """Detector feeding for ``AgentLoop``."""
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one observation step saw: alarms, rows and outcomes fed, and a rollback verdict."""
+
+    findings: tuple[DriftFinding, ...]
+    rows: int
+    outcomes: int
+    verdict: RollbackVerdict | None
+
+
+class Observer:
+    """Owns the drift and performance detectors and feeds them; persisted through ``AgentMemory``."""
+
+    def __init__(self, config: AgentConfig, registry: ModelRegistry) -> None:
+        self.config = config
+        self._registry = registry
+        self.drift: DriftMonitor | None = None
+        self.performance: PerformanceMonitor | None = None
+        self._models: dict[str, BaselineModel] = {}
+
+    def restore(self, state: AgentState) -> None:
+        self.drift = DriftMonitor.from_dict(state.drift) if state.drift else None
+        self.performance = PerformanceMonitor.from_dict(state.performance) if state.performance else None
+
+    def snapshot_into(self, state: AgentState) -> None:
+        state.drift = self.drift.to_dict() if self.drift else None
+        state.performance = self.performance.to_dict() if self.performance else None
+
+    def findings_cutoff(self, day: dt.date) -> str:
+        """Oldest ISO date whose drift findings still count as evidence on ``day``."""
+        return (day - dt.timedelta(days=self.config.findings_lookback_days)).isoformat()
+
+    def recent_findings(self, state: AgentState, day: dt.date) -> list[DriftFinding]:
+        """Findings recorded recently enough to count as evidence for a diagnosis on ``day``."""
+        cutoff = self.findings_cutoff(day)
+        return [DriftFinding(**f) for f in state.recent_findings if f["date"] >= cutoff]
+
+    def readings(self) -> list[DetectorReading]:
+        """Every detector's statistic against its threshold (the TUI's agent pane)."""
+        return (self.drift.readings() if self.drift else []) + (self.performance.readings() if self.performance else [])
+
+    def performance_summary(self) -> dict[str, Any]:
+        return self.performance.recent_summary() if self.performance else {}
 
     async def prepare_inputs(self, bars: pd.DataFrame) -> CycleInputs:
         return await asyncio.to_thread(_prepare, bars, self.config.label_horizon)
@@ -65,10 +117,7 @@ class ObservationMixin(AgentCore):
         daily = record_metrics.get("agent_oos_daily") or {}
         if len(daily.get("log_loss", [])) >= 20:
             self.performance.set_reference(daily["log_loss"], daily["hit"], daily["return"])
-        self.state.champion_version = version
-        self.state.last_observed = model.train_end
-        self.state.last_outcome = model.train_end
-        self.state.recent_findings = []
+        log.info("agent.detectors_reset", champion=version, reference_rows=len(ref), streams=n_streams)
 
     def realized_outcomes(self, inputs: CycleInputs, model: BaselineModel, after: str | None, until: dt.date) -> pd.DataFrame:
         """The model's predictions on labelled days after ``after`` with label, return and loss."""
@@ -86,52 +135,58 @@ class ObservationMixin(AgentCore):
         pos = positions_from_proba(p)
         return pd.DataFrame({"p_up": p, "label": y, "ret": r, "signal_return": pos * r, "log_loss": _log_loss(p, y)}, index=idx)
 
-    async def _observe(self, day: dt.date, inputs: CycleInputs, feats: pd.DataFrame, version: str, model: BaselineModel) -> tuple[list[DriftFinding], int, int, Any]:
-        """Feed new feature rows and realized outcomes to the detectors (caller holds the state lock)."""
-        if self.state.champion_version != version or self.drift is None or self.performance is None:
-            rec = await self.registry.get(version)
+    async def observe(self, state: AgentState, watch: RollbackMonitor, day: dt.date, inputs: CycleInputs, feats: pd.DataFrame,
+                      version: str, model: BaselineModel) -> Observation:
+        """Feed new feature rows and realized outcomes to the detectors; updates ``state`` and ``watch``
+        in place (caller holds the state lock and saves)."""
+        if state.champion_version != version or self.drift is None or self.performance is None:
+            rec = await self._registry.get(version)
             await asyncio.to_thread(self.reset_monitors, inputs, model, version, rec.metrics)
-            if self.rollback_monitor.watching and self.rollback_monitor.new_version != version:
-                self.rollback_monitor.stop_watch()
+            state.champion_version = version
+            state.last_observed = model.train_end
+            state.last_outcome = model.train_end
+            state.recent_findings = []
+            if watch.watching and watch.new_version != version:
+                watch.stop_watch()
         assert self.drift is not None and self.performance is not None
-        rows = feats if self.state.last_observed is None else feats[feats.index > pd.Timestamp(self.state.last_observed)]
+        rows = feats if state.last_observed is None else feats[feats.index > pd.Timestamp(state.last_observed)]
         rows = rows.iloc[-self.config.max_catchup_days :]
         drift = self.drift
 
         def feed() -> list[DriftFinding]:
             out: list[DriftFinding] = []
-            for ts, row in zip(rows.index, rows.to_dict("records")):
+            for ts, row in zip(rows.index, rows.to_dict("records"), strict=True):
                 out.extend(drift.update(row, pd.Timestamp(ts).date().isoformat()))
             return out
 
         findings = await asyncio.to_thread(feed)
         if len(rows):
-            self.state.last_observed = pd.Timestamp(rows.index[-1]).date().isoformat()
-        outcomes = await asyncio.to_thread(self.realized_outcomes, inputs, model, self.state.last_outcome, day)
+            state.last_observed = pd.Timestamp(rows.index[-1]).date().isoformat()
+        outcomes = await asyncio.to_thread(self.realized_outcomes, inputs, model, state.last_outcome, day)
         for ts, o in outcomes.iterrows():
             d = pd.Timestamp(ts).date().isoformat()
             findings.extend(self.performance.update(RealizedOutcome(d, float(o["p_up"]), int(o["label"]), float(o["signal_return"]))))
         verdict = None
         if len(outcomes):
-            self.state.last_outcome = pd.Timestamp(outcomes.index[-1]).date().isoformat()
-            mon = self.rollback_monitor
+            state.last_outcome = pd.Timestamp(outcomes.index[-1]).date().isoformat()
+            mon = watch
             if mon.watching and mon.new_version == version and mon.predecessor:
                 try:
                     pred = await self._model(mon.predecessor)
                     p_old = await asyncio.to_thread(pred.predict_proba, inputs.features.loc[outcomes.index])
                     old_ll = _log_loss(p_old, outcomes["label"].to_numpy())
-                    for ts, new_l, old_l in zip(outcomes.index, outcomes["log_loss"], old_ll):
+                    for ts, new_l, old_l in zip(outcomes.index, outcomes["log_loss"], old_ll, strict=True):
                         verdict = mon.update(pd.Timestamp(ts).date().isoformat(), float(new_l), float(old_l)) or verdict
                         if verdict:
                             break
                 except (RegistryError, FeatureError) as exc:
                     log.warning("agent.shadow_failed", predecessor=mon.predecessor, error=str(exc))
-        cutoff = self._findings_cutoff(day)
-        self.state.recent_findings = [f for f in self.state.recent_findings if f["date"] >= cutoff] + [f.to_dict() for f in findings if f.date >= cutoff]
-        self.state.last_cycle = day.isoformat()
-        return findings, len(rows), len(outcomes), verdict
+        cutoff = self.findings_cutoff(day)
+        state.recent_findings = [f for f in state.recent_findings if f["date"] >= cutoff] + [f.to_dict() for f in findings if f.date >= cutoff]
+        state.last_cycle = day.isoformat()
+        return Observation(tuple(findings), len(rows), len(outcomes), verdict)
 
     async def _model(self, version: str) -> BaselineModel:
         if version not in self._models:
-            self._models[version] = await self.registry.load(version)
+            self._models[version] = await self._registry.load(version)
         return self._models[version]

@@ -17,6 +17,7 @@ from typing import Any
 import aiosqlite
 
 from hydra_engine.agent.journal import dumps
+from hydra_engine.model.registry import WriteGateLike
 
 STATE_KEY = "agent"
 STATE_VERSION = 1
@@ -33,7 +34,7 @@ class AutonomyLevel(StrEnum):
     """Passing candidates are promoted and regressions rolled back without asking."""
 
     @classmethod
-    def parse(cls, value: "str | AutonomyLevel") -> "AutonomyLevel":
+    def parse(cls, value: str | AutonomyLevel) -> AutonomyLevel:
         try:
             return cls(str(value).lower())
         except ValueError:
@@ -71,7 +72,7 @@ class AgentState:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AgentState":
+    def from_dict(cls, d: dict[str, Any]) -> AgentState:
         if d.get("version") != STATE_VERSION:
             raise ValueError(f"agent_state: version {d.get('version')!r}, expected {STATE_VERSION}")
         known = {k: v for k, v in d.items() if k in cls.__slots__}  # type: ignore[attr-defined]
@@ -82,7 +83,8 @@ class AgentState:
 class AgentStateStore:
     """Load and save ``AgentState`` in the ``agent_state`` table."""
 
-    def __init__(self, conn: aiosqlite.Connection, write_gate: Any = None) -> None:
+    def __init__(self, conn: aiosqlite.Connection, write_gate: WriteGateLike | None = None) -> None:
+        """``write_gate``: the store's ``Store.tx`` when ``conn`` is shared with other writers."""
         self._conn = conn
         self._gate = write_gate
 
@@ -98,7 +100,7 @@ class AgentStateStore:
         return AgentState.from_dict(data)
 
     async def save(self, state: AgentState) -> None:
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
         # Detector state holds thousands of numbers: serialize off the event loop.
         text = await asyncio.to_thread(dumps, state.to_dict())
         sql = (
