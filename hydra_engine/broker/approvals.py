@@ -3,27 +3,36 @@ order being sent gets through ``BrokerGateway.place_order``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hydra_engine.broker.errors import ApprovalRejected
 
+if TYPE_CHECKING:
+    from hydra_engine.risk.intents import Approval, OrderIntent
 
-def require_approval(approval: Any, consumed: dict[int, Any]) -> Any:
+ConsumedApprovals = dict[int, "Approval"]
+"""``id(approval)`` -> approval, for every approval this gateway has consumed."""
+
+
+def require_approval(approval: object, consumed: ConsumedApprovals) -> OrderIntent:
     """The intent of an unused risk-gate ``Approval``; anything else is refused (nothing consumed)."""
     try:
-        from hydra_engine.risk.intents import Approval  # local: risk may load later than broker
+        from hydra_engine.risk.intents import (
+            Approval,  # local: risk may load later than broker
+        )
     except ImportError:  # pragma: no cover - the risk layer is part of the engine
-        Approval = None  # type: ignore[assignment]  # noqa: N806
+        Approval = None  # type: ignore[assignment,misc]  # noqa: N806
     if Approval is not None and not isinstance(approval, Approval):
         raise ApprovalRejected(f"place_order needs a risk-gate Approval, got {type(approval).__name__}")
     if approval is None or not hasattr(approval, "intent"):
         raise ApprovalRejected(f"place_order needs a risk-gate Approval, got {type(approval).__name__}")
     if id(approval) in consumed or getattr(approval, "used", False):
         raise ApprovalRejected(f"approval for {getattr(approval.intent, 'order_ref', '?')} was already used")
-    return approval.intent
+    intent: OrderIntent = approval.intent
+    return intent
 
 
-def consume_approval(approval: Any, consumed: dict[int, Any]) -> Any:
+def consume_approval(approval: Approval, consumed: ConsumedApprovals) -> OrderIntent:
     """Mark ``approval`` used (once only) and return its intent."""
     intent = require_approval(approval, consumed)
     consume = getattr(approval, "consume", None)
@@ -37,7 +46,8 @@ def consume_approval(approval: Any, consumed: dict[int, Any]) -> Any:
 
 
 def check_bound(
-    intent: Any, *, order_ref: str, action: str, con_id: int, quantity: float, limit_price: float, modify: bool
+    intent: OrderIntent, *, order_ref: str, action: str, con_id: int, quantity: float, limit_price: float,
+    modify: bool,
 ) -> None:
     """An Approval covers exactly the order its intent describes (a reprice: the remaining qty)."""
     problems = []

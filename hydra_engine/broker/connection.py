@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 import structlog
 
@@ -170,7 +170,7 @@ class ConnectionSupervisor:
                 self._kick.clear()
                 try:
                     await asyncio.wait_for(self._kick.wait(), timeout=delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
             finally:

@@ -9,19 +9,30 @@ roll by the order manager. Pure functions here, so the rule is testable without 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from hydra_engine.broker.errors import ContractNotFound
+
+if TYPE_CHECKING:
+    from ib_async import Contract, ContractDetails
 
 
 class MarketLike(Protocol):
     """What contract resolution needs from a market's configuration (``MarketConfig`` fits)."""
 
-    symbol: str
-    exchange: str
-    currency: str
-    roll_days: int
+    @property
+    def symbol(self) -> str: ...
+
+    @property
+    def exchange(self) -> str: ...
+
+    @property
+    def currency(self) -> str: ...
+
+    @property
+    def roll_days(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +52,17 @@ class ContractMonth:
     min_tick: float
     trading_class: str = ""
     time_zone: str = ""
-    contract: Any = field(default=None, compare=False, repr=False)
+    contract: Contract | None = field(default=None, compare=False, repr=False)
     """The qualified ib_async ``Contract`` (orders and quotes use it)."""
-    details: Any = field(default=None, compare=False, repr=False)
+    details: ContractDetails | None = field(default=None, compare=False, repr=False)
     """The ib_async ``ContractDetails`` (trading hours for session checks)."""
+
+    def qualified(self) -> Contract:
+        """The qualified ib_async ``Contract`` orders and quotes go to (every month the gateway
+        lists has one; a month built by hand without one cannot be traded)."""
+        if self.contract is None:
+            raise ContractNotFound(f"{self.local_symbol}: no qualified contract to send to the broker")
+        return self.contract
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +116,11 @@ def business_days_before(
     return d
 
 
-def month_from_details(details: Any) -> ContractMonth:
+def month_from_details(details: ContractDetails) -> ContractMonth:
     """Build a ``ContractMonth`` from one ib_async ``ContractDetails``."""
     c = details.contract
+    if c is None:
+        raise ValueError("contract details without a contract")
     last = c.lastTradeDateOrContractMonth or getattr(details, "realExpirationDate", "")
     last_date = parse_ib_date(last)
     month = (getattr(details, "contractMonth", "") or last[:6])[:6]
@@ -156,15 +176,3 @@ def select_active_month(
         f"{symbol}: every listed month is inside its {roll_days}-day roll window on {as_of.isoformat()}"
         f" (last listed {live[-1].local_symbol} trades until {live[-1].last_trade_date.isoformat()})"
     )
-
-
-def trading_days_between(
-    earlier: dt.date, later: dt.date, is_trading_day: Callable[[dt.date], bool] | None
-) -> int:
-    """Trading days in ``(earlier, later]`` (weekdays unless a market calendar is given)."""
-    trading = is_trading_day or (lambda d: d.weekday() < 5)
-    n, d = 0, earlier
-    while d < later and n < 1000:
-        d += dt.timedelta(days=1)
-        n += trading(d)
-    return n

@@ -3,20 +3,35 @@
 The same class talks to the embedded exchange, an IB paper account and a live account; only the
 port differs. It owns one ib_async ``IB`` object, a reconnecting supervisor, the reconciliation
 run on every (re)connect, and the execution stream (exactly once per execId). Orders go out only
-with an unused risk-gate ``Approval``.
+with an unused risk-gate ``Approval``. Reads go to the parts it holds: ``account.AccountReader``,
+``contract_book.ContractBook``, ``market_data.QuoteFetcher`` and ``market_data.BarFetcher``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
-from ib_async import IB, LimitOrder
+from ib_async import IB, CommissionReport, Contract, Fill, LimitOrder, Trade
 
-from hydra_engine.broker.connection import BackoffPolicy, ConnectionSupervisor, probe_accounts
-from hydra_engine.broker.contracts import ContractMonth
+from hydra_engine.broker.account import AccountReader, EquityMarks, with_daily_pnl
+from hydra_engine.broker.approvals import (
+    ConsumedApprovals,
+    check_bound,
+    consume_approval,
+    require_approval,
+)
+from hydra_engine.broker.channel import RequestChannel
+from hydra_engine.broker.connection import (
+    BackoffPolicy,
+    ConnectionSupervisor,
+    probe_accounts,
+)
+from hydra_engine.broker.contract_book import ContractBook
+from hydra_engine.broker.contracts import ContractMonth, MarketLike, ResolvedContract
 from hydra_engine.broker.errors import (
     LIVE_PORTS,
     BrokerError,
@@ -27,14 +42,27 @@ from hydra_engine.broker.errors import (
     StateUnknown,
     classify,
 )
-from hydra_engine.broker.market_data import AccountDataMixin, BarFetcher, QuoteFetcher
-from hydra_engine.broker.order_routing import check_bound, consume_approval, require_approval
+from hydra_engine.broker.market_data import BarFetcher, QuoteFetcher
 from hydra_engine.broker.records import (
+    AccountSnapshot,
+    BarRecord,
     BrokerNotice,
     ConnectionState,
+    PositionSnapshot,
+    QuoteSnapshot,
     SyncReport,
 )
-from hydra_engine.broker.sync import ExecutionAssembler, ExecutionListener, PositionBook, RebindHook, SessionSync
+from hydra_engine.broker.sync import (
+    ExecutionAssembler,
+    ExecutionListener,
+    PositionBook,
+    RebindHook,
+    SessionSync,
+)
+
+if TYPE_CHECKING:
+    from hydra_engine.events import EngineEvent
+    from hydra_engine.risk.intents import Approval
 
 log = structlog.get_logger(__name__)
 
@@ -42,8 +70,25 @@ OrderErrorListener = Callable[[int, str, int, str], None]
 """``(order_id, order_ref, code, message)``: reaches the order manager as the error arrives."""
 
 
-class BrokerGateway(AccountDataMixin):
-    """Connection, account, contracts, data and order routing over one ib_async session."""
+class NowSource(Protocol):
+    """The engine clock as the gateway reads it (any ``hydra_engine.clock`` clock fits)."""
+
+    def now(self) -> dt.datetime: ...
+
+
+class EventSink(Protocol):
+    """Where connection changes are published (``hydra_engine.events.EventBus`` fits)."""
+
+    def publish(self, event: EngineEvent) -> None: ...
+
+
+class BrokerGateway:
+    """Connection, account, contracts, data and order routing over one ib_async session.
+
+    It holds its parts and delegates to them: an ``AccountReader`` (summary, positions, marks),
+    a ``ContractBook`` (months, the month to hold), a ``QuoteFetcher`` and a ``BarFetcher``, each
+    built with only what it needs (the session's ``RequestChannel``, the clock, a lock).
+    """
 
     def __init__(
         self,
@@ -59,10 +104,10 @@ class BrokerGateway(AccountDataMixin):
         connect_timeout_s: float = 4.0,
         request_timeout_s: float = 10.0,
         backoff: BackoffPolicy | None = None,
-        clock: Any = None,
+        clock: NowSource | None = None,
         pacing_retries: int = 4,
         pacing_backoff_s: float = 2.0,
-        events: Any = None,
+        events: EventSink | None = None,
     ) -> None:
         if not isinstance(client_id, int) or client_id <= 0:
             raise ValueError(f"client_id={client_id!r}: a fixed positive client id is required (0 is the master id)")
@@ -105,7 +150,7 @@ class BrokerGateway(AccountDataMixin):
         self._changed = asyncio.Event()
         self._barrier_lock = asyncio.Lock()
         self._positions_lock = asyncio.Lock()
-        self._summary_lock = asyncio.Lock()
+        """ib_async keeps ONE positions request: shared by the account reader and the reconciliation."""
         self._barrier_asked = 0
         self._barrier_done = 0
         self._supervisor = ConnectionSupervisor(self._attempt, backoff, name=f"ib:{port}", on_change=self._notify)
@@ -114,10 +159,18 @@ class BrokerGateway(AccountDataMixin):
         self._connection_listeners: list[Callable[[], None]] = []
         self._rebind_hooks: list[RebindHook] = []
         self._position_book: PositionBook | None = None
-        self._consumed: dict[int, Any] = {}
-        self._contracts: dict[int, ContractMonth] = {}
-        self._quotes = QuoteFetcher(self)
-        self._bars = BarFetcher(self, retries=pacing_retries, backoff_s=pacing_backoff_s)
+        self._consumed: ConsumedApprovals = {}
+        channel = RequestChannel(self.ib, host=host, port=port, timeout_s=request_timeout_s)
+        self._channel = channel
+        self._account_reader = AccountReader(
+            channel, account=lambda: self.account, now=self.now, positions_lock=self._positions_lock
+        )
+        self._contract_book = ContractBook(channel, now=self.now)
+        self._quotes = QuoteFetcher(self.ib, barrier=self.barrier, now=self.now, market_data_type=market_data_type)
+        self._bars = BarFetcher(
+            self.ib, now=self.now, timeout_s=request_timeout_s, retries=pacing_retries, backoff_s=pacing_backoff_s,
+            sleep=lambda s: self.sleep_backoff(s),
+        )
         self.ib.disconnectedEvent += self._on_disconnected
         self.ib.errorEvent += self._on_error
         self.ib.execDetailsEvent += self._on_exec
@@ -138,7 +191,7 @@ class BrokerGateway(AccountDataMixin):
         """The engine clock's time (wall clock when none was given), timezone-aware UTC."""
         if self._clock is not None:
             return self._clock.now()
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
 
     async def connect(self, timeout_s: float | None = None) -> None:
         """Start the supervisor and wait for the first connect; raises when it does not come.
@@ -244,7 +297,7 @@ class BrokerGateway(AccountDataMixin):
         sync = SessionSync(self.ib, self._assembler, account=self.account, timeout_s=self._request_timeout,
                            positions_lock=self._positions_lock)
 
-        async def rebind_all(trades: Sequence[Any]) -> None:
+        async def rebind_all(trades: Sequence[Trade]) -> None:
             for hook in list(self._rebind_hooks):
                 await hook(trades)
 
@@ -279,7 +332,7 @@ class BrokerGateway(AccountDataMixin):
         self._connection_changed()
 
     def _on_update(self) -> None:
-        self.last_message_at = dt.datetime.now(dt.timezone.utc)
+        self.last_message_at = dt.datetime.now(dt.UTC)
         self._notify()
 
     def _notify(self) -> None:
@@ -327,13 +380,13 @@ class BrokerGateway(AccountDataMixin):
                 return
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
-    def _on_error(self, req_id: int, code: int, message: str, contract: Any = None) -> None:
+    def _on_error(self, req_id: int, code: int, message: str, contract: Contract | None = None) -> None:
         kind = classify(code)
         self._notify()
-        notice = BrokerNotice(code=code, req_id=req_id, message=message, at=dt.datetime.now(dt.timezone.utc), kind=kind)
+        notice = BrokerNotice(code=code, req_id=req_id, message=message, at=dt.datetime.now(dt.UTC), kind=kind)
         self.notices.append(notice)
         del self.notices[:-200]
         if kind == "connectivity":
@@ -387,6 +440,72 @@ class BrokerGateway(AccountDataMixin):
         trade = self.ib.wrapper.trades.get((self.client_id, order_id))
         return trade.order.orderRef if trade is not None else ""
 
+    # ----------------------------------------------------------------- account (AccountReader)
+
+    async def get_account_summary(
+        self,
+        *,
+        equity: EquityMarks | None = None,
+        trading_date: dt.date | None = None,
+        is_trading_day: Callable[[dt.date], bool] | None = None,
+    ) -> AccountSnapshot:
+        """Net liquidation, cash and position value; with ``equity`` also daily P&L and peak.
+
+        IB has no DailyPnL tag: with ``equity`` (the store's equity repository) ``account.with_daily_pnl``
+        adds net liquidation minus the previous trading date's closing mark (stale when that mark is
+        more than one trading day old) and the persisted peak raised to now. The daily cycle has
+        its own (``execution/account_view.py``); these keywords stay until no caller passes them.
+        """
+        snap = await self._account_reader.summary()
+        if equity is None:
+            return snap
+        return await with_daily_pnl(snap, equity, trading_date or self.now().date(), is_trading_day)
+
+    async def get_positions(self) -> list[PositionSnapshot]:
+        """Futures positions (non-zero) in the traded account; safe for concurrent callers."""
+        return await self._account_reader.positions()
+
+    def portfolio_mark(self, con_id: int) -> float | None:
+        """The broker's own mark of a held contract (price units); None when it has none."""
+        return self._account_reader.portfolio_mark(con_id)
+
+    # ----------------------------------------------------------------- contracts (ContractBook)
+
+    async def contract_months(self, market: MarketLike) -> list[ContractMonth]:
+        """Every listed month of ``market`` from the contract details."""
+        return await self._contract_book.months(market)
+
+    async def resolve_contract(self, market: MarketLike, as_of: dt.date | None = None) -> ResolvedContract:
+        """The month to hold on ``as_of`` (front month, or the next one inside the roll window)."""
+        return await self._contract_book.resolve(market, as_of)
+
+    def known_month(self, con_id: int) -> ContractMonth | None:
+        """A month listed earlier (a held month found again after it stopped being active)."""
+        return self._contract_book.known(con_id)
+
+    # ----------------------------------------------------------------- quotes and bars
+
+    async def get_quote(self, month: ContractMonth, timeout_s: float | None = None) -> QuoteSnapshot:
+        """Snapshot of bid/ask (mid and spread), flagged live or delayed."""
+        self._channel.require_session()
+        return await self._quotes.snapshot(month, timeout_s or self._request_timeout)
+
+    async def get_daily_bars(
+        self,
+        target: ContractMonth | MarketLike,
+        *,
+        since: dt.date | None = None,
+        lookback_days: int = 365,
+    ) -> list[BarRecord]:
+        """Completed daily bars after ``since`` (incremental); a market gives CONTFUT history.
+
+        A bar is complete once its session closed by the contract's trading hours; CONTFUT has no
+        contract details, so the front month's hours decide (a session that closed just before the
+        decision time is today's bar, not tomorrow's)."""
+        self._channel.require_session()
+        hours = None if isinstance(target, ContractMonth) else await self._contract_book.front_hours(target)
+        return await self._bars.daily(target, since=since, lookback_days=lookback_days, hours=hours)
+
     # ----------------------------------------------------------------- streams
 
     def subscribe_executions(self, listener: ExecutionListener) -> None:
@@ -423,25 +542,25 @@ class BrokerGateway(AccountDataMixin):
         """The journal's positions, compared with the broker's on each connect."""
         self._position_book = book
 
-    def _on_exec(self, trade: Any, fill: Any) -> None:
+    def _on_exec(self, trade: Trade, fill: Fill) -> None:
         self._assembler.offer(fill, live=True)
 
-    def _on_commission(self, trade: Any, fill: Any, report: Any) -> None:
+    def _on_commission(self, trade: Trade, fill: Fill, report: CommissionReport) -> None:
         self._assembler.commission(fill)
 
     # ----------------------------------------------------------------- orders
 
     def place_order(
         self,
-        approval: Any,
+        approval: Approval,
         month: ContractMonth,
         *,
         action: str,
         quantity: float,
         limit_price: float,
         order_ref: str,
-        replace: Any = None,
-    ) -> Any:
+        replace: Trade | None = None,
+    ) -> Trade:
         """Send (or, with ``replace``, modify) a DAY limit order; returns the ib_async ``Trade``.
 
         ``approval`` must be an unused ``Approval`` from ``RiskGate.check``; it is consumed here.
@@ -458,7 +577,6 @@ class BrokerGateway(AccountDataMixin):
         check_bound(intent, order_ref=order_ref, action=action, con_id=month.con_id, quantity=quantity,
                     limit_price=limit_price, modify=replace is not None)
         consume_approval(approval, self._consumed)
-        contract = month.contract
         if replace is not None:
             if replace.isDone():
                 raise BrokerError(f"order {order_ref}: cannot modify, it is {replace.orderStatus.status}")
@@ -469,14 +587,14 @@ class BrokerGateway(AccountDataMixin):
             log.info("broker.order_modified", order_ref=order_ref, order_id=order.orderId, limit=limit_price, qty=quantity)
             return trade
         order = LimitOrder(action, quantity, limit_price, orderRef=order_ref, tif="DAY", account=self.account)
-        trade = self.ib.placeOrder(contract, order)
+        trade = self.ib.placeOrder(month.qualified(), order)
         log.info(
             "broker.order_sent", order_ref=order_ref, order_id=order.orderId, symbol=month.local_symbol,
             action=action, qty=quantity, limit=limit_price,
         )
         return trade
 
-    def cancel_order(self, trade: Any) -> None:
+    def cancel_order(self, trade: Trade) -> None:
         """Ask the broker to cancel; the outcome arrives as events (202, or 10148 if it filled)."""
         if not self.ib.isConnected():
             raise NotConnected(f"cancel {trade.order.orderRef}: not connected")
@@ -485,7 +603,7 @@ class BrokerGateway(AccountDataMixin):
         self.ib.cancelOrder(trade.order)
         log.info("broker.cancel_sent", order_ref=trade.order.orderRef, order_id=trade.order.orderId)
 
-    def open_trades(self) -> list[Any]:
+    def open_trades(self) -> list[Trade]:
         return list(self.ib.openTrades())
 
     async def sleep_backoff(self, seconds: float) -> None:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any, Awaitable, Callable, Protocol, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import structlog
+from ib_async import IB, Fill, Position, Trade
 
 from hydra_engine.broker.records import ExecutionReport, SyncReport
 
@@ -23,13 +25,13 @@ log = structlog.get_logger(__name__)
 ExecutionListener = Callable[[ExecutionReport], None]
 
 
-def _utc(t: Any) -> dt.datetime:
+def _utc(t: object) -> dt.datetime:
     if isinstance(t, dt.datetime):
-        return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
-    return dt.datetime.now(dt.timezone.utc)
+        return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+    return dt.datetime.now(dt.UTC)
 
 
-def report_from_fill(fill: Any, *, live: bool, with_commission: bool) -> ExecutionReport:
+def report_from_fill(fill: Fill, *, live: bool, with_commission: bool) -> ExecutionReport:
     """Copy an ib_async ``Fill`` into an immutable ``ExecutionReport``."""
     ex = fill.execution
     c = fill.contract
@@ -59,7 +61,7 @@ class ExecutionAssembler:
 
     def __init__(self, commission_timeout_s: float = 2.0) -> None:
         self._timeout = commission_timeout_s
-        self._pending: dict[str, tuple[Any, bool, asyncio.TimerHandle | None]] = {}
+        self._pending: dict[str, tuple[Fill, bool, asyncio.TimerHandle | None]] = {}
         self._emitted: set[str] = set()
         self._without_commission: set[str] = set()
         self._listeners: list[ExecutionListener] = []
@@ -79,7 +81,7 @@ class ExecutionAssembler:
     def seen(self, exec_id: str) -> bool:
         return exec_id in self._emitted or exec_id in self._pending
 
-    def offer(self, fill: Any, *, live: bool) -> bool:
+    def offer(self, fill: Fill, *, live: bool) -> bool:
         """Take an execution; returns False when this execId was already taken."""
         exec_id = fill.execution.execId
         if not exec_id or self.seen(exec_id):
@@ -96,7 +98,7 @@ class ExecutionAssembler:
         self._pending[exec_id] = (fill, live, handle)
         return True
 
-    def commission(self, fill: Any) -> None:
+    def commission(self, fill: Fill) -> None:
         """A commission report arrived (ib_async already merged it into ``fill``)."""
         exec_id = fill.execution.execId
         entry = self._pending.pop(exec_id, None)
@@ -124,7 +126,7 @@ class ExecutionAssembler:
         # ib_async may have merged the report into the fill without an event we saw
         self._emit(fill, live, with_commission=bool(fill.commissionReport.execId))
 
-    def _emit(self, fill: Any, live: bool, *, with_commission: bool) -> None:
+    def _emit(self, fill: Fill, live: bool, *, with_commission: bool) -> None:
         report = report_from_fill(fill, live=live, with_commission=with_commission)
         self._emitted.add(report.exec_id)
         if report.commission is None:
@@ -153,7 +155,8 @@ class PositionBook(Protocol):
         ...
 
 
-RebindHook = Callable[[Sequence[Any]], Awaitable[None]]
+RebindHook = Callable[[Sequence[Trade]], Awaitable[None]]
+"""Called with every open order as fresh ib_async ``Trade`` objects after each (re)connect."""
 
 
 class SessionSync:
@@ -161,7 +164,7 @@ class SessionSync:
 
     def __init__(
         self,
-        ib: Any,
+        ib: IB,
         assembler: ExecutionAssembler,
         *,
         account: str,
@@ -183,9 +186,9 @@ class SessionSync:
         rebind: RebindHook | None = None,
     ) -> SyncReport:
         errors: list[str] = []
-        trades: list[Any] = []
-        fills: list[Any] = []
-        positions: list[Any] | None = None
+        trades: list[Trade] = []
+        fills: list[Fill] = []
+        positions: list[Position] | None = None
         try:
             trades = list(await asyncio.wait_for(self._ib.reqAllOpenOrdersAsync(), self._timeout))
         except Exception as exc:  # noqa: BLE001
@@ -217,7 +220,7 @@ class SessionSync:
             unexplained = await self._compare_positions(position_book, positions, errors)
 
         report = SyncReport(
-            at=dt.datetime.now(dt.timezone.utc),
+            at=dt.datetime.now(dt.UTC),
             open_orders=len(trades),
             executions_seen=len(mine),
             executions_new=new,
@@ -238,7 +241,7 @@ class SessionSync:
         )
         return report
 
-    async def _await_commissions(self, fills: Sequence[Any]) -> None:
+    async def _await_commissions(self, fills: Sequence[Fill]) -> None:
         """Wait (event-driven, bounded) for commission reports of recovered executions."""
         if not fills or all(f.commissionReport.execId for f in fills):
             return
@@ -252,13 +255,13 @@ class SessionSync:
         try:
             check()
             await asyncio.wait_for(done.wait(), self._timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("broker.sync_commissions_missing", n=sum(1 for f in fills if not f.commissionReport.execId))
         finally:
             self._ib.updateEvent -= check
 
     async def _compare_positions(
-        self, book: PositionBook, positions: Sequence[Any], errors: list[str]
+        self, book: PositionBook, positions: Sequence[Position], errors: list[str]
     ) -> list[str]:
         expected = await book.expected_positions()
         actual: dict[int, tuple[str, float]] = {}

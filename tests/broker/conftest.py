@@ -7,7 +7,8 @@ Everything is real: the embedded exchange (``make_exchange`` from tests/conftest
 from __future__ import annotations
 
 import contextlib
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 

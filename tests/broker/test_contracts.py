@@ -6,7 +6,12 @@ import datetime as dt
 
 import pytest
 
-from hydra_engine.broker.contracts import ContractMonth, business_days_before, parse_ib_date, select_active_month
+from hydra_engine.broker.contracts import (
+    ContractMonth,
+    business_days_before,
+    parse_ib_date,
+    select_active_month,
+)
 from hydra_engine.broker.errors import ContractNotFound
 
 

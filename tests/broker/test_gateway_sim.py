@@ -184,7 +184,7 @@ async def test_quotes_follow_the_book_and_are_resubscribed_after_1101(make_excha
     import datetime as dt
 
     ex = await make_exchange()
-    await ex.advance_to(dt.datetime(2018, 1, 9, 15, 0, tzinfo=dt.timezone.utc))
+    await ex.advance_to(dt.datetime(2018, 1, 9, 15, 0, tzinfo=dt.UTC))
     gw = make_gateway(ex)
     await gw.connect()
     month = (await gw.resolve_contract(CATALOG["CL"])).active
@@ -215,10 +215,10 @@ async def test_contfut_history_includes_the_session_that_closed_before_the_decis
     await gw.connect()
     cl = CATALOG["CL"]
     day = dt.date(2018, 1, 9)  # a Tuesday
-    await ex.advance_to(dt.datetime(2018, 1, 9, 21, 45, tzinfo=dt.timezone.utc))  # 15:45 CT: still open
+    await ex.advance_to(dt.datetime(2018, 1, 9, 21, 45, tzinfo=dt.UTC))  # 15:45 CT: still open
     before = await gw.get_daily_bars(cl, lookback_days=20)
     assert before and before[-1].date == dt.date(2018, 1, 8)
-    await ex.advance_to(dt.datetime(2018, 1, 9, 22, 15, tzinfo=dt.timezone.utc))  # 16:15 CT: the decision
+    await ex.advance_to(dt.datetime(2018, 1, 9, 22, 15, tzinfo=dt.UTC))  # 16:15 CT: the decision
     after = await gw.get_daily_bars(cl, lookback_days=20)
     assert after[-1].date == day  # today's bar is the session that just closed
     newer = await gw.get_daily_bars(cl, since=dt.date(2018, 1, 8))

@@ -7,10 +7,11 @@ import datetime as dt
 import pytest
 from ib_async import AccountValue, ContractDetails
 
+from hydra_engine.broker.account import parse_account_summary
 from hydra_engine.broker.errors import StateUnknown, classify
-from hydra_engine.broker.market_data import BarFetcher, _duration, parse_account_summary
+from hydra_engine.broker.market_data import BarFetcher, _duration
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_a_bar_is_complete_only_after_its_session_closes() -> None:
