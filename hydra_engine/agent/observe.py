@@ -30,9 +30,14 @@ from hydra_engine.agent.rollback import RollbackMonitor, RollbackVerdict
 from hydra_engine.agent.state import AgentState
 from hydra_engine.agent.thresholds import FalseAlarmBudget, thresholds_for_budget
 from hydra_engine.model.baseline import BaselineModel
-from hydra_engine.model.features import FeatureError, build_features, make_forward_returns, make_labels
+from hydra_engine.model.features import (
+    FeatureError,
+    build_features,
+    make_labels,
+    tradable_returns,
+)
 from hydra_engine.model.registry import ModelRegistry, RegistryError
-from hydra_engine.model.walk_forward import positions_from_proba
+from hydra_engine.model.walk_forward import realized_signal_pnl
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +52,7 @@ class CycleInputs:
 
 
 def _prepare(bars: pd.DataFrame, horizon: int) -> CycleInputs:
-    return CycleInputs(build_features(bars), make_labels(bars, horizon), make_forward_returns(bars, horizon))
+    return CycleInputs(build_features(bars), make_labels(bars, horizon), tradable_returns(bars, horizon))
 
 
 def _log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -132,8 +137,8 @@ class Observer:
         p = model.predict_proba(feats.loc[idx])
         y = labels.loc[idx].to_numpy()
         r = rets.loc[idx].to_numpy()
-        pos = positions_from_proba(p)
-        return pd.DataFrame({"p_up": p, "label": y, "ret": r, "signal_return": pos * r, "log_loss": _log_loss(p, y)}, index=idx)
+        net = realized_signal_pnl(model, feats, rets, idx, self.config.cost_bps).net  # tradable, net of cost: as the reference
+        return pd.DataFrame({"p_up": p, "label": y, "ret": r, "signal_return": net, "log_loss": _log_loss(p, y)}, index=idx)
 
     async def observe(self, state: AgentState, watch: RollbackMonitor, day: dt.date, inputs: CycleInputs, feats: pd.DataFrame,
                       version: str, model: BaselineModel) -> Observation:
