@@ -17,8 +17,13 @@ from hydra_engine.store.database import StoreLockedError
 ROOT = Path(__file__).resolve().parents[1]
 
 
+ALWAYS_TAKE_A_SIDE = {"execution.long_threshold": 0.5, "execution.short_threshold": 0.5}
+"""The engine's mechanics are under test, not the champion's edge: a champion that always takes a
+side trades within two days whatever its probabilities."""
+
+
 def make_engine(tmp_path: Path, universe: Any) -> Engine:
-    return Engine(load_settings(None), data_dir=tmp_path, universe=universe, agent=False)
+    return Engine(load_settings(None, ALWAYS_TAKE_A_SIDE), data_dir=tmp_path, universe=universe, agent=False)
 
 
 def drain(sub: Any) -> list[Any]:

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-NO_AGENT = ["--set", "agent.enabled=false"]  # no experiment subprocesses where they only cost time
+NO_AGENT = ["--set", "agent.enabled=false"]
+ALWAYS_TAKE_A_SIDE = ["--set", "execution.long_threshold=0.5", "--set", "execution.short_threshold=0.5"]
+"""The command's mechanics are under test, not the champion's edge: orders within two days."""  # no experiment subprocesses where they only cost time
 
 
 def hydra(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -30,7 +32,7 @@ def query(db: Path, sql: str) -> list[tuple]:
 
 
 def test_headless_days_then_fill_report(tmp_path) -> None:
-    out = hydra("--no-ui", "--days", "2", "--data-dir", str(tmp_path))  # the whole engine, agent included
+    out = hydra("--no-ui", "--days", "2", "--data-dir", str(tmp_path), *ALWAYS_TAKE_A_SIDE)  # agent included
     assert out.returncode == 0, out.stderr[-3000:]
     assert "textual" not in out.stderr.lower()
     assert "HYDRA SIM: 4 cycle(s)" in out.stdout
