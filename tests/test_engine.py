@@ -220,7 +220,7 @@ async def test_every_store_writer_commits_through_the_write_gate(tmp_path, sim_u
     connection: a commit outside ``store.tx`` would land inside another writer's transaction."""
     from structlog.testing import capture_logs
 
-    eng = Engine(load_settings(None), data_dir=tmp_path, universe=sim_universe, agent=True)
+    eng = Engine(load_settings(None, ALWAYS_TAKE_A_SIDE), data_dir=tmp_path, universe=sim_universe, agent=True)
     with capture_logs() as logs:
         await eng.start()
         try:
