@@ -1,9 +1,7 @@
 """AccountReader: account summary, positions and the broker's own marks, read from one session.
 
-IB has no DailyPnL tag, so the summary carries only what the gateway reports. ``with_daily_pnl``
-is the broker layer's last computation of daily P&L from the store's marks, reached only through
-``get_account_summary(equity=...)``; the daily cycle computes its own (``execution/account_view.py``),
-so this one goes once no caller passes ``equity``.
+IB has no DailyPnL tag, so the summary carries only what the gateway reports; the engine computes
+daily P&L from its own closing marks in one place (``execution/account_view.py``).
 """
 
 from __future__ import annotations
@@ -12,40 +10,12 @@ import asyncio
 import datetime as dt
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import replace
-from typing import Protocol
 
 from ib_async import AccountValue
 
 from hydra_engine.broker.channel import RequestChannel
 from hydra_engine.broker.errors import StateUnknown
 from hydra_engine.broker.records import AccountSnapshot, PositionSnapshot
-from hydra_engine.markets import trading_days_between, weekdays
-
-
-class MarkLike(Protocol):
-    """A closing equity mark (``store.equity.EquityMark`` fits)."""
-
-    @property
-    def trading_date(self) -> dt.date: ...
-
-    @property
-    def net_liquidation(self) -> float: ...
-
-
-class PeakLike(Protocol):
-    """The persisted equity peak (``store.equity.PeakRecord`` fits)."""
-
-    @property
-    def peak(self) -> float: ...
-
-
-class EquityMarks(Protocol):
-    """What the daily-P&L computation reads from the store (``store.equity.EquityRepo`` fits)."""
-
-    async def previous_mark(self, trading_date: dt.date) -> MarkLike | None: ...
-
-    async def peak(self) -> PeakLike | None: ...
 
 
 def parse_account_summary(values: Iterable[AccountValue], account: str, at: dt.datetime) -> AccountSnapshot:
@@ -69,27 +39,6 @@ def parse_account_summary(values: Iterable[AccountValue], account: str, at: dt.d
         available_funds=tags.get("AvailableFunds", (math.nan, ""))[0],
         at=at,
     )
-
-
-async def with_daily_pnl(
-    snap: AccountSnapshot,
-    equity: EquityMarks,
-    day: dt.date,
-    is_trading_day: Callable[[dt.date], bool] | None = None,
-) -> AccountSnapshot:
-    """``snap`` with daily P&L (net liquidation minus the latest mark before ``day``, stale when that
-    mark is more than one trading day old) and the persisted peak raised to now.
-
-    The broker's only daily-P&L computation, kept while ``get_account_summary(equity=...)`` is."""
-    prev = await equity.previous_mark(day)
-    peak_rec = await equity.peak()
-    daily_pnl = None
-    stale = False
-    if prev is not None:
-        daily_pnl = snap.net_liquidation - prev.net_liquidation
-        stale = trading_days_between(is_trading_day or weekdays, prev.trading_date, day) > 1
-    peak = max(peak_rec.peak, snap.net_liquidation) if peak_rec is not None else snap.net_liquidation
-    return replace(snap, daily_pnl=daily_pnl, peak_equity=peak, daily_pnl_stale=stale)
 
 
 def finite_price(x: object) -> bool:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 from ib_async import IB, CommissionReport, Contract, Fill, LimitOrder, Trade
 
-from hydra_engine.broker.account import AccountReader, EquityMarks, with_daily_pnl
+from hydra_engine.broker.account import AccountReader
 from hydra_engine.broker.approvals import (
     ConsumedApprovals,
     check_bound,
@@ -442,24 +442,10 @@ class BrokerGateway:
 
     # ----------------------------------------------------------------- account (AccountReader)
 
-    async def get_account_summary(
-        self,
-        *,
-        equity: EquityMarks | None = None,
-        trading_date: dt.date | None = None,
-        is_trading_day: Callable[[dt.date], bool] | None = None,
-    ) -> AccountSnapshot:
-        """Net liquidation, cash and position value; with ``equity`` also daily P&L and peak.
-
-        IB has no DailyPnL tag: with ``equity`` (the store's equity repository) ``account.with_daily_pnl``
-        adds net liquidation minus the previous trading date's closing mark (stale when that mark is
-        more than one trading day old) and the persisted peak raised to now. The daily cycle has
-        its own (``execution/account_view.py``); these keywords stay until no caller passes them.
-        """
-        snap = await self._account_reader.summary()
-        if equity is None:
-            return snap
-        return await with_daily_pnl(snap, equity, trading_date or self.now().date(), is_trading_day)
+    async def get_account_summary(self) -> AccountSnapshot:
+        """Net liquidation, cash and position value as the gateway reports them. IB has no DailyPnL
+        tag: the daily P&L is the engine's own, from its closing marks (``execution/account_view.py``)."""
+        return await self._account_reader.summary()
 
     async def get_positions(self) -> list[PositionSnapshot]:
         """Futures positions (non-zero) in the traded account; safe for concurrent callers."""

@@ -1,8 +1,9 @@
 """BrokerGateway is composed of parts, each built with only what it needs (issue 12).
 
 The parts run on their own over a bare ib_async ``IB`` session against the embedded exchange,
-and the gateway's public methods delegate to them with unchanged results. The daily-P&L step the
-broker still performs (``account.with_daily_pnl``) is checked against a real SQLite store.
+and the gateway's public methods delegate to them with unchanged results. The daily P&L is not the
+broker's: the engine's one computation (``execution.account_view``) is checked against a real
+SQLite store.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import inspect
 
 import pytest
 
-from hydra_engine.broker.account import AccountReader, with_daily_pnl
+from hydra_engine.broker.account import AccountReader
+from hydra_engine.execution.account_view import account_view
+from hydra_engine.markets import weekdays
 from hydra_engine.broker.channel import RequestChannel
 from hydra_engine.broker.contract_book import ContractBook
 from hydra_engine.broker.errors import NotConnected
 from hydra_engine.broker.gateway import BrokerGateway
 from hydra_engine.broker.market_data import BarFetcher, QuoteFetcher
-from hydra_engine.broker.records import AccountSnapshot
 from hydra_engine.markets import CATALOG
 from hydra_engine.store.database import Store
 
@@ -36,9 +38,8 @@ def test_the_gateway_is_no_mixin_and_holds_its_parts() -> None:
 
 
 def test_the_public_seams_keep_their_keywords() -> None:
-    summary = inspect.signature(BrokerGateway.get_account_summary).parameters
-    for name in ("equity", "trading_date", "is_trading_day"):
-        assert summary[name].kind is inspect.Parameter.KEYWORD_ONLY and summary[name].default is None
+    # the broker computes no daily P&L any more: the summary takes no store, date or calendar
+    assert list(inspect.signature(BrokerGateway.get_account_summary).parameters) == ["self"]
     assert "as_of" in inspect.signature(BrokerGateway.resolve_contract).parameters
     for name in ("get_positions", "portfolio_mark", "contract_months", "known_month", "get_quote",
                  "get_daily_bars", "place_order", "cancel_order", "open_trades", "subscribe_executions",
@@ -73,38 +74,24 @@ async def test_account_reader_and_contract_book_work_without_a_gateway(make_exch
         await book.months(cl)
 
 
-async def test_gateway_summary_daily_pnl_from_a_real_store(make_exchange, make_gateway, tmp_path) -> None:
+async def test_daily_pnl_is_the_engines_own_against_a_real_store(make_exchange, make_gateway, tmp_path) -> None:
+    """The broker reports no daily P&L; the one computation (``execution.account_view``) measures
+    the gateway's net liquidation against the store's close mark before the session."""
     ex = await make_exchange()
     store = await Store.open_path(tmp_path / "hydra.db", ACCOUNT, lock=False, clock=ex.clock)
     try:
-        await store.equity.record_mark(dt.date(2018, 1, 5), 990_000.0)  # a Friday
         gw = make_gateway(ex)
         await gw.connect()
-        snap = await gw.get_account_summary(equity=store.equity, trading_date=dt.date(2018, 1, 8))
-        assert snap.daily_pnl == pytest.approx(10_000.0)
-        assert not snap.daily_pnl_stale  # Friday's close is one trading day before Monday
-        assert snap.peak_equity == pytest.approx(1_000_000.0)
-        # a holiday calendar makes the same mark older than one trading day
-        later = await gw.get_account_summary(
-            equity=store.equity, trading_date=dt.date(2018, 1, 9), is_trading_day=lambda d: d.weekday() < 5,
-        )
-        assert later.daily_pnl_stale
+        assert (await gw.get_account_summary()).daily_pnl is None
+        first = await account_view(gw, store.equity, dt.date(2018, 1, 8), weekdays)
+        assert first.daily_pnl is None and not first.stale and first.base_date is None  # no mark yet: unknown
+        await store.equity.record_mark(dt.date(2018, 1, 5), 990_000.0)  # a Friday
+        view = await account_view(gw, store.equity, dt.date(2018, 1, 8), weekdays)
+        assert view.daily_pnl == pytest.approx(10_000.0) and view.gate_pnl == pytest.approx(10_000.0)
+        assert not view.stale and view.base_date == dt.date(2018, 1, 5)  # Friday's close, one session back
+        assert view.peak_equity == pytest.approx(1_000_000.0)
+        later = await account_view(gw, store.equity, dt.date(2018, 1, 9), weekdays)
+        assert later.stale and later.gate_pnl == 0.0  # two sessions of P&L: flagged, not judged
     finally:
         await store.close()
 
-
-async def test_with_daily_pnl_is_the_only_step_and_leaves_a_first_day_unknown(tmp_path) -> None:
-    from hydra_engine.clock import ManualClock
-
-    clock = ManualClock(dt.datetime(2018, 1, 9, 22, 0, tzinfo=dt.UTC))
-    store = await Store.open_path(tmp_path / "hydra.db", ACCOUNT, lock=False, clock=clock)
-    try:
-        snap = AccountSnapshot(account=ACCOUNT, currency="USD", net_liquidation=1_000.0, total_cash=1_000.0,
-                               gross_position_value=0.0, available_funds=1_000.0, at=clock.now())
-        first = await with_daily_pnl(snap, store.equity, dt.date(2018, 1, 9))
-        assert first.daily_pnl is None and not first.daily_pnl_stale and first.peak_equity == 1_000.0
-        await store.equity.record_mark(dt.date(2018, 1, 8), 1_200.0)
-        second = await with_daily_pnl(snap, store.equity, dt.date(2018, 1, 9))
-        assert second.daily_pnl == pytest.approx(-200.0) and second.peak_equity == pytest.approx(1_200.0)
-    finally:
-        await store.close()

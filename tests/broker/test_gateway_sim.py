@@ -57,27 +57,6 @@ async def test_delayed_market_data_is_flagged(make_exchange, make_gateway) -> No
     assert quote.data_type == "delayed"
 
 
-async def test_daily_pnl_and_peak_from_our_marks(make_exchange, make_gateway) -> None:
-    class Marks:
-        async def previous_mark(self, day):
-            from types import SimpleNamespace
-
-            return SimpleNamespace(trading_date=day - dt.timedelta(days=5), net_liquidation=990_000.0)
-
-        async def peak(self):
-            from types import SimpleNamespace
-
-            return SimpleNamespace(peak=1_050_000.0)
-
-    ex = await make_exchange()
-    gw = make_gateway(ex)
-    await gw.connect()
-    snap = await gw.get_account_summary(equity=Marks(), trading_date=dt.date(2018, 1, 2))
-    assert snap.daily_pnl == pytest.approx(10_000.0)
-    assert snap.daily_pnl_stale  # the previous mark is several trading days old
-    assert snap.peak_equity == pytest.approx(1_050_000.0)
-
-
 async def test_unknown_market_is_a_clear_error(make_exchange, make_gateway) -> None:
     ex = await make_exchange()
     gw = make_gateway(ex)
