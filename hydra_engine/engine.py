@@ -68,6 +68,11 @@ class EngineStatus:
     working_orders: tuple[str, ...] = ()
     cycles_run: int = 0
     store_dir: str = ""
+    gross_exposure: float | None = None
+    """Account-wide gross notional at the last cycle's account step (all markets), for the gate's limit."""
+    max_gross_exposure: float | None = None
+    size_fraction: float = 1.0
+    """Share of every size cap in force (below 1 while re-entering after a drawdown)."""
 
 
 class Engine:
@@ -397,6 +402,7 @@ class Engine:
         dd = (peak - nlv) / peak if peak and nlv is not None and peak > 0 else None
         working = tuple(f"{w.side} {w.remaining:g}/{w.qty} {w.month.local_symbol} @ {w.limit:g}"
                         for w in (self.order_manager.working_orders if self.order_manager else []))
+        risk = self.risk_gate.snapshot() if self.risk_gate is not None else None
         return EngineStatus(
             mode=self.mode, connection=getattr(gw, "state", "disconnected"), connected=bool(gw and gw.is_connected),
             last_message_age_s=age,
@@ -409,6 +415,9 @@ class Engine:
             positions={p.local_symbol: p.quantity for p in (r.last_positions or [])} if r is not None else {},
             working_orders=working, cycles_run=r.cycles_run if r is not None else 0,
             store_dir=str(self.store.directory) if self.store is not None else "",
+            gross_exposure=risk.gross_exposure if risk is not None else None,
+            max_gross_exposure=risk.max_gross_exposure if risk is not None else None,
+            size_fraction=risk.size_fraction if risk is not None else 1.0,
         )
 
     def _breaker_changed(self, t: Any) -> None:

@@ -215,6 +215,9 @@ async def summary_text(engine: Any) -> str:
         + (" (paused)" if st.paused else ""),
         f"  net liquidation {st.net_liquidation:,.2f}" if st.net_liquidation is not None else "  net liquidation unknown",
         f"  positions {dict(st.positions) or 'flat'}",
+        (f"  gross exposure {st.gross_exposure:,.2f} of {st.max_gross_exposure:,.2f} (risk.max_gross_exposure)"
+         + (f"; re-entry at {st.size_fraction:g} of every size cap" if st.size_fraction < 1 else ""))
+        if st.gross_exposure is not None and st.max_gross_exposure is not None else "  gross exposure unknown",
         f"  clock {st.now.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; store {st.store_dir}",
     ]
     return "\n".join(lines) + "\n"

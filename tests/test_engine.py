@@ -46,6 +46,7 @@ async def test_status_and_events_after_a_lockstep_day(tmp_path, sim_universe) ->
         assert st.next_decision_at is not None and st.next_decision_at > st.now
         assert st.champion is not None and st.account == "DU1234567"
         assert st.store_dir.endswith("sim-DU1234567")
+        assert st.gross_exposure is not None and st.gross_exposure >= 0 and st.max_gross_exposure == 4_000_000.0
         events = drain(sub)
         kinds = {type(e) for e in events}
         assert {CycleStarted, CycleFinished, OrderUpdated, FillRecorded} <= kinds

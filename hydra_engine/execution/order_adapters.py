@@ -137,7 +137,9 @@ class RiskAdapter:
         )
         state = AccountState(
             daily_pnl=float(risk["daily_pnl"]), current_equity=float(risk["current_equity"]),
-            peak_equity=float(risk["peak_equity"]), position_value=float(risk["position_value"]),
+            peak_equity=float(risk["peak_equity"]),
+            # the gate's account-wide figure: gross notional of every market before the order
+            position_value=float(risk["position_value"] if risk.get("gross_exposure") is None else risk["gross_exposure"]),
             current_position=float(risk["current_position"]), stale=bool(risk.get("stale", False)),
             trading_date=risk.get("trading_date"),
         )

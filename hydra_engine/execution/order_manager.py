@@ -125,6 +125,7 @@ class OrderManager:
         daily_sigma: float | None = None,
         stale_pnl: bool = False,
         max_adv_fraction: float | None = None,
+        gross_exposure: float | None = None,
     ) -> RouteResult:
         """Work ``n_contracts`` in ``direction`` (BUY/SELL) through the gate, slice by slice.
 
@@ -132,6 +133,8 @@ class OrderManager:
         ``trade_loss`` the order's loss on a k-sigma adverse day; ``daily_sigma`` (price units,
         for the slippage prediction) is read from recent bars when not given. Child orders are at
         most ``max_adv_fraction`` of ADV (the market's setting; the manager's default otherwise).
+        ``gross_exposure`` is the account-wide gross notional before the order (all markets), for
+        the gate's gross limit; unknown, the order's own notional stands in.
         """
         side = side_of(direction)
         if n_contracts < 0 or int(n_contracts) != n_contracts:
@@ -149,6 +152,7 @@ class OrderManager:
                     current_equity=current_equity, position_value=position_value,
                     trade_loss=trade_loss * size / max(1, n_contracts), current_position=position,
                     sigma=daily_sigma or 0.0, trading_date=trading_date, stale=stale_pnl,
+                    gross_exposure=gross_exposure,
                 )
                 child = await self._work_child(
                     contract, side, size, risk, reducing=reducing, purpose=purpose, trading_date=trading_date

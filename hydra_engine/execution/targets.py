@@ -154,6 +154,7 @@ async def move_to_target(
     positions = await gw.get_positions()
     held = {p.con_id: p for p in positions if p.symbol == market.symbol and p.quantity}
     before = {p.local_symbol: p.quantity for p in held.values()}
+    gross = await position_notional(gw, positions, [market])  # account-wide, for the gate's gross limit
     if equity is not None:  # P&L since the close mark of the last session before the order's session
         calendar = market_calendar(market) or (lambda d: d.weekday() < 5)
         session = trading_date or gw.now().date()
@@ -177,7 +178,7 @@ async def move_to_target(
         leg = await _route(
             om, month, -pos.quantity, pos.quantity, account.net_liquidation, daily_pnl, peak, k_sigma,
             reducing=True, purpose="roll-out", trading_date=trading_date, stale=account.daily_pnl_stale,
-            max_adv_fraction=getattr(market, "max_adv_fraction", None),
+            max_adv_fraction=getattr(market, "max_adv_fraction", None), gross_exposure=gross,
         )
         legs.append(leg)
         if leg.filled < abs(pos.quantity):
@@ -190,7 +191,7 @@ async def move_to_target(
             om, resolved.active, step.qty, current, account.net_liquidation, daily_pnl, peak, k_sigma,
             reducing=step.reducing, purpose=step.purpose if step.reducing or not rolled else "roll-in",
             trading_date=trading_date, stale=account.daily_pnl_stale,
-            max_adv_fraction=getattr(market, "max_adv_fraction", None),
+            max_adv_fraction=getattr(market, "max_adv_fraction", None), gross_exposure=gross,
         )
         legs.append(leg)
         if leg.filled < abs(step.qty):
@@ -221,6 +222,7 @@ async def _route(
     trading_date: dt.date | None,
     stale: bool = False,
     max_adv_fraction: float | None = None,
+    gross_exposure: float | None = None,
 ) -> RouteResult:
     gw = om.gateway
     quote = await gw.get_quote(month)
@@ -247,4 +249,5 @@ async def _route(
         daily_sigma=stats.sigma,
         stale_pnl=stale,
         max_adv_fraction=max_adv_fraction,
+        gross_exposure=gross_exposure,
     )

@@ -103,3 +103,18 @@ async def test_contract_month_is_the_front_month_as_of_the_execution_session(tmp
                 assert gap > 1, (r.local_symbol, opened, r.created_at)
     finally:
         await eng.stop()
+
+
+async def test_gate_judges_gross_exposure_across_every_market(tmp_path, sim_universe) -> None:
+    """The account-wide gross limit sees the other markets' positions, not only the order's own."""
+    eng = _engine(tmp_path, sim_universe)
+    await eng.start()
+    try:
+        checks = _record_checks(eng)
+        await eng.run_days(8)
+        assert checks, "no order reached the gate"
+        wider = [a for _, i, a in checks if a.position_value > abs(i.position_value) + 1_000.0]
+        assert wider, "the gate never saw exposure beyond the order's own market"
+        assert all(a.position_value >= 0 for _, _, a in checks)
+    finally:
+        await eng.stop()
