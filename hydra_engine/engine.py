@@ -174,7 +174,7 @@ class Engine:
         await self._bootstrap_champion()
         self._champion_version = await self.registry.champion_version()
         await self.agent.start()
-        await self.runner.start(schedule=not self.lockstep, broker_time=self.broker_time)
+        await self._r().start(schedule=not self.lockstep, broker_time=self.broker_time)
         if self.lockstep:
             from hydra_engine.execution.lockstep import LockstepDriver
 
@@ -310,7 +310,7 @@ class Engine:
         """No champion: fit the default spec on the history available now (in a thread), promote it."""
         if await self.registry.champion_version() is not None:
             return
-        m = self.runner.agent_market
+        m = self._r().agent_market
         try:
             since = await self.store.bars.latest_date(m.symbol, CONTINUOUS)
             bars = await self.broker.get_daily_bars(m, since=since, lookback_days=self.cycle_config.history_days)

@@ -232,8 +232,8 @@ class ExperimentJournal:
             sql += " WHERE " + " AND ".join(cond for cond, _ in where)
         sql += f" ORDER BY {newest_by} DESC LIMIT ?"
         async with self._conn.execute(sql, [val for _, val in where] + [int(limit)]) as cur:
-            rows = await cur.fetchall()
-        return list(reversed(rows))
+            rows = list(await cur.fetchall())
+        return rows[::-1]
 
     async def mark_interrupted(self) -> int:
         """At start-up: experiments left RUNNING by a crash become ABANDONED (journalled)."""

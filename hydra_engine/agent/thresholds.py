@@ -86,11 +86,11 @@ def _reference_nodes(n_reference: int | None) -> list[tuple[float, float, float]
         return [(1.0, 0.0, 1.0)]
     xs, ws = np.polynomial.hermite_e.hermegauss(3)
     ws = ws / ws.sum()
-    nodes = []
+    nodes: list[tuple[float, float, float]] = []
     for xd, wd in zip(xs, ws):
         for xs_, ws_ in zip((-1.2247448714, 0.0, 1.2247448714), (1 / 6, 2 / 3, 1 / 6)):
             s = math.sqrt(max(1e-3, 1.0 + xs_ * math.sqrt(2.0 / (n_reference - 1))))
-            nodes.append((wd * ws_, xd / math.sqrt(n_reference) / s, 1.0 / s))
+            nodes.append((float(wd * ws_), float(xd / math.sqrt(n_reference) / s), 1.0 / s))
     return nodes
 
 

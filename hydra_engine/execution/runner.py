@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -40,6 +41,12 @@ from hydra_engine.markets import (
 from hydra_engine.store.cycles import CycleStatus
 from hydra_engine.store.kv import PAUSE_REASON, PAUSED
 from hydra_engine.tasks import log_task_failure
+
+if TYPE_CHECKING:
+    from hydra_engine.clock import Clock
+    from hydra_engine.execution.fill_journal import FillJournal
+    from hydra_engine.execution.reconciler import ReconciliationReport, SlippageReconciler
+    from hydra_engine.ports import AgentStep, Broker, ChampionSource, CycleStore, OrderRouter, RiskCheck
 
 log = structlog.get_logger(__name__)
 
@@ -69,18 +76,18 @@ class PaperTradingRunner:
 
     def __init__(
         self,
-        broker: Any,
-        risk_gate: Any,
-        order_manager: Any,
-        fill_journal: Any,
-        agent_loop: Any,
-        model: Any,
-        reconciler: Any,
+        broker: Broker,
+        risk_gate: RiskCheck | None,
+        order_manager: OrderRouter,
+        fill_journal: FillJournal | None,
+        agent_loop: AgentStep | None,
+        model: ChampionSource,
+        reconciler: SlippageReconciler | None,
         config: RunnerConfig | Mapping[str, Any] | None = None,
         *,
-        store: Any,
+        store: CycleStore,
         markets: Sequence[MarketConfig],
-        clock: Any,
+        clock: Clock,
         bus: EventBus | None = None,
         cycle_config: CycleConfig | Mapping[str, Any] | None = None,
         live_confirmed: bool = False,
@@ -175,8 +182,9 @@ class PaperTradingRunner:
         ``broker_time``: the clock is the broker's (an external simulator at another time or speed):
         an interval tick on that clock checks which decisions are due instead of wall-time cron jobs.
         """
-        self._paused = bool(await self.store.kv.get(PAUSED))
-        self._pause_reason = str(await self.store.kv.get(PAUSE_REASON))
+        paused: bool = await self.store.kv.get(PAUSED)
+        reason: str = await self.store.kv.get(PAUSE_REASON)
+        self._paused, self._pause_reason = bool(paused), str(reason)
         self._started = True
         for rec in await self.store.cycles.interrupted():
             log.warning("runner.cycle_interrupted_found", market=rec.market, trading_date=str(rec.trading_date))
@@ -379,7 +387,7 @@ class PaperTradingRunner:
 
     # ----------------------------------------------------------------- reconciliation
 
-    async def run_reconciliation(self, symbol: str | None = None) -> Any:
+    async def run_reconciliation(self, symbol: str | None = None) -> ReconciliationReport:
         """The slippage reconciliation over the journalled fills (``ReconciliationReport``)."""
         if self.reconciler is None:
             raise RuntimeError("no slippage reconciler configured")
