@@ -31,6 +31,7 @@ from hydra_engine.agent.promotion import CandidateEvaluation, evaluate_result
 from hydra_engine.agent.state import AutonomyLevel
 from hydra_engine.model.baseline import BaselineModel, ModelSpec
 from hydra_engine.model.registry import ModelRegistry, RegistryError
+from hydra_engine.tasks import log_task_failure
 
 log = structlog.get_logger(__name__)
 
@@ -94,8 +95,7 @@ class DecisionMaker:
     def _background_done(self, task: asyncio.Task[list[ExperimentOutcome]]) -> None:
         if task.cancelled():
             log.warning("agent.background_cancelled")
-        elif task.exception() is not None:
-            log.error("agent.background_failed", error=repr(task.exception()))
+        log_task_failure(task)
         if self._phases.phase is AgentPhase.EXPERIMENTING or self._phases.phase is AgentPhase.EVALUATING:
             self._phases.set_phase(self._memory.rest_phase())
 

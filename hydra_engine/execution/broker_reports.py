@@ -34,6 +34,7 @@ from hydra_engine.execution.order_records import (
     WorkingOrder,
     WorkingOrders,
 )
+from hydra_engine.tasks import log_task_failure
 
 if TYPE_CHECKING:
     from hydra_engine.events import EngineEvent
@@ -204,6 +205,7 @@ class BrokerReports:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(log_task_failure)
 
     async def _set_commission(self, exec_id: str, commission: float) -> None:
         try:
