@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 import structlog
 
 from hydra_engine.broker.contracts import ContractMonth
 from hydra_engine.broker.records import ExecutionReport
 from hydra_engine.execution.fill_journal import DataType, FillRecord
+from hydra_engine.risk.intents import AccountState, Approval, Denial, OrderIntent
 
 if TYPE_CHECKING:
     from hydra_engine.risk.gate import RiskGate
@@ -114,6 +115,33 @@ class StoreAdapter:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RiskInputs:
+    """What the gate needs besides the order itself, fixed when the order starts (account currency
+    unless noted); a reprice or a child slice derives its own with ``dataclasses.replace``."""
+
+    adv: float
+    """Average daily volume, contracts."""
+    mid_price: float
+    """Mid the price band is measured around (the arrival mid, then each reprice's)."""
+    daily_pnl: float
+    peak_equity: float
+    current_equity: float
+    position_value: float
+    """Signed notional of this market after the order."""
+    trade_loss: float
+    """Loss of the order on a k-sigma day (the caller's figure; the gate prefers ``sigma``)."""
+    current_position: float
+    """Signed contracts held before this order (or child)."""
+    sigma: float
+    """Daily sigma in price units (0 when unknown)."""
+    trading_date: dt.date | None = None
+    """Trading date of the order's session (daily caps, breaker days)."""
+    stale: bool = False
+    gross_exposure: float | None = None
+    """Account-wide gross notional before the order (every market); None: unknown."""
+
+
 class RiskAdapter:
     """Builds the gate's ``OrderIntent``/``AccountState`` and asks ``RiskGate.check``."""
 
@@ -122,37 +150,32 @@ class RiskAdapter:
 
     def check(
         self, *, order_ref: str, month: ContractMonth, side: str, qty: int, limit: float,
-        risk: Mapping[str, Any], reducing: bool, is_reprice: bool = False,
-    ) -> Any:
-        from hydra_engine.risk.intents import AccountState, OrderIntent
-
+        risk: RiskInputs, reducing: bool, is_reprice: bool = False,
+    ) -> Approval | Denial:
         intent = OrderIntent(
             market=month.symbol, con_id=month.con_id, local_symbol=month.local_symbol,
             direction="BUY" if side == "BUY" else "SELL",
-            qty=int(qty), limit_price=float(limit), mid_price=float(risk["mid_price"]), order_ref=order_ref,
-            is_reprice=is_reprice, reduces_position=reducing, position_value=float(risk["position_value"]),
-            trade_loss=float(risk["trade_loss"]), **_optional_intent_fields(OrderIntent, risk),
+            qty=int(qty), limit_price=float(limit), mid_price=float(risk.mid_price), order_ref=order_ref,
+            is_reprice=is_reprice, reduces_position=reducing, position_value=float(risk.position_value),
+            trade_loss=float(risk.trade_loss), adv=float(risk.adv), trading_date=risk.trading_date,
             # one-sigma loss of this child: the gate applies its k_sigma (execution.k_sigma) to it
-            sigma_loss=float(risk["sigma"]) * (month.multiplier or 1.0) * int(qty) if "sigma" in risk else None,
+            sigma_loss=float(risk.sigma) * (month.multiplier or 1.0) * int(qty),
         )
         state = AccountState(
-            daily_pnl=float(risk["daily_pnl"]), current_equity=float(risk["current_equity"]),
-            peak_equity=float(risk["peak_equity"]),
+            daily_pnl=float(risk.daily_pnl), current_equity=float(risk.current_equity),
+            peak_equity=float(risk.peak_equity),
             # the gate's account-wide figure: gross notional of every market before the order
-            position_value=float(risk["position_value"] if risk.get("gross_exposure") is None else risk["gross_exposure"]),
-            current_position=float(risk["current_position"]), stale=bool(risk.get("stale", False)),
-            trading_date=risk.get("trading_date"),
+            position_value=float(risk.position_value if risk.gross_exposure is None else risk.gross_exposure),
+            current_position=float(risk.current_position), stale=risk.stale, trading_date=risk.trading_date,
         )
         return self._gate.check(intent, state)
 
     @staticmethod
-    def approved(decision: Any) -> bool:
-        from hydra_engine.risk.intents import Approval
-
+    def approved(decision: Approval | Denial) -> TypeGuard[Approval]:
         return isinstance(decision, Approval)
 
     @staticmethod
-    def reasons(decision: Any) -> tuple[str, ...]:
+    def reasons(decision: Approval | Denial) -> tuple[str, ...]:
         return tuple(str(r) for r in getattr(decision, "reasons", ()) or ("denied",))
 
     @staticmethod
@@ -166,17 +189,6 @@ class RiskAdapter:
             log.warning("order.slippage_estimate_failed", error=str(exc))
             return float("nan")
         return float(est.price)
-
-
-def _optional_intent_fields(cls: Any, risk: Mapping[str, Any]) -> dict[str, Any]:
-    """Fields some OrderIntent versions carry (ADV, trading date) when the class has them."""
-    names = set(getattr(cls, "__dataclass_fields__", {}))
-    out: dict[str, Any] = {}
-    if "adv" in names:
-        out["adv"] = float(risk["adv"])
-    if "trading_date" in names and risk.get("trading_date") is not None:
-        out["trading_date"] = risk["trading_date"]
-    return out
 
 
 MONTH_CODES = "FGHJKMNQUVXZ"

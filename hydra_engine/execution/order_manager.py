@@ -19,7 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -30,6 +31,7 @@ from hydra_engine.execution.broker_reports import BrokerReports, EventSink, Fill
 from hydra_engine.execution.order_adapters import (
     JournalPositionBook,
     RiskAdapter,
+    RiskInputs,
     StoreAdapter,
 )
 from hydra_engine.execution.order_records import (
@@ -147,7 +149,7 @@ class OrderManager:
             if daily_sigma is None and sizes:
                 daily_sigma = await self._daily_sigma(contract)
             for size in sizes:
-                risk = dict(
+                risk = RiskInputs(
                     adv=adv, mid_price=mid_price, daily_pnl=daily_pnl, peak_equity=peak_equity,
                     current_equity=current_equity, position_value=position_value,
                     trade_loss=trade_loss * size / max(1, n_contracts), current_position=position,
@@ -232,18 +234,18 @@ class OrderManager:
     # ----------------------------------------------------------------- one child order
 
     async def _work_child(
-        self, month: ContractMonth, side: str, qty: int, risk: dict[str, Any], *, reducing: bool,
+        self, month: ContractMonth, side: str, qty: int, risk: RiskInputs, *, reducing: bool,
         purpose: str, trading_date: dt.date | None,
     ) -> ChildResult:
         started = time.monotonic()
         quote = await self._waiter.arrival_quote(month)
-        risk = {**risk, "mid_price": quote.mid}  # the price band is measured around the arrival mid
+        risk = replace(risk, mid_price=quote.mid)  # the price band is measured around the arrival mid
         tick = month.min_tick or quote.min_tick or 0.0
         step0 = self.patience.steps[0]
         limit = limit_price(step0, side=side, bid=quote.bid, ask=quote.ask, tick=tick)
         order_ref = self._new_ref(month)
         predicted = self._risk.predicted_slippage(
-            qty=qty, adv=risk["adv"], spread=quote.spread, mid=quote.mid, sigma=risk["sigma"]
+            qty=qty, adv=risk.adv, spread=quote.spread, mid=quote.mid, sigma=risk.sigma
         )
         decision = self._risk.check(
             order_ref=order_ref, month=month, side=side, qty=qty, limit=limit, risk=risk, reducing=reducing,
@@ -294,7 +296,7 @@ class OrderManager:
             self._working.remove(order_ref)
         return await self._finish(wo)
 
-    async def _work(self, wo: WorkingOrder, risk: dict[str, Any], reducing: bool) -> None:
+    async def _work(self, wo: WorkingOrder, risk: RiskInputs, reducing: bool) -> None:
         """Event-driven loop: wake on order events or at the next patience deadline."""
         if not await self._await_session(wo, risk, reducing):
             return
@@ -335,7 +337,7 @@ class OrderManager:
                 continue
             await self._reprice(wo, self.patience.step_at(elapsed), risk, reducing)
 
-    async def _await_session(self, wo: WorkingOrder, risk: dict[str, Any], reducing: bool) -> bool:
+    async def _await_session(self, wo: WorkingOrder, risk: RiskInputs, reducing: bool) -> bool:
         """Hold the schedule until the market opens; then re-anchor at that session's mid.
 
         The arrival mid (and so the predicted and actual slippage) is the first quote of the session
@@ -364,12 +366,12 @@ class OrderManager:
             return True
         wo.arrival_mid, wo.arrival_at, wo.data_type = quote.mid, self._now(), quote.data_type
         wo.predicted_slippage = self._risk.predicted_slippage(
-            qty=int(wo.remaining), adv=risk["adv"], spread=quote.spread, mid=quote.mid, sigma=risk["sigma"]
+            qty=int(wo.remaining), adv=risk.adv, spread=quote.spread, mid=quote.mid, sigma=risk.sigma
         )
         await self._reprice(wo, 0, risk, reducing)
         return True
 
-    async def _reprice(self, wo: WorkingOrder, step_idx: int, risk: dict[str, Any], reducing: bool) -> None:
+    async def _reprice(self, wo: WorkingOrder, step_idx: int, risk: RiskInputs, reducing: bool) -> None:
         step = self.patience.steps[step_idx]
         try:
             quote = await self._gw.get_quote(wo.month)
@@ -382,8 +384,8 @@ class OrderManager:
             return
         decision = self._risk.check(
             order_ref=wo.order_ref, month=wo.month, side=wo.side, qty=int(wo.remaining), limit=new_limit,
-            risk={**risk, "mid_price": quote.mid,
-                  "current_position": risk["current_position"] + (wo.filled if wo.side == "BUY" else -wo.filled)},
+            risk=replace(risk, mid_price=quote.mid,
+                         current_position=risk.current_position + (wo.filled if wo.side == "BUY" else -wo.filled)),
             reducing=reducing, is_reprice=True,
         )
         if not self._risk.approved(decision):

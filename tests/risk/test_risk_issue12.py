@@ -19,7 +19,7 @@ from risk_db import open_db
 
 from hydra_engine.broker.contracts import ContractMonth
 from hydra_engine.config import load_settings
-from hydra_engine.execution.order_adapters import RiskAdapter
+from hydra_engine.execution.order_adapters import RiskAdapter, RiskInputs
 from hydra_engine.markets import MarketConfig, any_market_trades, trading_days_between
 from hydra_engine.risk.breakers import (
     BreakerBoard,
@@ -134,14 +134,14 @@ def test_single_trade_loss_uses_the_gates_k_sigma() -> None:
 
 
 def test_order_path_adapter_hands_the_gate_the_one_sigma_loss() -> None:
-    """The order manager's risk dict (trade loss computed at 3 sigma) meets a gate at k=1: approved."""
+    """The order manager's risk inputs (trade loss computed at 3 sigma) meets a gate at k=1: approved."""
     gate = RiskGate(CFG, k_sigma=1.0, is_trading_day=CALENDAR)
     month = ContractMonth(con_id=1, symbol="CL", local_symbol="CLH8", contract_month="201803",
                           last_trade_date=dt.date(2018, 2, 20), exchange="NYMEX", currency="USD",
                           multiplier=1000.0, min_tick=0.01)
-    risk = dict(adv=10_000.0, mid_price=70.0, daily_pnl=0.0, peak_equity=1_000_000.0, current_equity=1_000_000.0,
-                position_value=70_000.0, trade_loss=3 * 4.0 * 1000.0, current_position=0.0, sigma=4.0,
-                trading_date=FRI, stale=False)
+    risk = RiskInputs(adv=10_000.0, mid_price=70.0, daily_pnl=0.0, peak_equity=1_000_000.0,
+                      current_equity=1_000_000.0, position_value=70_000.0, trade_loss=3 * 4.0 * 1000.0,
+                      current_position=0.0, sigma=4.0, trading_date=FRI, stale=False)
     decision = RiskAdapter(gate).check(order_ref="i12-adapter", month=month, side="BUY", qty=1, limit=70.0,
                                        risk=risk, reducing=False)
     assert isinstance(decision, Approval), getattr(decision, "reasons", None)
