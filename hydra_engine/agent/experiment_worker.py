@@ -111,29 +111,50 @@ def evaluate_candidate(params: dict[str, Any], inputs: dict[str, Any], work_dir:
     features, labels, returns = inputs["features"], inputs["labels"], inputs["returns"]
     cost = float(params.get("cost_bps", 0.0))
     basis = return_basis(cost)
+    test_window = params.get("test_window")
+    min_train = params.get("min_train")
+    n_splits = int(params.get("n_splits", 5))
+    if params.get("full_history", True) and test_window:
+        # Everything a fair test allows: as many purged windows as the history holds after the
+        # first training set, so the gate sees the relation before the change as well as after
+        # (its recency weights decide how much each window counts).
+        rows = len(features.index.intersection(labels.dropna().index).intersection(returns.dropna().index))
+        gap = int(params.get("label_horizon", 1)) + int(params.get("embargo", 0))
+        n_splits = max(n_splits, (rows - int(min_train or 1) - gap) // int(test_window))
 
     def walk_forward(spec: ModelSpec) -> WalkForwardResult:
         """Both models go through this one call: same windows, same returns, same cost."""
         return walk_forward_evaluate(
             spec, features, labels, returns, cost,
-            n_splits=int(params.get("n_splits", 5)), test_window=params.get("test_window"),
-            min_train=params.get("min_train"), embargo=int(params.get("embargo", 0)),
+            n_splits=n_splits, test_window=test_window,
+            min_train=min_train, embargo=int(params.get("embargo", 0)),
             label_horizon=int(params.get("label_horizon", 1)),
         )
 
     cand_spec = ModelSpec.from_dict(params["candidate_spec"])
     t0 = time.monotonic()
     cand = walk_forward(cand_spec)
-    out: dict[str, Any] = {"candidate": _wf_part(cand) | {"basis": basis}, "wf_seconds": time.monotonic() - t0}
+    out: dict[str, Any] = {"candidate": _wf_part(cand) | {"basis": basis}, "wf_seconds": time.monotonic() - t0,
+                           "n_splits": n_splits}
     daily = {"dates": [str(d) for d in cand.oos.index], "candidate_log_loss": cand.oos["log_loss"].tolist(),
-             "candidate_return": cand.oos["net_return"].tolist(), "candidate_hit": cand.oos["hit"].tolist()}
+             "candidate_return": cand.oos["net_return"].tolist(), "candidate_hit": cand.oos["hit"].tolist(),
+             "window": cand.oos["fold"].tolist()}
     if params.get("champion_model_dir"):
-        # The deployed champion, scored on the candidate's out-of-sample days: "does the new recipe
-        # beat what trades now". Days inside the champion's own training window favour it, so the
-        # comparison is conservative.
+        # The deployed champion where it is out of sample (days after its training end); on days
+        # it was trained on, its own recipe walk-forwarded on the same windows (what the champion
+        # would have said without seeing them). Scoring the deployed model in-sample would hand it
+        # every window before its fit and hide a change behind them.
         champ_model = BaselineModel.load(params["champion_model_dir"])
         oos = cand.oos
         p_ch = champ_model.predict_proba(features.loc[oos.index])
+        in_sample = np.zeros(len(oos), dtype=bool)
+        if champ_model.train_end:
+            in_sample = np.asarray(oos.index <= pd.Timestamp(champ_model.train_end))
+        if in_sample.any():
+            recipe = walk_forward(champ_model.spec)
+            p_recipe = recipe.oos["p_up"].reindex(oos.index).to_numpy()
+            ok = in_sample & np.isfinite(p_recipe)
+            p_ch = np.where(ok, p_recipe, p_ch)
         y = oos["label"].to_numpy()
         ll_ch = m.log_losses(y, p_ch)
         # Same tradable returns, same cost, same starting position as the candidate's walk-forward.
@@ -145,6 +166,7 @@ def evaluate_candidate(params: dict[str, Any], inputs: dict[str, Any], work_dir:
             "basis": basis,
             "window_log_loss": [float(ll_ch[folds == f].mean()) for f in sorted(set(folds.tolist()))],
             "oos_log_loss": float(ll_ch.mean()),
+            "deployed_oos_days": int((~in_sample).sum()),
             "summary": {"overall": {"log_loss": float(ll_ch.mean()), "hit_rate": float(((p_ch > 0.5) == (y == 1)).mean())}},
         }
         daily |= {"champion_log_loss": ll_ch.tolist(), "champion_return": ret_ch.tolist()}
@@ -159,6 +181,7 @@ def evaluate_candidate(params: dict[str, Any], inputs: dict[str, Any], work_dir:
             "candidate_return": cand.oos.loc[common, "net_return"].tolist(),
             "candidate_hit": cand.oos.loc[common, "hit"].tolist(),
             "champion_return": champ.oos.loc[common, "net_return"].tolist(),
+            "window": cand.oos.loc[common, "fold"].tolist(),
         }
     out["daily"] = daily
     if params.get("save_model", True):

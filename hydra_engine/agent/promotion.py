@@ -44,11 +44,16 @@ class DMResult:
         return {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]
 
 
-def diebold_mariano_hln(loss_candidate: Floats, loss_champion: Floats, horizon: int = 1) -> DMResult:
+def diebold_mariano_hln(loss_candidate: Floats, loss_champion: Floats, horizon: int = 1,
+                        weights: Floats | None = None) -> DMResult:
     """One-sided DM test (H1: candidate better) with the HLN correction.
 
     d_t = champion - candidate; the long-run variance uses autocovariances up to lag h-1
-    (falling back to lag 0 if that estimate is not positive).
+    (falling back to lag 0 if that estimate is not positive). ``weights`` (fixed before the
+    losses are seen, e.g. the windows' recency weights) test the weighted mean differential: each
+    d_t is scaled by n w_t / sum(w), which keeps the test exact under the null of equal expected
+    loss on every day, and the degrees of freedom use the effective sample size
+    (sum w)^2 / sum w^2, so recent days count more without pretending there are more of them.
     """
     a = np.asarray(loss_candidate, dtype=float)
     b = np.asarray(loss_champion, dtype=float)
@@ -62,6 +67,14 @@ def diebold_mariano_hln(loss_candidate: Floats, loss_champion: Floats, horizon: 
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("DM test: losses must be finite")
     d = b - a
+    if weights is not None:
+        w = np.asarray(weights, dtype=float)
+        if w.shape != d.shape or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError(f"DM test: weights must be finite, >= 0, not all 0 and of shape {d.shape}")
+        d = d * w * (n / w.sum())
+        n_eff = max(3, int(round(float(w.sum()) ** 2 / float(w @ w))))
+    else:
+        n_eff = n
     mean = float(d.mean())
     dc = d - mean
     gamma0 = float(dc @ dc) / n
@@ -71,9 +84,9 @@ def diebold_mariano_hln(loss_candidate: Floats, loss_champion: Floats, horizon: 
     if lrv <= 0:
         return DMResult(0.0 if mean == 0 else math.copysign(math.inf, mean), 1.0 if mean <= 0 else 0.0, n, mean, horizon)
     dm = mean / math.sqrt(lrv / n)
-    correction = math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
+    correction = math.sqrt((n_eff + 1 - 2 * horizon + horizon * (horizon - 1) / n_eff) / n_eff)
     stat = dm * correction
-    p = float(stats.t.sf(stat, df=n - 1))
+    p = float(stats.t.sf(stat, df=n_eff - 1))
     return DMResult(float(stat), p, n, mean, horizon)
 
 
@@ -153,6 +166,16 @@ def weighted_win_fraction(candidate_losses: Floats, champion_losses: Floats, hal
     return float(recency_weights(a.size, half_life_windows) @ wins)
 
 
+def day_weights(daily_windows: Floats, n_windows: int, half_life_windows: float) -> np.ndarray:
+    """Per-day weights: each window's recency weight shared equally among its days."""
+    win = np.asarray(daily_windows, dtype=int)
+    if win.ndim != 1 or win.size == 0 or win.min() < 0 or win.max() >= n_windows:
+        raise ValueError(f"daily window indices must be 1-D in [0, {n_windows}), got {win.size} values")
+    rw = recency_weights(n_windows, half_life_windows)
+    counts = np.bincount(win, minlength=n_windows).astype(float)
+    return rw[win] / counts[win]
+
+
 @dataclass(frozen=True, slots=True)
 class GateConfig:
     """Thresholds of the promotion gate."""
@@ -164,6 +187,11 @@ class GateConfig:
     half_life_windows: float = 2.0
     dm_horizon: int = 1
     min_oos_days: int = 60
+    dm_recency_weighted: bool = True
+    """Weight each day of the DM test by its window's recency weight (halving every
+    ``dm_half_life_windows``), so a long walk-forward over the full history does not drown the
+    windows after a change; the false-promotion rate stays at ``dm_alpha`` (bench/promotion_gate.py)."""
+    dm_half_life_windows: float = 5.0
 
     def __post_init__(self) -> None:
         if not 0 < self.dm_alpha < 0.5:
@@ -210,8 +238,13 @@ def evaluate_gate(
     n_trials: int,
     config: GateConfig = GateConfig(),
     trial_sharpes: Floats | None = None,
+    daily_windows: Floats | None = None,
 ) -> GateDecision:
-    """Apply all three tests; daily series must be aligned on the same out-of-sample days."""
+    """Apply all three tests; daily series must be aligned on the same out-of-sample days.
+
+    ``daily_windows``: each day's window index (0 = oldest); with ``config.dm_recency_weighted``
+    the DM test weighs the days as the window majority weighs their windows.
+    """
     reasons: list[str] = []
     n_days = len(candidate_daily_losses)
     if n_days < config.min_oos_days:
@@ -222,7 +255,10 @@ def evaluate_gate(
         reasons.append(f"weighted window win share {win:.2f} <= {config.min_weighted_win:.2f}")
     dm = dsr = None
     try:
-        dm = diebold_mariano_hln(candidate_daily_losses, champion_daily_losses, config.dm_horizon)
+        weights = None
+        if daily_windows is not None and config.dm_recency_weighted:
+            weights = day_weights(daily_windows, len(candidate_window_losses), config.dm_half_life_windows)
+        dm = diebold_mariano_hln(candidate_daily_losses, champion_daily_losses, config.dm_horizon, weights)
         if not dm.p_value < config.dm_alpha:
             reasons.append(f"DM-HLN p={dm.p_value:.3f} >= {config.dm_alpha}")
     except ValueError as exc:
@@ -291,6 +327,8 @@ def evaluate_result(experiment_id: str, result: dict[str, Any], n_trials: int, t
     if cand.get("basis") is None or cand.get("basis") != champ.get("basis"):
         return CandidateEvaluation(experiment_id, None, None, None, None,
                                    f"candidate and champion scored on different bases: {cand.get('basis')} vs {champ.get('basis')}")
-    gate = evaluate_gate(cw, bw, cl, bl, cr, n_trials, config, trial_sharpes)
+    windows = daily.get("window")
+    gate = evaluate_gate(cw, bw, cl, bl, cr, n_trials, config, trial_sharpes,
+                         None if windows is None else np.asarray(windows, dtype=int))
     return CandidateEvaluation(experiment_id, gate, float(cl.mean()) if cl.size else None, float(bl.mean()) if bl.size else None,
                                _daily_sharpe(cr), champion_sharpe_daily=_daily_sharpe(br))

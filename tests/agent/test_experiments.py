@@ -62,7 +62,7 @@ async def test_real_training_experiment_succeeds(tmp_path):
     spec = {"family": "logistic", "train_window_days": 200, "features": ["ret_1", "ret_5", "vol_20"]}
     ex = SubprocessExecutor(max_parallel=2)
     res = await ex.run(job(tmp_path, "ok1", "hydra_engine.agent.experiment_worker:evaluate_candidate",
-                           {"candidate_spec": spec, "n_splits": 3, "test_window": 40, "min_train": 100}, 120, inputs=str(inputs)))
+                           {"candidate_spec": spec, "n_splits": 3, "test_window": 40, "min_train": 100, "full_history": False}, 120, inputs=str(inputs)))
     assert res.status is ExperimentStatus.OK, res.error
     out = res.result
     assert len(out["candidate"]["window_log_loss"]) == 3 and len(out["daily"]["candidate_log_loss"]) == 120

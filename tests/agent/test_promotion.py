@@ -120,7 +120,7 @@ def _run(inputs, work, cost_bps, champion):
     from hydra_engine.agent.experiment_worker import evaluate_candidate
 
     params = {"candidate_spec": {"family": "logistic", "train_window_days": 200, "features": ["ret_1", "ret_5", "vol_20"]},
-              "n_splits": 3, "test_window": 40, "min_train": 100, "cost_bps": cost_bps, "save_model": False} | champion
+              "n_splits": 3, "test_window": 40, "min_train": 100, "cost_bps": cost_bps, "save_model": False, "full_history": False} | champion
     return evaluate_candidate(params, inputs, work)
 
 
