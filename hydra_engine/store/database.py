@@ -222,13 +222,15 @@ def _preflight(path: Path, account: str, broker: str | None, migrations: Sequenc
     """Read-only checks before anything writes to ``path``."""
     if path.is_dir():
         raise StoreError(f"{path} is a directory, not a database file")
-    wal = path.with_name(path.name + "-wal")
-    if not path.exists() or (path.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0)):
+    if not path.exists():
         return _Preflight(False, 0, 0, None, None)
     known = latest_version(migrations)
-    untouched = "The file was left untouched; move it aside or restore a backup (hydra.db.bak-v*)."
+    untouched = f"The file was left untouched. {restore_hint(path)}"
     with open(path, "rb") as fh:
         header = fh.read(len(SQLITE_HEADER))
+    if not header:
+        # a store is only ever created whole (see ``_create_empty``): an empty file is a lost store
+        raise CorruptDatabaseError(f"{path} is empty (zero bytes) where a store is expected. {untouched}")
     if header != SQLITE_HEADER:
         raise CorruptDatabaseError(f"{path} is not a SQLite database (bad header). {untouched}")
     try:
@@ -269,6 +271,43 @@ def _preflight(path: Path, account: str, broker: str | None, migrations: Sequenc
     if broker is not None and stored_broker is not None and stored_broker != broker:
         raise AccountMismatchError(f"{path} belongs to broker {stored_broker!r}, not {broker!r}")
     return _Preflight(True, version, pending, stored_account, stored_broker)
+
+
+def restore_hint(path: Path) -> str:
+    """What to do about a lost or broken ``path``: the newest backup to restore, or that none exists."""
+    backups = list_backups(path)
+    if backups:
+        newest = backups[-1]
+        return (f"Restore the newest backup ({len(backups)} kept, taken before each schema upgrade): "
+                f"move {path.name} aside, then copy {newest} to {path}.")
+    return (f"There is no backup of it (backups {path.name}{BACKUP_PREFIX}* are taken before schema upgrades; "
+            f"none exist in {path.parent}). To start a new, empty store on purpose, move {path} aside.")
+
+
+def _create_empty(path: Path) -> None:
+    """A new, empty SQLite file in WAL mode, made beside ``path`` and renamed into place, so a crash
+    during creation never leaves a zero-byte ``path`` (which ``_preflight`` refuses as a lost store)."""
+    tmp = path.with_name(path.name + ".new")
+    for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    con = sqlite3.connect(tmp)
+    try:
+        mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{path}: could not switch to WAL journal mode (got {mode})")
+    finally:
+        con.close()
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # directory fsync is best effort
+        pass
 
 
 def backup_database(path: Path, version: int, keep: int = 5) -> Path:
@@ -324,6 +363,8 @@ class Store:
         self.schema_version = schema_version
         self.applied_migrations = applied
         self.backup_path = backup_path
+        self.created = False
+        """True when this open made the database (none existed): the engine then expects no exchange state."""
         self._lock = lock
         self._closed = False
         self.tx = WriteGate(conn)
@@ -375,6 +416,9 @@ class Store:
         conn: aiosqlite.Connection | None = None
         try:
             pre = await asyncio.to_thread(_preflight, path, account, broker, migs)
+            created = not pre.exists
+            if created:  # a new store only where none exists, and made whole
+                await asyncio.to_thread(_create_empty, path)
             backup: Path | None = None
             if pre.exists and pre.pending:
                 backup = await asyncio.to_thread(backup_database, path, pre.version, backups_kept)
@@ -397,8 +441,10 @@ class Store:
             if isinstance(exc, (sqlite3.Error, OSError)):
                 raise StoreError(f"cannot open the store {path}: {exc}") from exc
             raise
-        log.info("store_opened", path=str(path), account=account, version=version, migrated=applied)
-        return cls(conn, path, account, broker, held, clock, version, applied, backup)
+        log.info("store_opened", path=str(path), account=account, version=version, migrated=applied, created=created)
+        store = cls(conn, path, account, broker, held, clock, version, applied, backup)
+        store.created = created
+        return store
 
     @classmethod
     async def _open_readonly(cls, path: Path, account: str, broker: str | None, clock: Clock,
