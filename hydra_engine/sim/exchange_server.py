@@ -82,6 +82,8 @@ class EmbeddedExchange:
         self._ticker: asyncio.Task | None = None
         self._save_pending = False
         self._save_lock = asyncio.Lock()
+        self._publish_lock = asyncio.Lock()
+        self._publish_spawned = False
         self.faults = FaultPlan(None)
         self.feed: DataFeed
         self.book: OrderBook
@@ -159,6 +161,7 @@ class EmbeddedExchange:
         self.book.next_perm_id = 100_000_000 + (run_id % 1_000) * 1_000_000
         self.contracts = ContractWire(universe)
         self.delivery = OrderDelivery(self.registry, self.contracts, self.account_book, self.faults)
+        self.delivery.hold = self.state_path is not None  # persist before publish
         self._last_t = clock.now()
         self.marker = AccountMarker(self.account_book, self.registry, universe, self.feed, self._last_t)
         if saved:
@@ -274,12 +277,13 @@ class EmbeddedExchange:
             elif isinstance(req, CancelOrder):
                 self._cancel(s, req)
             elif isinstance(req, ReqOpenOrders):
-                self.delivery.send_open_orders(s, self.book.working(), req.all_clients)
+                working, every = self.book.working(), req.all_clients
+                self.delivery.behind(lambda: self.delivery.send_open_orders(s, working, every))
             elif isinstance(req, ReqGlobalCancel):
                 for o in self.book.working():
                     self._deliver(self.book.cancel(o.client_id, o.order_id, self.clock.now()).events)
-            else:
-                s.answer(req)
+            else:  # a read of state not yet on disk waits behind its save
+                self.delivery.behind(lambda: s.answer(req))
         finally:
             self.busy_seconds += time.perf_counter() - t0
             self.busy_cpu_seconds += time.thread_time() - c0
@@ -320,6 +324,21 @@ class EmbeddedExchange:
     # ----- order events and faults ------------------------------------------------------------
     def _deliver(self, events: list[BookEvent], delay: float = 0.0) -> None:
         self._after_faults(self.delivery.deliver(events, delay), None)
+        if self.delivery.held and not self._publish_spawned:
+            self._publish_spawned = True
+            self.spawn(self._publish_held(), "sim-persist-then-publish")
+
+    async def _publish_held(self) -> None:
+        """Save the state, then send what was held for it (persist before publish)."""
+        self._publish_spawned = False
+        async with self._publish_lock:
+            while self.delivery.held:
+                n = self.delivery.held
+                try:
+                    await self.save_state()
+                except Exception:  # noqa: BLE001 - a simulator still answers; the log says why
+                    log.exception("sim_state_save_failed", path=str(self.state_path))
+                self.delivery.release(n)
 
     def _after_faults(self, faults: list[Fault], s: ClientSession | None) -> None:
         for f in faults:
@@ -357,6 +376,7 @@ class EmbeddedExchange:
             else:
                 target = min(t, self.clock.now())
             self._play(target)
+        await self._publish_held()
         await self._flush_all()
         self._save_soon()
 
@@ -398,6 +418,7 @@ class EmbeddedExchange:
             try:
                 async with self._advance_lock:
                     n = self._play(self.clock.now())
+                await self._publish_held()
                 await self._flush_all()
                 if n or time.monotonic() - last_save > STATE_SAVE_INTERVAL_S:
                     self._save_soon()  # orders changed, or the clock moved on: persist
@@ -457,6 +478,7 @@ class EmbeddedExchange:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.save_state()
+        self.delivery.release()  # the sockets are closed: nothing is sent, nothing stays held
         log.info("sim_exchange_stopped", port=self.port)
 
     # ----- persistence ----------------------------------------------------------------------

@@ -4,10 +4,15 @@ batches per owning client, account pushes after fills, and the faults that act o
 A part held by ``EmbeddedExchange`` (formerly a mixin reading its fields); it sees the exchange
 only through the parts it is given. Faults it cannot carry out itself (restart, notice) are
 returned to the exchange, which owns the listener and the client broadcast.
+
+Persist before publish: with ``hold`` on (the exchange keeps a state file) nothing is sent at once;
+the messages wait, in order, until the exchange has saved the state they describe and calls
+``release``, so a crash can never unsee a fill or an acknowledgement a client has already read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -34,6 +39,38 @@ class OrderDelivery:
         self._contracts = contracts
         self._accounts = accounts
         self._faults = faults
+        self.hold = False
+        """Keep every outgoing message until ``release`` (set when a state file is kept)."""
+        self._held: list[Callable[[], None]] = []
+
+    @property
+    def held(self) -> int:
+        """Messages (batches, pushes, answers) waiting for the state they describe to be saved."""
+        return len(self._held)
+
+    def later(self, send: Callable[[], None]) -> None:
+        """Run ``send`` now, or after the next save when holding (keeps the order of everything)."""
+        if self.hold or self._held:
+            self._held.append(send)
+        else:
+            send()
+
+    def behind(self, send: Callable[[], None]) -> None:
+        """Run ``send`` now, or behind what is held (an answer never overtakes unsaved state)."""
+        if self._held:
+            self._held.append(send)
+        else:
+            send()
+
+    def release(self, n: int | None = None) -> None:
+        """Send the first ``n`` held messages (all when None): their state is on disk now."""
+        n = len(self._held) if n is None else n
+        batch, self._held = self._held[:n], self._held[n:]
+        for send in batch:
+            try:
+                send()
+            except Exception:  # noqa: BLE001 - one closed client must not stop the others
+                log.exception("sim_release_failed")
 
     def send_open_orders(self, s: ClientSession, working: list[WorkingOrder], all_clients: bool) -> None:
         """Answer reqOpenOrders / reqAllOpenOrders (client 0 sees every client's orders)."""
@@ -91,8 +128,8 @@ class OrderDelivery:
                 batch.append(status_fields(o))
             elif ev.kind == "error":
                 batch.append(M.error(o.order_id, ev.code, ev.text, s.version))
-            s.send_later(ev_delay, batch)
+            self.later(lambda s=s, d=ev_delay, b=batch: s.send_later(d, b))
         for acct, con_ids in touched.items():
             for sess in self._clients.started():
-                sess.on_account_change(acct, con_ids)
+                self.later(lambda sess=sess, a=acct, c=con_ids: sess.on_account_change(a, c))
         return post
