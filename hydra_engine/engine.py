@@ -21,6 +21,13 @@ import structlog
 
 from hydra_engine.clock import WallClock
 from hydra_engine.config import HydraSettings
+from hydra_engine.engine_checks import (
+    StartRefused,
+    check_exchange_clock,
+    check_state_file_present,
+    mark_exchange,
+    set_state_file_aside,
+)
 from hydra_engine.engine_setup import agent_config, fit_baseline, sim_option
 from hydra_engine.engine_time import (
     BROKER_TIME_PROBE_S,
@@ -80,7 +87,7 @@ class Engine:
 
     def __init__(self, settings: HydraSettings, *, data_dir: str | Path | None = None, live_confirmed: bool = False,
                  lockstep: bool | None = None, universe: Any = None, seed: int | None = None,
-                 agent: bool = True) -> None:
+                 agent: bool = True, new_exchange: bool = False) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir(data_dir)
         self.live_confirmed = live_confirmed
@@ -90,6 +97,9 @@ class Engine:
         self.agent_enabled = agent
         """False (or ``[agent] enabled = false``): no self-healing loop; the champion still trades."""
         self._universe = universe
+        self.new_exchange = new_exchange
+        """True (``--new-exchange``): a new simulated account on purpose beside an existing store."""
+        self._exchange_checked = False
         self.bus = EventBus()
         self.cycle_config = CycleConfig.from_mapping(settings.sections.get("execution"))
         self.exchange: Any = None
@@ -204,16 +214,43 @@ class Engine:
     async def _start_exchange(self) -> None:
         from hydra_engine.sim import EmbeddedExchange
 
+        from hydra_engine.sim import StateFileError
+
         directory = self.store_path
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state_path = directory / EXCHANGE_STATE_FILE
+        if self.new_exchange:
+            kept = set_state_file_aside(state_path, dt.datetime.now(dt.timezone.utc))
+            await self.store.ops.record(OpsKind.NOTE, "new simulated account on purpose (--new-exchange)",
+                                        actor="engine", detail={"old_state_kept_as": str(kept) if kept else None})
+        else:
+            await check_state_file_present(self.store, state_path)
         sim_raw = dict(self.settings.sections.get("sim", {}))
-        self.exchange = await EmbeddedExchange.start(
-            port=self.settings.broker.port, seed=sim_option(sim_raw, "seed", int, self.seed, (0, 2**31 - 1)),
-            universe=self._universe, faults=sim_option(sim_raw, "faults", str, None, None),
-            state_path=directory / EXCHANGE_STATE_FILE, accounts=(self.account,),
-            starting_cash=sim_option(sim_raw, "starting_cash", float, 1_000_000.0, (1.0, 1e11)),
-            pacing=not self.lockstep,
-        )
+        try:
+            self.exchange = await EmbeddedExchange.start(
+                port=self.settings.broker.port, seed=sim_option(sim_raw, "seed", int, self.seed, (0, 2**31 - 1)),
+                universe=self._universe, faults=sim_option(sim_raw, "faults", str, None, None),
+                state_path=state_path, accounts=(self.account,),
+                starting_cash=sim_option(sim_raw, "starting_cash", float, 1_000_000.0, (1.0, 1e11)),
+                pacing=not self.lockstep,
+            )
+        except StateFileError as exc:
+            raise StartRefused(f"{exc}. The store {self.store.path} was left as it was; restore exchange.json "
+                               "or start a new simulated account on purpose with --new-exchange") from None
+        try:
+            await check_exchange_clock(self.store, self.exchange, state_path)
+        except StartRefused:
+            self.exchange.state_path = None  # leave the file as found: stopping must not save over it
+            raise
+        await self._save_and_mark_exchange()
+        self._exchange_checked = True
+
+    async def _save_and_mark_exchange(self) -> None:
+        """Save the exchange's state, then record in the store the clock read before that save, so the
+        mark is never ahead of the file, even when a kill lands between the two."""
+        at = self.exchange.clock.now()
+        await self.exchange.save_state()
+        await mark_exchange(self.store, self.exchange, at)
         if self.lockstep:
             log.info("engine.sim_pacing_off", reason="lock-step clock: historical-data pacing windows never elapse")
 
@@ -287,6 +324,8 @@ class Engine:
         if self.fill_journal is not None and hasattr(self.fill_journal, "aclose"):
             await _quietly("fill_journal", self.fill_journal.aclose())
         if self.store is not None and not self.store.closed:
+            if self._exchange_checked and self.exchange is not None:  # its stop saves this clock or a later one
+                await _quietly("exchange_mark", self._save_and_mark_exchange())
             try:
                 await self.store.ops.record(OpsKind.NOTE, "engine stopped", actor="engine")
             except Exception:  # noqa: BLE001
@@ -437,5 +476,5 @@ async def _quietly(name: str, coro: Any) -> None:
 
 __all__ = [
     "BROKER_TIME_PROBE_S", "BROKER_TIME_SKEW_S", "EXCHANGE_STATE_FILE", "SIM_DEFAULT_ACCOUNT", "Engine",
-    "EngineStatus", "SwitchableClock",
+    "EngineStatus", "StartRefused", "SwitchableClock",
 ]

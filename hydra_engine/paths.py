@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 HYDRA_HOME_ENV = "HYDRA_HOME"
@@ -27,6 +28,32 @@ def data_dir(cli_value: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env).expanduser().resolve()
     return (Path.home() / DEFAULT_DIR_NAME).resolve()
+
+
+class DataDirError(ValueError):
+    """The data directory cannot hold stores (a file, or not writable); the message says which and why."""
+
+
+def check_data_dir(path: Path) -> Path:
+    """``path`` made if missing and proven writable (a real file written and removed), else DataDirError.
+
+    A write probe rather than ``os.access``: it also catches read-only mounts and works as root."""
+    path = Path(path)
+    for parent in (path, *path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise DataDirError(f"data directory {path}: {parent} is not a directory (it is a file); "
+                               "give --data-dir a directory, or move the file aside")
+        if parent.exists():
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, probe = tempfile.mkstemp(prefix=".hydra-write-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DataDirError(f"data directory {path} is not writable ({exc.strerror or exc}); "
+                           "fix its permissions or give another --data-dir") from None
+    return path
 
 
 def store_dir_name(broker: str, account: str) -> str:

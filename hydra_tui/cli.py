@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-ui", action="store_true", help="run the same engine headless")
     parser.add_argument("--days", type=int, default=None, help="embedded exchange: stop after N trading days")
     parser.add_argument("--yes-i-mean-live", action="store_true", help="headless confirmation of a live port")
+    parser.add_argument("--new-exchange", action="store_true",
+                        help="embedded exchange: start a new simulated account on purpose beside an existing store")
     sub = parser.add_subparsers(dest="command")
 
     sim = sub.add_parser("sim", help="run the embedded paper exchange standalone")

@@ -182,7 +182,14 @@ async def replay(args: argparse.Namespace) -> int:
         return 2
     tmp = None
     if getattr(args, "keep_store", False):
+        from hydra_engine.paths import DataDirError, check_data_dir
+
         data_dir = settings.data_dir(getattr(args, "data_dir", None))
+        try:
+            check_data_dir(data_dir)
+        except DataDirError as exc:
+            sys.stderr.write(f"hydra-tui replay: {exc}\n")
+            return 2
     else:
         tmp = tempfile.TemporaryDirectory(prefix="hydra-replay-")
         data_dir = Path(tmp.name)
@@ -202,6 +209,11 @@ async def replay(args: argparse.Namespace) -> int:
         await engine.runner.wait_executions(0)
         text = await replay_report(engine, days)
     except Exception as exc:  # noqa: BLE001
+        from hydra_engine.engine_checks import is_refusal
+
+        if is_refusal(exc):  # bad input or state found before trading (a locked store...): 2
+            sys.stderr.write(f"hydra-tui replay: {exc}\n")
+            return 2
         sys.stderr.write(f"hydra-tui replay: {type(exc).__name__}: {exc}\n")
         return 1
     finally:

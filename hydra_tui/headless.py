@@ -104,8 +104,10 @@ def log_file_for(settings: Any, data_dir: Path) -> Path:
 
 
 def run_headless(args: argparse.Namespace) -> int:
-    """Exit code: 0 clean stop, 1 runtime failure, 2 bad settings or refused (live safety)."""
+    """Exit code: 0 clean stop, 1 failure while running, 2 bad input or state refused before trading
+    (settings, data dir, store, exchange state, live safety)."""
     from hydra_engine.config import ConfigError
+    from hydra_engine.paths import DataDirError, check_data_dir
 
     try:
         settings = settings_from_args(args)
@@ -117,8 +119,16 @@ def run_headless(args: argparse.Namespace) -> int:
         sys.stderr.write(f"hydra-tui: --days {days}: must be 0 or more\n")
         return 2
     data_dir = settings.data_dir(getattr(args, "data_dir", None))
-    fh = configure_logging(settings.logging.level, log_file_for(settings, data_dir),
-                           json_file=settings.logging.format == "json")
+    try:
+        check_data_dir(data_dir)
+        fh = configure_logging(settings.logging.level, log_file_for(settings, data_dir),
+                               json_file=settings.logging.format == "json")
+    except DataDirError as exc:
+        sys.stderr.write(f"hydra-tui: {exc}\n")
+        return 2
+    except OSError as exc:
+        sys.stderr.write(f"hydra-tui: cannot open the log file {exc.filename}: {exc.strerror or exc}\n")
+        return 2
     try:
         return asyncio.run(_main(settings, args, data_dir))
     except KeyboardInterrupt:
@@ -129,16 +139,14 @@ def run_headless(args: argparse.Namespace) -> int:
 
 
 async def _main(settings: Any, args: argparse.Namespace, data_dir: Path) -> int:
-    from hydra_engine.engine import Engine
-    from hydra_engine.execution.runner import LiveTradingRefused
-    from hydra_engine.store.database import StoreError
-
     from hydra_engine.config import ConfigError
+    from hydra_engine.engine import Engine
+    from hydra_engine.engine_checks import is_refusal
 
     log = structlog.get_logger("hydra_tui.headless")
     try:
         engine = Engine(settings, data_dir=data_dir, live_confirmed=bool(getattr(args, "yes_i_mean_live", False)),
-                        seed=getattr(args, "seed", None))
+                        seed=getattr(args, "seed", None), new_exchange=bool(getattr(args, "new_exchange", False)))
     except (ConfigError, ValueError) as exc:
         sys.stderr.write(f"hydra-tui: {exc}\n")
         return 2
@@ -158,12 +166,12 @@ async def _main(settings: Any, args: argparse.Namespace, data_dir: Path) -> int:
             pass
     try:
         await engine.start()
-    except (LiveTradingRefused, StoreError, ConfigError) as exc:
-        log.error("headless.refused", error=str(exc))
-        sys.stderr.write(f"hydra-tui: {exc}\n")
-        await engine.stop()
-        return 2
     except Exception as exc:  # noqa: BLE001 - reported, engine stopped
+        if is_refusal(exc):
+            log.error("headless.refused", error=str(exc), kind=type(exc).__name__)
+            sys.stderr.write(f"hydra-tui: {exc}\n")
+            await engine.stop()
+            return 2
         log.exception("headless.start_failed")
         sys.stderr.write(f"hydra-tui: cannot start: {type(exc).__name__}: {exc}\n")
         await engine.stop()
@@ -186,8 +194,9 @@ async def _main(settings: Any, args: argparse.Namespace, data_dir: Path) -> int:
             if days is not None:
                 log.warning("headless.days_ignored", reason="--days applies to the embedded exchange only")
             await stop.wait()
-        text = await summary_text(engine)
-        log.info("headless.summary", **engine_summary_fields(engine))
+        positions = await held_positions(engine)
+        text = await summary_text(engine, positions)
+        log.info("headless.summary", **engine_summary_fields(engine, positions))
     except Exception as exc:  # noqa: BLE001
         log.exception("headless.failed")
         sys.stderr.write(f"hydra-tui: {type(exc).__name__}: {exc}\n")
@@ -199,22 +208,48 @@ async def _main(settings: Any, args: argparse.Namespace, data_dir: Path) -> int:
     return code
 
 
-def engine_summary_fields(engine: Any) -> dict[str, Any]:
+async def held_positions(engine: Any) -> dict[str, float] | None:
+    """What the account holds now, asked of the broker (the last cycle's view may be older, or absent
+    with ``--days 0``); None when the broker cannot tell."""
+    try:
+        held = await engine.broker.get_positions()
+    except Exception:  # noqa: BLE001 - the summary then says "unknown", never "flat"
+        structlog.get_logger("hydra_tui.headless").warning("headless.positions_unknown", exc_info=True)
+        return None
+    return {p.local_symbol: p.quantity for p in held if p.quantity}
+
+
+async def _net_liquidation(engine: Any, known: float | None) -> float | None:
+    if known is not None:
+        return known
+    try:
+        return float((await engine.broker.get_account_summary()).net_liquidation)
+    except Exception:  # noqa: BLE001 - reported as unknown
+        return None
+
+
+def engine_summary_fields(engine: Any, positions: dict[str, float] | None = None) -> dict[str, Any]:
     st = engine.status()
     return {"mode": st.mode, "cycles": st.cycles_run, "net_liquidation": st.net_liquidation,
-            "positions": dict(st.positions), "trading_state": st.trading_state, "store": st.store_dir,
-            "sim_time": st.now.isoformat()}
+            "positions": dict(st.positions) if positions is None else positions, "trading_state": st.trading_state,
+            "store": st.store_dir, "sim_time": st.now.isoformat()}
 
 
-async def summary_text(engine: Any) -> str:
-    """A few lines for the terminal after a headless run."""
+async def summary_text(engine: Any, positions: dict[str, float] | None = None) -> str:
+    """A few lines for the terminal after a headless run; ``positions`` as the broker reports them now
+    (None: unknown, never shown as flat)."""
     st = engine.status()
     fills = await engine.fill_journal.fills()
+    nlv = await _net_liquidation(engine, st.net_liquidation)
+    if positions is None:
+        shown = "unknown (the broker did not say)"
+    else:
+        shown = str(positions or "flat")
     lines = [
         f"HYDRA {st.mode}: {st.cycles_run} cycle(s), {len(fills)} fill(s), state {st.trading_state}"
         + (" (paused)" if st.paused else ""),
-        f"  net liquidation {st.net_liquidation:,.2f}" if st.net_liquidation is not None else "  net liquidation unknown",
-        f"  positions {dict(st.positions) or 'flat'}",
+        f"  net liquidation {nlv:,.2f}" if nlv is not None else "  net liquidation unknown",
+        f"  positions {shown}",
         (f"  gross exposure {st.gross_exposure:,.2f} of {st.max_gross_exposure:,.2f} (risk.max_gross_exposure)"
          + (f"; re-entry at {st.size_fraction:g} of every size cap" if st.size_fraction < 1 else ""))
         if st.gross_exposure is not None and st.max_gross_exposure is not None else "  gross exposure unknown",
