@@ -8,6 +8,7 @@ slippage, and ``make_fill_record`` turns an execution into the journal's ``FillR
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -247,7 +248,8 @@ def make_fill_record(
 
 class JournalPositionBook:
     """Positions our journal explains: the last reconciled broker snapshot plus every execution
-    seen since (by execId), persisted so a restart compares against what it knew before."""
+    seen since (by execId). Both are persisted (the executions as they arrive), so a restart
+    compares against everything the last run knew, and only a real mismatch is unexplained."""
 
     def __init__(self, store: Any, keep_exec_ids: int = 2000) -> None:
         from hydra_engine.store.kv import StateKey
@@ -256,20 +258,50 @@ class JournalPositionBook:
         self._key = StateKey("broker_positions", dict, None)
         self._seen: dict[str, tuple[int, float]] = {}
         self._keep = keep_exec_ids
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def note_execution(self, rep: ExecutionReport) -> None:
         self._seen[rep.exec_id] = (rep.con_id, rep.qty if rep.side == "BUY" else -rep.qty)
+        try:
+            task = asyncio.get_running_loop().create_task(self._persist(rep.exec_id), name=f"position-{rep.exec_id}")
+        except RuntimeError:  # no loop (a unit test): memory only
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _persist(self, exec_id: str) -> None:
+        """Add one execution to the snapshot's ``since`` list on disk (a restart forgets memory)."""
+        kv = getattr(self._store, "kv", None)
+        if kv is None:
+            return
+        try:
+            async with self._lock:
+                snap = await kv.get(self._key)
+                if snap is None or exec_id in snap.get("exec_ids", []) or exec_id in snap.get("since", {}):
+                    return  # no baseline yet (the first connect takes the broker's), or already counted
+                con_id, signed = self._seen[exec_id]
+                await kv.set(self._key, {**snap, "since": {**snap.get("since", {}), exec_id: [con_id, signed]}})
+        except Exception:  # noqa: BLE001 - the next connect's comparison shows what is missing
+            log.exception("order.position_note_failed", exec_id=exec_id)
+
+    async def flush(self) -> None:
+        """Wait for executions noted so far to be on disk."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def expected_positions(self) -> dict[int, float] | None:
         kv = getattr(self._store, "kv", None)
         if kv is None:
             return None
+        await self.flush()
         snap = await kv.get(self._key)
         if snap is None:
             return None
         out = {int(k): float(v) for k, v in snap.get("positions", {}).items()}
         counted = set(snap.get("exec_ids", []))
-        for exec_id, (con_id, signed) in self._seen.items():
+        since = {e: (int(c), float(q)) for e, (c, q) in snap.get("since", {}).items()}
+        for exec_id, (con_id, signed) in {**since, **self._seen}.items():
             if exec_id not in counted:
                 out[con_id] = out.get(con_id, 0.0) + signed
         return {k: v for k, v in out.items() if abs(v) > 1e-9}
@@ -283,10 +315,13 @@ class JournalPositionBook:
         kv = getattr(self._store, "kv", None)
         if kv is None:
             return
-        ids = list(self._seen)[-self._keep:]
-        snap = await kv.get(self._key) or {}
-        prior = [i for i in snap.get("exec_ids", []) if i not in self._seen][-(self._keep - len(ids)):] if len(ids) < self._keep else []
-        await kv.set(self._key, {
-            "positions": {str(k): v for k, v in actual.items() if abs(v) > 1e-9},
-            "exec_ids": prior + ids,
-        })
+        await self.flush()
+        async with self._lock:
+            snap = await kv.get(self._key) or {}
+            seen = list(dict.fromkeys([*snap.get("since", {}), *self._seen]))
+            prior = [i for i in snap.get("exec_ids", []) if i not in set(seen)]
+            await kv.set(self._key, {
+                "positions": {str(k): v for k, v in actual.items() if abs(v) > 1e-9},
+                "exec_ids": (prior + seen)[-self._keep:],
+                "since": {},
+            })

@@ -89,3 +89,28 @@ class Child:
 
     def output(self) -> str:
         return "".join(self.lines)
+
+
+def run_engine(data_dir: Path, days: int, *extra: str, timeout: float = 120.0) -> "subprocess.CompletedProcess[str]":
+    """``hydra-tui --no-ui --data-dir DIR --days N`` to its end (blocking: sync tests only)."""
+    import subprocess
+
+    return subprocess.run([*command(), "--no-ui", "--data-dir", str(data_dir), "--days", str(days), *extra],
+                          capture_output=True, text=True, env=env(), timeout=timeout)  # fmt: skip
+
+
+def store_dir(data_dir: Path) -> Path:
+    """The one per-account store directory under a data dir (``sim-DU1234567``)."""
+    [d] = [p for p in Path(data_dir).iterdir() if p.is_dir() and p.name.startswith("sim-")]
+    return d
+
+
+def query(db: Path, sql: str, *args: object) -> list[tuple]:
+    """Rows from the engine's store, read-only, as another process would."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
