@@ -186,8 +186,7 @@ class PaperTradingRunner:
         reason: str = await self.store.kv.get(PAUSE_REASON)
         self._paused, self._pause_reason = bool(paused), str(reason)
         self._started = True
-        for rec in await self.store.cycles.interrupted():
-            log.warning("runner.cycle_interrupted_found", market=rec.market, trading_date=str(rec.trading_date))
+        await self._resolve_interrupted()
         if schedule and broker_time:
             self._ticker = asyncio.get_running_loop().create_task(self._tick_loop(), name="runner-broker-time-tick")
             self._ticker.add_done_callback(log_task_failure)
@@ -197,6 +196,29 @@ class PaperTradingRunner:
                 for m in self.markets:
                     self.trigger(m.symbol, trigger="catch-up")
         log.info("runner.started", markets=[m.symbol for m in self.markets], paused=self._paused, scheduled=schedule)
+
+    async def _resolve_interrupted(self) -> None:
+        """Each cycle a crash left RUNNING: run it again for the same date while its target still
+        stands (before the market's next decision: the order step then moves toward the same
+        target), else close it INTERRUPTED. Both journalled, so no later start warns again."""
+        for rec in await self.store.cycles.interrupted():
+            m = next((x for x in self.markets if x.symbol == rec.market), None)
+            now = self.clock.now()
+            next_decision = next_decision_after(m, decision_at(m, rec.trading_date)) if m is not None else None
+            detail = {"market": rec.market, "trading_date": rec.trading_date.isoformat(), "owner": rec.owner,
+                      "started_at": rec.started_at.isoformat(), "attempts": rec.attempts}
+            if m is not None and next_decision is not None and now < next_decision:
+                log.warning("runner.cycle_interrupted_resumed", **detail)
+                await self.store.ops.record("NOTE", f"cycle {rec.market} {rec.trading_date} cut off by a crash: "
+                                            "run again toward its target", actor="runner", detail=detail)
+                self.trigger(m.symbol, trigger="recovery", trading_date=rec.trading_date)
+                continue
+            summary = {**detail, "status": CycleStatus.INTERRUPTED.value,
+                       "reason": "cut off by a crash; its order session was over at the next start"}
+            await self.store.cycles.finish(rec.market, rec.trading_date, summary, status=CycleStatus.INTERRUPTED)
+            await self.store.ops.record("NOTE", f"cycle {rec.market} {rec.trading_date} cut off by a crash: "
+                                        "closed as INTERRUPTED", actor="runner", detail=detail)
+            log.warning("runner.cycle_interrupted_closed", **detail)
 
     def _start_scheduler(self) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler

@@ -28,6 +28,8 @@ class CycleStatus(StrEnum):
     FINISHED = "FINISHED"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
+    INTERRUPTED = "INTERRUPTED"
+    """Cut off by a crash and not resumed (its order session was over at the next start)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +86,10 @@ class CycleRepo:
         summary: Mapping[str, Any] | None = None,
         status: CycleStatus | str = CycleStatus.FINISHED,
     ) -> None:
-        """Close the cycle with a JSON summary (FINISHED, FAILED or SKIPPED)."""
+        """Close the cycle with a JSON summary (FINISHED, FAILED, SKIPPED or INTERRUPTED)."""
         final = CycleStatus(status)
         if final == CycleStatus.RUNNING:
-            raise ValueError("finish() needs FINISHED, FAILED or SKIPPED, not RUNNING")
+            raise ValueError("finish() needs FINISHED, FAILED, SKIPPED or INTERRUPTED, not RUNNING")
         async with self._gate.transaction() as conn:
             cur = await conn.execute(
                 "UPDATE cycles SET status = ?, finished_at = ?, summary = ? WHERE market = ? AND trading_date = ?",
