@@ -74,7 +74,7 @@ DEFAULT_PRODUCTS: dict[str, Product] = {
                       MONTH_CODES, 500), "nymex_crude", 12,
                 MarketProfile(60.0, 0.022, 250_000, 1.0, 0.03, 0.10, "wti_history")),
         Product(_spec("ZO", "CBOT", 50, 0.25, "Oats", _CBOT_GRAIN, "HKNUZ", 100), "bd_before_15", 5,
-                MarketProfile(350.0, 0.018, 900, 3.0, 0.08, 0.10, "momentum_flip")),
+                MarketProfile(350.0, 0.018, 900, 3.0, 0.08, 0.10, "reversion_to_momentum")),
         Product(_spec("ZR", "CBOT", 2000, 0.005, "Rough Rice", _CBOT_GRAIN, "FHKNUX", 100),
                 "bd_before_15", 6, MarketProfile(14.0, 0.012, 1_500, 3.0, 0.04, 0.08,
                                                  "volume_dry_up")),

@@ -29,6 +29,9 @@ from hydra_engine.sim.catalog import MarketProfile
 DEFAULT_LOOKBACK_DAYS = 5
 DEFAULT_CHANGE_OFFSETS_DAYS = (125, 250)
 """Business days after the scenario anchor (the default clock start) of the 1st and 2nd change."""
+DEMO_CHANGE_OFFSET_DAYS = 50
+"""The default demo's break: 50 business days into a default run, so ``replay --days 252`` holds
+the change, the detection and about 200 trading days for the agent to gather evidence and heal."""
 _PULL_PER_DAY = 0.003
 _VOLUME_NOISE_SD = 0.35
 
@@ -137,6 +140,11 @@ SCENARIOS: dict[str, tuple[str, _Template]] = {
                             lambda p: [_p(p, coefficient=-0.25), _p(p, coefficient=0.25)]),
     "mean_reversion_fade": ("Planted mean reversion (-0.25) fades to nothing.",
                             lambda p: [_p(p, coefficient=-0.25), _p(p, coefficient=0.0)]),
+    "reversion_to_momentum": (
+        "Planted mean reversion (-0.35) flips to momentum (+0.35) 50 trading days after the "
+        "clock start: the default demo's healing market (the old relation pays its costs, the "
+        "new one is learnable within a few months).",
+        lambda p: [_p(p, coefficient=-0.35), _p(p, coefficient=0.35)]),
     "regime_mix": ("Momentum +0.25; then no relation and doubled volatility; then mean "
                    "reversion -0.2 with volume at 40 %.",
                    lambda p: [_p(p, coefficient=0.25),
@@ -145,16 +153,20 @@ SCENARIOS: dict[str, tuple[str, _Template]] = {
 }
 """Registered scenarios: name -> (description, template)."""
 
+SCENARIO_CHANGE_OFFSETS_DAYS: dict[str, tuple[int, ...]] = {"reversion_to_momentum": (DEMO_CHANGE_OFFSET_DAYS,)}
+"""Scenarios whose default change dates differ from ``DEFAULT_CHANGE_OFFSETS_DAYS``."""
+
 
 def scenario_names() -> list[str]:
     return sorted(SCENARIOS)
 
 
-def default_change_dates(anchor: dt.date, n_changes: int) -> tuple[dt.date, ...]:
+def default_change_dates(anchor: dt.date, n_changes: int, scenario: str | None = None) -> tuple[dt.date, ...]:
     """Change dates a fixed number of business days after ``anchor`` (the default clock start)."""
+    offsets = SCENARIO_CHANGE_OFFSETS_DAYS.get(scenario or "", DEFAULT_CHANGE_OFFSETS_DAYS)
     out = []
     for k in range(n_changes):
-        offset = DEFAULT_CHANGE_OFFSETS_DAYS[k] if k < len(DEFAULT_CHANGE_OFFSETS_DAYS) else 125 * (k + 1)
+        offset = offsets[k] if k < len(offsets) else 125 * (k + 1)
         day = anchor
         for _ in range(offset):
             day = next_business_day(day)
@@ -172,7 +184,7 @@ def resolve_scenario(symbol: str, choice: str | ScenarioChoice, profile: MarketP
     description, template = SCENARIOS[choice.name]
     params = template(profile)
     n_changes = len(params) - 1
-    dates = choice.change_dates if choice.change_dates is not None else default_change_dates(anchor, n_changes)
+    dates = choice.change_dates if choice.change_dates is not None else default_change_dates(anchor, n_changes, choice.name)
     if len(dates) != n_changes:
         raise ValueError(f"scenario {choice.name!r} for {symbol} needs {n_changes} change date(s), got {len(dates)}")
     if list(dates) != sorted(set(dates)):
