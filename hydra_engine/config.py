@@ -10,6 +10,7 @@ accepted range, and an unknown key names the known ones. Nothing is silently ign
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import os
 import tomllib
@@ -47,6 +48,12 @@ def _fmt(value: Any) -> str:
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+def did_you_mean(name: str, known: typing.Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest known name, or ``""`` when none is close."""
+    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _type_name(tp: Any) -> str:
@@ -171,7 +178,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 def _check_metadata(meta: Mapping[str, Any], value: Any, key: str) -> None:
     if value is None:
         return
-    rng = meta.get("range")
+    rng = meta.get("range", EXTRA_RANGES.get(key))
     if rng is not None:
         lo, hi = rng
         if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -187,11 +194,13 @@ def _check_metadata(meta: Mapping[str, Any], value: Any, key: str) -> None:
         raise ConfigError(f"{key} = {_fmt(value)}: must be one of {', '.join(_fmt(c) for c in choices)}", key)
 
 
-def load_dataclass(cls: type[T], mapping: Mapping[str, Any] | None, path: str = "") -> T:
+def load_dataclass(cls: type[T], mapping: Mapping[str, Any] | None, path: str = "",
+                   extra_keys: typing.Collection[str] = ()) -> T:
     """Build dataclass ``cls`` from ``mapping``, validating types, ranges and choices.
 
     Missing keys take the field default; unknown keys and bad values raise ``ConfigError`` naming
-    the dotted key under ``path``. Errors raised by ``cls.__post_init__`` (ValueError/TypeError)
+    the dotted key under ``path`` (with the closest known key). ``extra_keys`` are known but read by
+    the caller, not passed to ``cls``. Errors raised by ``cls.__post_init__`` (ValueError/TypeError)
     are re-raised as ConfigError prefixed with ``path``.
     """
     if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
@@ -204,12 +213,13 @@ def load_dataclass(cls: type[T], mapping: Mapping[str, Any] | None, path: str = 
     except NameError as exc:  # a string annotation naming something not importable at module level
         raise TypeError(f"cannot resolve the field types of {cls.__name__}: {exc}") from exc
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = [k for k in mapping if k not in fields]
+    known = sorted({*fields, *extra_keys})
+    unknown = [k for k in mapping if k not in fields and k not in extra_keys]
     if unknown:
-        k = unknown[0]
-        raise ConfigError(
-            f"{_join(path, str(k))}: unknown key; known keys: {', '.join(sorted(fields))}", _join(path, str(k))
-        )
+        k = _join(path, str(unknown[0]))
+        if not known:
+            raise ConfigError(f"{k}: unknown key; [{path}] has no settings yet", k)
+        raise ConfigError(f"{k}: unknown key; known keys: {', '.join(known)}{did_you_mean(str(unknown[0]), known)}", k)
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         key = _join(path, name)
@@ -325,8 +335,110 @@ class LoggingSettings:
     format: Literal["console", "json"] = "json"
 
 
+@dataclass(frozen=True, slots=True)
+class SimSettings:
+    """The embedded exchange as the engine starts it (section ``[sim]``)."""
+
+    seed: int | None = field(default=None, metadata={"range": (0, 2**31 - 1)})
+    """Market universe and fault seed; None: ``--seed`` or 7."""
+    faults: str | None = None
+    """Fault injection spec (hydra_engine/sim/FAULTS.md); checked here, before anything starts."""
+    starting_cash: float = field(default=1_000_000.0, metadata={"range": (1.0, 1e11)})
+
+    def __post_init__(self) -> None:
+        if self.faults:
+            from hydra_engine.sim.faults import FaultSpecError, parse_faults
+
+            try:
+                parse_faults(self.faults)
+            except FaultSpecError as exc:
+                raise ValueError(f"sim.faults = {self.faults!r}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TuiSettings:
+    """Section ``[tui]``: the terminal interface has no settings yet, so every key is refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """Section ``[model]``: no settings yet (the first champion's spec is ``agent.default_spec``)."""
+
+
 EXTRA_SECTIONS: tuple[str, ...] = ("risk", "agent", "model", "execution", "sim", "tui")
-"""Sections kept as raw tables until their owners' dataclasses are wired (``HydraSettings.section``)."""
+"""Sections whose dataclasses live with their owners; validated by ``section_schema`` when the
+settings load, kept as raw tables for ``HydraSettings.section``."""
+
+_SCHEMAS: dict[str, tuple[str, str]] = {
+    "risk": ("hydra_engine.risk.gate", "RiskConfig"),
+    "agent": ("hydra_engine.agent.core", "AgentConfig"),
+    "execution": ("hydra_engine.execution.cycle", "CycleConfig"),
+    "sim": (__name__, "SimSettings"),
+    "tui": (__name__, "TuiSettings"),
+    "model": (__name__, "ModelSettings"),
+}
+"""One schema: the dataclass that every key of each extra section must fit (imported on use)."""
+
+AGENT_EXTRA_KEYS = ("enabled",)
+"""``[agent]`` keys the engine reads itself (``enabled = false``: no self-healing loop)."""
+
+EXTRA_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "agent.alarms_per_1000_days_per_stream": (0.001, 1000.0),
+    "agent.reference_days": (20, 100_000),
+    "agent.findings_lookback_days": (1, 3650),
+    "agent.max_catchup_days": (1, 10_000),
+    "agent.experiment_time_limit_s": (1.0, 86_400.0),
+    "agent.experiment_wait_s": (0.0, 86_400.0),
+    "agent.wf_splits": (2, 100),
+    "agent.wf_test_window": (5, 10_000),
+    "agent.wf_min_train": (20, 100_000),
+    "agent.cost_bps": (0.0, 1000.0),
+    "agent.label_horizon": (1, 60),
+    "agent.overfit_gap_threshold": (0.0, 10.0),
+    "agent.gate.dm_alpha": (0.0001, 0.4999),
+    "agent.gate.min_weighted_win": (0.0, 0.9999),
+    "agent.gate.dsr_min": (0.0, 0.9999),
+    "agent.gate.half_life_windows": (0.1, 1000.0),
+    "agent.gate.dm_horizon": (1, 60),
+    "agent.gate.min_oos_days": (1, 100_000),
+    "agent.playbook.budget_per_cycle": (0, 100),
+    "agent.playbook.cooldown_days": (0, 3650),
+    "agent.playbook.rejected_cooldown_days": (0, 3650),
+    "agent.rollback.patience_days": (1, 1000),
+    "agent.rollback.window_days": (1, 1000),
+    "agent.rollback.min_days": (1, 1000),
+    "agent.rollback.enter_margin": (-10.0, 10.0),
+    "agent.rollback.exit_margin": (-10.0, 10.0),
+    "agent.rollback.cooldown_days": (0, 3650),
+    "agent.rollback.watch_days": (1, 10_000),
+}
+"""Accepted ranges of settings whose dataclasses (the agent's) carry none in their field metadata."""
+
+
+def section_schema(name: str) -> type:
+    """The dataclass that section ``name`` (one of ``EXTRA_SECTIONS``) is validated against."""
+    import importlib
+
+    module, attr = _SCHEMAS[name]
+    cls: type = getattr(importlib.import_module(module), attr)
+    return cls
+
+
+def validate_section(name: str, raw: Mapping[str, Any]) -> Any:
+    """Section ``name`` as its dataclass, or ConfigError naming the dotted key and accepted range."""
+    if name == "agent":
+        if "enabled" in raw:
+            _coerce(bool, raw["enabled"], "agent.enabled")
+        cfg = load_dataclass(section_schema(name), raw, name, extra_keys=AGENT_EXTRA_KEYS)
+        if "default_spec" in raw:  # the first champion's spec, checked now rather than at bootstrap
+            from hydra_engine.model.baseline import ModelSpec
+
+            try:
+                ModelSpec.from_dict(cfg.default_spec)  # type: ignore[attr-defined]
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ConfigError(f"agent.default_spec: {exc}", "agent.default_spec") from None
+        return cfg
+    return load_dataclass(section_schema(name), raw, name)
 
 _TYPED_SECTIONS = ("broker", "runner", "store", "logging", "markets")
 
@@ -445,8 +557,9 @@ def settings_from_mapping(raw: Mapping[str, Any], source: Path | None = None) ->
     """Validate a whole settings mapping (as parsed from TOML, overrides applied)."""
     unknown = [k for k in raw if k not in _TYPED_SECTIONS and k not in EXTRA_SECTIONS]
     if unknown:
-        known = ", ".join(sorted(_TYPED_SECTIONS + EXTRA_SECTIONS))
-        raise ConfigError(f"{unknown[0]}: unknown section; known sections: {known}", str(unknown[0]))
+        names = sorted(_TYPED_SECTIONS + EXTRA_SECTIONS)
+        raise ConfigError(f"{unknown[0]}: unknown section; known sections: {', '.join(names)}"
+                          f"{did_you_mean(str(unknown[0]), names)}", str(unknown[0]))
     for name in ("broker", "runner", "store", "logging", *EXTRA_SECTIONS):
         if name in raw and not isinstance(raw[name], Mapping):
             raise ConfigError(f"{name}: must be a table ([{name}])", name)
@@ -471,9 +584,12 @@ def settings_from_mapping(raw: Mapping[str, Any], source: Path | None = None) ->
     if not markets:
         raise ConfigError("markets: at least one market is needed", "markets")
     sections: dict[str, Mapping[str, Any]] = {}
-    for name in EXTRA_SECTIONS:
+    for name in EXTRA_SECTIONS:  # every key checked now, before anything starts
         if name in raw:
+            validate_section(name, raw[name])
             sections[name] = dict(raw[name])
+    if "enabled" in sections.get("agent", {}):  # "no", "off", "0" from --set read as false, not as a truthy string
+        sections["agent"] = {**sections["agent"], "enabled": _coerce(bool, sections["agent"]["enabled"], "agent.enabled")}
     return HydraSettings(
         broker=broker, runner=runner, store=store, markets=markets, logging=logging,
         sections=sections, source=source,

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import structlog
 
 from hydra_engine.clock import WallClock
-from hydra_engine.config import HydraSettings
+from hydra_engine.config import HydraSettings, SimSettings
 from hydra_engine.engine_checks import (
     StartRefused,
     check_exchange_clock,
@@ -28,7 +28,7 @@ from hydra_engine.engine_checks import (
     mark_exchange,
     set_state_file_aside,
 )
-from hydra_engine.engine_setup import agent_config, fit_baseline, sim_option
+from hydra_engine.engine_setup import agent_config, fit_baseline
 from hydra_engine.engine_time import (
     BROKER_TIME_PROBE_S,
     BROKER_TIME_SKEW_S,
@@ -225,14 +225,12 @@ class Engine:
                                         actor="engine", detail={"old_state_kept_as": str(kept) if kept else None})
         else:
             await check_state_file_present(self.store, state_path)
-        sim_raw = dict(self.settings.sections.get("sim", {}))
+        sim = self.settings.section("sim", SimSettings)
         try:
             self.exchange = await EmbeddedExchange.start(
-                port=self.settings.broker.port, seed=sim_option(sim_raw, "seed", int, self.seed, (0, 2**31 - 1)),
-                universe=self._universe, faults=sim_option(sim_raw, "faults", str, None, None),
-                state_path=state_path, accounts=(self.account,),
-                starting_cash=sim_option(sim_raw, "starting_cash", float, 1_000_000.0, (1.0, 1e11)),
-                pacing=not self.lockstep,
+                port=self.settings.broker.port, seed=self.seed if sim.seed is None else sim.seed,
+                universe=self._universe, faults=sim.faults, state_path=state_path, accounts=(self.account,),
+                starting_cash=sim.starting_cash, pacing=not self.lockstep,
             )
         except StateFileError as exc:
             raise StartRefused(f"{exc}. The store {self.store.path} was left as it was; restore exchange.json "

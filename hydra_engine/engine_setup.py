@@ -1,24 +1,11 @@
-"""Settings to parts for the composition root: ``[sim]`` options, the agent's configuration, and
-the fit of the bootstrap champion (run in a worker thread when the registry has none)."""
+"""Settings to parts for the composition root: the agent's configuration and the fit of the
+bootstrap champion (run in a worker thread when the registry has none). ``[sim]`` is
+``config.SimSettings``, checked with every other section when the settings load."""
 
 from __future__ import annotations
 
 import math
 from typing import Any, Mapping
-
-
-def sim_option(raw: Mapping[str, Any], key: str, kind: type, default: Any, bounds: tuple[float, float] | None) -> Any:
-    """One ``[sim]`` value, checked here (the section's other keys belong to the exchange's own tools)."""
-    from hydra_engine.config import ConfigError
-
-    if key not in raw or raw[key] is None:
-        return default
-    value = raw[key]
-    ok = isinstance(value, kind) and not isinstance(value, bool) or (kind is float and isinstance(value, int))
-    if not ok or (bounds is not None and not bounds[0] <= value <= bounds[1]):
-        rng = f" between {bounds[0]:g} and {bounds[1]:g}" if bounds is not None else ""
-        raise ConfigError(f"sim.{key} = {value!r}: must be a {kind.__name__}{rng}", f"sim.{key}")
-    return kind(value)
 
 
 def agent_config(raw: Mapping[str, Any]) -> Any:

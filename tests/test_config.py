@@ -106,7 +106,7 @@ time_zone = "America/New_York"
 roll_days = 4
 
 [risk]
-max_drawdown = 0.15
+max_drawdown_pct = 15.0
 """)
     s = load_settings(path)
     assert s.source == path
@@ -116,23 +116,25 @@ max_drawdown = 0.15
     assert cl.max_contracts == 1 and cl.roll_days == CATALOG["CL"].roll_days  # catalogue defaults kept
     assert hg.decision_time == time(13, 15) and hg.exchange == "COMEX"
     assert s.market("HG") is hg
-    assert s.sections == {"risk": {"max_drawdown": 0.15}}
-    risk = s.section("risk", RiskLike)
-    assert risk.max_drawdown == 0.15
-    bad = write(tmp_path, "[risk]\nmax_drawdown = 1.5\n")
-    with pytest.raises(ConfigError, match="risk.max_drawdown = 1.5: must be between 0 and 1"):
-        load_settings(bad).section("risk", RiskLike)
+    assert s.sections == {"risk": {"max_drawdown_pct": 15.0}}
+    from hydra_engine.risk.gate import RiskConfig
+
+    risk = s.section("risk", RiskConfig)
+    assert risk.max_drawdown_pct == 15.0
+    bad = write(tmp_path, "[risk]\nmax_drawdown_pct = 150\n")
+    with pytest.raises(ConfigError, match=r"risk.max_drawdown_pct = 150.0: must be between 0.1 and 100.0"):
+        load_settings(bad)  # every section is checked when the settings load
 
 
 def test_overrides_as_dotted_cli_strings(tmp_path: Path) -> None:
     path = write(tmp_path, "[broker]\nkind = \"ib\"\nport = 4002\n")
     s = load_settings(path, {"broker.client_id": "9", "runner.schedule_minute": "30",
-                             "broker.host": "localhost", "markets": "ZO,CL", "risk.max_drawdown": "0.1",
+                             "broker.host": "localhost", "markets": "ZO,CL", "risk.max_drawdown_pct": "10",
                              "logging.level": "DEBUG", "runner.catch_up": "false"})
     assert s.broker.client_id == 9 and s.broker.host == "localhost" and s.broker.port == 4002
     assert s.runner.schedule_minute == 30 and s.runner.catch_up is False
     assert [m.symbol for m in s.markets] == ["ZO", "CL"]
-    assert s.sections["risk"] == {"max_drawdown": 0.1}
+    assert s.sections["risk"] == {"max_drawdown_pct": 10}
     assert s.logging.level == "DEBUG"
     with pytest.raises(ConfigError, match=r"broker\.client_id = 0: must be between 1 and"):
         load_settings(path, {"broker.client_id": "0"})
