@@ -1,0 +1,1 @@
+"""The app's screens: secondary views (reconciliation, journal, model, help) and modals."""
