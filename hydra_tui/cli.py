@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--since", help="ISO date")
     report.add_argument("--limit", type=int, default=20)
     report.add_argument("--reconcile", action="store_true")
+
+    serve = sub.add_parser("serve", help="serve the app to a browser on 127.0.0.1 (textual-serve; tunnel it over SSH)")
+    serve.add_argument("--port", type=int, default=8566, help="loopback port to listen on (default 8566)")
+    serve.add_argument("--config", type=Path, help="settings file (TOML) for the served app")
+    serve.add_argument("--data-dir", type=Path, help="data directory for the served app")
+    serve.add_argument("--day-seconds", type=float, help="embedded exchange: real seconds per simulated day")
     return parser
 
 
@@ -72,6 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hydra_tui.commands import fill_report
 
         return asyncio.run(fill_report(args))
+    if args.command == "serve":
+        from hydra_tui.serve import serve as serve_app
+
+        app_args = [x for k in ("config", "data_dir", "day_seconds") if (v := getattr(args, k)) is not None
+                    for x in (f"--{k.replace('_', '-')}", str(v))]
+        return serve_app(args.port, app_args)
     if not args.no_ui:
         # The Textual interface is a later milestone; until it lands the same engine runs headless.
         sys.stderr.write("hydra-tui: the terminal interface is not built yet; running the engine headless (--no-ui)\n")
