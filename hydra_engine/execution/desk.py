@@ -58,6 +58,9 @@ class ExecutionDesk:
     async def start(self, m: MarketConfig, day: dt.date | None, target: int, month: ContractMonth | None, *,
                     liquid: bool | None = None) -> str:
         """Start moving ``m`` to ``target``; returns what was done (for the cycle summary)."""
+        held = await self._conflict_hold(m.symbol)
+        if held:
+            return held
         now = self.clock.now()
         start_at = None
         if self.config.wait_for_session:
@@ -81,6 +84,8 @@ class ExecutionDesk:
             log.info("runner.execution_scheduled", market=m.symbol, at=ticket.waiting_until.isoformat(), target=target)
             await self.clock.sleep_until(ticket.waiting_until)
             ticket.waiting_until = None
+            if await self._conflict_hold(m.symbol):  # an alarm raised while it slept
+                return None
         # the order's session, not the decision's date: the daily-P&L base is the close mark of the
         # last completed session before it, and the contract month is the front month as of it
         session_day = trading_date_at(m, self.clock.now()) if ticket.session_date is None else ticket.session_date
@@ -88,6 +93,15 @@ class ExecutionDesk:
         log.info("runner.execution_done", market=m.symbol, trading_date=str(day), target=target,
                  filled=getattr(res, "filled", None), reasons=list(getattr(res, "reasons", ()) or ()))
         return res
+
+    async def _conflict_hold(self, symbol: str) -> str:
+        """Why ``symbol`` must not trade now (an open conflicting-fill alarm in the store), or ''."""
+        alarms = getattr(self.store, "fill_conflicts", None)
+        if alarms is None or not await alarms.blocked(symbol):
+            return ""
+        log.warning("runner.execution_held", market=symbol, reason="fill_conflict")
+        return (f"waiting: a conflicting fill under a known execId is open for {symbol}; "
+                "check it against the broker, then clear it (Store.fill_conflicts.clear)")
 
     async def _placed(self, symbol: str) -> None:
         """Return once an order of ``symbol`` is working and the order manager is idle (parked)."""

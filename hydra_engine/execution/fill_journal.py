@@ -18,6 +18,12 @@ mark (``fill_slippage_mark``, migration v005) are the unpacked tail; once the ta
 per-fill commits in 64 write only the ``fills`` pages (no block read or rewrite), and the
 reconciler reads the blocks plus at most ``BLOCK_FILLS - 1`` tail rows. The journal keeps the mark
 in memory (read once, re-read after a failed commit). ``rebuild_blocks`` repairs the blocks.
+
+A report under a journalled execId is compared with the stored fill: identical (same symbol,
+contract month, side, quantity and price) is a silent no-op; different is a conflict. The journalled
+fill stays; the transaction that found it also writes a ``fill_conflicts`` row (migration v009) and
+an ``ops_journal`` entry of kind ``FILL_CONFLICT``, so the alarm is durable with the check, the
+market's trading waits (``Store.fill_conflicts.blocked``) and ``status`` can show it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 import math
 import sqlite3
 import struct
@@ -68,6 +75,15 @@ _UNFOLDED = (
     "SELECT symbol, data_type, predicted_slippage, actual_slippage, arrival_mid FROM fills "
     "WHERE id > ? AND id <= ? AND predicted_slippage IS NOT NULL AND actual_slippage IS NOT NULL "
     "AND arrival_mid IS NOT NULL ORDER BY id"
+)
+_EXISTING = "SELECT symbol, contract_month, direction, qty, fill_price, fill_time, order_ref, perm_id FROM fills WHERE exec_id = ?"
+_COMPARED = ("symbol", "contract_month", "direction", "qty", "fill_price")
+_PUT_CONFLICT = (
+    "INSERT INTO fill_conflicts (exec_id, symbol, detected_at, differences, journalled, reported) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_PUT_ALARM = (
+    "INSERT INTO ops_journal (at, kind, command, actor, message, detail) VALUES (?, 'FILL_CONFLICT', '', 'fill_journal', ?, ?)"
 )
 _PUT_BLOCK = (
     "INSERT INTO fill_slippage_blocks (symbol, data_type, block_no, n_fills, data) VALUES (?, ?, ?, ?, ?) "
@@ -250,17 +266,53 @@ def _fold(db: sqlite3.Connection) -> int:
     return int(top)
 
 
-def _insert(db: sqlite3.Connection, rec: FillRecord) -> int:
-    """The new row's id, or 0 when that execId is already journalled."""
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(a)))
+        except (TypeError, ValueError):
+            return False
+    return bool(a == b)
+
+
+def _check_duplicate(db: sqlite3.Connection, rec: FillRecord, now: str) -> dict[str, Any] | None:
+    """Compare ``rec`` with the fill journalled under its execId; on a difference write the alarm
+    (conflict row and ops journal entry, in the caller's transaction) and return its detail."""
+    row = db.execute(_EXISTING, (rec.exec_id,)).fetchone()
+    if row is None:
+        return None
+    old = dict(zip((*_COMPARED, "fill_time", "order_ref", "perm_id"), row, strict=True))
+    new = {k: getattr(rec, k) for k in _COMPARED} | {"fill_time": to_iso(rec.fill_time), "order_ref": rec.order_ref,
+                                                     "perm_id": rec.perm_id}
+    diff = [k for k in _COMPARED if not _same(old[k], new[k])]
+    if not diff:
+        return None
+    detail = {"exec_id": rec.exec_id, "symbol": old["symbol"], "differences": diff, "journalled": old, "reported": new}
+    db.execute(_PUT_CONFLICT, (rec.exec_id, old["symbol"], now, json.dumps(diff), json.dumps(old), json.dumps(new)))
+    changes = ", ".join(f"{k} {old[k]} -> {new[k]}" for k in diff)
+    db.execute(_PUT_ALARM, (now, f"{old['symbol']}: conflicting fill under execId {rec.exec_id} ({changes}); "
+                                 f"the journalled fill is kept and trading for {old['symbol']} waits until cleared",
+                            json.dumps(detail, sort_keys=True, default=str)))
+    return detail
+
+
+def _insert(db: sqlite3.Connection, rec: FillRecord, conflicts: list[dict[str, Any]] | None = None) -> int:
+    """The new row's id, or 0 when that execId is already journalled (a conflicting one is also
+    recorded as an alarm and appended to ``conflicts``)."""
     cur = db.execute(_INSERT, rec._row())  # noqa: SLF001 - same module
-    return int(cur.lastrowid or 0) if cur.rowcount == 1 else 0
+    if cur.rowcount == 1:
+        return int(cur.lastrowid or 0)
+    found = _check_duplicate(db, rec, to_iso(dt.datetime.now(dt.timezone.utc)))
+    if found is not None and conflicts is not None:
+        conflicts.append(found)
+    return 0
 
 
-def _write_one(db: sqlite3.Connection, rec: FillRecord) -> int:
+def _write_one(db: sqlite3.Connection, rec: FillRecord, conflicts: list[dict[str, Any]]) -> int:
     """Insert one fill inside a savepoint (a failure leaves the surrounding transaction intact)."""
     db.execute("SAVEPOINT fill_journal")
     try:
-        new = _insert(db, rec)
+        new = _insert(db, rec, conflicts)
         db.execute("RELEASE fill_journal")
         return new
     except BaseException:
@@ -269,20 +321,21 @@ def _write_one(db: sqlite3.Connection, rec: FillRecord) -> int:
         raise
 
 
-def _write_batch(db: sqlite3.Connection, recs: Sequence[FillRecord],
-                 state: _FoldState) -> list[bool | BaseException]:
+def _write_batch(db: sqlite3.Connection, recs: Sequence[FillRecord], state: _FoldState,
+                 conflicts: list[dict[str, Any]] | None = None) -> list[bool | BaseException]:
     """Write every record, fold the tail into blocks if it reached ``BLOCK_FILLS``, commit once.
 
     The common case (one fill, no transaction open on the connection) is BEGIN, INSERT, COMMIT:
     the same pages as a bare insert. A batch runs in one savepoint; if any statement fails it is
     rolled back and redone record by record so a bad one fails alone."""
     out: list[bool | BaseException] = []
+    found: list[dict[str, Any]] = []
     top = 0
     try:
         if not db.in_transaction and len(recs) == 1:
             db.execute("BEGIN")
             try:
-                top = _insert(db, recs[0])
+                top = _insert(db, recs[0], found)
             except sqlite3.Error as exc:  # only our statement is in this transaction
                 db.rollback()
                 return [exc]
@@ -292,15 +345,17 @@ def _write_batch(db: sqlite3.Connection, recs: Sequence[FillRecord],
                 db.execute("BEGIN")
             db.execute("SAVEPOINT fill_batch")
             try:
-                ids = [_insert(db, r) for r in recs]
+                found.clear()
+                ids = [_insert(db, r, found) for r in recs]
                 db.execute("RELEASE fill_batch")
             except sqlite3.Error:
                 db.execute("ROLLBACK TO fill_batch")
                 db.execute("RELEASE fill_batch")
                 ids = []
+                found.clear()
                 for rec in recs:
                     try:
-                        ids.append(_write_one(db, rec))
+                        ids.append(_write_one(db, rec, found))
                     except sqlite3.Error as exc:
                         out.append(exc)
                         continue
@@ -321,6 +376,8 @@ def _write_batch(db: sqlite3.Connection, recs: Sequence[FillRecord],
             db.rollback()
         raise
     state.mark = mark
+    if conflicts is not None:
+        conflicts.extend(found)  # committed with the batch
     return out
 
 
@@ -350,6 +407,8 @@ class FillJournal:
         self._fold_state = _FoldState()
         self.commits = 0
         """Transactions committed by this journal (with group commit: fewer than fills)."""
+        self.conflicts = 0
+        """Conflicting duplicates found (each journalled as an alarm)."""
         lock = getattr(tx, "lock", None) or getattr(tx, "_lock", None)
         self._lock: asyncio.Lock | None = lock if isinstance(lock, asyncio.Lock) else None
 
@@ -370,8 +429,10 @@ class FillJournal:
         if late is not None and rec.commission is None:
             rec = dataclasses.replace(rec, commission=late)
         if not self.group_commit:
-            result = (await self._call(lambda: _write_batch(self._db(), (rec,), self._fold_state)))[0]
+            found: list[dict[str, Any]] = []
+            result = (await self._call(lambda: _write_batch(self._db(), (rec,), self._fold_state, found)))[0]
             self.commits += 1
+            self._alarm(found)
         else:
             fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             self._queue.append((rec, fut))
@@ -382,15 +443,16 @@ class FillJournal:
             log.error("fill_journal.write_failed", exec_id=rec.exec_id, error=str(result))
             raise result
         if not result:  # new fills are logged by the caller (one log line per fill is enough)
-            log.info("fill_journal.duplicate", exec_id=rec.exec_id)
+            log.debug("fill_journal.duplicate", exec_id=rec.exec_id)
         return result
 
     async def _drain(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch:]
             recs = [r for r, _ in batch]
+            found: list[dict[str, Any]] = []
             try:
-                results = await self._call(lambda: _write_batch(self._db(), recs, self._fold_state))  # noqa: B023 - awaited in this iteration
+                results = await self._call(lambda: _write_batch(self._db(), recs, self._fold_state, found))  # noqa: B023 - awaited in this iteration
             except BaseException as exc:  # commit failed: nobody in this batch is durable
                 for _, fut in batch:
                     if not fut.done():
@@ -399,9 +461,16 @@ class FillJournal:
                     raise
                 continue
             self.commits += 1
+            self._alarm(found)
             for (_, fut), res in zip(batch, results, strict=False):
                 if not fut.done():
                     fut.set_result(res)  # type: ignore[arg-type]  # exceptions re-raised by log_fill
+
+    def _alarm(self, found: list[dict[str, Any]]) -> None:
+        for c in found:  # already committed: the store holds the alarm
+            self.conflicts += 1
+            log.error("fill_journal.conflict", exec_id=c["exec_id"], symbol=c["symbol"], differences=c["differences"],
+                      journalled=c["journalled"], reported=c["reported"])
 
     async def flush(self) -> None:
         """Wait until every queued fill is committed (group commit); a no-op otherwise."""

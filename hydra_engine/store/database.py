@@ -33,6 +33,7 @@ from hydra_engine.paths import DB_FILE_NAME, LOCK_FILE_NAME, store_dir
 from hydra_engine.store.bars import BarRepo
 from hydra_engine.store.cycles import CycleRepo
 from hydra_engine.store.equity import EquityRepo
+from hydra_engine.store.fill_conflicts import FillConflicts
 from hydra_engine.store.kv import KeyValueStore
 from hydra_engine.store.lock import LockHeldError, StoreLock, WriteGate
 from hydra_engine.store.ops_journal import OpsJournal
@@ -374,6 +375,8 @@ class Store:
         self.bars = BarRepo(conn, self.tx, clock)
         self.kv = KeyValueStore(conn, self.tx, clock)
         self.ops = OpsJournal(conn, self.tx, clock)
+        self.fill_conflicts = FillConflicts(conn, self.tx, clock)
+        """Open conflicting-fill alarms per market (trading waits): see store/fill_conflicts.py."""
 
     @classmethod
     async def open(cls, data_dir: Path, broker: str, account: str, *, lock: bool = True,
