@@ -19,8 +19,10 @@ from textual_plotext import PlotextPlot
 OPTIMISM_WARNING = "Paper fills are significantly optimistic"
 PESSIMISM_WARN_ABOVE = 1.5
 SCATTER_FILLS = 2000
-COLUMNS = ("Market", "N fills", "Mean predicted", "Mean actual", "Bias", "Bias bps", "RMSE", "Correlation",
-           "Pessimism x", "Verdict")
+COLUMNS = ("Market", "N fills", "Mean pred", "Mean actual", "Bias", "Bias bps", "RMSE", "Corr", "Pessimism",
+           "Verdict")
+"""Price units per market (bps for the POOLED line); Corr is Pearson's; Pessimism is mean actual /
+mean predicted in bps."""
 
 
 def bias_colour(bias_price: float) -> str:
