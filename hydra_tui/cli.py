@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_options(parser)
     parser.add_argument("--no-ui", action="store_true", help="run the same engine headless")
     parser.add_argument("--days", type=int, default=None, help="embedded exchange: stop after N trading days")
+    parser.add_argument("--day-seconds", type=float, default=None,
+                        help="embedded exchange in the app: real seconds per simulated day (default runner.lockstep_delay_s)")
     parser.add_argument("--yes-i-mean-live", action="store_true", help="headless confirmation of a live port")
     parser.add_argument("--new-exchange", action="store_true",
                         help="embedded exchange: start a new simulated account on purpose beside an existing store")
@@ -85,9 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for x in (f"--{k.replace('_', '-')}", str(v))]
         return serve_app(args.port, app_args)
     if not args.no_ui:
-        # The Textual interface is a later milestone; until it lands the same engine runs headless.
-        sys.stderr.write("hydra-tui: the terminal interface is not built yet; running the engine headless (--no-ui)\n")
-        args.no_ui = True
+        from hydra_tui.app import run_tui
+
+        return run_tui(args)
     from hydra_tui.headless import run_headless
 
     return run_headless(args)

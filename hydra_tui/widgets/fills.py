@@ -1,0 +1,32 @@
+"""Fills pane: the plan's columns (Time, Symbol, Dir, Qty, Order Price, Fill Price, Pred Slip,
+Actual Slip, Latency), BUY green and SELL red, newest first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from hydra_tui.widgets.table_diff import apply_rows
+from hydra_tui.widgets.view import View
+
+COLUMNS = ("Time", "Symbol", "Dir", "Qty", "Order Price", "Fill Price", "Pred Slip", "Actual Slip", "Latency")
+
+
+def _p(x: float | None, fmt: str = ".4g") -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+class FillsTable(DataTable[Any]):
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.add_columns(*COLUMNS)
+
+    def show(self, v: View) -> None:
+        rows = {f.exec_id: (f"{f.time:%m-%d %H:%M}", f.symbol, Text(f.direction, style="bold green" if f.direction == "BUY"
+                                                                    else "bold red"),
+                            f"{f.qty:g}", _p(f.order_price), _p(f.fill_price), _p(f.predicted), _p(f.actual),
+                            "—" if f.latency_ms is None else f"{f.latency_ms / 1000:.1f}s")
+                for f in v.fills}
+        apply_rows(self, rows)

@@ -1,0 +1,29 @@
+"""Working orders pane: limit, filled/total, patience step, age."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from hydra_tui.widgets.table_diff import apply_rows
+from hydra_tui.widgets.view import View
+
+
+def age(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class OrdersTable(DataTable[Any]):
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.add_columns("Ref", "Side", "Contract", "Limit", "Filled", "Step", "Age", "Status")
+
+    def show(self, v: View) -> None:
+        rows = {o.order_ref: (o.order_ref[-14:], Text(o.side, style="green" if o.side == "BUY" else "red"),
+                              o.local_symbol, f"{o.limit:,.4g}", f"{o.filled:g}/{o.qty:g}", str(o.step), age(o.age_s),
+                              o.status)
+                for o in v.orders}
+        apply_rows(self, rows)

@@ -1,0 +1,168 @@
+"""The Textual app with the real engine on the embedded exchange, driven by Pilot."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from hydra_engine.config import load_settings
+from hydra_tui.app import HydraApp
+from hydra_tui.screens.confirm import ConfirmScreen, PickMarketScreen
+
+ALWAYS_TAKE_A_SIDE = {"execution.long_threshold": 0.5, "execution.short_threshold": 0.5}
+"""Mechanics under test, not the champion's edge: a champion that always takes a side trades."""
+
+
+def make_app(tmp_path: Path, universe: Any, *, days: int = 2, agent: bool = False, **overrides: Any) -> HydraApp:
+    settings = load_settings(None, {**ALWAYS_TAKE_A_SIDE, **overrides})
+    return HydraApp(settings, data_dir=tmp_path, universe=universe, agent=agent, day_seconds=0, days=days)
+
+
+async def until(pilot: Any, cond: Any, timeout: float = 60.0, what: str = "") -> None:
+    """Wait on a condition (events, not fixed sleeps), letting the App process messages."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or cond}")
+        await pilot.pause(0.05)
+
+
+def header(app: HydraApp) -> str:
+    from hydra_tui.widgets.header import HydraHeader
+
+    return str(app.query_one(HydraHeader).render())
+
+
+async def test_app_plays_days_and_shows_the_panes(tmp_path, sim_universe) -> None:
+    app = make_app(tmp_path, sim_universe)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await until(pilot, lambda: app.engine is not None and app.days_played >= 2, what="two days played")
+        await until(pilot, lambda: len(app.view.fills) > 0, what="fills shown")
+        assert "SIM" in header(app) and "ACTIVE" in header(app)
+        assert app.query_one("#fills").row_count == len(app.view.fills)
+        assert app.view.net_liquidation and app.view.cycles_run == 4
+        engine = app.engine
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running or app.engine is None, what="quit")
+    assert engine._stopped
+
+
+async def test_pause_key_is_shown_and_persisted_and_a_forced_cycle_repeat_is_duplicate(tmp_path, sim_universe) -> None:
+    app = make_app(tmp_path, sim_universe, days=0)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await until(pilot, lambda: app.engine is not None, what="engine started")
+        engine = app.engine
+        await pilot.press("p")
+        await until(pilot, lambda: engine.status().paused, what="paused")
+        await until(pilot, lambda: "PAUSED" in header(app), what="PAUSED shown")
+        assert app._bindings.key_to_bindings["p"][0].description == "Resume"
+        cmds = [e.command for e in await engine.store.ops.recent(20, kind="COMMAND")]
+        assert "pause" in cmds
+        await pilot.press("p")
+        await until(pilot, lambda: not engine.status().paused, what="resumed")
+        first = await engine.force_cycle("CL")
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, PickMarketScreen), what="market picker")
+        await pilot.click("#m-CL")
+        await until(pilot, lambda: any("DUPLICATE" in str(n.message) for n in app._notifications), what="DUPLICATE")
+        assert first["status"] != "DUPLICATE"
+        await pilot.press("q")
+
+
+async def test_quit_with_working_orders_asks_first(tmp_path, sim_universe) -> None:
+    app = make_app(tmp_path, sim_universe, days=0)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await until(pilot, lambda: app.engine is not None, what="engine started")
+        engine = app.engine
+        engine.status = _with_working(engine.status)  # a working order, without waiting for a session
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="quit confirmation")
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert app.engine is engine and not engine._stopped
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="quit confirmation again")
+        await pilot.click("#confirm")
+        await until(pilot, lambda: engine._stopped, what="engine stopped")
+
+
+def _with_working(status: Any) -> Any:
+    import dataclasses
+
+    def patched() -> Any:
+        return dataclasses.replace(status(), working_orders=("BUY 1/1 CLH8 @ 60",))
+
+    return patched
+
+
+async def test_live_gate_shows_the_modal_before_any_engine_and_cancel_exits(tmp_path) -> None:
+    made: list[Any] = []
+    settings = load_settings(None, {})
+
+    async def probe() -> str:
+        return "U7654321"
+
+    app = HydraApp(settings, data_dir=tmp_path, needs_live=True, account_probe=probe,
+                   engine_factory=lambda **kw: made.append(kw))
+    import os
+
+    os.environ["HYDRA_LIVE_CONFIRMED"] = "true"
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            from hydra_tui.screens.live_modal import LiveConfirmScreen
+
+            await until(pilot, lambda: isinstance(app.screen, LiveConfirmScreen), what="live modal")
+            assert app.screen.focused is not None and app.screen.focused.id == "cancel"
+            assert not made, "an engine was made before the operator confirmed"
+            await pilot.press("escape")
+            await until(pilot, lambda: not app.is_running, what="exit")
+    finally:
+        os.environ.pop("HYDRA_LIVE_CONFIRMED", None)
+    assert not made and app.return_code == 2 and "cancelled" in app.exit_message
+
+
+async def test_live_modal_confirms_only_after_live_is_typed(tmp_path) -> None:
+    made: list[Any] = []
+
+    class FakeEngine:
+        driver = None
+
+        def __init__(self) -> None:
+            from hydra_engine.events import EventBus
+
+            self.bus = EventBus()
+
+        async def start(self) -> None:
+            raise RuntimeError("fake engine: not started")
+
+        async def stop(self) -> None:
+            pass
+
+    def factory(**kw: Any) -> FakeEngine:
+        made.append(kw)
+        return FakeEngine()
+
+    app = HydraApp(load_settings(None, {}), data_dir=tmp_path, needs_live=True, account_probe=None,
+                   engine_factory=factory)
+    app.settings = load_settings(None, {"broker.account": "DU1111111"})
+    import os
+
+    os.environ["HYDRA_LIVE_CONFIRMED"] = "true"
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            from hydra_tui.screens.live_modal import LiveConfirmScreen
+
+            await until(pilot, lambda: isinstance(app.screen, LiveConfirmScreen), what="live modal")
+            assert "DU1111111" in str(app.screen.query_one("#live-body").render())
+            await pilot.click("#live-input")
+            await pilot.press("L", "I", "V")
+            assert app.screen.query_one("#confirm").disabled
+            await pilot.press("E")
+            assert not app.screen.query_one("#confirm").disabled
+            await pilot.click("#confirm")
+            await until(pilot, lambda: bool(made), what="engine made after confirmation")
+            assert made[0]["live_confirmed"] is True
+    finally:
+        os.environ.pop("HYDRA_LIVE_CONFIRMED", None)
