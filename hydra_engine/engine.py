@@ -123,6 +123,8 @@ class Engine:
         self.broker_time = False
         """True when the engine follows the broker's clock (an external simulator at another time/speed)."""
         self._prober: asyncio.Task[Any] | None = None
+        self.inbox: Any = None
+        """The operator-request poller (``operator_requests``): commands from other processes."""
 
     @property
     def mode(self) -> str:
@@ -189,6 +191,10 @@ class Engine:
             from hydra_engine.execution.lockstep import LockstepDriver
 
             self.driver = LockstepDriver(self.exchange, self.runner, self.broker)
+        from hydra_engine.operator_requests import OperatorInbox
+
+        self.inbox = OperatorInbox(self)
+        self.inbox.start()
         await self.store.ops.record(OpsKind.NOTE, f"engine started ({self.mode}, port {port})", actor="engine",
                                     detail={"mode": self.mode, "port": port, "lockstep": self.lockstep})
         log.info("engine.started", mode=self.mode, account=self.account, store=str(self.store.directory),
@@ -303,6 +309,8 @@ class Engine:
         if self.driver is not None:
             self.driver.stop()
         steps: list[tuple[str, Any]] = []
+        if self.inbox is not None:  # no new operator requests once stopping; the last snapshot says so
+            await _quietly("inbox", self.inbox.stop())
         if self._prober is not None:
             self._prober.cancel()
         if self.runner is not None:
