@@ -35,7 +35,7 @@ class JournalRow:
 
 def merge_rows(agent: list[Any], ops: list[Any]) -> list[JournalRow]:
     """Both journals as rows, newest first (by time stamp, then id)."""
-    rows = [JournalRow(f"a{e.id}", e.at, "agent", e.entry_type, e.outcome, e.market, e.summary) for e in agent]
+    rows = [JournalRow(f"a{e.id}", e.at, "agent", e.entry_type, e.outcome, getattr(e, "market", ""), e.summary) for e in agent]
     rows += [JournalRow(f"o{e.id}", e.at.isoformat(), "operator", e.kind.lower(), e.command, "", e.message)
              for e in ops]
     return sorted(rows, key=lambda r: (r.at, r.key), reverse=True)
