@@ -259,7 +259,7 @@ class Engine:
             log.info("engine.sim_pacing_off", reason="lock-step clock: historical-data pacing windows never elapse")
 
     async def _build_parts(self) -> None:
-        from hydra_engine.agent.experiments import SubprocessExecutor
+        from hydra_engine.agent.experiments import SubprocessExecutor, reap_stray_workers
         from hydra_engine.agent.loop import AgentLoop
         from hydra_engine.execution.fill_journal import FillJournal
         from hydra_engine.execution.order_manager import OrderManager
@@ -289,7 +289,8 @@ class Engine:
         self.agent_enabled = self.agent_enabled and bool(agent_raw.pop("enabled", True))
         agent_raw.setdefault("experiment_wait_s", 0.0)  # experiments never hold up the day's signal
         agent_cfg = agent_config(agent_raw)
-        self.executor = SubprocessExecutor(max_parallel=1)
+        self.executor = SubprocessExecutor(max_parallel=1, lease_dir=store.directory / "experiments")
+        await asyncio.to_thread(reap_stray_workers, store.directory / "experiments")  # a crash's leftovers
         self.agent = AgentLoop(store.conn, self.registry, self.executor, store.directory / "experiments",
                                agent_cfg, on_phase=self._agent_phase, write_gate=store.tx)
         if not self.agent_enabled:

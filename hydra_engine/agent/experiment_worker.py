@@ -10,7 +10,48 @@ from __future__ import annotations
 
 import os as _os
 
-if __name__ == "__main__":  # yield the CPU to the engine before the heavy imports below
+
+
+def _die_with_parent() -> None:
+    """Exit (whole process group) as soon as the engine that started us is gone: the kernel's
+    parent-death signal where there is one (Linux), and a watchdog thread everywhere."""
+    import signal
+    import threading
+
+    want = int(_os.environ.get("HYDRA_WORKER_PARENT_PID", "0") or 0)
+    if want <= 0:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def orphaned() -> bool:
+        return _os.getppid() != want
+
+    def bye() -> None:
+        try:
+            _os.killpg(_os.getpgrp(), signal.SIGKILL)
+        finally:
+            _os._exit(137)
+
+    if orphaned():  # the engine died before the signal was armed
+        bye()
+
+    def watch() -> None:
+        import time as _t
+
+        while not orphaned():
+            _t.sleep(0.2)
+        bye()
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+if __name__ == "__main__":  # tie our life to the engine's, yield it the CPU, then the heavy imports
+    _die_with_parent()
     try:
         _os.sched_setscheduler(0, _os.SCHED_IDLE, _os.sched_param(0))
     except (OSError, AttributeError):
@@ -183,6 +224,15 @@ def evaluate_candidate(params: dict[str, Any], inputs: dict[str, Any], work_dir:
             "champion_return": champ.oos.loc[common, "net_return"].tolist(),
             "window": cand.oos.loc[common, "fold"].tolist(),
         }
+    if params.get("evidence_since") and "champion" in out:
+        # The comparison uses the days since the alarm; whether the recipe makes money at all
+        # (the deflated Sharpe) keeps the whole walk-forward.
+        full_returns = daily["candidate_return"]
+        daily, kept = _evidence_since(daily, str(params["evidence_since"]))
+        daily["candidate_return_all"] = full_returns
+        for side in ("candidate", "champion"):
+            out[side]["window_log_loss"] = [out[side]["window_log_loss"][i] for i in kept]
+        out["evidence_since"] = str(params["evidence_since"])
     out["daily"] = daily
     if params.get("save_model", True):
         model = BaselineModel(cand_spec).fit(features, labels)
@@ -194,6 +244,27 @@ def evaluate_candidate(params: dict[str, Any], inputs: dict[str, Any], work_dir:
         out["content_hash"] = model.content_hash()
         out["in_sample_log_loss"] = m.log_loss(y_train.to_numpy(), model.predict_proba(x_train))
     return out
+
+
+def _evidence_since(daily: dict[str, Any], since: str) -> tuple[dict[str, Any], list[int]]:
+    """Keep the windows whose test days all fall on or after ``since`` (the episode's first alarm).
+
+    The alarm is a stopping time: it was raised from the days before it, so the days after it are
+    fresh evidence for both models and the gate's false-promotion rate is unchanged; windows
+    before it mix the old relation with the new and would let the transition outweigh what a
+    refit has learned since. If no window qualifies the newest one is kept (the gate then
+    reports too few days).
+    """
+    windows = np.asarray(daily["window"], dtype=int)
+    dates = np.asarray(daily["dates"], dtype="datetime64[D]")
+    order = sorted(set(windows.tolist()))
+    first = {w: dates[windows == w].min() for w in order}
+    kept = [w for w in order if first[w] >= np.datetime64(since[:10])] or order[-1:]
+    mask = np.isin(windows, kept)
+    out = {k: [v for v, m in zip(vals, mask) if m] for k, vals in daily.items()}
+    remap = {w: i for i, w in enumerate(kept)}
+    out["window"] = [remap[w] for w in out["window"]]
+    return out, [order.index(w) for w in kept]
 
 
 def _wf_part(wf: Any) -> dict[str, Any]:

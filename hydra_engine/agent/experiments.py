@@ -142,16 +142,59 @@ def _tail(path: Path, n_bytes: int = 2000) -> str:
         return ""
 
 
-class SubprocessExecutor:
-    """One fresh interpreter per experiment, at most ``max_parallel`` at a time, killed at its limit."""
+PARENT_PID_ENV = "HYDRA_WORKER_PARENT_PID"
+"""The engine's pid, given to each worker: the worker exits as soon as its parent is gone."""
 
-    def __init__(self, max_parallel: int = 2, python: str = sys.executable, kill_grace_s: float = 2.0) -> None:
+
+def _lease_path(lease_dir: Path, pid: int) -> Path:
+    return Path(lease_dir) / f"worker-{pid}.lease"
+
+
+def _is_worker(pid: int) -> bool:
+    """``pid`` is alive (not a zombie) and runs the experiment worker (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and WORKER_MODULE in cmdline
+
+
+def reap_stray_workers(lease_dir: Path) -> list[int]:
+    """Kill (process group, SIGKILL) every worker a dead engine left behind in ``lease_dir``;
+    returns their pids. Blocking (reads /proc): call via a thread, once, before experiments start."""
+    reaped: list[int] = []
+    for lease in sorted(Path(lease_dir).glob("worker-*.lease")):
+        try:
+            pid = int(json.loads(lease.read_text()).get("pid", 0))
+        except (OSError, ValueError, AttributeError):
+            pid = 0
+        if pid > 1 and pid != os.getpid() and _is_worker(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            reaped.append(pid)
+            log.warning("experiment.stray_worker_reaped", pid=pid, lease=str(lease))
+        with contextlib.suppress(OSError):
+            lease.unlink()
+    return reaped
+
+
+class SubprocessExecutor:
+    """One fresh interpreter per experiment, at most ``max_parallel`` at a time, killed at its limit.
+
+    Workers are tied to the engine's life: each gets the engine's pid and exits when it is gone
+    (``experiment_worker``: parent-death signal and a watchdog), and with ``lease_dir`` each
+    leaves a lease file while it runs, so ``reap_stray_workers`` can kill any a crash left."""
+
+    def __init__(self, max_parallel: int = 2, python: str = sys.executable, kill_grace_s: float = 2.0,
+                 lease_dir: Path | None = None) -> None:  # fmt: skip
         if max_parallel < 1:
             raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
         self._sem = asyncio.Semaphore(max_parallel)
         self._python = python
         self._grace = kill_grace_s
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self.lease_dir = Path(lease_dir) if lease_dir is not None else None
 
     @property
     def running(self) -> list[str]:
@@ -164,6 +207,7 @@ class SubprocessExecutor:
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(paths)
         env["PYTHONUNBUFFERED"] = "1"
+        env[PARENT_PID_ENV] = str(os.getpid())
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
         env.setdefault("MKL_NUM_THREADS", "1")
@@ -201,6 +245,7 @@ class SubprocessExecutor:
             log_fh.close()
             return ExperimentResult(job.experiment_id, ExperimentStatus.ERROR, time.monotonic() - started, error=f"cannot start worker: {exc}", log_path=str(job.log_path))
         self._procs[job.experiment_id] = proc
+        lease = self._write_lease(proc.pid, job)
         log.info("experiment.started", experiment_id=job.experiment_id, pid=proc.pid, time_limit_s=job.time_limit_s, log_path=str(job.log_path))
         try:
             try:
@@ -223,6 +268,9 @@ class SubprocessExecutor:
         finally:
             log_fh.close()
             self._procs.pop(job.experiment_id, None)
+            if lease is not None:
+                with contextlib.suppress(OSError):
+                    lease.unlink()
         duration = time.monotonic() - started
         result, error = await asyncio.to_thread(read_result, job)
         if rc != 0 and error is None:
@@ -233,6 +281,19 @@ class SubprocessExecutor:
             return ExperimentResult(job.experiment_id, ExperimentStatus.ERROR, duration, error=error, log_path=str(job.log_path), returncode=rc, extra={"log_tail": tail})
         log.info("experiment.finished", experiment_id=job.experiment_id, duration_s=round(duration, 2))
         return ExperimentResult(job.experiment_id, ExperimentStatus.OK, duration, result=result, log_path=str(job.log_path), returncode=rc)
+
+    def _write_lease(self, pid: int, job: ExperimentJob) -> Path | None:
+        """A small file naming the running worker (a few bytes: written inline)."""
+        if self.lease_dir is None:
+            return None
+        path = _lease_path(self.lease_dir, pid)
+        try:
+            self.lease_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"pid": pid, "parent_pid": os.getpid(), "experiment_id": job.experiment_id}))
+        except OSError as exc:
+            log.warning("experiment.lease_not_written", pid=pid, error=str(exc))
+            return None
+        return path
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM the experiment's process group, SIGKILL after the grace period."""
