@@ -28,7 +28,7 @@ from hydra_engine.agent.hypotheses import Hypothesis  # noqa: E402
 from hydra_engine.agent.loop import AgentConfig, AgentLoop, AutonomyLevel  # noqa: E402
 from hydra_engine.model.baseline import ModelSpec  # noqa: E402
 from hydra_engine.model.registry import ModelRegistry  # noqa: E402
-from hydra_engine.store.migrations import v003_models, v004_agent  # noqa: E402
+from hydra_engine.store.migrations import v003_models, v004_agent, v006_market_champions  # noqa: E402
 
 INTERVAL = 0.010
 
@@ -64,7 +64,7 @@ async def main() -> None:
 
     d = Path(tempfile.mkdtemp(prefix="hydra-lag-"))
     conn = await aiosqlite.connect(d / "store.db")
-    await conn.executescript(v003_models.SQL + v004_agent.SQL)
+    await conn.executescript(v003_models.SQL + v004_agent.SQL + v006_market_champions.SQL)
     registry = ModelRegistry(conn, d / "models")
     cfg = AgentConfig(experiment_time_limit_s=300, wf_test_window=100, initial_autonomy=AutonomyLevel.SUPERVISED,
                       default_spec={"family": "hist_gb", "train_window_days": 750})

@@ -26,7 +26,9 @@ from hydra_engine.model.champion import ChampionProvider  # noqa: E402
 from hydra_engine.model.features import build_features, make_forward_returns, make_labels  # noqa: E402
 from hydra_engine.model.registry import ModelRegistry  # noqa: E402
 from hydra_engine.model.walk_forward import walk_forward_evaluate  # noqa: E402
-from hydra_engine.store.migrations.v003_models import SQL  # noqa: E402
+from hydra_engine.store.migrations import v003_models, v004_agent, v006_market_champions  # noqa: E402
+
+SQL = v003_models.SQL + v004_agent.SQL + v006_market_champions.SQL
 
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
 

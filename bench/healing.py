@@ -69,6 +69,8 @@ ARMS = ("hydra", "never", "every20", "newest")
 NEWEST_WINDOW = 250
 RETRAIN_EVERY = 20
 _END = dt.date(2020, 12, 31)
+EVIDENCE_SINCE_ALARM = True
+"""Pass the episode's first alarm date to the experiment (``evidence_since``), as the agent does."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -229,6 +231,8 @@ def run_agent_arm(d: MarketData, config: AgentConfig, work: Path) -> ArmResult:
                     params = {"candidate_spec": h.apply(champion.spec.to_dict()), "champion_model_dir": str(champ_dir),
                               "n_splits": config.wf_splits, "test_window": config.wf_test_window,
                               "min_train": config.wf_min_train, "label_horizon": 1, "cost_bps": d.cost_bps}
+                    if EVIDENCE_SINCE_ALARM:
+                        params["evidence_since"] = min(f.date[:10] for f in findings)
                     res = evaluate_candidate(params, inputs, work / f"exp-{n_exp}")
                     ev = evaluate_result(f"exp-{n_exp}", res, trials, None, config.gate)
                     playbook.record(h.key, "accepted" if ev.passed else "rejected", day)

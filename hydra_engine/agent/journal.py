@@ -69,6 +69,8 @@ class JournalEntry:
     outcome: str
     summary: str
     payload: dict[str, Any]
+    market: str = ""
+    """Market (or group) the entry is about; '' for rows of the old single-champion schema."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +92,25 @@ class ExperimentRow:
     started_at: str
     finished_at: str | None
     duration_s: float | None
+    market: str = ""
 
 
 class ExperimentJournal:
-    """Repository over ``agent_journal`` and ``agent_experiments`` (migration v004)."""
+    """Repository over ``agent_journal`` and ``agent_experiments`` (migrations v004, v006)."""
 
-    def __init__(self, conn: aiosqlite.Connection, write_gate: Any = None) -> None:
+    def __init__(self, conn: aiosqlite.Connection, write_gate: Any = None, market: str | None = None) -> None:
         """``write_gate``: the store's ``Store.tx`` when the connection is shared with other
-        writers (its ``transaction()`` serialises them); without one each write commits itself."""
+        writers (its ``transaction()`` serialises them); without one each write commits itself.
+        ``market``: one market's (or group's) journal: its rows are written with that market and
+        only they are read; None: rows are written unassigned ('') and every market's are read."""
         self._conn = conn
         self._gate = write_gate
+        self._market = market
         self._lock = asyncio.Lock()
+
+    @property
+    def market(self) -> str | None:
+        return self._market
 
     async def _write(self, sql: str, args: tuple[Any, ...]) -> int:
         if self._gate is not None:
@@ -131,11 +141,12 @@ class ExperimentJournal:
             raise ValueError(f"journal entry_type {entry_type!r} is not one of {list(ENTRY_TYPES)}")
         day = trading_date.isoformat() if isinstance(trading_date, dt.date) else trading_date
         rowid = await self._write(
-            "INSERT INTO agent_journal (at, trading_date, cycle_id, entry_type, outcome, summary, payload) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (_now(), day, cycle_id, entry_type, outcome, summary, dumps(payload or {})),
+            "INSERT INTO agent_journal (at, trading_date, cycle_id, entry_type, outcome, summary, payload, market) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (_now(), day, cycle_id, entry_type, outcome, summary, dumps(payload or {}), self._market or ""),
         )
-        log.info("agent.journal", entry_type=entry_type, outcome=outcome, summary=summary, trading_date=day)
+        log.info("agent.journal", entry_type=entry_type, outcome=outcome, summary=summary, trading_date=day,
+                 market=self._market or "")
         return rowid
 
     async def query(
@@ -147,17 +158,20 @@ class ExperimentJournal:
         outcome: str | None = None,
         cycle_id: str | None = None,
         limit: int = 200,
+        market: str | None = None,
     ) -> list[JournalEntry]:
-        """Entries oldest first; ``since``/``until`` are inclusive trading dates."""
+        """Entries oldest first; ``since``/``until`` are inclusive trading dates. ``market``: only
+        that market's entries (a journal scoped to a market reads only its own anyway)."""
         if entry_type is not None and entry_type not in ENTRY_TYPES:
             raise ValueError(f"journal entry_type {entry_type!r} is not one of {list(ENTRY_TYPES)}")
         rows = await self._select(
-            "SELECT id, at, trading_date, cycle_id, entry_type, outcome, summary, payload FROM agent_journal",
+            "SELECT id, at, trading_date, cycle_id, entry_type, outcome, summary, payload, market FROM agent_journal",
             (("trading_date >= ?", None if since is None else str(since)), ("trading_date <= ?", None if until is None else str(until)),
-             ("entry_type = ?", entry_type), ("outcome = ?", outcome), ("cycle_id = ?", cycle_id)),
+             ("entry_type = ?", entry_type), ("outcome = ?", outcome), ("cycle_id = ?", cycle_id),
+             ("market = ?", self._market if self._market is not None else market)),
             "id", limit,
         )
-        return [JournalEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in rows]
+        return [JournalEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8]) for r in rows]
 
     async def start_experiment(
         self,
@@ -173,8 +187,9 @@ class ExperimentJournal:
         """Write the RUNNING row before the subprocess starts, so a crash leaves a trace."""
         await self._write(
             "INSERT INTO agent_experiments (experiment_id, cycle_id, trading_date, hypothesis_key, diagnosis, "
-            "config_diff, status, log_path, started_at) VALUES (?, ?, ?, ?, ?, ?, 'RUNNING', ?, ?)",
-            (experiment_id, cycle_id, trading_date, hypothesis_key, diagnosis, dumps(config_diff), log_path, _now()),
+            "config_diff, status, log_path, started_at, market) VALUES (?, ?, ?, ?, ?, ?, 'RUNNING', ?, ?, ?)",
+            (experiment_id, cycle_id, trading_date, hypothesis_key, diagnosis, dumps(config_diff), log_path, _now(),
+             self._market or ""),
         )
 
     async def finish_experiment(
@@ -212,16 +227,19 @@ class ExperimentJournal:
         status: str | None = None,
         outcome: str | None = None,
         limit: int = 200,
+        market: str | None = None,
     ) -> list[ExperimentRow]:
-        """Experiments oldest first, filtered by trading date range, status and outcome."""
+        """Experiments oldest first, filtered by trading date range, status, outcome and market."""
         rows = await self._select(
             "SELECT experiment_id, cycle_id, trading_date, hypothesis_key, diagnosis, config_diff, status, outcome, "
-            "metrics, error, log_path, candidate_version, started_at, finished_at, duration_s FROM agent_experiments",
-            (("trading_date >= ?", since), ("trading_date <= ?", until), ("status = ?", status), ("outcome = ?", outcome)),
+            "metrics, error, log_path, candidate_version, started_at, finished_at, duration_s, market FROM agent_experiments",
+            (("trading_date >= ?", since), ("trading_date <= ?", until), ("status = ?", status), ("outcome = ?", outcome),
+             ("market = ?", self._market if self._market is not None else market)),
             "started_at", limit,
         )
         return [
-            ExperimentRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], json.loads(r[8]), r[9], r[10], r[11], r[12], r[13], r[14])
+            ExperimentRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], json.loads(r[8]), r[9], r[10], r[11], r[12], r[13], r[14],
+                          r[15])
             for r in rows
         ]
 
@@ -237,7 +255,11 @@ class ExperimentJournal:
 
     async def mark_interrupted(self) -> int:
         """At start-up: experiments left RUNNING by a crash become ABANDONED (journalled)."""
-        async with self._conn.execute("SELECT experiment_id FROM agent_experiments WHERE status = 'RUNNING'") as cur:
+        sql = "SELECT experiment_id FROM agent_experiments WHERE status = 'RUNNING'"
+        args: tuple[Any, ...] = ()
+        if self._market is not None:
+            sql, args = sql + " AND market = ?", (self._market,)
+        async with self._conn.execute(sql, args) as cur:
             ids = [r[0] for r in await cur.fetchall()]
         for eid in ids:
             await self.finish_experiment(eid, status="ABANDONED", outcome="interrupted", metrics=None,

@@ -328,7 +328,10 @@ def evaluate_result(experiment_id: str, result: dict[str, Any], n_trials: int, t
         return CandidateEvaluation(experiment_id, None, None, None, None,
                                    f"candidate and champion scored on different bases: {cand.get('basis')} vs {champ.get('basis')}")
     windows = daily.get("window")
-    gate = evaluate_gate(cw, bw, cl, bl, cr, n_trials, config, trial_sharpes,
+    cr_dsr = cr
+    if daily.get("candidate_return_all") is not None:  # comparison since the alarm, Sharpe on all of it
+        cr_dsr = np.asarray(daily["candidate_return_all"], dtype=float)
+    gate = evaluate_gate(cw, bw, cl, bl, cr_dsr, n_trials, config, trial_sharpes,
                          None if windows is None else np.asarray(windows, dtype=int))
     return CandidateEvaluation(experiment_id, gate, float(cl.mean()) if cl.size else None, float(bl.mean()) if bl.size else None,
                                _daily_sharpe(cr), champion_sharpe_daily=_daily_sharpe(br))

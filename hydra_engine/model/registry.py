@@ -1,10 +1,12 @@
-"""ModelRegistry: versioned models on disk, indexed in the store, with one champion at a time.
+"""ModelRegistry: versioned models on disk, indexed in the store, with one champion per market.
 
 Files first, row second: ``register`` writes ``models/<version>/`` through a temporary directory
 and a rename, and only then commits the row, so a row never points at missing or half-written
 files (a crash leaves at most an orphan directory). ``promote`` and ``rollback`` switch the
-champion in one transaction; a partial unique index in the schema (v003) makes two champions
-impossible. The runner asks for the champion at every signal; the loaded model is cached and
+champion in one transaction; a partial unique index in the schema (v006, per market; v003 before)
+makes two champions of one market impossible. A registry is scoped to one market (or the user's
+group of markets): ``for_market("CL")`` gives the view the runner and that market's agent use;
+the unscoped registry (``market=None``) sees the rows of the old single-champion schema. The runner asks for the champion at every signal; the loaded model is cached and
 reloaded only when the champion's version changes, including changes made by another process
 (``hydra-tui rollback``).
 """
@@ -71,6 +73,8 @@ class ModelRecord:
     superseded_by: str | None
     previous_champion: str | None
     status_reason: str | None
+    market: str = ""
+    """Market (or group of markets) the model belongs to; '' for rows of the old schema."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,16 +92,16 @@ class ModelEvent:
 _COLUMNS = (
     "version, family, status, content_hash, path, parent, mutation, spec_json, metrics_json, "
     "train_start, train_end, n_train, created_at, promoted_at, archived_at, superseded_by, "
-    "previous_champion, status_reason"
+    "previous_champion, status_reason, market"
 )
 
 
 def _record(row: Any) -> ModelRecord:
     (version, family, status, chash, path, parent, mutation, spec_json, metrics_json, t0, t1, n,
-     created, promoted, archived, superseded, previous, reason) = row
+     created, promoted, archived, superseded, previous, reason, market) = row
     return ModelRecord(
         version, family, status, chash, path, parent, mutation, json.loads(spec_json),
-        json.loads(metrics_json), t0, t1, n, created, promoted, archived, superseded, previous, reason,
+        json.loads(metrics_json), t0, t1, n, created, promoted, archived, superseded, previous, reason, market or "",
     )
 
 
@@ -129,20 +133,42 @@ class ModelRegistry:
         models_dir: str | Path,
         clock: ClockLike | None = None,
         write_gate: WriteGateLike | None = None,
+        market: str | None = None,
+        *,
+        lock: asyncio.Lock | None = None,
     ) -> None:
         """``write_gate``: pass the store's ``Store.tx`` when the connection is shared, so registry
         transactions never interleave with other writers on it; without one the registry runs its
-        own ``BEGIN IMMEDIATE`` transactions (fine for a connection of its own, e.g. the CLI)."""
+        own ``BEGIN IMMEDIATE`` transactions (fine for a connection of its own, e.g. the CLI).
+        ``market``: the market (or group) whose champion this registry keeps; None: the rows of the
+        old single-champion schema (market '')."""
         self._conn = store_conn
         self._dir = Path(models_dir)
         self._clock = clock
         self._gate = write_gate
-        self._lock = asyncio.Lock()
+        self._market = market or ""
+        self._lock = lock or asyncio.Lock()
         self._cached: tuple[str, BaselineModel] | None = None
 
     @property
     def models_dir(self) -> Path:
         return self._dir
+
+    @property
+    def market(self) -> str:
+        """The market (or group) this registry is scoped to; '' when unscoped."""
+        return self._market
+
+    def for_market(self, market: str) -> ModelRegistry:
+        """The same registry scoped to ``market``: its champion, candidates and rollbacks only."""
+        if not market:
+            raise RegistryError("for_market: need a market (or group) name")
+        return ModelRegistry(self._conn, self._dir, self._clock, self._gate, market, lock=self._lock)
+
+    async def markets(self) -> list[str]:
+        """Markets (or groups) with at least one registered model, sorted ('' for old rows)."""
+        async with self._conn.execute("SELECT DISTINCT market FROM models ORDER BY market") as cur:
+            return [r[0] for r in await cur.fetchall()]
 
     def _now(self) -> str:
         now = self._clock.now() if self._clock is not None else dt.datetime.now(dt.UTC)
@@ -190,7 +216,8 @@ class ModelRegistry:
         return rec
 
     async def _champion_record(self) -> ModelRecord | None:
-        async with self._conn.execute(f"SELECT {_COLUMNS} FROM models WHERE status = 'champion'") as cur:
+        async with self._conn.execute(f"SELECT {_COLUMNS} FROM models WHERE status = 'champion' AND market = ?",
+                                      (self._market,)) as cur:
             row = await cur.fetchone()
         return _record(row) if row else None
 
@@ -255,10 +282,10 @@ class ModelRegistry:
                 now = self._now()
                 await self._conn.execute(
                     "INSERT INTO models (version, family, status, content_hash, path, parent, mutation, "
-                    "spec_json, metrics_json, train_start, train_end, n_train, created_at) "
-                    "VALUES (?, ?, 'candidate', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "spec_json, metrics_json, train_start, train_end, n_train, created_at, market) "
+                    "VALUES (?, ?, 'candidate', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (version, model.spec.family, chash, version, parent, mutation, spec_json, metrics_json,
-                     model.train_start, model.train_end, model.n_train, now),
+                     model.train_start, model.train_end, model.n_train, now, self._market),
                 )
                 if status in ("archived", "rejected"):
                     await self._conn.execute(
@@ -270,7 +297,8 @@ class ModelRegistry:
                 if leftover is not None and leftover.exists():
                     shutil.rmtree(leftover, ignore_errors=True)
             raise
-        log.info("registry.registered", version=version, family=model.spec.family, parent=parent, mutation=mutation)
+        log.info("registry.registered", version=version, family=model.spec.family, parent=parent, mutation=mutation,
+                 market=self._market)
         if status == "champion":
             await self.promote(version, reason="registered as champion")
         return version
@@ -287,6 +315,9 @@ class ModelRegistry:
             return
         if rec.status == "rejected":
             raise RegistryError(f"promote: {version} was rejected ({rec.status_reason}); register it again")
+        if rec.market != self._market:
+            raise RegistryError(f"promote: {version} belongs to market {rec.market or '(unassigned)'!r}, "
+                                f"not {self._market or '(unassigned)'!r}")
         model = await self._load_verified(rec)
         async with self._transaction():
             now = self._now()
@@ -311,7 +342,7 @@ class ModelRegistry:
             )
             await self._event("promote", version, old_version, reason, now)
         self._cached = (version, model)
-        log.info("registry.promoted", version=version, previous=old_version, reason=reason)
+        log.info("registry.promoted", version=version, previous=old_version, reason=reason, market=self._market)
 
     async def rollback(self, reason: str | None = None) -> str:
         """Put the champion's predecessor back; returns the restored version.
@@ -347,7 +378,8 @@ class ModelRegistry:
             )
             await self._event("rollback", previous.version, current.version, reason, now)
         self._cached = (previous.version, model)
-        log.warning("registry.rolled_back", restored=previous.version, rolled_back=current.version, reason=reason)
+        log.warning("registry.rolled_back", restored=previous.version, rolled_back=current.version, reason=reason,
+                    market=self._market)
         return previous.version
 
     async def _set_status(self, version: str, status: str, kind: str, reason: str | None) -> None:
@@ -372,7 +404,8 @@ class ModelRegistry:
         await self._set_status(version, "archived", "archive", reason)
 
     async def champion_version(self) -> str | None:
-        async with self._conn.execute("SELECT version FROM models WHERE status = 'champion'") as cur:
+        async with self._conn.execute("SELECT version FROM models WHERE status = 'champion' AND market = ?",
+                                      (self._market,)) as cur:
             row = await cur.fetchone()
         return row[0] if row else None
 
@@ -402,13 +435,13 @@ class ModelRegistry:
         return await self.history(status="candidate")
 
     async def history(self, status: str | None = None, limit: int | None = None) -> list[ModelRecord]:
-        """Registered models, newest first, optionally only those with ``status``."""
+        """This market's registered models, newest first, optionally only those with ``status``."""
         if status is not None and status not in STATUSES:
             raise RegistryError(f"history: status {status!r} is not one of {list(STATUSES)}")
-        sql = f"SELECT {_COLUMNS} FROM models"
-        args: list[Any] = []
+        sql = f"SELECT {_COLUMNS} FROM models WHERE market = ?"
+        args: list[Any] = [self._market]
         if status is not None:
-            sql += " WHERE status = ?"
+            sql += " AND status = ?"
             args.append(status)
         sql += " ORDER BY seq DESC"
         if limit is not None:

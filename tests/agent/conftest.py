@@ -11,14 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hydra_engine.store.migrations import v003_models, v004_agent
+from hydra_engine.store.migrations import v003_models, v004_agent, v006_market_champions
 
 
 @pytest.fixture
 async def conn(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
     db = await aiosqlite.connect(tmp_path / "store.db")
-    await db.execute("PRAGMA journal_mode=WAL")
-    await db.executescript(v003_models.SQL + v004_agent.SQL)
+    async with db.execute("PRAGMA journal_mode=WAL"):  # closed: an open statement would lock v006's DROP INDEX
+        pass
+    await db.executescript(v003_models.SQL + v004_agent.SQL + v006_market_champions.SQL)
     await db.commit()
     yield db
     await db.close()

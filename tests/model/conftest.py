@@ -7,7 +7,7 @@ from pathlib import Path
 import aiosqlite
 import pandas as pd
 import pytest
-from model_testdata import migration_sql, synthetic_bars
+from model_testdata import registry_schema_sql, synthetic_bars
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ async def conn(tmp_path: Path):
     db = await aiosqlite.connect(tmp_path / "store.db")
     await db.execute("PRAGMA journal_mode=WAL")
     await db.execute("PRAGMA foreign_keys=ON")
-    await db.executescript(migration_sql())
+    await db.executescript(registry_schema_sql())
     await db.commit()
     try:
         yield db

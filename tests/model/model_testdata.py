@@ -31,3 +31,9 @@ def synthetic_bars(n: int = 400, seed: int = 7, edge: float = 0.0, start: str = 
 
 def migration_sql() -> str:
     return importlib.import_module("hydra_engine.store.migrations.v003_models").SQL
+
+
+def registry_schema_sql() -> str:
+    """The registry's tables as the store has them now (v003, then v006's market column)."""
+    return "".join(importlib.import_module(f"hydra_engine.store.migrations.{m}").SQL
+                   for m in ("v003_models", "v004_agent", "v006_market_champions"))
