@@ -3,6 +3,7 @@ filtered by type and outcome. Read through the engine's store in a worker."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,8 @@ class JournalScreen(Screen[None]):
         super().__init__()
         self.engine = engine
         self.rows: list[JournalRow] = []
+        self.loaded = asyncio.Event()
+        """Set when a load finished (shown, said why not, or failed): tests and callers wait on it."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="journal-body"):
@@ -75,18 +78,24 @@ class JournalScreen(Screen[None]):
         self.dismiss(None)
 
     def action_reload(self) -> None:
+        self.loaded.clear()
         self.load()
 
     @work(exclusive=True, group="journal", exit_on_error=False)
     async def load(self) -> None:
-        if self.engine is None or self.engine.store is None:
-            self.query_one("#journal-count", Static).update("no engine running: no journal")
-            return
-        from hydra_engine.agent.journal import ExperimentJournal
+        try:
+            if self.engine is None or self.engine.store is None:
+                self.query_one("#journal-count", Static).update("no engine running: no journal")
+                return
+            from hydra_engine.agent.journal import ExperimentJournal
 
-        agent = await ExperimentJournal(self.engine.store.conn).query(limit=ROWS)
-        ops = await self.engine.store.ops.recent(limit=ROWS)
-        self.show(merge_rows(agent, ops))
+            agent = await ExperimentJournal(self.engine.store.conn).query(limit=ROWS)
+            ops = await self.engine.store.ops.recent(limit=ROWS)
+            self.show(merge_rows(agent, ops))
+        except Exception as exc:  # noqa: BLE001 - shown on the screen, never a traceback
+            self.query_one("#journal-count", Static).update(f"cannot read the journal: {type(exc).__name__}: {exc}")
+        finally:
+            self.loaded.set()
 
     def show(self, rows: list[JournalRow]) -> None:
         self.rows = rows

@@ -3,6 +3,7 @@ metrics, and the registry's audit trail. Read through the engine's registry in a
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -56,6 +57,8 @@ class ModelScreen(Screen[None]):
     def __init__(self, engine: Any) -> None:
         super().__init__()
         self.engine = engine
+        self.loaded = asyncio.Event()
+        """Set when a load finished (shown, said why not, or failed): tests and callers wait on it."""
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="model-body"):
@@ -79,17 +82,24 @@ class ModelScreen(Screen[None]):
         self.dismiss(None)
 
     def action_reload(self) -> None:
+        self.loaded.clear()
         self.load()
 
     @work(exclusive=True, group="model", exit_on_error=False)
     async def load(self) -> None:
-        reg = getattr(self.engine, "registry", None)
-        if reg is None:
-            self.query_one("#model-champion", Static).update("no engine running: no registry")
-            return
-        champ = await reg.champion_record()
-        lineage = await reg.lineage(champ.version) if champ is not None else []
-        self.show(champ, lineage, await reg.candidates(), await reg.history(limit=200), await reg.events())
+        try:
+            reg = getattr(self.engine, "registry", None)
+            if reg is None:
+                self.query_one("#model-champion", Static).update("no engine running: no registry")
+                return
+            champ = await reg.champion_record()
+            lineage = await reg.lineage(champ.version) if champ is not None else []
+            self.show(champ, lineage, await reg.candidates(), await reg.history(limit=200), await reg.events())
+        except Exception as exc:  # noqa: BLE001 - shown on the screen, never a traceback
+            self.query_one("#model-champion", Static).update(Text(f"cannot read the registry: {type(exc).__name__}: {exc}",
+                                                                  style="bold red"))
+        finally:
+            self.loaded.set()
 
     def show(self, champ: Any, lineage: list[Any], candidates: list[Any], history: list[Any], events: list[Any]) -> None:
         self.query_one("#model-champion", Static).update(champion_text(champ, lineage))

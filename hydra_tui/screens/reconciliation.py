@@ -3,6 +3,7 @@ line, the optimism warning and a predicted-vs-actual scatter, read through the e
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,8 @@ class ReconciliationScreen(Screen[None]):
         super().__init__()
         self.engine = engine
         self.report: Any = None
+        self.loaded = asyncio.Event()
+        """Set when a load finished (shown, said why not, or failed): tests and callers wait on it."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="recon-body"):
@@ -112,16 +115,23 @@ class ReconciliationScreen(Screen[None]):
         self.dismiss(None)
 
     def action_reload(self) -> None:
+        self.loaded.clear()
         self.load()
 
     @work(exclusive=True, group="reconciliation", exit_on_error=False)
     async def load(self) -> None:
-        if self.engine is None or self.engine.store is None:
-            self.query_one("#recon-headline", Static).update("no engine running: nothing to reconcile")
-            return
-        report = await self.engine.run_reconciliation()
-        fills = await self.engine.fill_journal.fills(limit=SCATTER_FILLS)
-        self.show(report, scatter_points(fills))
+        try:
+            if self.engine is None or self.engine.store is None:
+                self.query_one("#recon-headline", Static).update("no engine running: nothing to reconcile")
+                return
+            report = await self.engine.run_reconciliation()
+            fills = await self.engine.fill_journal.fills(limit=SCATTER_FILLS)
+            self.show(report, scatter_points(fills))
+        except Exception as exc:  # noqa: BLE001 - shown on the screen, never a traceback
+            self.query_one("#recon-headline", Static).update(Text(f"cannot reconcile: {type(exc).__name__}: {exc}",
+                                                                  style="bold red"))
+        finally:
+            self.loaded.set()
 
     def show(self, report: Any, points: list[ScatterPoint]) -> None:
         """Fill every widget from one report and the scatter's points."""

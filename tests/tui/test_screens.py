@@ -3,6 +3,7 @@ Engine that played five lock-step days on the embedded exchange in a tmp data di
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,9 @@ async def engine(tmp_path: Path, sim_universe: Any) -> Any:
         await eng.stop()
 
 
-async def _wait_workers(app: App[Any], pilot: Any) -> None:
-    await pilot.pause()
-    await app.workers.wait_for_complete()
+async def _loaded(screen: Any, pilot: Any) -> None:
+    """Wait for the screen's own load (its worker sets ``loaded`` when done), then one refresh."""
+    await asyncio.wait_for(screen.loaded.wait(), timeout=30)
     await pilot.pause()
 
 
@@ -62,7 +63,7 @@ async def test_reconciliation_journal_model_on_a_real_engine(engine: Any) -> Non
     async with app.run_test(size=(160, 50)) as pilot:
         screen = ReconciliationScreen(engine)
         await app.push_screen(screen)
-        await _wait_workers(app, pilot)
+        await _loaded(screen, pilot)
         table = screen.query_one("#recon-table", DataTable)
         rows = [table.get_row_at(i) for i in range(table.row_count)]
         report = screen.report
@@ -78,7 +79,7 @@ async def test_reconciliation_journal_model_on_a_real_engine(engine: Any) -> Non
 
         screen = JournalScreen(engine)
         await app.push_screen(screen)
-        await _wait_workers(app, pilot)
+        await _loaded(screen, pilot)
         assert {r.source for r in screen.rows} == {"agent", "operator"}
         assert screen.rows == sorted(screen.rows, key=lambda r: (r.at, r.key), reverse=True)
         table = screen.query_one("#journal-table", DataTable)
@@ -92,7 +93,7 @@ async def test_reconciliation_journal_model_on_a_real_engine(engine: Any) -> Non
 
         screen = ModelScreen(engine)
         await app.push_screen(screen)
-        await _wait_workers(app, pilot)
+        await _loaded(screen, pilot)
         champ = await engine.registry.champion_record()
         assert champ is not None
         assert champ.version in str(screen.query_one("#model-champion", Static).render())
@@ -124,6 +125,6 @@ async def test_screens_without_an_engine_say_so() -> None:
                             (ModelScreen, "#model-champion")):
             screen = cls(None)
             await app.push_screen(screen)
-            await _wait_workers(app, pilot)
+            await _loaded(screen, pilot)
             assert "no engine running" in str(screen.query_one(widget, Static).render())
             await pilot.press("escape")

@@ -41,11 +41,11 @@ async def test_keys_open_each_screen_and_escape_closes_it(tmp_path, sim_universe
             await pilot.press(key)
             await until(pilot, lambda cls=cls: isinstance(app.screen, cls), what=f"{cls.__name__} on {key}")
             screen = app.screen
+            if hasattr(screen, "loaded"):
+                await asyncio.wait_for(screen.loaded.wait(), timeout=30)
             if cls is ReconciliationScreen:
-                await until(pilot, lambda screen=screen: screen.report is not None, what="report loaded")
                 assert screen.report is not None and screen.report.n_fills == len(await app.engine.fill_journal.fills())
             if cls is JournalScreen:
-                await until(pilot, lambda screen=screen: bool(screen.rows), what="journal loaded")
                 assert any(r.source == "operator" and "engine started" in r.summary for r in screen.rows)
             if cls is HelpScreen:
                 keys = {str(screen.query_one("#help-table", DataTable).get_row_at(i)[0])
