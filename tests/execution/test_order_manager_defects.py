@@ -12,7 +12,7 @@ from typing import Any
 
 from hydra_engine.markets import CATALOG
 from hydra_engine.risk.intents import AccountState, OrderIntent, TradingState
-from tests.execution.test_order_manager_sim import AGGRESSIVE, IN_SESSION, Rig, rig
+from test_order_manager_sim import AGGRESSIVE, IN_SESSION, Rig, rig
 
 # a Tuesday in late June 2018: CL's active month is the August contract (CLQ8)
 JUNE_SESSION = dt.datetime(2018, 6, 26, 15, 0, tzinfo=dt.UTC)
