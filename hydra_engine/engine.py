@@ -28,7 +28,7 @@ from hydra_engine.engine_checks import (
     mark_exchange,
     set_state_file_aside,
 )
-from hydra_engine.engine_setup import agent_config, fit_baseline
+from hydra_engine.engine_setup import agent_config
 from hydra_engine.engine_time import (
     BROKER_TIME_PROBE_S,
     BROKER_TIME_SKEW_S,
@@ -62,6 +62,7 @@ class EngineStatus:
     paused: bool
     agent_phase: str
     champion: str | None
+    """The first market's champion (``champions`` has every market's)."""
     next_decision_market: str | None
     next_decision_at: dt.datetime | None
     now: dt.datetime
@@ -80,6 +81,10 @@ class EngineStatus:
     max_gross_exposure: float | None = None
     size_fraction: float = 1.0
     """Share of every size cap in force (below 1 while re-entering after a drawdown)."""
+    champions: Mapping[str, str | None] = field(default_factory=dict)
+    """Market -> the version of the champion it trades (its own, or its group's)."""
+    derisked: Mapping[str, float] = field(default_factory=dict)
+    """Markets whose champion is de-risked -> the share of size the agent allows."""
 
 
 class Engine:
@@ -119,7 +124,10 @@ class Engine:
         self.account = settings.broker.account
         self._started = False
         self._stopped = False
-        self._champion_version: str | None = None
+        self.model_keys: Any = None
+        """``ModelKeys``: which champion each market trades (its own, or its group's)."""
+        self._champions: dict[str, str | None] = {}
+        """Market -> champion version, as of the last bootstrap, promotion or rollback seen here."""
         self.broker_time = False
         """True when the engine follows the broker's clock (an external simulator at another time/speed)."""
         self._prober: asyncio.Task[Any] | None = None
@@ -183,9 +191,9 @@ class Engine:
             await self.broker.connect()
         else:
             await self.broker.resync()  # now with the order manager's rebind hooks and position book
-        await self._bootstrap_champion()
-        self._champion_version = await self.registry.champion_version()
-        await self.agent.start()
+        await self.agent.start()  # adopts a single-champion store's rows first
+        await self._bootstrap_champions()
+        self._champions = await self.champion.versions()
         await self._r().start(schedule=not self.lockstep, broker_time=self.broker_time)
         if self.lockstep:
             from hydra_engine.execution.lockstep import LockstepDriver
@@ -260,11 +268,11 @@ class Engine:
 
     async def _build_parts(self) -> None:
         from hydra_engine.agent.experiments import SubprocessExecutor, reap_stray_workers
-        from hydra_engine.agent.loop import AgentLoop
+        from hydra_engine.agent.per_market import MarketAgents, ModelKeys
         from hydra_engine.execution.fill_journal import FillJournal
         from hydra_engine.execution.order_manager import OrderManager
         from hydra_engine.execution.reconciler import SlippageReconciler
-        from hydra_engine.model.champion import ChampionProvider
+        from hydra_engine.model.champion import MarketChampions
         from hydra_engine.model.registry import ModelRegistry
         from hydra_engine.risk.gate import RiskConfig, RiskGate
 
@@ -284,15 +292,17 @@ class Engine:
             max_adv_fraction=max(m.max_adv_fraction for m in s.markets) or 0.01, events=self.bus,
         )
         self.registry = ModelRegistry(store.conn, store.directory / "models", clock, write_gate=store.tx)
-        self.champion = ChampionProvider(self.registry)
+        traded = [m for m in s.markets if m.enabled]
+        self.model_keys = ModelKeys.from_groups([m.symbol for m in traded], {m.symbol: m.model_group for m in traded})
+        self.champion = MarketChampions(self.registry, self.model_keys.key_of)
         agent_raw = dict(s.sections.get("agent", {}))
         self.agent_enabled = self.agent_enabled and bool(agent_raw.pop("enabled", True))
         agent_raw.setdefault("experiment_wait_s", 0.0)  # experiments never hold up the day's signal
         agent_cfg = agent_config(agent_raw)
         self.executor = SubprocessExecutor(max_parallel=1, lease_dir=store.directory / "experiments")
         await asyncio.to_thread(reap_stray_workers, store.directory / "experiments")  # a crash's leftovers
-        self.agent = AgentLoop(store.conn, self.registry, self.executor, store.directory / "experiments",
-                               agent_cfg, on_phase=self._agent_phase, write_gate=store.tx)
+        self.agent = MarketAgents(store.conn, self.registry, self.executor, store.directory / "experiments",
+                                  agent_cfg, self.model_keys, on_phase=self._agent_phase, write_gate=store.tx)
         if not self.agent_enabled:
             log.warning("engine.agent_disabled", reason="agent.enabled = false: no self-healing, the champion trades")
         self.runner = PaperTradingRunner(
@@ -352,28 +362,40 @@ class Engine:
 
     # ----------------------------------------------------------------- champion bootstrap
 
-    async def _bootstrap_champion(self) -> None:
-        """No champion: fit the default spec on the history available now (in a thread), promote it."""
-        if await self.registry.champion_version() is not None:
-            return
-        m = self._r().agent_market
+    async def _bootstrap_champions(self) -> None:
+        """Every model key without a champion gets one: the default spec fitted (in a thread) on its
+        lead market's history with a held-out recent segment, whose out-of-sample statistics are the
+        detectors' and the performance monitor's reference (``model.bootstrap``)."""
+        for key, agent in self.agent.markets.items():
+            if await agent.registry.champion_version() is None:
+                await self._bootstrap_champion(key, agent)
+
+    async def _bootstrap_champion(self, key: str, agent: Any) -> None:
+        from hydra_engine.model.bootstrap import fit_with_holdout
+
+        m = self.settings.market(self.model_keys.lead_of[key])
         try:
             since = await self.store.bars.latest_date(m.symbol, CONTINUOUS)
             bars = await self.broker.get_daily_bars(m, since=since, lookback_days=self.cycle_config.history_days)
             if bars:
                 await self.store.bars.upsert(m.symbol, CONTINUOUS, bars)
             frame = await self.store.bars.load(m.symbol, CONTINUOUS, limit=self.cycle_config.bars_for_features)
-            spec = dict(self.agent.config.default_spec)
-            model, metrics = await asyncio.to_thread(fit_baseline, frame, spec)
-        except Exception as exc:  # noqa: BLE001 - no champion: no signal until the agent bootstraps one
-            log.exception("engine.bootstrap_failed", market=m.symbol)
-            await self.store.ops.record(OpsKind.NOTE, f"champion bootstrap failed: {exc}", actor="engine")
+            spec = dict(agent.config.default_spec)
+            model, metrics = await asyncio.to_thread(fit_with_holdout, frame, spec, cost_bps=agent.config.cost_bps)
+        except Exception as exc:  # noqa: BLE001 - no champion: no signal for this market until one exists
+            log.exception("engine.bootstrap_failed", market=key)
+            await self.store.ops.record(OpsKind.NOTE, f"champion bootstrap failed for {key}: {exc}", actor="engine")
             return
-        version = await self.registry.register(model, metrics, mutation="bootstrap", status="champion")
-        await self.store.ops.record(OpsKind.NOTE, f"bootstrap champion {version} fitted on {metrics['n_train']} {m.symbol} days",
-                                    actor="engine", detail={"version": version, **metrics})
-        self.bus.publish(ChampionChanged(at=self.clock.now(), version=version, reason="bootstrap"))
-        log.info("engine.champion_bootstrapped", version=version, **metrics)
+        version = await agent.registry.register(model, metrics, mutation="bootstrap", status="champion")
+        hold = metrics.get("holdout") or {}
+        held = (f", held out {hold['n']} days {hold['start']}..{hold['end']} as its reference" if hold else
+                ", no held-out reference (too little history): the monitors warm up on live days")
+        await self.store.ops.record(OpsKind.NOTE, f"bootstrap champion {version} for {key} fitted on {metrics['n_train']} "
+                                    f"{m.symbol} days{held}", actor="engine", detail={"version": version, "market": key, **metrics})
+        self.bus.publish(ChampionChanged(at=self.clock.now(), version=version, reason=f"bootstrap ({key})"))
+        log.info("engine.champion_bootstrapped", market=key, version=version, n_train=metrics["n_train"],
+                 train_end=metrics.get("train_end"), holdout=hold or None,
+                 in_sample_log_loss=metrics.get("in_sample_log_loss"))
 
     # ----------------------------------------------------------------- operator commands
 
@@ -388,21 +410,25 @@ class Engine:
         await self.store.ops.command("force-cycle", f"force cycle {market or 'all markets'}")
         return await self._r().run_daily_cycle(market, force=True, trigger="force")
 
-    async def approve(self) -> str:
-        version = await self.agent.approve()
-        await self.store.ops.command("approve", f"approved candidate {version}")
-        self._champion_version = version
-        self.bus.publish(ChampionChanged(at=self.clock.now(), version=version, reason="approved by operator"))
+    async def approve(self, market: str | None = None) -> str:
+        """Promote the candidate awaiting approval in ``market`` (or the only one waiting)."""
+        key, version = await self.agent.approve(market)
+        await self.store.ops.command("approve", f"approved candidate {version} for {key}")
+        self._champions.update({m: version for m, k in self.model_keys.key_of.items() if k == key})
+        self.bus.publish(ChampionChanged(at=self.clock.now(), version=version, reason=f"approved by operator ({key})"))
         return version
 
-    async def rollback(self, reason: str) -> str:
+    async def rollback(self, reason: str, market: str | None = None) -> str:
+        """Put back ``market``'s previous champion (the market must be named when several trade)."""
         if not reason or not reason.strip():
             raise ValueError("rollback needs a reason")
-        previous = await self.registry.champion_version()
-        restored = await self.agent.rollback(reason, trading_date=local_date(self.settings.markets[0], self.clock.now()))
-        await self.store.ops.command("rollback", f"rolled back {previous} -> {restored}: {reason}")
-        self._champion_version = restored
-        self.bus.publish(ChampionChanged(at=self.clock.now(), version=restored, previous=previous or "", reason=reason))
+        where = self.settings.market(market) if market is not None and market in self.model_keys.key_of else self.settings.markets[0]
+        day = local_date(where, self.clock.now())
+        key, restored, previous = await self.agent.rollback(reason, market, trading_date=day)
+        await self.store.ops.command("rollback", f"rolled back {key}: {previous} -> {restored}: {reason}")
+        self._champions.update({m: restored for m, k in self.model_keys.key_of.items() if k == key})
+        self.bus.publish(ChampionChanged(at=self.clock.now(), version=restored, previous=previous or "",
+                                         reason=f"{reason} ({key})"))
         return restored
 
     async def flatten(self) -> list[asyncio.Task[Any]]:
@@ -449,12 +475,20 @@ class Engine:
         working = tuple(f"{w.side} {w.remaining:g}/{w.qty} {w.month.local_symbol} @ {w.limit:g}"
                         for w in (self.order_manager.working_orders if self.order_manager else []))
         risk = self.risk_gate.snapshot() if self.risk_gate is not None else None
+        champions = dict(self._champions)
+        if self.champion is not None:
+            for m in champions:
+                sig = self.champion.last_signal(m)
+                if sig is not None:
+                    champions[m] = sig.version
+        derisked = ({m: f for m in self.model_keys.key_of if (f := self.agent.size_fraction(m)) < 1.0}
+                    if self.agent is not None and self.model_keys is not None and self.agent_enabled else {})
         return EngineStatus(
             mode=self.mode, connection=getattr(gw, "state", "disconnected"), connected=bool(gw and gw.is_connected),
             last_message_age_s=age,
             trading_state=self.risk_gate.trading_state.value if self.risk_gate is not None else "UNKNOWN",
             paused=bool(r and r.paused), agent_phase=self.agent.phase.value if self.agent is not None else "IDLE",
-            champion=getattr(getattr(self.champion, "last_signal", None), "version", None) or self._champion_version,
+            champion=next(iter(champions.values()), None),
             next_decision_market=nxt_market, next_decision_at=nxt_at, now=now, account=self.account,
             net_liquidation=nlv, cash=getattr(acct, "total_cash", None), daily_pnl=getattr(acct, "daily_pnl", None),
             peak_equity=peak, drawdown=dd,
@@ -464,14 +498,15 @@ class Engine:
             gross_exposure=risk.gross_exposure if risk is not None else None,
             max_gross_exposure=risk.max_gross_exposure if risk is not None else None,
             size_fraction=risk.size_fraction if risk is not None else 1.0,
+            champions=champions, derisked=derisked,
         )
 
     def _breaker_changed(self, t: Any) -> None:
         self.bus.publish(BreakerChanged(at=self.clock.now(), breaker=t.name.value, tripped=t.new.value != "ACTIVE",
                                         trading_state=t.trading_state.value, reason=t.reason))
 
-    def _agent_phase(self, phase: Any) -> None:
-        self.bus.publish(AgentPhaseChanged(at=self.clock.now(), phase=getattr(phase, "value", str(phase))))
+    def _agent_phase(self, market: str, phase: Any) -> None:
+        self.bus.publish(AgentPhaseChanged(at=self.clock.now(), phase=getattr(phase, "value", str(phase)), market=market))
 
 
 async def _quietly(name: str, coro: Any) -> None:

@@ -118,6 +118,8 @@ class AgentPhaseChanged(EngineEvent):
     phase: str
     previous: str = ""
     detail: str = ""
+    market: str = ""
+    """The market (or group) whose agent moved; '' for the agents together."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -47,6 +47,11 @@ class MarketConfig:
     enabled: bool = True
     calendar: str = field(default="US", metadata={"choices": CALENDARS})
     description: str = ""
+    model_group: str = ""
+    """Name of the group of markets that share one champion (its agent heals on the group's first
+    market); empty: the market has a champion of its own."""
+    history: str = ""
+    """Embedded exchange only: a daily OHLCV or close-only CSV that prices this market (path)."""
 
     def __post_init__(self) -> None:
         if not self.symbol or not self.symbol.replace("_", "").isalnum():

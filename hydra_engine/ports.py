@@ -15,11 +15,13 @@ if TYPE_CHECKING:
     import pandas as pd
     from ib_async import Trade
 
+    from hydra_engine.agent.loop import AgentCycleResult
     from hydra_engine.broker.contracts import ContractMonth, ResolvedContract
     from hydra_engine.broker.records import AccountSnapshot, BarRecord, PositionSnapshot, QuoteSnapshot
     from hydra_engine.execution.order_records import WorkingOrder
     from hydra_engine.execution.targets import MoveResult
     from hydra_engine.markets import MarketConfig
+    from hydra_engine.model.champion import Signal
     from hydra_engine.risk.intents import AccountState, Approval, Denial, OrderIntent, TradingState
     from hydra_engine.store.bars import BarRepo
     from hydra_engine.store.cycles import CycleRepo
@@ -81,15 +83,21 @@ class OrderRouter(Protocol):
 
 
 class ChampionSource(Protocol):
-    """The registry's champion, asked at each signal (a promotion trades from the next cycle)."""
+    """Each market's champion in the registry, asked at each signal (a promotion trades from the next cycle)."""
 
-    async def predict_proba(self, features: pd.DataFrame) -> float | None: ...
+    async def predict_proba(self, market: str, features: pd.DataFrame) -> float | None: ...
+
+    def last_signal(self, market: str) -> Signal | None: ...
 
 
 class AgentStep(Protocol):
-    """The self-healing agent's daily step; its result is summarised into the cycle's record."""
+    """The self-healing agents' daily step for one market; its result is summarised into the cycle's
+    record. ``size_fraction`` is the share of the market's size the agent allows (below 1 while its
+    champion is de-risked)."""
 
-    async def run_cycle(self, trading_date: dt.date, bars: pd.DataFrame) -> object: ...
+    async def run_cycle(self, market: str, trading_date: dt.date, bars: pd.DataFrame) -> AgentCycleResult | None: ...
+
+    def size_fraction(self, market: str) -> float: ...
 
     async def pause(self) -> None: ...
 

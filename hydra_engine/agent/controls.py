@@ -7,6 +7,7 @@ operator's decision.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from hydra_engine.agent.core import AgentMemory, AgentPhase, PhaseSink, trading_day
 from hydra_engine.agent.journal import ExperimentJournal
@@ -14,7 +15,7 @@ from hydra_engine.agent.rollback import RollbackVerdict
 from hydra_engine.agent.state import AutonomyLevel
 from hydra_engine.model.registry import ModelRegistry, RegistryError
 
-__all__ = ["AgentControls"]
+__all__ = ["AgentControls", "journal_lift"]
 
 
 class AgentControls:
@@ -59,12 +60,13 @@ class AgentControls:
             version = pending["version"]
             previous = await self._registry.champion_version()
             await self._registry.promote(version, reason=f"approved by operator ({pending['hypothesis_key']})")
-            self._memory.record_promotion(version, previous, pending)
+            lifted = self._memory.record_promotion(version, previous, pending)
             self._memory.state.pending = None
             await self._memory.save()
         await self._journal.set_experiment_outcome(pending["experiment_id"], "promoted", version)
         await self._journal.record("decision", f"operator approved {version}; it trades from the next signal", outcome="approved",
                                   trading_date=pending.get("trading_date"), payload={"version": version, "previous": previous, **pending})
+        await journal_lift(self._journal, lifted, version, pending.get("trading_date"))
         self._phases.set_phase(self._memory.rest_phase())
         return version
 
@@ -92,9 +94,11 @@ class AgentControls:
             current = await self._registry.champion_version()
             restored = await self._registry.rollback(reason)
             self._memory.rollback_monitor.note_rollback(today)
+            lifted = self._memory.end_episode()
             await self._memory.save()
         await self._journal.record("rollback", f"manual rollback {current} -> {restored}: {reason}", outcome="manual",
                                   trading_date=today, payload={"rolled_back": current, "restored": restored, "reason": reason})
+        await journal_lift(self._journal, lifted, restored, today)
         return restored
 
     async def rollback_automatically(self, day: dt.date, cid: str, verdict: RollbackVerdict) -> str:
@@ -103,7 +107,17 @@ class AgentControls:
         async with self._memory.lock:
             restored = await self._registry.rollback(reason)
             self._memory.rollback_monitor.note_rollback(day)
+            lifted = self._memory.end_episode()
             await self._memory.save()
         await self._journal.record("rollback", f"automatic rollback to {restored}: {reason}", trading_date=day, cycle_id=cid,
                                   outcome="automatic", payload=verdict.to_dict() | {"restored": restored})
+        await journal_lift(self._journal, lifted, restored, day)
         return restored
+
+
+async def journal_lift(journal: ExperimentJournal, lifted: dict[str, Any] | None, version: str,
+                       trading_date: dt.date | str | None) -> None:
+    """Journal the end of a de-risk (the champion it was about was replaced)."""
+    if lifted:
+        await journal.record("decision", f"de-risk lifted: {version} is the champion now (cut since {lifted.get('since')})",
+                             outcome="derisk_lifted", trading_date=trading_date, payload={"version": version, "lifted": lifted})

@@ -63,6 +63,15 @@ class AgentConfig:
     playbook: PlaybookConfig = field(default_factory=PlaybookConfig)
     rollback: RollbackConfig = field(default_factory=RollbackConfig)
     initial_autonomy: AutonomyLevel = AutonomyLevel.SUPERVISED
+    derisk_size_fraction: float = 0.0
+    """Share of a market's size kept while its champion is plainly broken (worse than a coin since
+    the episode's first alarm) and no candidate has passed: 0 goes flat, 1 turns de-risking off."""
+    derisk_alpha: float = 0.01
+    """Significance of the plain-break test (split between the log-loss and hit-rate tests)."""
+    derisk_min_days: int = 20
+    """Realized days after the first alarm before the plain-break test is made."""
+    episode_quiet_days: int = 60
+    """Calendar days without an alarm that close a drift episode (when not de-risked)."""
 
 
 def trading_day(value: str | None) -> dt.date:
@@ -82,8 +91,9 @@ class PhaseSink(Protocol):
 class PhaseTracker:
     """The agent's current phase; every change is logged and told to the subscriber (the engine)."""
 
-    def __init__(self, on_phase: Callable[[AgentPhase], object] | None = None) -> None:
+    def __init__(self, on_phase: Callable[[AgentPhase], object] | None = None, market: str | None = None) -> None:
         self._on_phase = on_phase
+        self._market = market
         self._phase = AgentPhase.IDLE
 
     @property
@@ -94,7 +104,7 @@ class PhaseTracker:
         if phase is self._phase:
             return
         self._phase = phase
-        log.info("agent.phase", phase=phase.value)
+        log.info("agent.phase", phase=phase.value, market=self._market)
         if self._on_phase is not None:
             try:
                 self._on_phase(phase)
@@ -156,11 +166,20 @@ class AgentMemory:
             return AgentPhase.AWAITING_APPROVAL
         return AgentPhase.PAUSED if self.state.paused else AgentPhase.IDLE
 
-    def record_promotion(self, version: str, previous: str | None, info: dict[str, Any]) -> None:
-        """Bookkeeping after a promotion (caller holds ``lock``): watch it, reset the trial count."""
+    def end_episode(self) -> dict[str, Any] | None:
+        """The champion changed (caller holds ``lock``): its episode and any de-risk end with it, so
+        the new champion is judged on its own evidence. Returns the de-risk lifted, if one was in force."""
+        lifted, self.state.derisk = self.state.derisk, None
+        self.state.episode_start = None
+        return lifted
+
+    def record_promotion(self, version: str, previous: str | None, info: dict[str, Any]) -> dict[str, Any] | None:
+        """Bookkeeping after a promotion (caller holds ``lock``): watch it, reset the trial count, end
+        the episode. Returns the de-risk this lifted, if any (the caller journals it)."""
         if previous:
             self.rollback_monitor.start_watch(version, previous)
         self.state.trials_since_promotion = 0
         self.state.trial_sharpes = []
         self.state.last_promotion = info.get("trading_date")
         self.playbook.record(info["hypothesis_key"], "accepted", trading_day(info.get("trading_date")))
+        return self.end_episode()

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import structlog
 
+from hydra_engine.agent.controls import journal_lift
 from hydra_engine.agent.core import AgentConfig, AgentMemory, AgentPhase, PhaseSink
 from hydra_engine.agent.diagnose import Diagnosis
 from hydra_engine.agent.experiments import (
@@ -203,11 +204,12 @@ class DecisionMaker:
             return "error", None
         info = {"version": version, "experiment_id": res.experiment_id, "hypothesis_key": h.key, "trading_date": iso, "previous": champion,
                 "gate": ev.gate.to_dict() if ev and ev.gate else None}
+        lifted = None
         async with self._memory.lock:
             level = self._memory.state.autonomy
             if level is AutonomyLevel.AUTONOMOUS and not self._memory.state.paused:
                 await self._registry.promote(version, reason=f"agent: {h.key}")
-                self._memory.record_promotion(version, champion, info)
+                lifted = self._memory.record_promotion(version, champion, info)
                 outcome = "promoted"
             elif level is AutonomyLevel.SUPERVISED or (level is AutonomyLevel.AUTONOMOUS and self._memory.state.paused):
                 self._memory.state.pending = info
@@ -219,6 +221,7 @@ class DecisionMaker:
                 "awaiting_approval": f"{version} passed the gate and awaits operator approval",
                 "held": f"{version} passed the gate but autonomy is {level.value}: not promoted"}[outcome]
         await self._journal.record("decision", text, trading_date=iso, cycle_id=cid, outcome=outcome, payload=info)
+        await journal_lift(self._journal, lifted, version, iso)
         if outcome == "awaiting_approval":
             self._phases.set_phase(AgentPhase.AWAITING_APPROVAL)
         return outcome, version

@@ -28,9 +28,10 @@ import aiosqlite
 import pandas as pd
 import structlog
 
-from hydra_engine.agent.controls import AgentControls
+from hydra_engine.agent.controls import AgentControls, journal_lift
 from hydra_engine.agent.core import AgentConfig, AgentMemory, AgentPhase, PhaseTracker
 from hydra_engine.agent.decisions import DecisionMaker, ExperimentOutcome
+from hydra_engine.agent.derisk import break_test
 from hydra_engine.agent.diagnose import (
     DataQualityReport,
     Diagnosis,
@@ -44,7 +45,7 @@ from hydra_engine.agent.hypotheses import Hypothesis, Playbook
 from hydra_engine.agent.journal import ExperimentJournal
 from hydra_engine.agent.observe import CycleInputs, Observer
 from hydra_engine.agent.rollback import RollbackMonitor
-from hydra_engine.agent.state import AgentState, AgentStateStore, AutonomyLevel
+from hydra_engine.agent.state import AgentState, AgentStateStore, AutonomyLevel, state_key
 from hydra_engine.model.baseline import ModelSpec
 from hydra_engine.model.features import FeatureError
 from hydra_engine.model.registry import ModelRegistry, WriteGateLike
@@ -74,6 +75,8 @@ class AgentCycleResult:
     data_quality: DataQualityReport | None = None
     notes: tuple[str, ...] = ()
     """Why steps were skipped (paused, lockdown, pending approval, cooldown, ...)."""
+    size_fraction: float = 1.0
+    """Share of the market's size the agent allows today (below 1 while de-risked)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +94,7 @@ class AgentCycleResult:
             "champion_version": self.champion_version,
             "data_quality": self.data_quality.to_dict() if self.data_quality else None,
             "notes": list(self.notes),
+            "size_fraction": self.size_fraction,
         }
 
 
@@ -107,16 +111,21 @@ class AgentLoop:
         config: AgentConfig | None = None,
         on_phase: Callable[[AgentPhase], object] | None = None,
         write_gate: WriteGateLike | None = None,
+        market: str | None = None,
     ) -> None:
-        """``write_gate``: the store's ``Store.tx`` when ``conn`` is shared with other writers."""
+        """``write_gate``: the store's ``Store.tx`` when ``conn`` is shared with other writers.
+        ``market``: the market (or group of markets) this agent heals: its journal entries, state
+        row, experiments folder and (through ``registry``, scoped by the caller) its champion;
+        None: the store's single agent of before per-market champions."""
         self.config = config or AgentConfig()
+        self.market = market
         self.registry = registry
         self.executor = executor
         self.work_dir = Path(work_dir)
-        self.journal = ExperimentJournal(conn, write_gate)
-        self._phases = PhaseTracker(on_phase)
+        self.journal = ExperimentJournal(conn, write_gate, market=market)
+        self._phases = PhaseTracker(on_phase, market=market)
         self._observer = Observer(self.config, registry)
-        self._memory = AgentMemory(AgentStateStore(conn, write_gate), self.config, parts=(self._observer,))
+        self._memory = AgentMemory(AgentStateStore(conn, write_gate, key=state_key(market)), self.config, parts=(self._observer,))
         self._decisions = DecisionMaker(self.config, registry, executor, self.journal, self._memory, self._phases, self.work_dir)
         self._controls = AgentControls(registry, self.journal, self._memory, self._phases)
         self._cycle_lock = asyncio.Lock()
@@ -145,6 +154,17 @@ class AgentLoop:
         return self._memory.state.pending
 
     @property
+    def size_fraction(self) -> float:
+        """Share of the market's size allowed now: the de-risk cut while one is in force, else 1."""
+        d = self._memory.state.derisk
+        return float(d.get("size_fraction", 0.0)) if d else 1.0
+
+    @property
+    def derisk(self) -> dict[str, Any] | None:
+        """The de-risk in force (fraction, since, reason, evidence), or None."""
+        return self._memory.state.derisk
+
+    @property
     def drift(self) -> DriftMonitor | None:
         return self._observer.drift
 
@@ -167,7 +187,7 @@ class AgentLoop:
         self._started = True
         self._phases.set_phase(self._memory.rest_phase())
         s = self._memory.state
-        log.info("agent.started", autonomy=s.autonomy.value, paused=s.paused, abandoned=n,
+        log.info("agent.started", market=self.market, autonomy=s.autonomy.value, paused=s.paused, abandoned=n,
                  champion=s.champion_version, restored=restored)
 
     async def stop(self) -> None:
@@ -244,8 +264,11 @@ class AgentLoop:
         if not dq.ok:
             await self.journal.record("data_quality", "; ".join(dq.issues), trading_date=iso, cycle_id=cid, outcome="issues", payload=dq.to_dict())
         async with self._memory.lock:
+            stale = self._memory.state.champion_version not in (None, version)
+            lifted = self._memory.end_episode() if stale else None
             seen = await self._observer.observe(self._memory.state, self._memory.rollback_monitor, day, inputs, feats, version, model)
             await self._memory.save()
+        await journal_lift(self.journal, lifted, version, iso)
         findings, n_rows, n_out, verdict = list(seen.findings), seen.rows, seen.outcomes, seen.verdict
         perf = self._observer.performance_summary()
         await self.journal.record(
@@ -254,13 +277,17 @@ class AgentLoop:
             payload={"champion": version, "findings": findings[:50], "performance": perf, "rows": n_rows, "outcomes": n_out},
         )
         base: dict[str, Any] = {"trading_date": iso, "cycle_id": cid, "drift_findings": tuple(findings), "data_quality": dq, "champion_version": version}
+        if verdict is None:
+            await self._check_break(day, cid, inputs, model, version, findings)
+        base["size_fraction"] = self.size_fraction
         if verdict is not None:
             if self._memory.state.autonomy is AutonomyLevel.LOCKDOWN:
                 await self.journal.record("rollback", f"rollback of {verdict.new_version} recommended (lockdown: not done)", trading_date=iso,
                                           cycle_id=cid, outcome="recommended", payload=verdict.to_dict())
             else:
                 restored = await self._controls.rollback_automatically(day, cid, verdict)
-                return AgentCycleResult(phase=self._memory.rest_phase(), rolled_back=restored, notes=("automatic rollback; cooldown started",), **base | {"champion_version": restored})
+                return AgentCycleResult(phase=self._memory.rest_phase(), rolled_back=restored, notes=("automatic rollback; cooldown started",),
+                                        **base | {"champion_version": restored, "size_fraction": self.size_fraction})
         if not findings and dq.ok:
             return AgentCycleResult(phase=self._memory.rest_phase(), **base)
         self._phases.set_phase(AgentPhase.DIAGNOSING)
@@ -307,6 +334,41 @@ class AgentLoop:
             **base | {"champion_version": await self.registry.champion_version()},
         )
 
+    async def _check_break(self, day: dt.date, cid: str, inputs: CycleInputs, model: Any, version: str,
+                           findings: list[DriftFinding]) -> None:
+        """Track the drift episode and, while one is open, test whether the champion has plainly broken
+        (worse than a coin since the first alarm); if so, cut the market's size until a candidate passes."""
+        cfg, st = self.config, self._memory.state
+        async with self._memory.lock:
+            if findings:
+                st.last_alarm = max(f.date for f in findings)
+                if st.episode_start is None:
+                    st.episode_start = min(f.date for f in findings)
+            elif (st.episode_start and not st.derisk and st.last_alarm
+                  and (day - dt.date.fromisoformat(st.last_alarm[:10])).days > cfg.episode_quiet_days):
+                st.episode_start = None  # quiet long enough: the episode is over
+            await self._memory.save()
+        since = st.episode_start
+        act = st.autonomy is not AutonomyLevel.LOCKDOWN  # lockdown observes only: the cut is recommended, not made
+        if since is None or cfg.derisk_size_fraction >= 1.0 or (st.derisk and (st.derisk.get("applied", True) or not act)):
+            return
+        outcomes = await asyncio.to_thread(self._observer.realized_outcomes, inputs, model, since, day)
+        verdict = break_test(outcomes, since, alpha=cfg.derisk_alpha, min_days=cfg.derisk_min_days)
+        if verdict is None or not verdict.broken:
+            return
+        frac = cfg.derisk_size_fraction
+        info = {"size_fraction": frac if act else 1.0, "applied": act, "since": day.isoformat(), "champion": version,
+                "episode_start": since, "reason": verdict.summary, "evidence": verdict.to_dict()}
+        async with self._memory.lock:
+            st.derisk = info
+            await self._memory.save()
+        cut = "flat" if frac <= 0 else f"{frac:.0%} of size"
+        if act:
+            text, outcome = f"de-risk: {cut} until a candidate passes; champion {version} is worse than a coin: {verdict.summary}", "derisk"
+        else:
+            text, outcome = f"de-risk to {cut} recommended (lockdown: not done); champion {version} is worse than a coin: {verdict.summary}", "derisk_recommended"
+        await self.journal.record("decision", text, trading_date=day, cycle_id=cid, outcome=outcome, payload=info)
+
     async def wait_background(self, timeout: float | None = None) -> list[ExperimentOutcome] | None:
         """Wait for experiments left running by a cycle (tests, shutdown)."""
         return await self._decisions.wait_background(timeout)
@@ -346,11 +408,14 @@ class AgentLoop:
         """Snapshot for the TUI's agent pane: phase, autonomy, detectors against thresholds, pending."""
         state = self._memory.state
         return {
+            "market": self.market or "",
             "phase": self._phases.phase.value,
             "autonomy": state.autonomy.value,
             "paused": state.paused,
             "champion": state.champion_version,
             "pending": state.pending,
+            "derisk": state.derisk,
+            "episode_start": state.episode_start,
             "trials_since_promotion": state.trials_since_promotion,
             "rollback_watch": self._memory.rollback_monitor.to_dict(),
             "detectors": [{"stream": r.stream, "detector": r.detector, "statistic": r.statistic, "threshold": r.threshold}

@@ -71,6 +71,12 @@ class Observation:
     verdict: RollbackVerdict | None
 
 
+def reference_end(model: BaselineModel, metrics: dict[str, Any]) -> str | None:
+    """Last date the champion's reference covers: its held-out segment's end, else its training end."""
+    end = metrics.get("reference_end")
+    return str(end)[:10] if end else model.train_end
+
+
 class Observer:
     """Owns the drift and performance detectors and feeds them; persisted through ``AgentMemory``."""
 
@@ -109,11 +115,18 @@ class Observer:
         return await asyncio.to_thread(_prepare, bars, self.config.label_horizon)
 
     def reset_monitors(self, inputs: CycleInputs, model: BaselineModel, version: str, record_metrics: dict[str, Any]) -> None:
-        """New champion: detectors re-reference on its training rows and start clean."""
+        """New champion: detectors re-reference and start clean.
+
+        The feature reference is the last ``reference_days`` rows the champion's registration saw
+        (its training rows, and its held-out segment when it was fitted with one), so live rows are
+        compared with the most recent history known before observation starts; the performance
+        reference is its out-of-sample days (``agent_oos_daily``), never its in-sample fit.
+        """
         feats = inputs.features
-        train = feats.loc[(feats.index >= pd.Timestamp(model.train_start)) & (feats.index <= pd.Timestamp(model.train_end))] if model.train_start else feats
+        end = reference_end(model, record_metrics)
+        ref_rows = feats.loc[(feats.index >= pd.Timestamp(model.train_start)) & (feats.index <= pd.Timestamp(end))] if model.train_start else feats
         cols = [c for c in model.spec.features if not c.startswith(CALENDAR_PREFIXES)]
-        ref = train[cols].iloc[-self.config.reference_days :]
+        ref = ref_rows[cols].iloc[-self.config.reference_days :]
         n_streams = len(cols) + len(PerformanceMonitor.METRICS)
         budget = FalseAlarmBudget.per_feature(self.config.alarms_per_1000_days_per_stream, n_streams)
         thresholds = thresholds_for_budget(budget, n_reference=len(ref))
@@ -148,8 +161,9 @@ class Observer:
             rec = await self._registry.get(version)
             await asyncio.to_thread(self.reset_monitors, inputs, model, version, rec.metrics)
             state.champion_version = version
-            state.last_observed = model.train_end
-            state.last_outcome = model.train_end
+            start = reference_end(model, rec.metrics)  # the reference's rows are not observed again
+            state.last_observed = start
+            state.last_outcome = start
             state.recent_findings = []
             if watch.watching and watch.new_version != version:
                 watch.stop_watch()

@@ -20,7 +20,13 @@ from hydra_engine.agent.journal import dumps
 from hydra_engine.model.registry import WriteGateLike
 
 STATE_KEY = "agent"
+"""Row of the single agent of a store from before per-market champions (v006 adopts it)."""
 STATE_VERSION = 1
+
+
+def state_key(market: str | None) -> str:
+    """The ``agent_state`` row of one market's (or group's) agent; the old single row for None."""
+    return f"{STATE_KEY}:{market}" if market else STATE_KEY
 
 
 class AutonomyLevel(StrEnum):
@@ -64,6 +70,12 @@ class AgentState:
     trial_sharpes: list[float] = field(default_factory=list)
     last_promotion: str | None = None
     last_cycle: str | None = None
+    episode_start: str | None = None
+    """First alarm (ISO date) of the open drift episode; the plain-break test looks at the days after it."""
+    last_alarm: str | None = None
+    derisk: dict[str, Any] | None = None
+    """The defensive cut in force (``size_fraction``, ``since``, ``reason``, evidence) while the
+    champion's relation has plainly broken and no candidate has passed; None when trading in full."""
 
     def to_dict(self) -> dict[str, Any]:
         d = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
@@ -83,20 +95,22 @@ class AgentState:
 class AgentStateStore:
     """Load and save ``AgentState`` in the ``agent_state`` table."""
 
-    def __init__(self, conn: aiosqlite.Connection, write_gate: WriteGateLike | None = None) -> None:
-        """``write_gate``: the store's ``Store.tx`` when ``conn`` is shared with other writers."""
+    def __init__(self, conn: aiosqlite.Connection, write_gate: WriteGateLike | None = None, key: str = STATE_KEY) -> None:
+        """``write_gate``: the store's ``Store.tx`` when ``conn`` is shared with other writers;
+        ``key``: the row (``state_key(market)`` for one market's agent)."""
         self._conn = conn
         self._gate = write_gate
+        self.key = key
 
     async def load(self) -> AgentState | None:
-        async with self._conn.execute("SELECT value FROM agent_state WHERE key = ?", (STATE_KEY,)) as cur:
+        async with self._conn.execute("SELECT value FROM agent_state WHERE key = ?", (self.key,)) as cur:
             row = await cur.fetchone()
         if row is None:
             return None
         try:
             data = json.loads(row[0])
         except json.JSONDecodeError as exc:
-            raise ValueError(f"agent_state row {STATE_KEY!r}: invalid JSON at line {exc.lineno}") from exc
+            raise ValueError(f"agent_state row {self.key!r}: invalid JSON at line {exc.lineno}") from exc
         return AgentState.from_dict(data)
 
     async def save(self, state: AgentState) -> None:
@@ -109,7 +123,7 @@ class AgentStateStore:
         )
         if self._gate is not None:
             async with self._gate.transaction() as conn:
-                await conn.execute(sql, (STATE_KEY, text, now))
+                await conn.execute(sql, (self.key, text, now))
             return
-        await self._conn.execute(sql, (STATE_KEY, text, now))
+        await self._conn.execute(sql, (self.key, text, now))
         await self._conn.commit()

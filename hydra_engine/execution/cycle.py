@@ -80,8 +80,6 @@ class CycleConfig:
     """How long (real s) a cycle waits for its orders to be placed before it returns."""
     agent_timeout_s: float = field(default=600.0, metadata={"range": (1.0, 86_400.0)})
     """Longest (real s) the cycle waits for the agent before trading without it."""
-    agent_market: str = ""
-    """Market whose bars feed the self-healing agent (empty: the first configured)."""
 
     def __post_init__(self) -> None:
         if self.short_threshold > self.long_threshold:
@@ -136,6 +134,8 @@ class CycleSummary:
     last_bar: str | None = None
     features_error: str | None = None
     agent: Mapping[str, Any] | None = None
+    agent_size_fraction: float | None = None
+    """Share of the market's size the agent allowed (below 1 while its champion is de-risked)."""
     p_up: float | None = None
     signal_error: str | None = None
     champion: str | None = None
@@ -204,7 +204,6 @@ class DailyCycle:
         champion: ChampionSource,
         risk_gate: RiskCheck | None = None,
         agent_loop: AgentStep | None = None,
-        agent_market: MarketConfig | None = None,
     ) -> None:
         self.broker, self.store, self.clock, self.bus = broker, store, clock, bus
         self.markets = tuple(markets)
@@ -213,8 +212,8 @@ class DailyCycle:
         self.champion = champion
         self.risk_gate = risk_gate
         self.agent_loop = agent_loop
-        self.agent_market = agent_market or self.markets[0]
-        self._agent_task: asyncio.Task[Any] | None = None
+        self._agent_tasks: dict[str, asyncio.Task[Any]] = {}
+        """Each market's agent step still running (at most one per market)."""
         self.running: str | None = None
         """``market/date`` of the cycle under way, if any."""
         self.last_summary: CycleSummary | None = None
@@ -277,19 +276,19 @@ class DailyCycle:
                 features = await asyncio.to_thread(build_features, bars)
             except Exception as exc:  # noqa: BLE001 - no features: no signal, the agent still observes
                 draft.set(features_error=f"{type(exc).__name__}: {exc}")
-        # 4. self-heal (independent of the signal)
-        if self.agent_loop is not None and m.symbol == self.agent_market.symbol and bars is not None and len(bars):
-            draft.set(agent=await self._agent_step(day, bars))
-        # 5. signal
+        # 4. self-heal (independent of the signal): this market's agent, on its own bars
+        if self.agent_loop is not None and bars is not None and len(bars):
+            draft.set(agent=await self._agent_step(m.symbol, day, bars))
+        # 5. signal from this market's champion
         p_up = None
         if features is not None and len(features):
             try:
-                p_up = await self.champion.predict_proba(features)
+                p_up = await self.champion.predict_proba(m.symbol, features)
             except Exception as exc:  # noqa: BLE001 - a broken champion means no trade today, not a crash
                 draft.set(signal_error=f"{type(exc).__name__}: {exc}")
                 log.warning("runner.signal_failed", market=m.symbol, error=str(exc))
-        draft.set(p_up=None if p_up is None else round(float(p_up), 6),
-                  champion=getattr(getattr(self.champion, "last_signal", None), "version", None))
+        signal = self.champion.last_signal(m.symbol)
+        draft.set(p_up=None if p_up is None else round(float(p_up), 6), champion=signal.version if signal else None)
         if p_up is None:
             draft.set(orders="none: no signal")
             return CycleStatus.FINISHED
@@ -348,20 +347,21 @@ class DailyCycle:
         draft.set(bars=len(frame), last_bar=str(frame.index[-1].date()) if len(frame) else None)
         return frame
 
-    async def _agent_step(self, day: dt.date, bars: pd.DataFrame) -> dict[str, Any]:
-        """Run the agent's cycle in a tracked task; the signal waits for it at most ``agent_timeout_s``."""
+    async def _agent_step(self, market: str, day: dt.date, bars: pd.DataFrame) -> dict[str, Any]:
+        """Run the market's agent cycle in a tracked task; the signal waits for it at most ``agent_timeout_s``."""
         assert self.agent_loop is not None
-        prev = self._agent_task
+        prev = self._agent_tasks.get(market)
         if prev is not None and not prev.done():
             return {"skipped": "the agent is still busy with an earlier cycle; the signal goes ahead"}
         task = asyncio.get_running_loop().create_task(
-            self.agent_loop.run_cycle(day, bars[["open", "high", "low", "close", "volume"]]), name=f"agent-{day}"
+            self.agent_loop.run_cycle(market, day, bars[["open", "high", "low", "close", "volume"]]),
+            name=f"agent-{market}-{day}",
         )
         task.add_done_callback(log_task_failure)
-        self._agent_task = task
+        self._agent_tasks[market] = task
         done, _ = await asyncio.wait({task}, timeout=self.config.agent_timeout_s)
         if not done:
-            log.warning("runner.agent_slow", trading_date=str(day), waited_s=self.config.agent_timeout_s)
+            log.warning("runner.agent_slow", market=market, trading_date=str(day), waited_s=self.config.agent_timeout_s)
             return {"pending": "the agent is still working; the signal goes ahead"}
         if task.cancelled():
             return {"error": "agent cancelled"}
@@ -369,6 +369,8 @@ class DailyCycle:
         if exc is not None:  # a failed agent never blocks the signal
             return {"error": f"{type(exc).__name__}: {exc}"}
         res: Any = task.result()
+        if res is None:
+            return {"skipped": "grouped market: it trades its group's champion, healed on the group's lead market"}
         return {"phase": getattr(res.phase, "value", str(res.phase)), "findings": len(res.drift_findings),
                 "diagnosis": getattr(getattr(res.diagnosis, "kind", None), "value", None),
                 "experiments": len(res.experiments), "promoted": res.promoted,
@@ -393,8 +395,14 @@ class DailyCycle:
         if stats.sigma <= 0 or stats.adv <= 0:
             stats = market_stats(list(bars.tail(21).itertuples()))
         gate_cap = getattr(getattr(self.risk_gate, "config", None), "max_trade_loss_pct", cfg.max_trade_loss_pct)
-        # drawdown re-entry: the gate's size fraction scales the market's contract cap
+        # drawdown re-entry: the gate's size fraction scales the market's contract cap; a de-risked
+        # champion (plainly worse than a coin, no candidate passed yet) scales it again, to 0 by default
         sized = replace(m, max_contracts=reduced_cap(m.max_contracts, getattr(self.risk_gate, "size_fraction", 1.0)))
+        agent_fraction = self.agent_loop.size_fraction(m.symbol) if self.agent_loop is not None else 1.0
+        if agent_fraction < 1.0:
+            sized = replace(sized, max_contracts=reduced_cap(sized.max_contracts, agent_fraction)
+                            if agent_fraction > 0 else 0)
+            draft.set(agent_size_fraction=agent_fraction)
         decision = target_from_signal(p_up, config=cfg, market=sized, equity=acct.snapshot.net_liquidation,
                                       daily_sigma=stats.sigma, multiplier=month.multiplier, adv=stats.adv,
                                       max_trade_loss_pct=min(cfg.max_trade_loss_pct, gate_cap))
@@ -413,7 +421,8 @@ class DailyCycle:
         draft.set(orders=await self.desk.start(m, day, target, month))
 
     async def stop(self) -> None:
-        """Cancel an agent step still running (the runner has stopped triggering cycles)."""
-        if self._agent_task is not None and not self._agent_task.done():
-            self._agent_task.cancel()
-            await asyncio.gather(self._agent_task, return_exceptions=True)
+        """Cancel agent steps still running (the runner has stopped triggering cycles)."""
+        running = [t for t in self._agent_tasks.values() if not t.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)

@@ -113,7 +113,6 @@ class PaperTradingRunner:
         self.cycle = DailyCycle(
             broker=broker, store=store, clock=clock, bus=self.bus, markets=self.markets, config=self.cycle_config,
             desk=self.desk, champion=model, risk_gate=risk_gate, agent_loop=agent_loop,
-            agent_market=self.agent_market,
         )
         self._scheduler: Any = None
         self._ticker: asyncio.Task[Any] | None = None
@@ -164,11 +163,6 @@ class PaperTradingRunner:
     @property
     def pause_reason(self) -> str:
         return self._pause_reason
-
-    @property
-    def agent_market(self) -> MarketConfig:
-        name = self.cycle_config.agent_market
-        return next((m for m in self.markets if m.symbol == name), self.markets[0]) if name else self.markets[0]
 
     def market(self, symbol: str) -> MarketConfig:
         for m in self.markets:

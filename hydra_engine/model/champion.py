@@ -3,11 +3,14 @@
 The runner holds one provider for its whole life; each signal asks the registry which version is
 champion, so a promotion or rollback (even from another process) takes effect at the next cycle
 without rebuilding anything. Prediction runs in a worker thread to keep the event loop free.
+``MarketChampions`` holds one provider per model key: each market asks its own champion (or its
+group's), never another market's.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -68,3 +71,29 @@ class ChampionProvider:
     async def version(self) -> str | None:
         """The champion's version right now."""
         return await self._registry.champion_version()
+
+
+class MarketChampions:
+    """Each market's champion: ``await predict_proba(market, features)``; the cycle's ``ChampionSource``."""
+
+    def __init__(self, registry: ModelRegistry, key_of: Mapping[str, str]) -> None:
+        """``key_of``: market symbol -> model key (the symbol, or the group it trades with)."""
+        self.key_of = dict(key_of)
+        self.providers = {key: ChampionProvider(registry.for_market(key)) for key in dict.fromkeys(self.key_of.values())}
+
+    def provider(self, market: str) -> ChampionProvider:
+        try:
+            return self.providers[self.key_of[market]]
+        except KeyError:
+            raise KeyError(f"market {market!r} has no champion here (markets: {', '.join(self.key_of)})") from None
+
+    async def predict_proba(self, market: str, features: pd.DataFrame) -> float | None:
+        """P(up) for the last feature row from ``market``'s champion; None if it has none."""
+        return await self.provider(market).predict_proba(features)
+
+    def last_signal(self, market: str) -> Signal | None:
+        return self.provider(market).last_signal
+
+    async def versions(self) -> dict[str, str | None]:
+        """Market -> its champion's version right now."""
+        return {m: await self.providers[k].version() for m, k in self.key_of.items()}

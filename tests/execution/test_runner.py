@@ -116,9 +116,12 @@ class ExplodingAgent:
 
     calls = 0
 
-    async def run_cycle(self, trading_date: dt.date, bars: Any) -> Any:
+    async def run_cycle(self, market: str, trading_date: dt.date, bars: Any) -> Any:
         ExplodingAgent.calls += 1
         raise RuntimeError("experiment store on fire")
+
+    def size_fraction(self, market: str) -> float:
+        return 1.0
 
     async def pause(self) -> None: ...
 
@@ -132,12 +135,12 @@ async def test_agent_failure_does_not_block_the_signal(tmp_path, sim_universe) -
         eng.runner.agent_loop = ExplodingAgent()
         await eng.run_days(1)
         rows = {r.market: r for r in await cycle_rows(eng)}
-        agent_market = eng.runner.agent_market.symbol
-        assert ExplodingAgent.calls == 1
-        assert "experiment store on fire" in rows[agent_market].summary["agent"]["error"]
-        assert rows[agent_market].status == CycleStatus.FINISHED
-        assert rows[agent_market].summary["p_up"] is not None
-        assert "target" in rows[agent_market].summary
+        assert ExplodingAgent.calls == len(rows) == 2  # every market's agent step ran, and failed
+        for row in rows.values():
+            assert "experiment store on fire" in row.summary["agent"]["error"]
+            assert row.status == CycleStatus.FINISHED
+            assert row.summary["p_up"] is not None
+            assert "target" in row.summary
     finally:
         await eng.stop()
 
@@ -165,8 +168,10 @@ async def test_restart_resumes_the_simulated_account_and_never_repeats_a_cycle(t
         assert len(rows) == 6
         assert max(r.trading_date for r in rows) > dates[-1]
         assert len(await eng2.fill_journal.fills()) >= fills_before
-        assert await eng2.registry.champion_version() is not None  # the bootstrap champion was kept
-        assert len(await eng2.registry.history()) == 1
+        for market in ("CL", "ZO"):  # each market's bootstrap champion was kept, none fitted again
+            reg = eng2.registry.for_market(market)
+            assert await reg.champion_version() is not None
+            assert len(await reg.history()) == 1
     finally:
         await eng2.stop()
 
@@ -254,9 +259,9 @@ async def test_real_agent_observes_every_cycle(tmp_path, sim_universe) -> None:
     try:
         await eng.run_days(2)
         rows = {(r.market, r.trading_date): r for r in await cycle_rows(eng)}
-        agent_rows = [r for (m, _), r in rows.items() if m == eng.runner.agent_market.symbol]
-        assert len(agent_rows) == 2 and all("phase" in r.summary["agent"] for r in agent_rows)
-        assert await eng.agent.journal.query(entry_type="observation")
+        assert len(rows) == 4 and all("phase" in r.summary["agent"] for r in rows.values())
+        observed = await eng.agent.journal.query(entry_type="observation")
+        assert {e.market for e in observed} == {"CL", "ZO"}  # each market's own agent observed it
     finally:
         await eng.stop()
 
