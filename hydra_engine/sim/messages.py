@@ -140,6 +140,8 @@ class ContractDetailsView:
     order_types: str = "LMT,MKT"
     valid_exchanges: str = ""
     under_con_id: int = 0
+    market_rule_ids: str = ""
+    """Comma-separated market rule ids, one per valid exchange (see ``reqMarketRule``)."""
 
 
 def ib_time(t: dt.datetime) -> str:
@@ -361,7 +363,7 @@ def contract_data(req_id: int, d: ContractDetailsView, server_version: int) -> F
         _mult(c.multiplier), d.order_types, d.valid_exchanges or c.exchange, 1, d.under_con_id,
         d.long_name, c.exchange, d.contract_month, "", "", "", d.time_zone_id, d.trading_hours,
         d.liquid_hours, "", "", 0,  # evRule, evMultiplier, secIdCount
-        "", "", "", "",  # aggGroup, underSymbol, underSecType, marketRuleIds
+        "", "", "", d.market_rule_ids,  # aggGroup, underSymbol, underSecType, marketRuleIds
         d.real_expiration_date, "",  # realExpirationDate, stockType
     ]  # fmt: skip
     if server_version == 163:
@@ -402,3 +404,203 @@ def tick_size(req_id: int, tick_type: int, size: float) -> Fields:
 
 def tick_snapshot_end(req_id: int) -> Fields:
     return [TICK_SNAPSHOT_END, 1, req_id]
+
+
+# ----- reference data, intraday data and streams (issue 9, part 1) --------------------------------
+# Sizes and volumes go as integers: IB's own ``ibapi`` client parses them with int().
+
+MARKET_DEPTH = 12
+MARKET_DEPTH_L2 = 13
+SCANNER_PARAMETERS = 19
+REAL_TIME_BARS = 50
+VERIFY_COMPLETED = 66
+DISPLAY_GROUP_LIST = 67
+VERIFY_AND_AUTH_COMPLETED = 70
+POSITION_MULTI = 71
+POSITION_MULTI_END = 72
+SECURITY_DEFINITION_OPTION_PARAMETER_END = 76
+SOFT_DOLLAR_TIERS = 77
+FAMILY_CODES = 78
+SYMBOL_SAMPLES = 79
+MKT_DEPTH_EXCHANGES = 80
+SMART_COMPONENTS = 82
+NEWS_PROVIDERS = 85
+HISTORICAL_NEWS_END = 87
+HEAD_TIMESTAMP = 88
+HISTOGRAM_DATA = 89
+HISTORICAL_DATA_UPDATE = 90
+MARKET_RULE = 93
+HISTORICAL_TICKS = 96
+HISTORICAL_TICKS_BID_ASK = 97
+HISTORICAL_TICKS_LAST = 98
+TICK_BY_TICK = 99
+HISTORICAL_SCHEDULE = 106
+USER_INFO = 107
+
+
+def scanner_parameters(xml: str) -> Fields:
+    return [SCANNER_PARAMETERS, 1, xml]
+
+
+def verify_completed(ok: bool, text: str) -> Fields:
+    return [VERIFY_COMPLETED, 1, ok, text]
+
+
+def verify_and_auth_completed(ok: bool, text: str) -> Fields:
+    return [VERIFY_AND_AUTH_COMPLETED, 1, ok, text]
+
+
+def display_group_list(req_id: int, groups: str) -> Fields:
+    return [DISPLAY_GROUP_LIST, 1, req_id, groups]
+
+
+def position_multi(req_id: int, account: str, c: WireContract, qty: float, avg_cost: float, model_code: str) -> Fields:
+    return [POSITION_MULTI, 1, req_id, account, *c.fields11(), qty, avg_cost, model_code]
+
+
+def position_multi_end(req_id: int) -> Fields:
+    return [POSITION_MULTI_END, 1, req_id]
+
+
+def sec_def_opt_params_end(req_id: int) -> Fields:
+    return [SECURITY_DEFINITION_OPTION_PARAMETER_END, req_id]
+
+
+def soft_dollar_tiers(req_id: int) -> Fields:
+    return [SOFT_DOLLAR_TIERS, req_id, 0]
+
+
+def family_codes(pairs: Sequence[tuple[str, str]]) -> Fields:
+    f: Fields = [FAMILY_CODES, len(pairs)]
+    for account, code in pairs:
+        f += [account, code]
+    return f
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolSample:
+    con_id: int
+    symbol: str
+    sec_type: str
+    primary_exchange: str
+    currency: str
+    derivative_sec_types: tuple[str, ...]
+    description: str
+
+
+def symbol_samples(req_id: int, rows: Sequence[SymbolSample], server_version: int) -> Fields:
+    f: Fields = [SYMBOL_SAMPLES, req_id, len(rows)]
+    for r in rows:
+        f += [r.con_id, r.symbol, r.sec_type, r.primary_exchange, r.currency, len(r.derivative_sec_types),
+              *r.derivative_sec_types]  # fmt: skip
+        if server_version >= 176:
+            f += [r.description, ""]  # description, issuerId
+    return f
+
+
+def mkt_depth_exchanges(rows: Sequence[tuple[str, str, str, str, int]]) -> Fields:
+    """(exchange, secType, listingExch, serviceDataType, aggGroup) per row (server version >= 137)."""
+    f: Fields = [MKT_DEPTH_EXCHANGES, len(rows)]
+    for row in rows:
+        f += list(row)
+    return f
+
+
+def smart_components(req_id: int) -> Fields:
+    return [SMART_COMPONENTS, req_id, 0]
+
+
+def news_providers() -> Fields:
+    return [NEWS_PROVIDERS, 0]
+
+
+def historical_news_end(req_id: int, has_more: bool = False) -> Fields:
+    return [HISTORICAL_NEWS_END, req_id, has_more]
+
+
+def head_timestamp(req_id: int, stamp: str) -> Fields:
+    return [HEAD_TIMESTAMP, req_id, stamp]
+
+
+def histogram_data(req_id: int, rows: Sequence[tuple[float, int]]) -> Fields:
+    f: Fields = [HISTOGRAM_DATA, req_id, len(rows)]
+    for price, count in rows:
+        f += [price, int(count)]
+    return f
+
+
+def historical_data_update(req_id: int, bar_count: int, date: str, o: float, h: float, lo: float, c: float,
+                           wap: float, volume: int) -> Fields:  # fmt: skip
+    """One bar of a keepUpToDate stream: note the open, close, high, low order of this message."""
+    return [HISTORICAL_DATA_UPDATE, req_id, int(bar_count), date, o, c, h, lo, wap, int(volume)]
+
+
+def market_rule(rule_id: int, increments: Sequence[tuple[float, float]]) -> Fields:
+    f: Fields = [MARKET_RULE, rule_id, len(increments)]
+    for low_edge, increment in increments:
+        f += [low_edge, increment]
+    return f
+
+
+def historical_ticks_midpoint(req_id: int, rows: Sequence[tuple[int, float]], done: bool = True) -> Fields:
+    f: Fields = [HISTORICAL_TICKS, req_id, len(rows)]
+    for t, price in rows:
+        f += [int(t), 0, price, 0]
+    return f + [done]
+
+
+def historical_ticks_bid_ask(req_id: int, rows: Sequence[tuple[int, float, float, int, int]], done: bool = True) -> Fields:
+    f: Fields = [HISTORICAL_TICKS_BID_ASK, req_id, len(rows)]
+    for t, bid, ask, bid_size, ask_size in rows:
+        f += [int(t), 0, bid, ask, int(bid_size), int(ask_size)]
+    return f + [done]
+
+
+def historical_ticks_last(req_id: int, rows: Sequence[tuple[int, float, int, str]], done: bool = True) -> Fields:
+    f: Fields = [HISTORICAL_TICKS_LAST, req_id, len(rows)]
+    for t, price, size, exchange in rows:
+        f += [int(t), 0, price, int(size), exchange, ""]
+    return f + [done]
+
+
+def tick_by_tick_last(req_id: int, tick_type: int, t: int, price: float, size: int, exchange: str) -> Fields:
+    """tickType 1 (Last) or 2 (AllLast)."""
+    return [TICK_BY_TICK, req_id, tick_type, int(t), price, int(size), 0, exchange, ""]
+
+
+def tick_by_tick_bid_ask(req_id: int, t: int, bid: float, ask: float, bid_size: int, ask_size: int) -> Fields:
+    return [TICK_BY_TICK, req_id, 3, int(t), bid, ask, int(bid_size), int(ask_size), 0]
+
+
+def tick_by_tick_midpoint(req_id: int, t: int, mid: float) -> Fields:
+    return [TICK_BY_TICK, req_id, 4, int(t), mid]
+
+
+def market_depth(req_id: int, position: int, operation: int, side: int, price: float, size: int) -> Fields:
+    """operation 0 insert, 1 update, 2 delete; side 0 ask, 1 bid."""
+    return [MARKET_DEPTH, 1, req_id, position, operation, side, price, int(size)]
+
+
+def market_depth_l2(req_id: int, position: int, market_maker: str, operation: int, side: int, price: float,
+                    size: int, smart: bool, server_version: int) -> Fields:  # fmt: skip
+    f: Fields = [MARKET_DEPTH_L2, 1, req_id, position, market_maker, operation, side, price, int(size)]
+    if server_version >= 146:
+        f.append(smart)
+    return f
+
+
+def real_time_bar(req_id: int, t: int, o: float, h: float, lo: float, c: float, volume: int, wap: float,
+                  count: int) -> Fields:  # fmt: skip
+    return [REAL_TIME_BARS, 3, req_id, int(t), o, h, lo, c, int(volume), wap, int(count)]
+
+
+def historical_schedule(req_id: int, start: str, end: str, time_zone: str,
+                        sessions: Sequence[tuple[str, str, str]]) -> Fields:  # fmt: skip
+    f: Fields = [HISTORICAL_SCHEDULE, req_id, start, end, time_zone, len(sessions)]
+    for s in sessions:
+        f += list(s)
+    return f
+
+
+def user_info(req_id: int, white_branding_id: str = "") -> Fields:
+    return [USER_INFO, req_id, white_branding_id]
