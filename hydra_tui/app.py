@@ -22,8 +22,9 @@ import structlog
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
-from textual.widgets import Footer, Static
+from textual import on
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Static, Tab, Tabs
 
 from hydra_tui.logging_setup import LogRing
 from hydra_tui.screens.confirm import ConfirmScreen, PickMarketScreen
@@ -41,8 +42,15 @@ log = structlog.get_logger(__name__)
 
 REFRESH_S = 0.5
 """Panes refresh at most at 2 Hz (STYLE.md: keyed diffs at 1-2 Hz)."""
+AGENT_REFRESH_S = 2.0
+"""The agent pane reads the registry and journal at most this often unless an engine event says it changed."""
 SPEEDS = (4.0, 2.0, 1.0, 0.5, 0.25, 0.0)
 """Real seconds per simulated day that ``+`` steps through (then back to the slowest)."""
+
+
+PANES = (("account-box", "Account"), ("positions-box", "Positions"), ("orders-box", "Orders"),
+         ("agent-box", "Agent"), ("fills-box", "Fills"), ("log-box", "Log"))
+"""(container id, title): the main screen's panes, in the order of their tabs and of keys 1-6."""
 
 
 def _palette_commands() -> set[Any]:
@@ -73,6 +81,7 @@ class HydraApp(App[int]):
         Binding("full_stop", "step_day", "Step day", key_display="."),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
+        *(Binding(str(i), f"pane({i})", f"Show {title}", show=False) for i, (_, title) in enumerate(PANES, 1)),
     ]
 
     def __init__(self, settings: Any, *, data_dir: Any = None, seed: int | None = None, universe: Any = None,
@@ -103,14 +112,17 @@ class HydraApp(App[int]):
         self.exit_message = ""
         """Printed on stderr after the App left the terminal (a refusal, a cancelled live start)."""
         self.message = ""
+        self.pane_shown = PANES[0][0]
+        """The pane shown in the narrow layout (tabs / keys 1-6)."""
         self._step = asyncio.Event()
         self._stopping = False
         self._refreshing = False
         self._fills: list[Any] = []
         self._fills_dirty = True
         self._equity: list[float] = []
-        self._experiments: dict[str, views.ExperimentRow] = {}
-        self._last_change = ""
+        self._agent_view = views.AgentView()
+        self._agent_read_at = -1e9
+        self._agent_dirty = True
         self._breaker = ""
         self._sub: Any = None
         self.view = views.View(mode="LIVE" if b.trading_mode == "live" else ("SIM" if b.kind == "sim" else "PAPER"))
@@ -119,28 +131,30 @@ class HydraApp(App[int]):
 
     def compose(self) -> ComposeResult:
         yield HydraHeader(id="header")
-        with Grid(id="panes"):
-            with Vertical(id="account-box", classes="pane"):
-                yield AccountPane(id="account")
-            with Vertical(id="positions-box", classes="pane"):
-                yield PositionsTable(id="positions")
-            with Vertical(id="orders-box", classes="pane"):
-                yield OrdersTable(id="orders")
+        yield Tabs(*(Tab(title, id=f"tab-{box}") for box, title in PANES), id="pane-tabs")
+        with Vertical(id="panes"):
+            with Horizontal(id="top-row", classes="row"):
+                with Vertical(id="account-box", classes="pane"):
+                    yield AccountPane(id="account")
+                with Vertical(id="positions-box", classes="pane"):
+                    yield PositionsTable(id="positions")
+                with Vertical(id="orders-box", classes="pane"):
+                    yield OrdersTable(id="orders")
             with Vertical(id="agent-box", classes="pane"):
                 yield AgentPane(id="agent")
-            with Vertical(id="fills-box", classes="pane"):
-                yield FillsTable(id="fills")
-            with Vertical(id="log-box", classes="pane"):
-                yield LogPane(self.log_ring, id="log")
+            with Horizontal(id="bottom-row", classes="row"):
+                with Vertical(id="fills-box", classes="pane"):
+                    yield FillsTable(id="fills")
+                with Vertical(id="log-box", classes="pane"):
+                    yield LogPane(self.log_ring, id="log")
         with Horizontal(id="status-line"):
             yield Static("", id="status")
         yield Footer()
 
     def on_mount(self) -> None:
-        titles = {"account-box": "Account", "positions-box": "Positions", "orders-box": "Working orders",
-                  "agent-box": "Agent", "fills-box": "Fills", "log-box": "Log"}
-        for box, title in titles.items():
-            self.query_one(f"#{box}").border_title = title
+        for box, title in PANES:
+            self.query_one(f"#{box}").border_title = "Working orders" if box == "orders-box" else title
+        self._show_pane("account-box")
         self._install_signals()
         self._render_view()
         if self._needs_live:
@@ -159,6 +173,28 @@ class HydraApp(App[int]):
     def _on_signal(self, name: str) -> None:
         log.warning("tui.signal", signal=name)
         self.run_worker(self.shutdown(), group="shutdown", exclusive=True, exit_on_error=False)
+
+    def _show_pane(self, box: str) -> None:
+        """Narrow layout: only ``box`` (and its row) is displayed; the wide layout ignores the classes."""
+        self.pane_shown = box
+        for other, _ in PANES:
+            self.query_one(f"#{other}").set_class(other != box, "-tab-hidden")
+        for row in self.query(".row"):
+            row.set_class(not row.query(f"#{box}"), "-tab-hidden")
+
+    @on(Tabs.TabActivated, "#pane-tabs")
+    def _tab_activated(self, event: Tabs.TabActivated) -> None:
+        if event.tab is not None and event.tab.id:
+            self._show_pane(event.tab.id.removeprefix("tab-"))
+
+    def action_pane(self, n: int) -> None:
+        """Keys 1-6: show that pane (narrow) and focus its table."""
+        box = PANES[max(1, min(len(PANES), int(n))) - 1][0]
+        self.query_one("#pane-tabs", Tabs).active = f"tab-{box}"
+        self._show_pane(box)
+        focusable = [w for w in self.query_one(f"#{box}").query("*") if w.can_focus]
+        if focusable:
+            focusable[0].focus()
 
     # ----------------------------------------------------------------- live gate
 
@@ -313,22 +349,9 @@ class HydraApp(App[int]):
             elif isinstance(e, ev.AccountUpdated):
                 self._equity.append(float(e.net_liquidation))
                 del self._equity[:-500]
-            elif isinstance(e, ev.ExperimentUpdated):
-                old = self._experiments.get(e.experiment_id)
-                started = getattr(e, "started_at", None)
-                elapsed = getattr(e, "elapsed_s", None)
-                if elapsed is None and old is not None and old.elapsed_s is not None:
-                    elapsed = old.elapsed_s
-                if elapsed is None and started is not None:
-                    elapsed = (e.at - started).total_seconds()
-                self._experiments[e.experiment_id] = views.ExperimentRow(
-                    e.experiment_id, e.hypothesis or (old.hypothesis if old else ""), e.status,
-                    float(e.progress_fraction), elapsed)
-                while len(self._experiments) > 10:
-                    self._experiments.pop(next(iter(self._experiments)))
-            elif isinstance(e, ev.ChampionChanged):
-                prev = f" (was {e.previous})" if e.previous else ""
-                self._last_change = f"{e.at:%Y-%m-%d} champion {e.version}{prev}: {e.reason}"
+            elif isinstance(e, (ev.ChampionChanged, ev.AgentPhaseChanged, ev.CycleFinished, ev.ExperimentUpdated,
+                                ev.ApprovalRequested)):
+                self._agent_dirty = True
             elif isinstance(e, ev.BreakerChanged):
                 self._breaker = e.breaker if e.tripped else ""
             elif isinstance(e, ev.PauseChanged):
@@ -349,14 +372,18 @@ class HydraApp(App[int]):
             except Exception:  # noqa: BLE001
                 clocks.append(views.MarketClock(m.symbol, None))
         equity = tuple(self._equity) if self._equity else ((st.net_liquidation,) if st.net_liquidation else ())
+        mono = asyncio.get_running_loop().time()
+        if self._agent_dirty or mono - self._agent_read_at >= AGENT_REFRESH_S:
+            self._agent_dirty, self._agent_read_at = False, mono
+            self._agent_view = await views.agent_view(engine, self._wall_now())
         return views.View(
             mode=st.mode, connection=st.connection, connected=st.connected, last_message_age_s=st.last_message_age_s,
-            trading_state=st.trading_state, breaker=self._breaker, paused=st.paused, agent_phase=st.agent_phase,
-            now=now, clocks=tuple(clocks), account=st.account, net_liquidation=st.net_liquidation, cash=st.cash,
+            trading_state=st.trading_state, breaker=views.tripped_breakers(engine) or self._breaker, paused=st.paused,
+            agent_phase=st.agent_phase, now=now, clock_kind=views.clock_kind(engine), clocks=tuple(clocks),
+            account=st.account, net_liquidation=st.net_liquidation, cash=st.cash,
             daily_pnl=st.daily_pnl, drawdown=st.drawdown, equity=equity,
             positions=views.positions(engine, now), orders=views.orders(engine, now),
-            fills=views.fill_rows(self._fills[:100]),
-            agent=await views.agent_view(engine, self._experiments, self._last_change),
+            fills=views.fill_rows(self._fills[:100]), agent=self._agent_view,
             cycles_run=st.cycles_run, message=self.message,
         )
 
@@ -450,18 +477,39 @@ class HydraApp(App[int]):
             self.notify(f"force cycle {market or 'all markets'}: {_cycle_outcome(result)}")
         self._tick()
 
+    async def _pick(self, title: str, symbols: list[str]) -> str | None:
+        """One market: the only one, or the operator's pick (None: cancelled)."""
+        if len(symbols) == 1:
+            return symbols[0]
+        return await self.push_screen_wait(PickMarketScreen(symbols, title=title, allow_all=False))
+
     @work(group="command", exit_on_error=False)
     async def action_approve(self) -> None:
+        """Approve the pending promotion, after a modal that says what is approved."""
         engine = self._need_engine()
         if engine is None:
             return
-        pending = engine.agent.pending_approval if engine.agent is not None else None
+        agent = await views.agent_view(engine, self._wall_now())
+        pending = {p.market: p for p in agent.pending}
         if not pending:
             self.notify("no candidate is awaiting approval", severity="warning")
             return
-        version = await self._call("approve", engine.approve())
+        market = await self._pick("Approve which market's candidate?", sorted(pending))
+        if market is None:
+            return
+        p = pending[market]
+        ok = await self.push_screen_wait(ConfirmScreen(
+            f"Approve {p.version} for {p.market}?",
+            f"Market {p.market}: candidate {p.version} from hypothesis {p.hypothesis or '-'} "
+            f"(experiment of {p.trading_date or '-'}) replaces {p.previous or 'no champion'}.\n"
+            f"Gate: {p.gate}\nIt trades from the market's next signal.", "Approve"))
+        if not ok:
+            return
+        call = engine.approve(market=market) if views.per_market_agents(engine) else engine.approve()
+        version = await self._call("approve", call)
         if version:
-            self.notify(f"approved {version} ({pending.get('hypothesis_key', '')}): it trades from the next signal")
+            self.notify(f"approved {version} for {market} ({p.hypothesis}): it trades from the next signal")
+        self._agent_dirty = True
         self._tick()
 
     @work(group="command", exit_on_error=False)
@@ -469,14 +517,32 @@ class HydraApp(App[int]):
         engine = self._need_engine()
         if engine is None:
             return
-        current = engine.status().champion or "the champion"
+        loops = views.agent_loops(engine)
+        if not loops:
+            self.notify("roll back: the engine has no agent (registry) to roll back", severity="warning")
+            return
+        market = await self._pick("Roll back which market's champion?", list(loops))
+        if market is None:
+            return
+        current, previous = views.champions(engine).get(market) or "the champion", None
+        try:
+            rec = await loops[market].registry.champion_record()
+            if rec is not None:
+                current, previous = rec.version, rec.previous_champion
+        except Exception:  # noqa: BLE001 - the modal says less
+            pass
         ok = await self.push_screen_wait(ConfirmScreen(
-            "Roll back the champion?", f"{current} is replaced by the previous champion.", "Roll back"))
+            f"Roll back {market}'s champion?",
+            f"{market}: {current} is replaced by the previous champion ({previous or 'unknown'}); "
+            "the rollback starts the agent's cooldown.", "Roll back"))
         if not ok:
             return
-        restored = await self._call("rollback", engine.rollback("operator rollback (TUI)"))
+        reason = "operator rollback (TUI)"
+        call = engine.rollback(reason, market=market) if views.per_market_agents(engine) else engine.rollback(reason)
+        restored = await self._call("rollback", call)
         if restored:
-            self.notify(f"rolled back to {restored}")
+            self.notify(f"{market}: rolled back to {restored}")
+        self._agent_dirty = True
         self._tick()
 
     @work(group="command", exit_on_error=False)
@@ -535,8 +601,10 @@ class HydraApp(App[int]):
 
     def binding_list(self) -> list[tuple[str, str]]:
         """(key, description) of every app binding, for the help screen."""
-        out = [(b.key_display or b.key, b.description) for b in self.BINDINGS if isinstance(b, Binding)]
-        return out + [("ctrl+p", "Command palette"), ("ctrl+q", "Quit")]
+        out = [(b.key_display or b.key, b.description) for b in self.BINDINGS
+               if isinstance(b, Binding) and not b.key.isdigit()]
+        panes = ", ".join(f"{i} {title}" for i, (_, title) in enumerate(PANES, 1))
+        return out + [("1-6", f"Show / focus a pane: {panes}"), ("ctrl+p", "Command palette"), ("ctrl+q", "Quit")]
 
     @work(group="quit", exclusive=True, exit_on_error=False)
     async def action_quit(self) -> None:

@@ -43,25 +43,28 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class PickMarketScreen(ModalScreen[str | None]):
-    """Force a cycle for all markets or one: dismisses with "" (all), a symbol, or None (cancel)."""
+    """Pick all markets or one: dismisses with "" (all, when offered), a symbol, or None (cancel)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, symbols: list[str]) -> None:
+    def __init__(self, symbols: list[str], *, title: str = "Force today's cycle", allow_all: bool = True) -> None:
         super().__init__(classes="confirm")
         self.symbols = symbols
+        self.title_text = title
+        self.allow_all = allow_all
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):
-            yield Label("Force today's cycle", id="confirm-title")
+            yield Label(self.title_text, id="confirm-title")
             with Horizontal(id="confirm-buttons"):
-                yield Button("All markets", id="all", variant="primary")
+                if self.allow_all:
+                    yield Button("All markets", id="all", variant="primary")
                 for s in self.symbols:
                     yield Button(s, id=f"m-{s}")
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#all", Button).focus()
+        self.query_one("#all" if self.allow_all else "#cancel", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         bid = event.button.id or ""

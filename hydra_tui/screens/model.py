@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Static
 
 METRICS = ("sharpe", "hit_rate", "auc", "pnl", "n_train")
 """Metrics shown as columns when a record has them; the rest are in the champion panel."""
-COLUMNS = ("Version", "Status", "Family", "Parent", "Mutation", "Trained", "Created") + METRICS
+COLUMNS = ("Market", "Version", "Status", "Family", "Parent", "Mutation", "Trained", "Created") + METRICS
 
 
 def _metric(v: Any) -> str:
@@ -29,8 +29,24 @@ def _metric(v: Any) -> str:
 def model_row(rec: Any) -> tuple[Any, ...]:
     style = {"champion": "bold green", "candidate": "yellow", "rejected": "red"}.get(rec.status, "")
     trained = f"{rec.train_start or '?'}..{rec.train_end or '?'}" if rec.train_start or rec.train_end else "-"
-    return (rec.version, Text(rec.status, style=style), rec.family, rec.parent or "-", rec.mutation or "-",
+    return (rec.market or "-", rec.version, Text(rec.status, style=style), rec.family, rec.parent or "-", rec.mutation or "-",
             trained, rec.created_at[:19].replace("T", " "), *(_metric(rec.metrics.get(k)) for k in METRICS))
+
+
+def champions_text(champions: list[tuple[str, Any, list[Any]]]) -> Text:
+    """Every market's champion with its lineage (one block per market)."""
+    if not champions:
+        return Text("no champion yet: the engine trades nothing until one is registered", style="yellow")
+    out = Text()
+    for i, (market, rec, lineage) in enumerate(champions):
+        if i:
+            out.append("\n")
+        if rec is None:
+            out.append(f"{market or 'all markets'}: no champion yet: this market trades nothing until one is registered",
+                       style="yellow")
+            continue
+        out.append_text(champion_text(rec, lineage))
+    return out
 
 
 def champion_text(rec: Any, lineage: list[Any]) -> Text:
@@ -92,23 +108,33 @@ class ModelScreen(Screen[None]):
             if reg is None:
                 self.query_one("#model-champion", Static).update("no engine running: no registry")
                 return
-            champ = await reg.champion_record()
-            lineage = await reg.lineage(champ.version) if champ is not None else []
-            self.show(champ, lineage, await reg.candidates(), await reg.history(limit=200), await reg.events())
+            champions: list[tuple[str, Any, list[Any]]] = []
+            candidates: list[Any] = []
+            history: list[Any] = []
+            for market in await reg.markets() or [""]:
+                scoped = reg.for_market(market) if market else reg
+                champ = await scoped.champion_record()
+                champions.append((market, champ, await scoped.lineage(champ.version) if champ is not None else []))
+                candidates += await scoped.candidates()
+                history += await scoped.history(limit=200)
+            history.sort(key=lambda r: r.created_at, reverse=True)
+            self.show(champions, candidates, history[:200], await reg.events())
         except Exception as exc:  # noqa: BLE001 - shown on the screen, never a traceback
             self.query_one("#model-champion", Static).update(Text(f"cannot read the registry: {type(exc).__name__}: {exc}",
                                                                   style="bold red"))
         finally:
             self.loaded.set()
 
-    def show(self, champ: Any, lineage: list[Any], candidates: list[Any], history: list[Any], events: list[Any]) -> None:
-        self.query_one("#model-champion", Static).update(champion_text(champ, lineage))
+    def show(self, champions: list[tuple[str, Any, list[Any]]], candidates: list[Any], history: list[Any],
+             events: list[Any]) -> None:
+        """``champions``: (market, champion record or None, its lineage) for every market with models."""
+        self.query_one("#model-champion", Static).update(champions_text(champions))
         with self.app.batch_update():
             for table_id, recs in (("#model-candidates", candidates), ("#model-history", history)):
                 table = self.query_one(table_id, DataTable)
                 table.clear()
                 for rec in recs:
-                    table.add_row(*model_row(rec), key=rec.version)
+                    table.add_row(*model_row(rec), key=f"{rec.market}/{rec.version}")
             ev = self.query_one("#model-events", DataTable)
             ev.clear()
             for e in reversed(events[-200:]):

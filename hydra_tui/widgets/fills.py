@@ -15,7 +15,10 @@ COLUMNS = ("Time", "Symbol", "Dir", "Qty", "Order Price", "Fill Price", "Pred Sl
 
 
 def _p(x: float | None, fmt: str = ".4g") -> str:
-    return "—" if x is None else format(x, fmt)
+    """Four significant figures; float noise around zero (1e-14 from a price difference) shows as 0."""
+    if x is None:
+        return "—"
+    return "0" if abs(x) < 1e-9 else format(x, fmt)
 
 
 class FillsTable(DataTable[Any]):

@@ -38,9 +38,11 @@ def header_text(v: View) -> Text:
         t.append(f" ({v.breaker})", style="red")
     t.append(f"  agent {v.agent_phase}", style="magenta")
     if v.now is not None:
-        t.append(f"  {v.now.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", style="bold")
+        label = {"sim": "sim", "broker": "broker", "wall": ""}.get(v.clock_kind, v.clock_kind)
+        t.append(f"  {label + ' ' if label else ''}{v.now.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", style="bold")
+        t.append("  next", style="dim")
         for c in v.clocks:
-            t.append(f"  {c.symbol} {countdown(v.now, c.next_at)}", style="dim" if c.next_at is None else "")
+            t.append(f" {c.symbol} {countdown(v.now, c.next_at)}", style="dim" if c.next_at is None else "")
     return t
 
 

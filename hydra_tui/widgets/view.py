@@ -57,26 +57,93 @@ class FillRow:
 
 @dataclass(frozen=True, slots=True)
 class ExperimentRow:
+    """One experiment of a market's agent; ``progress`` is the share of its time limit used while it
+    runs (the worker reports no finer progress) and 1.0 once finished."""
+
     experiment_id: str
     hypothesis: str
     status: str
     progress: float
     elapsed_s: float | None
+    outcome: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorReading:
+    """One drift or performance detector: its statistic against its alarm threshold."""
+
+    name: str
+    statistic: float | None
+    threshold: float | None
+    lower_alarms: bool = False
+    """True for a p-value (KS test): the alarm is a statistic at or below the threshold."""
+
+    @property
+    def ratio(self) -> float | None:
+        """How far toward its alarm the detector is (>= 1 is an alarm); None when unknown."""
+        if self.statistic is None or not self.threshold:
+            return None
+        if self.lower_alarms:
+            return float("inf") if self.statistic <= 0 else float(self.threshold) / float(self.statistic)
+        return float(self.statistic) / float(self.threshold)
+
+    @property
+    def alarm(self) -> bool:
+        r = self.ratio
+        return r is not None and r >= 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class PendingApproval:
+    """A candidate that passed the gate and waits for the operator (what ``a`` approves)."""
+
+    market: str
+    version: str
+    hypothesis: str
+    previous: str | None
+    trading_date: str
+    gate: str
+    """The gate's evidence in words (windows won, DM test, deflated Sharpe), or why there was none."""
+
+
+@dataclass(frozen=True, slots=True)
+class MarketAgentView:
+    """One market's agent: its champion, phase, detectors, diagnosis, experiments and approvals."""
+
+    market: str
+    champion: str | None = None
+    family: str | None = None
+    phase: str = "IDLE"
+    autonomy: str = ""
+    detectors: tuple[DetectorReading, ...] = ()
+    diagnosis: str = ""
+    diagnosis_kind: str = ""
+    evidence: str = ""
+    experiments: tuple[ExperimentRow, ...] = ()
+    pending: PendingApproval | None = None
+    last_change: str = ""
+    """The last promotion or rollback that made the champion what it is."""
+
+    @property
+    def worst(self) -> DetectorReading | None:
+        """The detector closest to (or furthest past) its threshold."""
+        known = [d for d in self.detectors if d.ratio is not None]
+        return max(known, key=lambda d: d.ratio or 0.0) if known else None
 
 
 @dataclass(frozen=True, slots=True)
 class AgentView:
+    """Every market's agent; ``enabled`` False when the engine runs without self-healing."""
+
     enabled: bool = False
-    phase: str = "IDLE"
-    champion: str | None = None
-    family: str | None = None
-    detectors: tuple[tuple[str, float | None, float | None], ...] = ()
-    """(name, statistic, threshold)."""
-    diagnosis: str = ""
-    evidence: str = ""
-    experiments: tuple[ExperimentRow, ...] = ()
-    pending: str | None = None
-    last_change: str = ""
+    markets: tuple[MarketAgentView, ...] = ()
+
+    def market(self, symbol: str | None) -> MarketAgentView | None:
+        return next((m for m in self.markets if m.market == symbol), self.markets[0] if self.markets else None)
+
+    @property
+    def pending(self) -> tuple[PendingApproval, ...]:
+        return tuple(m.pending for m in self.markets if m.pending is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +165,8 @@ class View:
     paused: bool = False
     agent_phase: str = "IDLE"
     now: dt.datetime | None = None
+    clock_kind: str = "sim"
+    """Whose clock ``now`` is: "sim" (lock-step simulated), "broker" (the broker's time) or "wall"."""
     clocks: tuple[MarketClock, ...] = ()
     account: str = ""
     net_liquidation: float | None = None
@@ -112,6 +181,24 @@ class View:
     cycles_run: int = 0
     message: str = ""
     """The status line: the last engine error or notice."""
+
+
+def clock_kind(engine: Any) -> str:
+    if getattr(engine, "lockstep", False):
+        return "sim"
+    return "broker" if getattr(engine, "broker_time", False) else "wall"
+
+
+def tripped_breakers(engine: Any) -> str:
+    """Names of the breakers not ACTIVE (what made the state REDUCING or HALTED), from the gate's
+    persisted records, so the cause shows after a restart too."""
+    gate = getattr(engine, "risk_gate", None)
+    if gate is None:
+        return ""
+    try:
+        return ", ".join(f"{b.name} {b.state.lower()}" for b in gate.snapshot().breakers if b.state != "ACTIVE")
+    except Exception:  # noqa: BLE001 - the header shows the state without its cause
+        return ""
 
 
 def _mark(engine: Any, con_id: int) -> float | None:
@@ -168,34 +255,158 @@ def fill_rows(records: list[Any]) -> tuple[FillRow, ...]:
                          f.predicted_slippage, f.actual_slippage, f.latency_ms) for f in records)
 
 
-async def agent_view(engine: Any, experiments: dict[str, ExperimentRow], last_change: str) -> AgentView:
-    agent = engine.agent
-    if agent is None or not engine.agent_enabled:
-        return AgentView(enabled=False, champion=engine.status().champion, last_change=last_change)
-    st = agent.status()
-    pending = st.get("pending") or None
-    champion = st.get("champion") or engine.status().champion
-    family = None
+# ----------------------------------------------------------------- the agent, per market
+
+
+def agent_loops(engine: Any) -> dict[str, Any]:
+    """Market -> its AgentLoop, from either engine shape: ``engine.agent.markets`` (one agent per
+    market, issue 8) or a single AgentLoop serving the runner's agent market (before it)."""
+    agent = getattr(engine, "agent", None)
+    if agent is None:
+        return {}
+    markets = getattr(agent, "markets", None)
+    if markets is not None:
+        return {str(k): v for k, v in markets.items()}
+    runner = getattr(engine, "runner", None)
+    symbol = getattr(getattr(runner, "agent_market", None), "symbol", None) or engine.settings.markets[0].symbol
+    return {symbol: agent}
+
+
+def per_market_agents(engine: Any) -> bool:
+    """True once the engine has one agent per market (approve/rollback then take ``market=``)."""
+    return getattr(getattr(engine, "agent", None), "markets", None) is not None
+
+
+def champions(engine: Any) -> dict[str, str | None]:
+    """Market -> champion version from ``status().champions`` (per market) or the one champion."""
+    st = engine.status()
+    per = getattr(st, "champions", None)
+    if per is not None:
+        return dict(per)
+    return {m: st.champion for m in agent_loops(engine)} or {engine.settings.markets[0].symbol: st.champion}
+
+
+def gate_text(gate: Any) -> str:
+    """The promotion gate's evidence in words."""
+    if not isinstance(gate, dict):
+        return "no gate comparison (first champion of this market)"
+    parts = ["passed" if gate.get("passed") else "FAILED"]
+    if gate.get("n_windows"):
+        parts.append(f"won {gate.get('windows_won')}/{gate.get('n_windows')} windows")
+    if gate.get("weighted_win") is not None:
+        parts.append(f"weighted win {float(gate['weighted_win']):.2f}")
+    dm, dsr = gate.get("dm") or {}, gate.get("dsr") or {}
+    if dm.get("p_value") is not None:
+        parts.append(f"DM p={float(dm['p_value']):.3f}")
+    if dsr.get("dsr") is not None:
+        parts.append(f"deflated Sharpe {float(dsr['dsr']):.2f} ({dsr.get('n_trials')} trials)")
+    reasons = gate.get("reasons") or []
+    if reasons:
+        parts.append("; ".join(str(r) for r in reasons[:2]))
+    return ", ".join(parts)
+
+
+def pending_approval(market: str, pending: Any) -> PendingApproval | None:
+    if not isinstance(pending, dict) or not pending.get("version"):
+        return None
+    return PendingApproval(market, str(pending["version"]), str(pending.get("hypothesis_key", "")),
+                           pending.get("previous"), str(pending.get("trading_date") or ""), gate_text(pending.get("gate")))
+
+
+def _evidence(payload: Any) -> str:
+    if not isinstance(payload, dict):
+        return str(payload or "")
+    ev = payload.get("evidence")
+    feats = payload.get("features") or []
+    out = []
+    if feats:
+        out.append("features " + ", ".join(str(f) for f in feats[:4]))
+    if isinstance(ev, dict):
+        for k, v in list(ev.items())[:4]:
+            if v not in (None, [], {}, ""):
+                out.append(f"{k}={_short(v)}")
+    elif ev:
+        out.append(_short(ev))
+    return "; ".join(out)
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return f"[{len(v)}]" if len(v) > 3 else "[" + ", ".join(_short(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_short(x)}" for k, x in list(v.items())[:3]) + "}"
+    return str(v)[:60]
+
+
+def _parse_at(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
     try:
-        rec = await engine.registry.champion_record()
+        at = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)
+
+
+def experiment_rows(rows: list[Any], time_limit_s: float, wall_now: dt.datetime) -> tuple[ExperimentRow, ...]:
+    """The journal's experiments (oldest first) as pane rows; the agent stamps wall time, so the
+    elapsed time of a running experiment is measured against the wall clock."""
+    out = []
+    for r in rows:
+        running = r.status == "RUNNING"
+        elapsed = r.duration_s
+        if running:
+            started = _parse_at(r.started_at)
+            elapsed = max(0.0, (wall_now - started).total_seconds()) if started else None
+        progress = 1.0 if not running else min(1.0, (elapsed or 0.0) / time_limit_s) if time_limit_s > 0 else 0.0
+        out.append(ExperimentRow(r.experiment_id, r.hypothesis_key, r.status, progress, elapsed, r.outcome or ""))
+    return tuple(out)
+
+
+async def market_agent_view(market: str, loop: Any, champion: str | None, wall_now: dt.datetime) -> MarketAgentView:
+    """One market's agent from its AgentLoop: status, registry and journal (each part optional)."""
+    st = loop.status()
+    champion = st.get("champion") or champion
+    family, last_change = None, ""
+    try:
+        rec = await loop.registry.champion_record()
         if rec is not None:
             champion, family = rec.version, rec.family
-    except Exception:  # noqa: BLE001
-        pass
-    diagnosis, evidence = "", ""
+            changes = [e for e in await loop.registry.events(rec.version) if e.kind in ("promote", "rollback", "register")]
+            if changes:
+                e = changes[-1]
+                verb = {"promote": "promoted", "rollback": "restored by rollback", "register": "registered"}[e.kind]
+                last_change = f"{e.at[:10]} {e.version} {verb}" + (f" (was {e.previous})" if e.previous and e.kind != "register"
+                                                                   else "") + (f": {e.reason}" if e.reason else "")
+    except Exception:  # noqa: BLE001 - the pane shows what it could read
+        log.debug("tui.agent_registry_unreadable", market=market)
+    diagnosis, kind, evidence = "", "", ""
+    experiments: tuple[ExperimentRow, ...] = ()
     try:
-        rows = await agent.journal.query(entry_type="diagnosis", limit=1000)
+        rows = await loop.journal.query(entry_type="diagnosis", limit=1)
         if rows:
             last = rows[-1]
-            diagnosis = str(last.summary)
-            payload = last.payload or {}
-            evidence = ", ".join(f"{k}={v}" for k, v in list(payload.items())[:4]) if isinstance(payload, dict) else str(payload)
+            diagnosis, kind, evidence = f"{last.trading_date or ''} {last.summary}".strip(), last.outcome, _evidence(last.payload)
+        limit_s = float(getattr(loop.config, "experiment_time_limit_s", 0) or 0)
+        experiments = experiment_rows(await loop.journal.experiments(limit=5), limit_s, wall_now)
     except Exception:  # noqa: BLE001
-        pass
-    detectors = tuple((f"{d['stream']}/{d['detector']}", d.get("statistic"), d.get("threshold"))
+        log.debug("tui.agent_journal_unreadable", market=market)
+    detectors = tuple(DetectorReading(f"{d['stream']}/{d['detector']}", d.get("statistic"), d.get("threshold"),
+                                      str(d["detector"]).endswith("_p"))
                       for d in st.get("detectors", ()))
-    pend = None
-    if isinstance(pending, dict):
-        pend = f"{pending.get('version')} ({pending.get('hypothesis_key', '')})"
-    return AgentView(True, str(st.get("phase", "IDLE")), champion, family, detectors, diagnosis, evidence,
-                     tuple(experiments.values())[-5:], pend, last_change)
+    return MarketAgentView(market, champion, family, str(st.get("phase", "IDLE")), str(st.get("autonomy", "")),
+                           detectors, diagnosis, kind, evidence, experiments, pending_approval(market, st.get("pending")),
+                           last_change)
+
+
+async def agent_view(engine: Any, wall_now: dt.datetime | None = None) -> AgentView:
+    """Every market's agent (one row each in the pane), or the champions alone when the agent is off."""
+    wall_now = wall_now or dt.datetime.now(dt.timezone.utc)
+    champs = champions(engine)
+    loops = agent_loops(engine)
+    if not loops or not getattr(engine, "agent_enabled", True):
+        return AgentView(False, tuple(MarketAgentView(m, c, phase="OFF") for m, c in champs.items()))
+    views = [await market_agent_view(m, loop, champs.get(m), wall_now) for m, loop in loops.items()]
+    return AgentView(True, tuple(views))

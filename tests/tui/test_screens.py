@@ -21,6 +21,7 @@ from hydra_tui.screens.reconciliation import (
     ReconciliationScreen,
     bias_colour,
 )
+from hydra_tui.widgets.view import agent_loops
 
 ALWAYS_TAKE_A_SIDE = {"execution.long_threshold": 0.5, "execution.short_threshold": 0.5}
 
@@ -94,12 +95,15 @@ async def test_reconciliation_journal_model_on_a_real_engine(engine: Any) -> Non
         screen = ModelScreen(engine)
         await app.push_screen(screen)
         await _loaded(screen, pilot)
-        champ = await engine.registry.champion_record()
-        assert champ is not None
-        assert champ.version in str(screen.query_one("#model-champion", Static).render())
+        shown = str(screen.query_one("#model-champion", Static).render())
+        registries = [loop.registry for loop in agent_loops(engine).values()]
+        champs = [await r.champion_record() for r in registries]
+        assert champs and all(c is not None and c.version in shown for c in champs)
         history = screen.query_one("#model-history", DataTable)
-        assert history.row_count == len(await engine.registry.history())
-        assert history.get_row_at(0)[0] == (await engine.registry.history())[0].version
+        versions = [rec for r in registries for rec in await r.history()]
+        versions.sort(key=lambda rec: rec.created_at, reverse=True)
+        assert history.row_count == len(versions)
+        assert history.get_row_at(0)[1] == versions[0].version
         await pilot.press("escape")
         assert not isinstance(app.screen, ModelScreen)
 
