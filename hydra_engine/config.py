@@ -411,6 +411,10 @@ EXTRA_RANGES: dict[str, tuple[float | None, float | None]] = {
     "agent.rollback.exit_margin": (-10.0, 10.0),
     "agent.rollback.cooldown_days": (0, 3650),
     "agent.rollback.watch_days": (1, 10_000),
+    "agent.derisk_size_fraction": (0.0, 1.0),
+    "agent.derisk_alpha": (0.0001, 0.5),
+    "agent.derisk_min_days": (5, 1000),
+    "agent.episode_quiet_days": (1, 3650),
 }
 """Accepted ranges of settings whose dataclasses (the agent's) carry none in their field metadata."""
 
@@ -470,9 +474,24 @@ class HydraSettings:
         return paths.data_dir(self.store.data_dir)
 
 
+CSV_MARKET_DEFAULTS: Mapping[str, Any] = {
+    "exchange": "CME", "currency": "USD", "decision_time": "16:15", "session_close": "16:00",
+    "time_zone": "America/Chicago", "roll_days": 5, "max_contracts": 1, "max_adv_fraction": 0.01,
+}
+"""A market priced from the user's CSV that the catalogue does not know: the embedded exchange lists
+it with CME Globex-like hours (closing 16:00 Chicago), so it is decided at 16:15 Chicago."""
+
+
 def _load_markets(raw: Any) -> tuple[MarketConfig, ...]:
     if isinstance(raw, str):
         raw = [v.strip() for v in raw.split(",") if v.strip()]
+    if isinstance(raw, Mapping):  # [markets.NAME] tables: the name is the symbol
+        items: list[Any] = []
+        for name, table in raw.items():
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"markets.{name}: must be a table ([markets.{name}])", f"markets.{name}")
+            items.append({"symbol": name, **table})
+        raw = items
     if not isinstance(raw, (list, tuple)):
         raise ConfigError(f"markets = {_fmt(raw)}: must be a list of symbols or [[markets]] tables", "markets")
     out: list[MarketConfig] = []
@@ -496,6 +515,8 @@ def _load_markets(raw: Any) -> tuple[MarketConfig, ...]:
         if symbol in CATALOG:
             base = CATALOG[symbol]
             merged = {f.name: getattr(base, f.name) for f in dataclasses.fields(MarketConfig)}
+        elif item.get("history"):
+            merged = {"description": f"{symbol} (user history)", **CSV_MARKET_DEFAULTS}
         merged.update(item)
         out.append(load_dataclass(MarketConfig, merged, key))
     symbols = [m.symbol for m in out]
@@ -583,6 +604,7 @@ def settings_from_mapping(raw: Mapping[str, Any], source: Path | None = None) ->
     markets = _load_markets(raw["markets"]) if "markets" in raw else DEFAULT_MARKETS
     if not markets:
         raise ConfigError("markets: at least one market is needed", "markets")
+    markets = tuple(_resolve_history(m, source) for m in markets)
     sections: dict[str, Mapping[str, Any]] = {}
     for name in EXTRA_SECTIONS:  # every key checked now, before anything starts
         if name in raw:
@@ -594,6 +616,46 @@ def settings_from_mapping(raw: Mapping[str, Any], source: Path | None = None) ->
         broker=broker, runner=runner, store=store, markets=markets, logging=logging,
         sections=sections, source=source,
     )
+
+
+def _resolve_history(m: MarketConfig, source: Path | None) -> MarketConfig:
+    """A relative ``history`` path is read from the settings file's folder (else the working directory)."""
+    if not m.history:
+        return m
+    path = Path(m.history).expanduser()
+    if not path.is_absolute():
+        path = (source.parent if source is not None else Path.cwd()) / path
+    return dataclasses.replace(m, history=str(path))
+
+
+def parse_market_csv_args(items: typing.Iterable[str]) -> dict[str, str]:
+    """``--market NAME=path.csv`` values as {NAME: path}; a bad one is a ConfigError naming it."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = str(item).partition("=")
+        name, path = name.strip().upper(), path.strip()
+        if not sep or not name or not path:
+            raise ConfigError(f"--market {item!r}: expected NAME=path.csv, e.g. --market MYX=myx_daily.csv", "--market")
+        if name in out:
+            raise ConfigError(f"--market {name}: given more than once", "--market")
+        out[name] = path
+    return out
+
+
+def with_history_markets(settings: HydraSettings, histories: Mapping[str, str]) -> HydraSettings:
+    """``settings`` with a market priced from each CSV (``--market NAME=path.csv``): a market already
+    configured gets the history, any other is added (catalogue defaults, else CSV_MARKET_DEFAULTS)."""
+    if not histories:
+        return settings
+    markets = list(settings.markets)
+    for name, path in histories.items():
+        resolved = str(Path(path).expanduser().resolve())
+        i = next((k for k, m in enumerate(markets) if m.symbol == name), None)
+        if i is not None:
+            markets[i] = dataclasses.replace(markets[i], history=resolved)
+        else:
+            markets.extend(_load_markets([{"symbol": name, "history": resolved}]))
+    return dataclasses.replace(settings, markets=tuple(markets))
 
 
 def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> HydraSettings:

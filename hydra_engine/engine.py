@@ -240,10 +240,12 @@ class Engine:
         else:
             await check_state_file_present(self.store, state_path)
         sim = self.settings.section("sim", SimSettings)
+        seed = self.seed if sim.seed is None else sim.seed
+        universe = self._universe if self._universe is not None else await self._universe_for_markets(seed)
         try:
             self.exchange = await EmbeddedExchange.start(
-                port=self.settings.broker.port, seed=self.seed if sim.seed is None else sim.seed,
-                universe=self._universe, faults=sim.faults, state_path=state_path, accounts=(self.account,),
+                port=self.settings.broker.port, seed=seed,
+                universe=universe, faults=sim.faults, state_path=state_path, accounts=(self.account,),
                 starting_cash=sim.starting_cash, pacing=not self.lockstep,
             )
         except StateFileError as exc:
@@ -256,6 +258,25 @@ class Engine:
             raise
         await self._save_and_mark_exchange()
         self._exchange_checked = True
+
+    async def _universe_for_markets(self, seed: int) -> Any:
+        """The exchange's default universe (None: it builds it) unless a configured market needs more:
+        a CSV history (``[markets.NAME] history``, ``--market NAME=path.csv``) or a catalogue product
+        the default universe does not list. A bad file is refused (exit 2) with the loader's file,
+        line and column."""
+        from hydra_engine.sim.history import HistoryFormatError
+        from hydra_engine.sim.universe import DEFAULT_SYMBOLS, build_universe
+
+        csv = {m.symbol: m.history for m in self.settings.markets if m.history}
+        extra = [m.symbol for m in self.settings.markets if m.symbol not in DEFAULT_SYMBOLS and not m.history]
+        if not csv and not extra:
+            return None
+        try:
+            return await asyncio.to_thread(build_universe, seed, symbols=[*DEFAULT_SYMBOLS, *extra], csv_paths=csv)
+        except HistoryFormatError as exc:
+            raise StartRefused(f"market history {exc}") from None
+        except ValueError as exc:
+            raise StartRefused(f"markets: {exc}") from None
 
     async def _save_and_mark_exchange(self) -> None:
         """Save the exchange's state, then record in the store the clock read before that save, so the

@@ -26,7 +26,7 @@ LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNI
 def settings_from_args(args: argparse.Namespace) -> Any:
     """Settings from ``--config`` (or ``<data dir>/hydra.toml`` when present) plus CLI overrides."""
     from hydra_engine import paths
-    from hydra_engine.config import ConfigError, load_settings
+    from hydra_engine.config import ConfigError, load_settings, parse_market_csv_args, with_history_markets
 
     overrides: dict[str, Any] = {}
     for item in getattr(args, "overrides", None) or []:
@@ -44,7 +44,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     if config is None:
         default = paths.config_path(paths.data_dir(getattr(args, "data_dir", None)))
         config = default if default.exists() else None
-    return load_settings(config, overrides)
+    settings = load_settings(config, overrides)
+    return with_history_markets(settings, parse_market_csv_args(getattr(args, "market_csv", None) or []))
 
 
 class _Tee:
