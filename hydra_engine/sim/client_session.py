@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 import structlog
 
 from . import messages as M
-from .datafeed import Pacer, parse_duration, parse_end, tick_messages
+from .data_requests import DataRequests
+from .datafeed import Pacer, parse_end, tick_messages
 from .exchange_core import ExchangeCore
 from .marking import snapshot_key
+from .pnl_streams import PnLCalculator, PnLStreams
 from .requests import (
     CancelAccountSummary,
     CancelAccountUpdatesMulti,
-    CancelHistoricalData,
     CancelMktData,
     CancelPositions,
     ReqAccountSummary,
@@ -35,7 +36,6 @@ from .requests import (
     ReqContractDetails,
     ReqCurrentTime,
     ReqExecutions,
-    ReqHistoricalData,
     ReqIds,
     ReqManagedAccts,
     ReqMarketDataType,
@@ -45,6 +45,7 @@ from .requests import (
     StartApi,
     UnknownMessage,
     decode_request,
+    request_id_of,
 )  # fmt: skip
 from .wire import (
     FrameError,
@@ -65,18 +66,6 @@ ALL_SUMMARY_TAGS = (
     "InitMarginReq", "MaintMarginReq", "BuyingPower", "EquityWithLoanValue", "SettledCash",
     "FullInitMarginReq", "FullMaintMarginReq", "FullAvailableFunds", "FullExcessLiquidity",
 )  # fmt: skip
-
-
-_REQ_ID_POS = {3: 1, 4: 2, 9: 2, 20: 1, 1: 2, 62: 2, 7: 2, 76: 2, 25: 2, 2: 2}
-"""Where each request carries its request/order id, so a decoding error can name the request."""
-
-
-def _request_id(fields: list[str]) -> int:
-    """The id a bad request's error should carry (so ib_async fails that request), else -1."""
-    try:
-        return int(fields[_REQ_ID_POS[int(fields[0])]])
-    except (KeyError, IndexError, ValueError):
-        return -1
 
 
 @dataclass(slots=True)
@@ -112,6 +101,11 @@ class ClientSession:
         self.pacer = Pacer()
         self.end_delay = 0.0
         """Real seconds to hold END messages (fault: a slow END at connect)."""
+        self.data = DataRequests(self)
+        """History, reference data and streams beyond quotes (``data_requests.py``)."""
+        self.pnl = PnLStreams(self, PnLCalculator(core.account_book, core.feed), lambda: list(core.accounts),
+                              core.clock.now)  # fmt: skip
+        """reqPnL / reqPnLSingle subscriptions (``pnl_streams.py``)."""
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
 
@@ -151,6 +145,8 @@ class ClientSession:
             return
         self.closed = True
         self.closed_event.set()
+        self.data.streams.clear()
+        self.pnl.clear()
         log.info("sim_client_closed", conn=self.conn_id, client_id=self.client_id, reason=reason)
         try:
             self.writer.close()
@@ -161,6 +157,8 @@ class ClientSession:
     # ----- requests the exchange hands back -----------------------------------------------------
     def answer(self, req: object) -> None:
         """Answer a read-only request (``core.submit`` keeps the state-changing ones)."""
+        if self.data.handle(req) or self.pnl.handle(req):
+            return
         name = self.HANDLERS.get(type(req))
         if name is None:
             self.error(-1, 505, f"Fatal Error: Unknown message {type(req).__name__}.")
@@ -210,7 +208,7 @@ class ClientSession:
         except RequestError as exc:
             log.warning("sim_bad_request", conn=self.conn_id, client_id=self.client_id, msg_id=exc.msg_id,
                         field=exc.field, value=exc.value[:40], reason=exc.reason)  # fmt: skip
-            self.error(_request_id(fields), 320, f"Server error when reading an API client request: {exc}")
+            self.error(request_id_of(fields), 320, f"Server error when reading an API client request: {exc}")
             return
         if self.client_id is None and not isinstance(req, StartApi):
             log.warning("sim_request_before_start_api", conn=self.conn_id, request=type(req).__name__)
@@ -220,7 +218,7 @@ class ClientSession:
             self.core.submit(self, req)
         except Exception as exc:  # one failed request costs that request, not the connection
             log.exception("sim_request_failed", conn=self.conn_id, client_id=self.client_id, request=type(req).__name__)
-            self.error(_request_id(fields), 322, f"Error processing request: {type(req).__name__}: {exc}")
+            self.error(request_id_of(fields), 322, f"Error processing request: {type(req).__name__}: {exc}")
 
     # ----- start ----------------------------------------------------------------------------
     def start_api(self, req: StartApi) -> None:
@@ -399,6 +397,7 @@ class ClientSession:
         for req_id, a in self.multi_subs.items():
             if a in ("", "All", acct):
                 self._multi_rows(req_id, acct)
+        self.pnl.refresh()
 
     # ----- executions and orders queries ----------------------------------------------------
     def executions(self, req: ReqExecutions) -> None:
@@ -463,51 +462,6 @@ class ClientSession:
             self.send(M.contract_data(req.req_id, self.core.feed.details(r, now), self.version))
         self.send(M.contract_data_end(req.req_id))
 
-    def historical(self, req: ReqHistoricalData) -> None:
-        now = self.core.clock.now()
-        found = self.core.feed.resolve(req.contract, now, True)
-        if not found:
-            self.error(req.req_id, 200, "No security definition has been found for the request")
-            return
-        if len(found) > 1:
-            self.error(req.req_id, 200, "The contract description is ambiguous; specify the contract month")
-            return
-        r = found[0]
-        faults = self.core.faults.on_hist()
-        if any(f.kind == "drop" for f in faults):
-            self.close("injected fault: drop at a historical-data request")
-            return
-        forced = any(f.kind == "pacing" for f in faults)
-        key = (r.month.con_id, r.sec_type, req.end_date_time, req.bar_size, req.duration, req.what_to_show)
-        reason = "injected fault" if forced else (self.pacer.check(now, key, r.month.con_id) if self.core.pacing else None)
-        if reason:
-            log.info("sim_pacing_violation", client_id=self.client_id, reason=reason)
-            self.error(req.req_id, 162, f"Historical Market Data Service error message:Historical data request pacing violation ({reason})")
-            return
-        if req.bar_size.strip().lower() not in ("1 day", "1 d"):
-            self.error(req.req_id, 162, f"Historical Market Data Service error message:bar size {req.bar_size!r} is not served (only '1 day')")
-            return
-        try:
-            parse_duration(req.duration)
-            end = min(parse_end(req.end_date_time, now), now)
-        except ValueError as exc:
-            self.error(req.req_id, 321, f"Error validating request:-'{exc}'")
-            return
-        end_day = self.core.feed.last_completed_day(r.spec.symbol, end)
-        bars = self.core.feed.daily_bars(r, end_day, req.duration) if end_day else []
-        if not bars:
-            self.error(req.req_id, 162, "Historical Market Data Service error message:HMDS query returned no data")
-            return
-        rows = [(b.date.strftime("%Y%m%d"), b.open, b.high, b.low, b.close, b.volume, b.wap, b.bar_count) for b in bars]
-        start_s = bars[0].date.strftime("%Y%m%d") + " 00:00:00"
-        end_s = end.strftime("%Y%m%d %H:%M:%S")
-        self.send(M.historical_data(req.req_id, start_s, end_s, rows))
-        if req.keep_up_to_date:  # not simulated: the bars arrive once, no live updates follow
-            log.info("sim_keep_up_to_date_ignored", client_id=self.client_id, req_id=req.req_id)
-
-    def cancel_historical(self, req: CancelHistoricalData) -> None:
-        pass
-
     # ----- market data ----------------------------------------------------------------------
     def market_data_type_req(self, req: ReqMarketDataType) -> None:
         if req.data_type not in (1, 2, 3, 4):
@@ -548,6 +502,7 @@ class ClientSession:
     def refresh_market_data(self, now: dt.datetime) -> None:
         for sub in list(self.mkt.values()):
             self._send_ticks(sub, now)
+        self.data.refresh(now)
 
     HANDLERS: dict[type, str] = {
         ReqPositions: "positions", CancelPositions: "cancel_positions",
@@ -556,7 +511,6 @@ class ClientSession:
         CancelAccountSummary: "cancel_summary", ReqExecutions: "executions",
         ReqCompletedOrders: "completed_orders", ReqAutoOpenOrders: "auto_open_orders",
         ReqCurrentTime: "current_time", ReqIds: "ids", ReqManagedAccts: "managed_accts",
-        ReqContractDetails: "contract_details", ReqHistoricalData: "historical",
-        CancelHistoricalData: "cancel_historical", ReqMarketDataType: "market_data_type_req",
+        ReqContractDetails: "contract_details", ReqMarketDataType: "market_data_type_req",
         ReqMktData: "mkt_data", CancelMktData: "cancel_mkt_data", StartApi: "start_api",
     }  # fmt: skip

@@ -4,13 +4,14 @@ quote ticks and historical-data pacing. Reads the market side only through ``Mar
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import deque
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from .market_types import ContractSpec, DailyBar, FutureMonth, MarketUniverse, Quote
+from .bars import parse_duration as strict_duration
 from .messages import ContractDetailsView, WireContract
+from .reference_data import market_rule_id
 from .requests import ContractReq
 
 UTC = dt.timezone.utc
@@ -23,7 +24,7 @@ LIVE_SIZE_TICKS = {"bid_size": 0, "ask_size": 3, "last_size": 5, "volume": 8}
 DELAYED_SIZE_TICKS = {"bid_size": 69, "ask_size": 70, "last_size": 71, "volume": 74}
 _SIZE_FOR_PRICE = {"bid": "bid_size", "ask": "ask_size", "last": "last_size"}
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([SDWMY])\s*$")
+_MISSING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +60,13 @@ class DataFeed:
     def bounds(self, symbol: str, day: dt.date) -> tuple[dt.datetime, dt.datetime] | None:
         """UTC session bounds of trade date ``day``, None on a non-trading day (cached)."""
         key = (symbol, day)
-        if key not in self._bounds:
-            self._bounds[key] = self.u.session_bounds(symbol, day) if self.u.is_trading_day(symbol, day) else None
+        got = self._bounds.get(key, _MISSING)
+        if got is _MISSING:  # read once, so a clear() from another thread cannot lose it
+            got = self.u.session_bounds(symbol, day) if self.u.is_trading_day(symbol, day) else None
             if len(self._bounds) > 50_000:
                 self._bounds.clear()
-        return self._bounds[key]
+            self._bounds[key] = got
+        return got  # type: ignore[return-value]
 
     def sessions_between(self, symbol: str, t0: dt.datetime, t1: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
         """Sessions (open, close) overlapping (t0, t1], in order."""
@@ -197,6 +200,7 @@ class DataFeed:
             liquid_hours=liquid_s,
             real_expiration_date=m.real_expiration_date.strftime("%Y%m%d"),
             valid_exchanges=spec.exchange,
+            market_rule_ids=str(market_rule_id(spec.min_tick)),
         )
 
     def _hours(self, spec: ContractSpec, now: dt.datetime) -> tuple[str, str]:
@@ -280,10 +284,8 @@ def tick_messages(values: dict[str, float], previous: dict[str, float] | None, d
 
 
 def parse_duration(s: str) -> tuple[int, str]:
-    m = _DURATION.match(s.upper())
-    if not m or int(m.group(1)) <= 0:
-        raise ValueError(f"duration {s!r} is not of the form 'N S|D|W|M|Y' with N >= 1")
-    return int(m.group(1)), m.group(2)
+    """IB's ``durationStr`` (``'30 D'``), validated as IB does; see ``bars.parse_duration``."""
+    return strict_duration(s)
 
 
 def parse_end(s: str, now: dt.datetime) -> dt.datetime:

@@ -165,10 +165,12 @@ async def test_quick_reconnect_with_the_same_client_id(exchange, ib_client) -> N
         ib.disconnect()  # and reconnect at once: the exchange lets the old socket finish closing
 
 
-async def test_keep_up_to_date_history_is_served_once(exchange, ib_client) -> None:
-    """Not simulated (FAULTS.md): the bars arrive as a one-off request and the client stays served."""
+async def test_keep_up_to_date_daily_bars_add_the_session_in_progress(exchange, ib_client, until) -> None:
+    """Five completed daily bars, then today's session so far as a live update (tests/sim/
+    test_market_data_intraday.py follows the stream as the clock moves)."""
     ib = await ib_client()
     c = (await ib.reqContractDetailsAsync(Future("CL")))[0].contract
     bars = await ib.reqHistoricalDataAsync(c, "", "5 D", "1 day", "TRADES", True, keepUpToDate=True)
-    assert len(bars) == 5
+    await until(lambda: len(bars) == 6, what="the in-progress daily bar")
+    assert bars[-1].date == exchange.feed.trade_date("CL", exchange.clock.now()) > bars[-2].date
     assert (await ib.reqCurrentTimeAsync()) == exchange.clock.now().replace(microsecond=0)
