@@ -438,7 +438,7 @@ class ClientSession:
 
     def auto_open_orders(self, req: ReqAutoOpenOrders) -> None:
         if self.client_id != 0:
-            self.error(-1, 321, "Error validating request: reqAutoOpenOrders is for client id 0 only")
+            self.error(-1, 327, "Only API connections with clientId set to 0 can set the auto bind TWS orders property.")
 
     # ----- misc -----------------------------------------------------------------------------
     def current_time(self, req: ReqCurrentTime) -> None:
