@@ -7,6 +7,7 @@ Average cost follows IB: per contract *including* the multiplier (CL at 75.00 ->
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -28,6 +29,23 @@ class PositionState:
     """Per contract, including the multiplier (IB's convention)."""
     multiplier: float
     realized_pnl: float = 0.0
+
+
+@dataclass(slots=True)
+class DayLedger:
+    """One contract's trading on one trade date: what reqPnL's daily figures are computed from.
+
+    Daily P&L of the contract = position now x mark - position at the start of the day x previous
+    close - ``cash_flow`` - ``commissions`` (all x multiplier where prices are involved)."""
+
+    trade_date: dt.date
+    start_qty: float
+    """Signed position before the day's first fill."""
+    cash_flow: float = 0.0
+    """Sum of signed quantity x price x multiplier of the day's fills (a buy adds)."""
+    commissions: float = 0.0
+    realized: float = 0.0
+    """Realized P&L of the day's fills, before commissions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,15 +112,25 @@ class Account:
         self.realized_pnl = 0.0
         self.commissions = 0.0
         self.positions: dict[int, PositionState] = {}
+        self.day: dict[int, DayLedger] = {}
+        """Per conId, the trading of its latest trade date with fills (for the P&L streams)."""
 
-    def apply_fill(self, con_id: int, side: str, qty: float, price: float, multiplier: float) -> FillAccounting:
-        """Book one execution. ``side`` is BUY/SELL (or BOT/SLD), ``price`` per unit."""
+    def apply_fill(self, con_id: int, side: str, qty: float, price: float, multiplier: float,
+                   trade_date: dt.date | None = None) -> FillAccounting:  # fmt: skip
+        """Book one execution. ``side`` is BUY/SELL (or BOT/SLD), ``price`` per unit; ``trade_date``
+        (the session's) feeds the day ledger the P&L streams read."""
         signed = qty if side in ("BUY", "BOT") else -qty
         commission = round(COMMISSION_PER_CONTRACT * abs(qty), 2)
         pos = self.positions.get(con_id)
         if pos is None:
             pos = PositionState(con_id, 0.0, 0.0, multiplier)
             self.positions[con_id] = pos
+        if trade_date is not None:
+            led = self.day.get(con_id)
+            if led is None or led.trade_date != trade_date:
+                led = self.day[con_id] = DayLedger(trade_date, pos.qty)
+            led.cash_flow += signed * price * multiplier
+            led.commissions += commission
         unit = price * multiplier
         realized = 0.0
         if pos.qty == 0 or (pos.qty > 0) == (signed > 0):
@@ -121,6 +149,8 @@ class Account:
             elif rest > 0:
                 pos.avg_cost = unit  # flipped: the remainder opened at this price
         pos.realized_pnl += realized
+        if trade_date is not None:
+            self.day[con_id].realized += realized
         self.realized_pnl += realized
         self.commissions += commission
         self.cash += realized - commission
@@ -161,6 +191,11 @@ class Account:
                  "realized_pnl": p.realized_pnl}
                 for p in self.positions.values()
             ],  # fmt: skip
+            "day": [
+                {"con_id": cid, "trade_date": d.trade_date.isoformat(), "start_qty": d.start_qty,
+                 "cash_flow": d.cash_flow, "commissions": d.commissions, "realized": d.realized}
+                for cid, d in self.day.items()
+            ],  # fmt: skip
         }
 
     @classmethod
@@ -172,4 +207,9 @@ class Account:
             ps = PositionState(int(p["con_id"]), float(p["qty"]), float(p["avg_cost"]),
                                float(p["multiplier"]), float(p.get("realized_pnl", 0.0)))  # fmt: skip
             a.positions[ps.con_id] = ps
+        for led in d.get("day", []):  # absent in state files written before the P&L streams
+            a.day[int(led["con_id"])] = DayLedger(
+                dt.date.fromisoformat(str(led["trade_date"])), float(led["start_qty"]), float(led["cash_flow"]),
+                float(led["commissions"]), float(led["realized"]),
+            )  # fmt: skip
         return a

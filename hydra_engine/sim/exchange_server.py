@@ -163,7 +163,8 @@ class EmbeddedExchange:
         self.delivery = OrderDelivery(self.registry, self.contracts, self.account_book, self.faults)
         self.delivery.hold = self.state_path is not None  # persist before publish
         self._last_t = clock.now()
-        self.marker = AccountMarker(self.account_book, self.registry, universe, self.feed, self._last_t)
+        self.marker = AccountMarker(self.account_book, self.registry, universe, self.feed, self._last_t,
+                                    publish=self.delivery.behind)  # fmt: skip
         if saved:
             self._last_t = restore_exchange(self, saved)
         await self._listen(port)
@@ -313,7 +314,7 @@ class EmbeddedExchange:
             now = self.clock.now()
             price = self.feed.mark(o.con_id, now) or o.lmt_price or o.avg_fill_price
             log.info("sim_fault_cancel_race", client_id=s.client_id, order_id=o.order_id, price=price)
-            self._deliver([self.book.fill_now(o, now, price)])
+            self._deliver(self.book.fill_now(o, now, price))
         out = self.book.cancel(s.client_id, req.order_id, self.clock.now())
         if out.error:
             s.error(req.order_id, *out.error)

@@ -5,7 +5,9 @@ subscriber every few minutes while it is subscribed (account summary and multi s
 refresh too), not only after a fill. Without that a client's net liquidation stays flat while
 positions move, and loss and drawdown limits never see open-position losses.
 
-The exchange calls ``AccountMarker.on_time`` whenever its clock has been played forward. A mark is
+The exchange calls ``AccountMarker.on_time`` whenever its clock has been played forward. It first
+streams the P&L subscriptions (``pnl_streams``) whose figures moved, at most once per simulated
+second, through ``publish`` (behind any message still waiting for its state to be saved). A mark is
 due once ``MARK_INTERVAL`` of simulated time has passed since the last one, or as soon as a held
 market's session has closed since then (the daily settlement mark). A long lock-step jump marks
 once, at its end, never at every intermediate interval. Each subscription is sent only what
@@ -16,7 +18,7 @@ per subscription).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from .account_book import AccountBook
 from .client_registry import ClientRegistry
@@ -31,7 +33,9 @@ class AccountMarker:
     """Decides when the accounts are re-marked and pushes the new values to subscribers."""
 
     def __init__(self, accounts: AccountBook, clients: ClientRegistry, universe: MarketUniverse, feed: DataFeed,
-                 now: dt.datetime) -> None:  # fmt: skip
+                 now: dt.datetime, publish: Callable[[Callable[[], None]], None] | None = None) -> None:  # fmt: skip
+        self._publish = publish or (lambda send: send())
+        """Runs a send now, or behind the messages held until their state is saved."""
         self._accounts = accounts
         self._clients = clients
         self._universe = universe
@@ -59,8 +63,21 @@ class AccountMarker:
                 return True
         return False
 
+    def stream_pnl(self) -> int:
+        """Queue the P&L updates each connection's subscriptions are owed; returns how many."""
+        n = 0
+        for s in self._clients.started():
+            if s.closed or not s.pnl:
+                continue
+            msgs = s.pnl.updates(throttle=True)  # figures of now, sent once the state is saved
+            if msgs:
+                n += len(msgs)
+                self._publish(lambda s=s, msgs=msgs: s.send_later(0.0, msgs))
+        return n
+
     def on_time(self, t: dt.datetime) -> int:
-        """The clock reached ``t``: re-mark when due; returns the subscriptions refreshed."""
+        """The clock reached ``t``: stream P&L, re-mark when due; returns the subscriptions refreshed."""
+        self.stream_pnl()
         if t <= self.marked_at:
             return 0
         sessions = [s for s in self._clients.started() if not s.closed and s.has_account_subscriptions()]

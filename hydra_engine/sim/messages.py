@@ -102,6 +102,9 @@ class OrderView:
     parent_id: int = 0
     oca_group: str = ""
     aux_price: float | None = None
+    oca_type: int = 0
+    what_if: "WhatIfState | None" = None
+    """Set on the answer to a what-if order: the margins and commission it would cost."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +261,7 @@ def open_order(c: WireContract, o: OrderView, server_version: int) -> Fields:
         "", 0, "", -1,  # settlingFirm, shortSaleSlot, designatedLocation, exemptCode
         0, "", "", "", "", "",  # auctionStrategy, startingPrice, stockRefPrice, delta, range lo/hi
         0, False, False, False, "",  # displaySize, blockOrder, sweepToFill, allOrNone, minQty
-        0, False, False, "",  # ocaType, eTradeOnly, firmQuoteOnly, nbboPriceCap
+        o.oca_type, False, False, "",  # ocaType, eTradeOnly, firmQuoteOnly, nbboPriceCap
         o.parent_id, 0,  # parentId, triggerMethod
         "", "", "", "",  # volatility, volatilityType, deltaNeutralOrderType, deltaNeutralAuxPrice
     ]  # fmt: skip
@@ -268,9 +271,8 @@ def open_order(c: WireContract, o: OrderView, server_version: int) -> Fields:
     f += [""]  # hedgeType
     f += [False, "", "", False, 0]  # optOutSmartRouting, clearing acct/intent, notHeld, dncPresent
     f += [""]  # algoStrategy
-    f += [False, False, o.status]  # solicited, whatIf, status
-    f += [""] * 9  # margins before/change/after
-    f += ["", "", "", "", ""]  # commission, min, max, commissionCurrency, warningText
+    f += [False, o.what_if is not None, o.status]  # solicited, whatIf, status
+    f += o.what_if.fields() if o.what_if is not None else [""] * 14  # margins, commissions, warning
     f += [False, False]  # randomizeSize, randomizePrice
     f += [0]  # conditionCount
     f += [
@@ -305,7 +307,7 @@ def completed_order(c: WireContract, o: OrderView, filled: float, completed: dt.
     f += [
         "", o.good_till_date, "", "", "", 0, "", -1,  # modelCode .. exemptCode
         "", "", "", "", "",  # startingPrice, stockRefPrice, delta, stockRangeLower/Upper
-        0, False, False, "", 0, 0,  # displaySize, sweepToFill, allOrNone, minQty, ocaType, triggerMethod
+        0, False, False, "", o.oca_type, 0,  # displaySize, sweepToFill, allOrNone, minQty, ocaType, triggerMethod
         "", "", "", "",  # volatility, volatilityType, deltaNeutralOrderType, deltaNeutralAuxPrice
     ]  # fmt: skip
     f += [False, "", "", "", ""]  # continuousUpdate, referencePriceType, trailStop, trailingPct, comboDescrip
@@ -604,3 +606,47 @@ def historical_schedule(req_id: int, start: str, end: str, time_zone: str,
 
 def user_info(req_id: int, white_branding_id: str = "") -> Fields:
     return [USER_INFO, req_id, white_branding_id]
+
+
+# ----- orders and P&L (issue 9, part 2) ----------------------------------------------------------
+
+PNL = 94
+PNL_SINGLE = 95
+
+
+@dataclass(frozen=True, slots=True)
+class WhatIfState:
+    """The order state of a what-if answer: margins before / change / after, commission."""
+
+    init_margin_before: float
+    maint_margin_before: float
+    equity_with_loan_before: float
+    init_margin_change: float
+    maint_margin_change: float
+    equity_with_loan_change: float
+    init_margin_after: float
+    maint_margin_after: float
+    equity_with_loan_after: float
+    commission: float
+    currency: str
+    warning: str = ""
+
+    def fields(self) -> Fields:
+        """The 14 OPEN_ORDER fields from initMarginBefore to warningText (margins as IB: text)."""
+        margins = (
+            self.init_margin_before, self.maint_margin_before, self.equity_with_loan_before,
+            self.init_margin_change, self.maint_margin_change, self.equity_with_loan_change,
+            self.init_margin_after, self.maint_margin_after, self.equity_with_loan_after,
+        )  # fmt: skip
+        return [*(f"{m:.2f}" for m in margins), self.commission, self.commission, self.commission,
+                self.currency, self.warning]  # fmt: skip
+
+
+def pnl(req_id: int, daily: float, unrealized: float, realized: float) -> Fields:
+    """PNL (no version field): the account's daily, unrealized and realized P&L."""
+    return [PNL, req_id, daily, unrealized, realized]
+
+
+def pnl_single(req_id: int, position: float, daily: float, unrealized: float, realized: float, value: float) -> Fields:
+    """PNL_SINGLE (no version field): one position's P&L and market value."""
+    return [PNL_SINGLE, req_id, position, daily, unrealized, realized, value]

@@ -128,6 +128,14 @@ class OrderDelivery:
                 batch.append(status_fields(o))
             elif ev.kind == "error":
                 batch.append(M.error(o.order_id, ev.code, ev.text, s.version))
+            elif ev.kind == "whatif" and ev.what_if is not None:
+                w = ev.what_if
+                state = M.WhatIfState(
+                    w.init_margin_before, w.maint_margin_before, w.equity_with_loan_before,
+                    w.init_margin_change, w.maint_margin_change, w.equity_with_loan_change,
+                    w.init_margin_after, w.maint_margin_after, w.equity_with_loan_after, w.commission, w.currency,
+                )  # fmt: skip
+                batch.append(M.open_order(c, order_view(o, state), s.version))
             self.later(lambda s=s, d=ev_delay, b=batch: s.send_later(d, b))
         for acct, con_ids in touched.items():
             for sess in self._clients.started():

@@ -33,6 +33,8 @@ class PlaceOrder:
     what_if: bool
     unsupported: str
     """Non-empty when the order uses a feature the exchange does not simulate (combo, algo...)."""
+    oca_type: int = 0
+    """1 cancel the rest with block, 2 reduce the rest with block, 3 reduce without block."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,7 @@ def read_place_order(r: FieldReader, v: int) -> PlaceOrder:
     r.int("shortSaleSlot")
     r.str("designatedLocation")
     r.int("exemptCode")
-    r.int("ocaType")
+    oca_type = r.int("ocaType", 0)
     r.skip(2, "rule80A/settlingFirm")
     r.bool("allOrNone")
     r.int("minQty")
@@ -145,7 +147,7 @@ def read_place_order(r: FieldReader, v: int) -> PlaceOrder:
     return PlaceOrder(
         order_id, c, action, 0.0 if qty is None else qty, order_type, lmt, aux, tif, oca, account,
         order_ref, transmit, parent_id, outside_rth, good_after, good_till, what_if,
-        "; ".join(unsupported),
+        "; ".join(unsupported), oca_type or 0,
     )  # fmt: skip
 
 

@@ -1,8 +1,11 @@
 """The order book: validation, working orders and their lifecycle, fills from the market side.
 
 IB's lifecycle as a client sees it: PreSubmitted outside the session, Submitted inside it, partial
-fills, Filled; Cancelled on request or when a DAY order reaches its session close; Inactive when
-rejected. The book is pure bookkeeping (no sockets): it returns ``BookEvent``s that the exchange
+fills, Filled; Cancelled on request or when a DAY order reaches its session close (a GTD order at
+its time); Inactive when rejected. An order sent with ``transmit=False`` is staged (the client hears
+nothing) until an order of its bracket arrives with ``transmit=True``. What each order type does on
+the path is ``order_types``; brackets and OCA groups are ``order_links``; what-if answers are
+``what_if``. The book is pure bookkeeping (no sockets): it returns ``BookEvent``s that the exchange
 turns into wire messages, so it can be tested and persisted on its own.
 """
 
@@ -16,14 +19,21 @@ from typing import Mapping
 import structlog
 
 from .account import Account
-from .datafeed import DataFeed, Resolved
+from .datafeed import DataFeed, Resolved, parse_end
+from .order_links import LinkChange, OrderLinks
+from .order_types import LIMIT_PRICED, STOP_TYPES, FeedMarket, OrderAction, check_type, plan
 from .requests import PlaceOrder
+from .what_if import WhatIfResult, what_if
 
 log = structlog.get_logger(__name__)
 
 ACTIVE = ("PreSubmitted", "Submitted")
+STAGED = "Staged"
+"""Internal status of an order sent with ``transmit=False``: stored, never matched, never reported."""
 _TIME_FIELDS = ("placed_at", "matched_until", "expires_at", "done_at")
 DONE = ("Filled", "Cancelled", "Inactive")
+MAX_ROUNDS = 10_000
+"""Replays of one ``advance`` window after linked orders changed (bounded against a bug looping)."""
 
 
 @dataclass(slots=True)
@@ -51,6 +61,16 @@ class WorkingOrder:
     last_fill_price: float = 0.0
     done_at: dt.datetime | None = None
     """When it was filled, cancelled or rejected (simulated time)."""
+    aux_price: float | None = None
+    """Stop price of STP / STP LMT."""
+    parent_id: int = 0
+    oca_group: str = ""
+    oca_type: int = 0
+    good_till_date: str = ""
+    """As the client sent it (echoed in OPEN_ORDER); ``expires_at`` holds the parsed time."""
+    triggered: bool = False
+    """A stop whose trigger price has traded: it now works as MKT (STP) or LMT (STP LMT)."""
+    outside_rth: bool = False
 
     @property
     def remaining(self) -> float:
@@ -108,10 +128,12 @@ class BookEvent:
     """Something a client must hear about: ``kind`` is status, fill or error."""
 
     kind: str
+    """``status``, ``fill``, ``error`` or ``whatif`` (the answer to a what-if order)."""
     order: WorkingOrder
     execution: Execution | None = None
     code: int = 0
     text: str = ""
+    what_if: WhatIfResult | None = None
 
 
 @dataclass(slots=True)
@@ -138,6 +160,8 @@ class OrderBook:
         self.exec_seq = 0
         self.exec_prefix = exec_prefix
         self.max_order_id: dict[int, int] = {}
+        self.market = FeedMarket(feed)
+        self.links = OrderLinks(self.orders)
 
     # ----- queries --------------------------------------------------------------------------
     def working(self) -> list[WorkingOrder]:
@@ -150,52 +174,94 @@ class OrderBook:
         """Forget executions before ``horizon`` and orders finished before it (never replayed)."""
         if self.executions and self.executions[0].time < horizon:
             self.executions = [e for e in self.executions if e.time >= horizon]
-        done = [k for k, o in self.orders.items() if o.status not in ACTIVE and o.matched_until < horizon]
+        done = [k for k, o in self.orders.items() if o.status in DONE and o.matched_until < horizon
+                and not any(c.status in ACTIVE for c in self.links.children(o))]  # fmt: skip
         for k in done:
             del self.orders[k]
 
     # ----- placing --------------------------------------------------------------------------
     def place(self, client_id: int, req: PlaceOrder, resolved: list[Resolved], now: dt.datetime,
               default_account: str, force_reject: str | None = None) -> PlaceOutcome:  # fmt: skip
-        """New order or modification of a working one (same client and order id)."""
+        """New order, what-if, staged order (``transmit=False``), transmission of a staged bracket,
+        or modification of a working order (same client and order id)."""
         key = (client_id, req.order_id)
         existing = self.orders.get(key)
         self.max_order_id[client_id] = max(self.max_order_id.get(client_id, 0), req.order_id)
-        if existing is not None:
+        if existing is not None and not req.what_if and existing.status != STAGED:
             return self._modify(existing, req, now)
         if not resolved:
             return PlaceOutcome(error=(200, "No security definition has been found for the request"))
         r = resolved[0]
         account = req.account or default_account
         order = WorkingOrder(
-            client_id, req.order_id, self._perm(), account, r.month.con_id, r.spec.symbol,
+            client_id, req.order_id, existing.perm_id if existing else 0, account, r.month.con_id, r.spec.symbol,
             req.action.upper(), req.total_qty, req.order_type.upper(), req.lmt_price,
             (req.tif or "DAY").upper(), req.order_ref, now, now, None,
+            aux_price=req.aux_price, parent_id=req.parent_id, oca_group=req.oca_group, oca_type=req.oca_type,
+            good_till_date=req.good_till_date, outside_rth=req.outside_rth,
         )  # fmt: skip
         reason = force_reject or self._validate(req, r, account, now)
         if reason is None and len(resolved) > 1:
             reason = "The contract description is ambiguous; specify the contract month"
-        if reason is None and order.lmt_price is not None and order.order_type == "LMT" and not on_tick(order.lmt_price, r.spec.min_tick):
-            self.orders[key] = order
-            order.status, order.done_at = "Cancelled", now
-            return PlaceOutcome(events=[BookEvent("error", order, code=110, text=(
-                "The price does not conform to the minimum price variation for this contract."))])  # fmt: skip
+        if reason is None:
+            reason = self._check_parent(order)
+        if reason is None and order.order_type in STOP_TYPES + LIMIT_PRICED:
+            bad = [p for p in (order.lmt_price if order.order_type in LIMIT_PRICED else None,
+                               order.aux_price if order.order_type in STOP_TYPES else None)
+                   if p is not None and not on_tick(p, r.spec.min_tick)]  # fmt: skip
+            if bad:
+                if req.what_if:
+                    return PlaceOutcome(events=[BookEvent("error", order, code=110, text=_OFF_TICK)])
+                order.perm_id = order.perm_id or self._perm()
+                self.orders[key] = order
+                order.status, order.done_at = "Cancelled", now
+                return PlaceOutcome(events=[BookEvent("error", order, code=110, text=_OFF_TICK),
+                                            *self._link_events(self.links.after_end(order, now), now)])  # fmt: skip
         if reason is not None:
+            log.info("sim_order_rejected", client_id=client_id, order_id=req.order_id, reason=reason)
+            error = BookEvent("error", order, code=201, text=f"Order rejected - reason:{reason}")
+            if req.what_if:
+                return PlaceOutcome(events=[error])  # nothing is placed, nothing to mark Inactive
+            order.perm_id = order.perm_id or self._perm()
             order.status, order.done_at = "Inactive", now
             self.orders[key] = order
-            log.info("sim_order_rejected", client_id=client_id, order_id=req.order_id, reason=reason)
-            return PlaceOutcome(events=[  # the error first, so ib_async logs the reason on the trade
-                BookEvent("error", order, code=201, text=f"Order rejected - reason:{reason}"),
-                BookEvent("status", order),
-            ])  # fmt: skip
-        session = self.feed.session_at(r.spec.symbol, now)
-        if order.tif == "DAY":
-            nxt = session or self.feed.current_or_next_session(r.spec.symbol, now)
-            order.expires_at = nxt[1] if nxt else now
-        order.status = "Submitted" if session else "PreSubmitted"
+            # the error first, so ib_async logs the reason on the trade
+            return PlaceOutcome(events=[error, BookEvent("status", order),
+                                        *self._link_events(self.links.after_end(order, now), now)])  # fmt: skip
+        if req.what_if:
+            return PlaceOutcome(events=[self._what_if(order, now)])
+        order.perm_id = order.perm_id or self._perm()
         self.orders[key] = order
-        log.debug("sim_order_accepted", client_id=client_id, order_id=req.order_id, status=order.status)
-        return PlaceOutcome(events=[BookEvent("status", order)])
+        if not req.transmit:
+            order.status = STAGED
+            log.debug("sim_order_staged", client_id=client_id, order_id=req.order_id, parent_id=order.parent_id)
+            return PlaceOutcome()
+        events: list[BookEvent] = []
+        for staged in self.links.staged_family(order):
+            self._activate(staged, now)
+            events.append(BookEvent("status", staged))
+        self._activate(order, now)
+        events.append(BookEvent("status", order))
+        log.debug("sim_order_accepted", client_id=client_id, order_id=req.order_id, status=order.status,
+                  transmitted_with=len(events) - 1)  # fmt: skip
+        return PlaceOutcome(events=events)
+
+    def _activate(self, o: WorkingOrder, now: dt.datetime) -> None:
+        """Transmit ``o`` at ``now``: PreSubmitted while held or outside the session, else Submitted;
+        DAY orders expire at the close of the session they start working in."""
+        o.placed_at = o.matched_until = now
+        if o.tif == "GTD":
+            o.expires_at = parse_end(o.good_till_date, now)
+        if self.links.held(o):
+            o.status = "PreSubmitted"
+            if o.tif == "DAY":
+                o.expires_at = None  # set when the parent fills and the child starts working
+            return
+        session = self.feed.session_at(o.symbol, now)
+        if o.tif == "DAY":
+            nxt = session or self.feed.current_or_next_session(o.symbol, now)
+            o.expires_at = nxt[1] if nxt else now
+        o.status = "Submitted" if session else "PreSubmitted"
 
     def _perm(self) -> int:
         p = self.next_perm_id
@@ -206,27 +272,57 @@ class OrderBook:
         spec = r.spec
         if req.unsupported:
             return f"The simulator does not support {req.unsupported}"
-        if req.what_if:
-            return "What-if orders are not simulated"
         if r.sec_type == "CONTFUT":
             return "CONTFUT is for historical data only; order a contract month (secType FUT)"
         if account not in self.accounts:
             return f"Account {account!r} is not managed by this login"
         if req.action.upper() not in ("BUY", "SELL"):
             return f"Invalid action {req.action!r}; expected BUY or SELL"
-        if req.order_type.upper() not in ("LMT", "MKT"):
-            return f"Order type {req.order_type!r} is not supported by the simulator (LMT, MKT)"
-        if (req.tif or "DAY").upper() not in ("DAY", "GTC"):
-            return f"Time in force {req.tif!r} is not supported (DAY, GTC)"
+        otype, tif = req.order_type.upper(), (req.tif or "DAY").upper()
+        why = check_type(otype, tif, req.lmt_price, req.aux_price, req.good_till_date, self.market.has_paths)
+        if why is not None:
+            return why
         if req.total_qty <= 0 or not float(req.total_qty).is_integer():
             return f"Order size {req.total_qty:g} must be a whole number of contracts >= 1"
         if req.total_qty > spec.max_order_size:
             return f"The order size {req.total_qty:g} exceeds the maximum order size of {spec.max_order_size} for {spec.symbol}"
-        if req.order_type.upper() == "LMT" and (req.lmt_price is None or req.lmt_price <= 0):
-            return "A limit order needs a positive limit price"
+        if tif == "GTD":
+            try:
+                until = parse_end(req.good_till_date, now)
+            except (ValueError, KeyError):
+                return (f"goodTillDate {req.good_till_date!r} is not 'YYYYMMDD HH:MM:SS [zone]' or "
+                        "'YYYYMMDD-HH:MM:SS' (UTC)")  # fmt: skip
+            if until <= now:
+                return f"goodTillDate {req.good_till_date!r} is in the past"
         if r.month.last_trade_date < self.feed.trade_date(spec.symbol, now):
             return f"Contract {r.month.local_symbol} expired on {r.month.last_trade_date.isoformat()}"
         return None
+
+    def _check_parent(self, o: WorkingOrder) -> str | None:
+        if not o.parent_id:
+            return None
+        if o.parent_id == o.order_id:
+            return "An order cannot be its own parent"
+        p = self.links.parent(o)
+        if p is None:
+            return f"Parent order {o.parent_id} is not found"
+        if p.status in ("Cancelled", "Inactive"):
+            return f"Parent order {o.parent_id} is {p.status.lower()}"
+        if p.con_id != o.con_id:
+            return "A child order must be for the parent's contract"
+        return None
+
+    def _what_if(self, o: WorkingOrder, now: dt.datetime) -> BookEvent:
+        acct = self.accounts[o.account]
+        spec = self.feed.u.spec(o.symbol)
+        mult = spec.multiplier if spec else 1.0
+        marks = {p.con_id: m for p in acct.open_positions() if (m := self.feed.mark(p.con_id, now)) is not None}
+        price = self.feed.mark(o.con_id, now) or o.lmt_price or o.aux_price or 0.0
+        signed = o.total_qty if o.action == "BUY" else -o.total_qty
+        result = what_if(acct, marks, o.con_id, mult, signed, price)
+        log.info("sim_what_if", client_id=o.client_id, order_id=o.order_id, init_margin_change=result.init_margin_change,
+                 commission=result.commission)  # fmt: skip
+        return BookEvent("whatif", o, what_if=result)
 
     def _modify(self, o: WorkingOrder, req: PlaceOrder, now: dt.datetime) -> PlaceOutcome:
         if o.status == "Filled":
@@ -240,19 +336,28 @@ class OrderBook:
         if req.total_qty < o.filled or req.total_qty <= 0 or (spec and req.total_qty > spec.max_order_size):
             return PlaceOutcome(events=[BookEvent("error", o, code=201, text=(
                 f"Order rejected - reason:Modified size {req.total_qty:g} is invalid (filled {o.filled:g})"))])  # fmt: skip
-        if o.order_type == "LMT" and (req.lmt_price is None or (spec and not on_tick(req.lmt_price, spec.min_tick))):
-            return PlaceOutcome(events=[BookEvent("error", o, code=110, text=(
-                "The price does not conform to the minimum price variation for this contract."))])  # fmt: skip
+        prices = [req.lmt_price] if o.order_type in LIMIT_PRICED else []
+        prices += [req.aux_price] if o.order_type in STOP_TYPES else []
+        if any(p is None or (spec and not on_tick(p, spec.min_tick)) for p in prices):
+            return PlaceOutcome(events=[BookEvent("error", o, code=110, text=_OFF_TICK)])
         o.total_qty = req.total_qty
         o.lmt_price = req.lmt_price
+        if o.order_type in STOP_TYPES:
+            o.aux_price = req.aux_price
         o.order_ref = req.order_ref or o.order_ref
-        if (req.tif or "DAY").upper() != o.tif:
-            o.tif = (req.tif or "DAY").upper()
-            nxt = self.feed.current_or_next_session(o.symbol, now)
-            o.expires_at = (nxt[1] if nxt else now) if o.tif == "DAY" else None
+        tif = (req.tif or "DAY").upper()
+        if tif != o.tif and tif in ("DAY", "GTC"):
+            o.tif = tif
+            if self.links.held(o):
+                o.expires_at = None
+            else:
+                nxt = self.feed.current_or_next_session(o.symbol, now)
+                o.expires_at = (nxt[1] if nxt else now) if o.tif == "DAY" else None
         o.matched_until = max(o.matched_until, now)
         if o.remaining <= 0:
             o.status, o.done_at = "Filled", now
+            return PlaceOutcome(events=[BookEvent("status", o),
+                                        *self._link_events(self.links.after_fill(o, 0, now), now)])  # fmt: skip
         return PlaceOutcome(events=[BookEvent("status", o)])
 
     # ----- cancelling -----------------------------------------------------------------------
@@ -260,55 +365,43 @@ class OrderBook:
         o = self.orders.get((client_id, order_id))
         if o is None:
             return PlaceOutcome(error=(10147, f"OrderId {order_id} that needs to be cancelled is not found."))
-        if o.status not in ACTIVE:
+        if o.status not in ACTIVE and o.status != STAGED:
             return PlaceOutcome(events=[BookEvent("error", o, code=10148, text=(
                 f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {o.status}."))])  # fmt: skip
-        o.status, o.done_at = "Cancelled", now or o.matched_until
-        return PlaceOutcome(events=[BookEvent("status", o), BookEvent("error", o, code=202, text="Order Canceled - reason:")])
+        t = now or o.matched_until
+        o.status, o.done_at = "Cancelled", t
+        return PlaceOutcome(events=[BookEvent("status", o), BookEvent("error", o, code=202, text="Order Canceled - reason:"),
+                                    *self._link_events(self.links.after_end(o, t), t)])  # fmt: skip
 
     # ----- playing time ---------------------------------------------------------------------
-    def advance(self, t0: dt.datetime, t1: dt.datetime, hold_fills: bool = False) -> list[BookEvent]:
-        """Play (t0, t1]: session opens, fills in time order, DAY expiries. Returns the events."""
+    def advance(self, t0: dt.datetime, t1: dt.datetime) -> list[BookEvent]:
+        """Play (t0, t1]: session opens, triggers, fills in time order, linked orders, expiries.
+
+        Each order's actions over the window come from ``order_types.plan``. They are applied in
+        time order until one changes another order (an OCA member executes, a parent completes):
+        everything at that instant is applied (one member per group and print when the group
+        blocks), the links act, and the rest of the window is played again from that instant, so a
+        released child or a shrunk member only ever sees later prints."""
         events: list[BookEvent] = []
-        pending: list[tuple[dt.datetime, int, WorkingOrder, int, float]] = []
-        seq = 0
-        for o in self.working():
-            start = max(o.matched_until, t0)
-            end = t1 if o.expires_at is None else min(t1, o.expires_at)
-            if end <= start:
-                continue
-            remaining = o.remaining
-            for s_open, s_close in self.feed.sessions_between(o.symbol, start, end):
-                a, b = max(s_open, start), min(s_close, end)
-                if b <= a or remaining <= 0:
-                    continue
-                limit = o.lmt_price if o.order_type == "LMT" else None
-                fills = self.feed.u.match(o.con_id, o.action, int(remaining), limit, a, b)  # type: ignore[arg-type]
-                for f in fills:
-                    q = min(float(f.qty), remaining)
-                    if q <= 0:
-                        continue
-                    remaining -= q
-                    pending.append((f.time, seq, o, int(q), f.price))
-                    seq += 1
-            o.matched_until = end
-        pending.sort(key=lambda x: (x[0], x[1]))
         opened: set[tuple[int, int]] = set()
-        for t, _, o, q, price in pending:
-            if o.status == "PreSubmitted" and (o.client_id, o.order_id) not in opened:
-                o.status = "Submitted"
-                opened.add((o.client_id, o.order_id))
-                events.append(BookEvent("status", o))
-            events.append(self._fill(o, t, q, price))
+        for _ in range(MAX_ROUNDS):
+            cut = self._play_round(t0, t1, events, opened)
+            if cut is None:
+                break
+        else:
+            log.error("sim_advance_rounds_exhausted", t0=t0.isoformat(), t1=t1.isoformat(), rounds=MAX_ROUNDS)
         for o in self.working():
+            if self.links.held(o):
+                if o.expires_at is not None and t1 >= o.expires_at:  # a GTD child may expire while held
+                    events += self._end(o, min(o.expires_at, t1), "expired")
+                continue
             month = self.feed.u.month(o.con_id)
             expired_contract = month is not None and month.last_trade_date < self.feed.trade_date(o.symbol, t1)
             if (o.expires_at is not None and t1 >= o.expires_at) or expired_contract:
-                o.status = "Cancelled"
-                o.done_at = min(o.expires_at, t1) if o.expires_at is not None else t1
+                t = min(o.expires_at, t1) if o.expires_at is not None else t1
                 log.debug("sim_order_expired", client_id=o.client_id, order_id=o.order_id,
                           contract_expired=expired_contract)  # fmt: skip
-                events.append(BookEvent("status", o))
+                events += self._end(o, t, "expired")
                 continue
             in_session = self.feed.session_at(o.symbol, t1) is not None
             if o.status == "PreSubmitted" and in_session:
@@ -319,15 +412,105 @@ class OrderBook:
                 events.append(BookEvent("status", o))
         return events
 
-    def fill_now(self, o: WorkingOrder, t: dt.datetime, price: float) -> BookEvent:
-        """Fill the whole remainder at ``price`` (the fault injector's fill racing a cancel)."""
-        return self._fill(o, t, int(o.remaining), price)
+    def _live(self) -> list[WorkingOrder]:
+        """Working orders that may act now (children wait for their parent)."""
+        return [o for o in self.working() if not self.links.held(o)]
+
+    def _play_round(self, t0: dt.datetime, t1: dt.datetime, events: list[BookEvent],
+                    opened: set[tuple[int, int]]) -> dt.datetime | None:  # fmt: skip
+        """One pass over the window; returns the instant it stopped at when links acted, else None."""
+        planned: list[tuple[dt.datetime, int, WorkingOrder, OrderAction]] = []
+        ends: dict[tuple[int, int], dt.datetime] = {}
+        live = self._live()
+        for o in live:
+            start = max(o.matched_until, t0)
+            end = t1 if o.expires_at is None else min(t1, o.expires_at)
+            if end <= start:
+                continue
+            ends[(o.client_id, o.order_id)] = end
+            for a in plan(o, start, end, self.market):
+                planned.append((a.time, len(planned), o, a))
+        planned.sort(key=lambda x: (x[0], x[1]))
+        cut: dt.datetime | None = None
+        blocked: set[object] = set()
+        linked: list[tuple[WorkingOrder, float, dt.datetime]] = []
+        for t, _, o, a in planned:
+            if cut is not None and t > cut:
+                break
+            if o.status not in ACTIVE:
+                continue  # cancelled or completed by a link earlier in this pass
+            if a.kind == "trigger":
+                o.triggered = True
+                log.debug("sim_stop_triggered", client_id=o.client_id, order_id=o.order_id, at=t.isoformat())
+                continue
+            if a.kind == "cancel":
+                log.info("sim_auction_cancel", client_id=o.client_id, order_id=o.order_id, reason=a.reason)
+                events += self._end(o, t, a.reason)
+                continue
+            group = self.links.group(o)
+            if group is not None and group in blocked:
+                continue  # with block, one member per print: the others act on later prints
+            if o.status == "PreSubmitted" and (o.client_id, o.order_id) not in opened:
+                o.status = "Submitted"
+                opened.add((o.client_id, o.order_id))
+                events.append(BookEvent("status", o))
+            completes = a.qty >= o.remaining
+            acts = self.links.acts_on_fill(o, completes)
+            events.append(self._fill(o, t, a.qty, a.price))
+            if acts:
+                cut = t if cut is None else cut
+                linked.append((o, float(a.qty), t))
+                if self.links.blocks(o):
+                    blocked.add(group)
+        for o, qty, t in linked:
+            events += self._link_events(self.links.after_fill(o, qty, t), t)
+        for o in live:
+            end = ends.get((o.client_id, o.order_id))
+            if end is not None and o.status in ACTIVE:
+                o.matched_until = max(o.matched_until, cut if cut is not None else end)
+        return cut
+
+    def _end(self, o: WorkingOrder, t: dt.datetime, why: str) -> list[BookEvent]:
+        """``o`` is cancelled at ``t`` by the exchange (expiry, auction limit not met)."""
+        o.status, o.done_at = "Cancelled", t
+        return [BookEvent("status", o), *self._link_events(self.links.after_end(o, t), t)]
+
+    def _link_events(self, changes: list[LinkChange], t: dt.datetime) -> list[BookEvent]:
+        out: list[BookEvent] = []
+        for ch in changes:
+            o = ch.order
+            if ch.what == "released":
+                self._release(o, t)
+            log.debug("sim_order_linked", client_id=o.client_id, order_id=o.order_id, what=ch.what,
+                      total=o.total_qty, status=o.status)  # fmt: skip
+            out.append(BookEvent("status", o))
+        return out
+
+    def _release(self, o: WorkingOrder, t: dt.datetime) -> None:
+        """A child whose parent just filled starts working at ``t`` (later prints only)."""
+        o.matched_until = max(o.matched_until, t)
+        session = self.feed.session_at(o.symbol, t)
+        if o.tif == "DAY":
+            nxt = session or self.feed.current_or_next_session(o.symbol, t)
+            o.expires_at = nxt[1] if nxt else t
+        o.status = "Submitted" if session else "PreSubmitted"
+
+    def fill_now(self, o: WorkingOrder, t: dt.datetime, price: float) -> list[BookEvent]:
+        """Fill the whole remainder at ``price`` (the fault injector's fill racing a cancel), with
+        what the fill does to linked orders."""
+        qty = int(o.remaining)
+        if qty <= 0 or self.links.held(o):
+            return []  # a child waiting for its parent cannot trade, not even in a race
+        ev = self._fill(o, t, qty, price)
+        return [ev, *self._link_events(self.links.after_fill(o, qty, t), t)]
 
     def _fill(self, o: WorkingOrder, t: dt.datetime, qty: int, price: float) -> BookEvent:
         acct = self.accounts[o.account]
         spec = self.feed.u.spec(o.symbol)
         mult = spec.multiplier if spec else 1.0
-        booked = acct.apply_fill(o.con_id, o.action, qty, price, mult)
+        # the session's trade date: a closing-auction fill at the close instant still belongs to it
+        session_day = self.feed.trade_date(o.symbol, t - _INSTANT)
+        booked = acct.apply_fill(o.con_id, o.action, qty, price, mult, session_day)
         new_filled = o.filled + qty
         o.avg_fill_price = (o.avg_fill_price * o.filled + price * qty) / new_filled
         o.filled = new_filled
@@ -343,3 +526,7 @@ class OrderBook:
         )  # fmt: skip
         self.executions.append(ex)
         return BookEvent("fill", o, ex)
+
+
+_INSTANT = dt.timedelta(microseconds=1)
+_OFF_TICK = "The price does not conform to the minimum price variation for this contract."

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from .account import Account
-from .orders import ACTIVE, Execution, WorkingOrder
+from .orders import ACTIVE, STAGED, Execution, WorkingOrder
 
 if TYPE_CHECKING:
     from .exchange_server import EmbeddedExchange
@@ -88,7 +88,9 @@ def load_state(path: Path) -> dict[str, Any] | None:
 
 
 def exchange_state(ex: EmbeddedExchange) -> dict[str, Any]:
-    """Account, positions, working orders, the day's executions (and their orders), clock, counters."""
+    """Account (with each contract's day ledger), positions, working and staged orders (stop
+    triggers, bracket links, OCA groups and shrunk sizes included), the day's executions and their
+    orders, clock, counters."""
     today = ex.executions_today()
     keep = {(e.client_id, e.order_id) for e in today}
     return {
@@ -96,7 +98,8 @@ def exchange_state(ex: EmbeddedExchange) -> dict[str, Any]:
         "last_played": ex.last_played.isoformat(),
         "seed": ex.seed,
         "accounts": [a.to_dict() for a in ex.account_book],
-        "orders": [o.to_dict() for k, o in ex.book.orders.items() if o.status in ACTIVE or k in keep],
+        "orders": [o.to_dict() for k, o in ex.book.orders.items()
+                   if o.status in ACTIVE or o.status == STAGED or k in keep],  # fmt: skip
         "executions": [e.to_dict() for e in today],
         "counters": {
             "next_perm_id": ex.book.next_perm_id,

@@ -24,9 +24,12 @@ class ContractWire:
         return self._cache[con_id]
 
 
-def order_view(o: WorkingOrder) -> M.OrderView:
+def order_view(o: WorkingOrder, what_if: M.WhatIfState | None = None) -> M.OrderView:
+    """OPEN_ORDER's view of ``o`` (with the what-if state when answering a what-if order)."""
     return M.OrderView(o.order_id, o.client_id, o.perm_id, o.action, o.total_qty, o.order_type,
-                       o.lmt_price, o.tif, o.account, o.order_ref, o.status)  # fmt: skip
+                       o.lmt_price, o.tif, o.account, o.order_ref, o.status, o.outside_rth,
+                       o.good_till_date if o.tif == "GTD" else "", o.parent_id, o.oca_group, o.aux_price,
+                       o.oca_type if o.oca_group else 0, what_if)  # fmt: skip
 
 
 def exec_view(e: Execution, c: M.WireContract) -> M.ExecutionView:
@@ -37,4 +40,4 @@ def exec_view(e: Execution, c: M.WireContract) -> M.ExecutionView:
 def status_fields(o: WorkingOrder) -> M.Fields:
     """ORDER_STATUS message fields."""
     return M.order_status(o.order_id, o.status, o.filled, o.remaining, round(o.avg_fill_price, 10),
-                          o.perm_id, o.last_fill_price, o.client_id)  # fmt: skip
+                          o.perm_id, o.last_fill_price, o.client_id, o.parent_id)  # fmt: skip
