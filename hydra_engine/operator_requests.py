@@ -1,7 +1,9 @@
 """The operator-request inbox: how a command in another process reaches the engine on its store.
 
 ``hydra-tui pause`` (and approve, rollback, resume, reset-peak, flatten) cannot call the running
-engine's methods, so it writes a row into ``operator_requests`` (migration v008) and waits. The
+engine's methods, so it writes a row into ``operator_requests`` (migration v008) and waits. Its
+arguments travel as JSON: ``reason``, ``to`` (reset-peak) and ``market`` (approve and rollback:
+whose champion, when each market has its own). The
 engine's ``OperatorInbox`` polls the table about once a second on its own loop, executes each
 request through the Engine's operator methods, journals it with the requester's actor and writes
 the outcome back. The same poller rewrites ``engine_status`` every few seconds, so ``hydra-tui
@@ -72,8 +74,8 @@ class OperatorEngine(Protocol):
     risk_gate: Any
 
     def status(self) -> Any: ...
-    async def approve(self) -> str: ...
-    async def rollback(self, reason: str) -> str: ...
+    async def approve(self, market: str | None = None) -> str: ...
+    async def rollback(self, reason: str, market: str | None = None) -> str: ...
     async def flatten(self) -> list[asyncio.Task[Any]]: ...
     async def reset_peak(self, new_peak: float | None = None, reason: str = "operator reset") -> float: ...
 
@@ -303,11 +305,16 @@ class OperatorInbox:
         if req.command == "resume":
             await e.runner.resume(actor=req.actor)
             return "resumed: trading and experiments allowed again"
+        market = str(a["market"]) if a.get("market") else None
         if req.command == "approve":
-            return f"approved: {await e.approve()} is the champion"
+            version = await e.approve(market)
+            return f"approved: {version} is the champion{' of ' + market if market else ''}; it trades from the next signal"
         if req.command == "rollback":
-            previous = (e.status().champion or "?")
-            return f"rolled back {previous} -> {await e.rollback(str(a.get('reason') or ''))}"
+            st = e.status()
+            champions = getattr(st, "champions", None) or {}
+            previous = (champions.get(market) if market else None) or st.champion or "?"
+            restored = await e.rollback(str(a.get("reason") or ""), market)
+            return f"rolled back {previous} -> {restored}{' (' + market + ')' if market else ''}"
         if req.command == "reset-peak":
             to = a.get("to")
             peak = await e.reset_peak(None if to is None else float(to), str(a.get("reason") or "operator reset"))

@@ -38,6 +38,12 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="embedded exchange seed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting by its dotted key, e.g. --set risk.max_contracts=3")
+    _csv_markets(p)
+
+
+def _csv_markets(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--market", dest="market_csv", action="append", default=[], metavar="NAME=PATH.csv",
+                   help="embedded exchange: a market priced from your daily OHLCV or close-only CSV (repeatable)")
 
 
 def _json(p: argparse.ArgumentParser) -> None:
@@ -162,6 +168,7 @@ def build_parser() -> HydraParser:
     p.add_argument("--config", type=Path, help="settings file (TOML)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set agent.enabled=false")
+    _csv_markets(p)
     p.add_argument("--keep-store", action="store_true", help=argparse.SUPPRESS)  # before --data-dir kept it
     _json(p)
     p.set_defaults(run="replay")

@@ -108,7 +108,8 @@ async def _guarded(name: str, body: Callable[[argparse.Namespace], Awaitable[int
     try:
         return await body(args)
     except CommandError as exc:
-        sys.stderr.write(f"hydra-tui {name}: {exc}\n")
+        text = str(exc).removeprefix(f"{name}: ")  # a message that already names the command
+        sys.stderr.write(f"hydra-tui {name}: {text}\n")
         return EXIT_REFUSED
 
 

@@ -43,8 +43,11 @@ def readings_of(state: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | N
 
 
 def _reading(r: Any) -> dict[str, Any]:
+    """A p-value detector (``*_p``, e.g. the KS test's) alarms below its threshold, the others at or above it."""
+    lower = str(r.detector).endswith("_p")
+    alarm = r.statistic < r.threshold if lower else bool(r.threshold) and r.statistic >= r.threshold
     return {"stream": r.stream, "detector": r.detector, "statistic": r.statistic, "threshold": r.threshold,
-            "alarm": bool(r.threshold and r.statistic >= r.threshold)}
+            "alarm_below": lower, "alarm": bool(alarm)}
 
 
 async def last_diagnoses(conn: Any) -> dict[str, dict[str, Any]]:

@@ -147,7 +147,9 @@ def status_panel(health: Health, target: StoreTarget) -> Panel:
         age = e.get("last_message_age_s")
         t.add_row("connection", f"{e.get('connection', '-')}" + (f" (last message {age:.1f} s ago)" if age is not None else ""))
         t.add_row("trading state", str(e.get("trading_state", "-")) + ("  PAUSED" if e.get("paused") else ""))
-        t.add_row("agent", f"{e.get('agent_phase', '-')}; champion {e.get('champion') or '-'}")
+        champs = e.get("champions") or {}
+        shown = ", ".join(f"{m} {v or '-'}" for m, v in champs.items()) if champs else (e.get("champion") or "-")
+        t.add_row("agent", f"{e.get('agent_phase', '-')}; champion{'s' if len(champs) > 1 else ''} {shown}")
         t.add_row("clock", str(e.get("now", "-")))
         t.add_row("net liquidation", f"{num(e.get('net_liquidation'), ',.2f')}; daily P&L {num(e.get('daily_pnl'), '+,.2f')}; "
                                       f"drawdown {num(_pct(e.get('drawdown')), '.2f', ' %')}")
@@ -174,7 +176,7 @@ def journal_table(rows: Iterable[Any], title: str) -> Table:
     for name in ("When", "Source", "Type", "Outcome", "Market", "Actor", "Summary"):
         t.add_column(name, no_wrap=name != "Summary", overflow="fold")
     for r in rows:
-        t.add_row(r.when, r.source, r.type, Text(r.outcome, style=_outcome_style(r.outcome)), r.market or "-",
+        t.add_row(r.when[:16].replace("T", " "), r.source, r.type, Text(r.outcome, style=_outcome_style(r.outcome)), r.market or "-",
                   r.actor or "-", r.summary)
     return t
 
@@ -191,17 +193,21 @@ def _outcome_style(outcome: str) -> str:
 
 
 def detectors_table(readings: Sequence[Mapping[str, Any]], title: str) -> Table:
+    """Each detector's statistic against its threshold; "Use" is how near the alarm it is (100 % at the
+    threshold; a p-value detector alarms below its threshold, so its use is threshold / p)."""
     t = Table(title=title, title_justify="left", header_style="bold")
-    for name, justify in (("Stream", "left"), ("Detector", "left"), ("Statistic", "right"), ("Threshold", "right"),
+    for name, justify in (("Stream", "left"), ("Detector", "left"), ("Statistic", "right"), ("Alarm at", "right"),
                           ("Use", "right"), ("", "left")):
         t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for r in readings:
         stat, thr = r.get("statistic"), r.get("threshold")
-        use = stat / thr if isinstance(stat, (int, float)) and isinstance(thr, (int, float)) and thr else None
-        alarm = use is not None and use >= 1.0
-        t.add_row(str(r.get("stream")), str(r.get("detector")), num(stat, ",.3f"), num(thr, ",.3f"),
-                  num(None if use is None else 100 * use, ".0f", " %"),
-                  Text("ALARM", style="bold red") if alarm else Text(""))
+        lower = bool(r.get("alarm_below"))
+        use = None
+        if isinstance(stat, (int, float)) and isinstance(thr, (int, float)):
+            use = (thr / stat if stat > 0 else math.inf) if lower else (stat / thr if thr else None)
+        t.add_row(str(r.get("stream")), str(r.get("detector")), num(stat, ",.4g"), ("< " if lower else ">= ") + num(thr, ",.4g"),
+                  num(None if use is None else min(100 * use, 999.0), ".0f", " %"),
+                  Text("ALARM", style="bold red") if r.get("alarm") else Text(""))
     return t
 
 

@@ -10,8 +10,9 @@ The answer is an exit code a service manager or cron can act on, plus the reason
                      state is not ACTIVE (REDUCING or HALTED); a breaker is TRIGGERED or in
                      COOLDOWN; re-entry after a drawdown at part of the size caps; trading is
                      paused; a conflicting fill is open (that market trades nothing until it is
-                     cleared); a market's latest cycle FAILED or was INTERRUPTED; the risk state
-                     could not be persisted; the agent's status could not be read.
+                     cleared); a market's latest cycle FAILED or was INTERRUPTED; a market is
+                     de-risked (its champion plainly broken, size cut until a candidate passes);
+                     the risk state could not be persisted; the agent's status could not be read.
   healthy (exit 0)   an engine runs and none of the above holds."""
 
 from __future__ import annotations
@@ -105,6 +106,9 @@ def degraded_reasons(data: Mapping[str, Any], facts: StoreFacts) -> list[str]:
     for market, (day, status) in sorted(facts.latest_cycles.items()):
         if status in ("FAILED", "INTERRUPTED"):
             out.append(f"latest cycle of {market} ({day}) {status}")
+    for market, fraction in sorted((engine.get("derisked") or {}).items()):
+        out.append(f"{market} de-risked to {fraction:g} of its size: its champion is plainly broken and no candidate "
+                   "has passed yet")
     if risk.get("persist_error"):
         out.append(f"risk state not persisted: {risk['persist_error']}")
     for market, part in agent_part(data).items():
