@@ -68,7 +68,8 @@ def test_fill_report_without_a_store_is_a_clear_error(tmp_path) -> None:
 
 
 def test_replay_prints_a_report_on_a_temporary_store(tmp_path) -> None:
-    out = hydra("replay", "--days", "2", "--data-dir", str(tmp_path), *NO_AGENT)
+    # --data-dir keeps the store there (issue 7); without it the data dir is left alone
+    out = hydra("replay", "--days", "2", "--set", f"store.data_dir={tmp_path}", *NO_AGENT)
     assert out.returncode == 0, out.stderr[-3000:]
     for word in ("2 trading day(s)", "cycles", "orders", "fills", "P&L", "max drawdown", "agent", "Reconciliation"):
         assert word in out.stdout
