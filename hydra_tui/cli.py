@@ -93,7 +93,8 @@ def build_parser() -> HydraParser:
     p = sub.add_parser("journal", help="the agent's and the operator's journal merged, newest first")
     _store_options(p)
     p.add_argument("--type", help="entry type: observation, diagnosis, hypothesis, experiment, decision, rollback, "
-                                  "data_quality, control, error (agent) or command, position_change, safety, note (operator)")
+                                  "data_quality, control, error (agent) or command, position_change, safety, note, alert, "
+                                  "retention, fill_conflict (operator)")
     p.add_argument("--outcome", help="an agent outcome (alarm, promoted, failed_gate...) or an operator command (pause...)")
     p.add_argument("--since", metavar="DATE", help="entries on or after this date (ISO, e.g. 2018-03-15)")
     p.add_argument("--limit", type=int, default=50, help="most entries shown (default 50)")

@@ -39,7 +39,8 @@ async def main(args: argparse.Namespace, command: str) -> int:
     if not target.exists:
         raise common.CommandError(no_store_message(target))
     payload = await _payload(args, command, settings, target)
-    timeout = float(getattr(args, "timeout", None) or DEFAULT_TIMEOUT_S)
+    given = getattr(args, "timeout", None)
+    timeout = DEFAULT_TIMEOUT_S if given is None else float(given)
     if timeout <= 0 or not math.isfinite(timeout):
         raise common.CommandError(f"--timeout {timeout:g}: must be a positive number of seconds")
     if command == "flatten":

@@ -2,7 +2,8 @@
 
 Agent entries (observation, diagnosis, hypothesis, experiment, decision, rollback, data_quality,
 control, error) carry the trading date they are about and their market; operator entries
-(command, position_change, safety, note, fill_conflict) carry the engine's clock and who asked.
+(command, position_change, safety, note, alert, retention, fill_conflict) carry the engine's clock
+and who asked.
 Both are ordered by that date, newest first. ``--type`` picks either kind; ``--outcome`` matches
 an agent entry's outcome or an operator entry's command; ``--since`` is a date; ``--market``
 keeps the entries about one market.
@@ -20,8 +21,14 @@ from hydra_tui.commands.store_reader import UNASSIGNED, check_market, first_mark
 AGENT_TYPES = ("observation", "diagnosis", "hypothesis", "experiment", "decision", "rollback", "data_quality",
                "control", "error")
 """``hydra_engine.agent.journal.ENTRY_TYPES`` (a test keeps them equal)."""
-OPERATOR_TYPES = ("command", "position_change", "safety", "note", "fill_conflict")
-"""``hydra_engine.store.ops_journal.OpsKind`` in lower case, plus the conflicting-fill alarm."""
+
+
+def operator_types() -> tuple[str, ...]:
+    """The operator journal's kinds in lower case (``OpsKind``, plus the conflicting-fill alarm's)."""
+    from hydra_engine.store.fill_conflicts import FILL_CONFLICT_KIND
+    from hydra_engine.store.ops_journal import OpsKind
+
+    return tuple(dict.fromkeys([*(k.value.lower() for k in OpsKind), FILL_CONFLICT_KIND.lower()]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +71,7 @@ async def read_lines(conn: Any, settings: Any, *, type_: str | None, outcome: st
                 shown = mkt or first_market(settings)  # an older store's single agent: its first market
                 lines.append(JournalLine(day or str(at)[:10], "agent", etype, out or "", shown, "", summary, rid,
                                          _json(payload)))
-    if type_ is None or type_ in OPERATOR_TYPES:
+    if type_ is None or type_ in operator_types():
         sql = "SELECT id, at, kind, command, actor, message, detail FROM ops_journal WHERE 1=1"
         params = []
         if type_:
@@ -109,9 +116,9 @@ def _market_of(detail: Any) -> str:
 async def main(args: argparse.Namespace) -> int:
     common.quiet_logging()
     type_ = args.type.strip().lower() if getattr(args, "type", None) else None
-    if type_ is not None and type_ not in AGENT_TYPES + OPERATOR_TYPES:
+    if type_ is not None and type_ not in AGENT_TYPES + operator_types():
         raise common.CommandError(f"--type {args.type!r}: not a journal entry type; agent: {', '.join(AGENT_TYPES)}; "
-                                  f"operator: {', '.join(OPERATOR_TYPES)}")
+                                  f"operator: {', '.join(operator_types())}")
     since = common.parse_date("--since", args.since).isoformat() if getattr(args, "since", None) else None
     limit = common.positive_limit("--limit", getattr(args, "limit", 50)) or 50
     settings, target = target_from_args(args)

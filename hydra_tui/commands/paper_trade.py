@@ -79,7 +79,10 @@ async def stop(args: argparse.Namespace) -> int:
     target, pid = running[0]
     if pid == os.getpid():
         raise common.CommandError("refusing to signal this very process")
-    timeout = float(getattr(args, "timeout", None) or DEFAULT_STOP_TIMEOUT_S)
+    given = getattr(args, "timeout", None)
+    timeout = DEFAULT_STOP_TIMEOUT_S if given is None else float(given)
+    if not timeout > 0:
+        raise common.CommandError(f"--timeout {timeout:g}: must be a positive number of seconds")
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
