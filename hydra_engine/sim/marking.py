@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Hashable
+from functools import partial
 
 from .account_book import AccountBook
 from .client_registry import ClientRegistry
@@ -72,7 +73,7 @@ class AccountMarker:
             msgs = s.pnl.updates(throttle=True)  # figures of now, sent once the state is saved
             if msgs:
                 n += len(msgs)
-                self._publish(lambda s=s, msgs=msgs: s.send_later(0.0, msgs))
+                self._publish(partial(s.send_later, 0.0, msgs))
         return n
 
     def on_time(self, t: dt.datetime) -> int:

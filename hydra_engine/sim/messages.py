@@ -140,7 +140,8 @@ class ContractDetailsView:
     trading_hours: str
     liquid_hours: str
     real_expiration_date: str
-    order_types: str = "LMT,MKT"
+    order_types: str = "GTC,GTD,LMT,LOC,MKT,MOC,OCA,OPG,STP,STPLMT,WHATIF"
+    """IB's names for what the exchange serves (``order_types.py``): STPLMT is STP LMT."""
     valid_exchanges: str = ""
     under_con_id: int = 0
     market_rule_ids: str = ""

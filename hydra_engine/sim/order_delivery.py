@@ -13,6 +13,7 @@ the messages wait, in order, until the exchange has saved the state they describ
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import structlog
@@ -136,8 +137,8 @@ class OrderDelivery:
                     w.init_margin_after, w.maint_margin_after, w.equity_with_loan_after, w.commission, w.currency,
                 )  # fmt: skip
                 batch.append(M.open_order(c, order_view(o, state), s.version))
-            self.later(lambda s=s, d=ev_delay, b=batch: s.send_later(d, b))
+            self.later(partial(s.send_later, ev_delay, batch))
         for acct, con_ids in touched.items():
             for sess in self._clients.started():
-                self.later(lambda sess=sess, a=acct, c=con_ids: sess.on_account_change(a, c))
+                self.later(partial(sess.on_account_change, acct, con_ids))
         return post

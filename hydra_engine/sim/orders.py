@@ -261,7 +261,7 @@ class OrderBook:
         if o.tif == "DAY":
             nxt = session or self.feed.current_or_next_session(o.symbol, now)
             o.expires_at = nxt[1] if nxt else now
-        o.status = "Submitted" if session else "PreSubmitted"
+        o.status = "Submitted" if session and o.tif != "OPG" else "PreSubmitted"  # OPG waits for an open
 
     def _perm(self) -> int:
         p = self.next_perm_id
@@ -403,6 +403,8 @@ class OrderBook:
                           contract_expired=expired_contract)  # fmt: skip
                 events += self._end(o, t, "expired")
                 continue
+            if o.tif == "OPG":
+                continue  # PreSubmitted until its opening auction
             in_session = self.feed.session_at(o.symbol, t1) is not None
             if o.status == "PreSubmitted" and in_session:
                 o.status = "Submitted"
@@ -465,9 +467,9 @@ class OrderBook:
         for o, qty, t in linked:
             events += self._link_events(self.links.after_fill(o, qty, t), t)
         for o in live:
-            end = ends.get((o.client_id, o.order_id))
-            if end is not None and o.status in ACTIVE:
-                o.matched_until = max(o.matched_until, cut if cut is not None else end)
+            played = ends.get((o.client_id, o.order_id))
+            if played is not None and o.status in ACTIVE:
+                o.matched_until = max(o.matched_until, cut if cut is not None else played)
         return cut
 
     def _end(self, o: WorkingOrder, t: dt.datetime, why: str) -> list[BookEvent]:
@@ -493,7 +495,7 @@ class OrderBook:
         if o.tif == "DAY":
             nxt = session or self.feed.current_or_next_session(o.symbol, t)
             o.expires_at = nxt[1] if nxt else t
-        o.status = "Submitted" if session else "PreSubmitted"
+        o.status = "Submitted" if session and o.tif != "OPG" else "PreSubmitted"
 
     def fill_now(self, o: WorkingOrder, t: dt.datetime, price: float) -> list[BookEvent]:
         """Fill the whole remainder at ``price`` (the fault injector's fill racing a cancel), with
