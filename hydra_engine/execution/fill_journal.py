@@ -52,6 +52,7 @@ BLOCK_FILLS = 64
 WITHOUT ROWID table a blob this size spills into an overflow page; 41-fill blocks that fit the
 cell were measured no faster to read (more rows), so 64 stays."""
 _TRIPLE = struct.Struct("<ddd")
+_UTC = dt.timezone.utc
 _UNSET_DOUBLE = 1.7976931348623157e308  # IB's "no value"
 
 _COLUMNS = (
@@ -76,6 +77,7 @@ _UNFOLDED = (
     "WHERE id > ? AND id <= ? AND predicted_slippage IS NOT NULL AND actual_slippage IS NOT NULL "
     "AND arrival_mid IS NOT NULL ORDER BY id"
 )
+_ID_OF = "SELECT id FROM fills WHERE exec_id = ?"
 _EXISTING = "SELECT symbol, contract_month, direction, qty, fill_price, fill_time, order_ref, perm_id FROM fills WHERE exec_id = ?"
 _COMPARED = ("symbol", "contract_month", "direction", "qty", "fill_price")
 _PUT_CONFLICT = (
@@ -195,7 +197,8 @@ class FillRecord:
         return self.predicted_slippage / self.arrival_mid * 10_000.0
 
     def _row(self) -> tuple[Any, ...]:
-        return (self.exec_id, to_iso(self.fill_time), self.symbol, self.contract_month, self.direction, self.qty,
+        # fill_time was checked timezone-aware at construction: to_iso's checks are not repeated
+        return (self.exec_id, self.fill_time.astimezone(_UTC).isoformat(timespec="microseconds"), self.symbol, self.contract_month, self.direction, self.qty,
                 self.limit_price, self.arrival_mid, self.fill_price, self.predicted_slippage,
                 self.actual_slippage, self.latency_ms, self.order_ref, self.perm_id, self.commission,
                 self.data_type)
@@ -250,17 +253,30 @@ def _append_blocks(db: sqlite3.Connection, by_key: dict[tuple[str, str], bytearr
             block_no += 1
 
 
-def _fold(db: sqlite3.Connection) -> int:
+def _fold(db: sqlite3.Connection, fresh: Sequence[FillRecord] = (), fresh_from: int = 0) -> int:
     """Pack every fill above the mark into the blocks and move the mark to the newest fill (inside
-    the caller's transaction). Returns the new mark."""
+    the caller's transaction). Returns the new mark.
+
+    ``fresh``: the records this transaction just inserted, with ids ``fresh_from`` .. the newest,
+    packed from memory; only older tail rows are read back from ``fills``."""
     mark = _read_mark(db)
     top = db.execute("SELECT MAX(id) FROM fills").fetchone()[0]
     if top is None or top <= mark:
         return mark
     by_key: dict[tuple[str, str], bytearray] = {}
     pack = _TRIPLE.pack
-    for sym, dtp, p, a, m in db.execute(_UNFOLDED, (mark, top)):
-        by_key.setdefault((sym, dtp), bytearray()).extend(pack(p, a, m))
+    read_to = top
+    if fresh and fresh_from > mark and fresh_from + len(fresh) - 1 == top:
+        read_to = fresh_from - 1
+    else:
+        fresh = ()
+    if read_to > mark:
+        for sym, dtp, p, a, m in db.execute(_UNFOLDED, (mark, read_to)):
+            by_key.setdefault((sym, dtp), bytearray()).extend(pack(p, a, m))
+    for r in fresh:
+        p, a, m = r.predicted_slippage, r.actual_slippage, r.arrival_mid
+        if p is not None and a is not None and m is not None:
+            by_key.setdefault((r.symbol, r.data_type), bytearray()).extend(pack(p, a, m))
     _append_blocks(db, by_key)
     db.execute(_SET_MARK, (top,))
     return int(top)
@@ -326,11 +342,14 @@ def _write_batch(db: sqlite3.Connection, recs: Sequence[FillRecord], state: _Fol
     """Write every record, fold the tail into blocks if it reached ``BLOCK_FILLS``, commit once.
 
     The common case (one fill, no transaction open on the connection) is BEGIN, INSERT, COMMIT:
-    the same pages as a bare insert. A batch runs in one savepoint; if any statement fails it is
-    rolled back and redone record by record so a bad one fails alone."""
+    the same pages as a bare insert. A batch is one ``executemany`` in a savepoint; when it did
+    not insert every row (an execId already journalled, a repeat inside the batch) or a statement
+    failed, the savepoint is rolled back and the batch redone record by record, so a repeat is
+    checked for a conflict and a bad record fails alone."""
     out: list[bool | BaseException] = []
     found: list[dict[str, Any]] = []
-    top = 0
+    top = fresh_from = 0
+    fresh: Sequence[FillRecord] = ()
     try:
         if not db.in_transaction and len(recs) == 1:
             db.execute("BEGIN")
@@ -340,19 +359,16 @@ def _write_batch(db: sqlite3.Connection, recs: Sequence[FillRecord], state: _Fol
                 db.rollback()
                 return [exc]
             out.append(top > 0)
+            fresh, fresh_from = (recs if top else ()), top
         else:
             if not db.in_transaction:
                 db.execute("BEGIN")
-            db.execute("SAVEPOINT fill_batch")
-            try:
-                found.clear()
-                ids = [_insert(db, r, found) for r in recs]
-                db.execute("RELEASE fill_batch")
-            except sqlite3.Error:
-                db.execute("ROLLBACK TO fill_batch")
-                db.execute("RELEASE fill_batch")
+            fresh_from, top = _insert_all_new(db, recs)
+            if top:
+                out = [True] * len(recs)
+                fresh = recs
+            else:
                 ids = []
-                found.clear()
                 for rec in recs:
                     try:
                         ids.append(_write_one(db, rec, found))
@@ -360,15 +376,13 @@ def _write_batch(db: sqlite3.Connection, recs: Sequence[FillRecord], state: _Fol
                         out.append(exc)
                         continue
                     out.append(ids[-1] > 0)
-            else:
-                out.extend(i > 0 for i in ids)
-            top = max(ids, default=0)
+                top = max(ids, default=0)
         mark = state.mark
         if top:
             if mark is None:
                 mark = _read_mark(db)
             if top - mark >= BLOCK_FILLS:
-                mark = _fold(db)
+                mark = _fold(db, fresh, fresh_from)
         db.commit()
     except BaseException:
         state.mark = None  # whatever was folded in this transaction is gone: re-read next time
@@ -379,6 +393,24 @@ def _write_batch(db: sqlite3.Connection, recs: Sequence[FillRecord], state: _Fol
     if conflicts is not None:
         conflicts.extend(found)  # committed with the batch
     return out
+
+
+def _insert_all_new(db: sqlite3.Connection, recs: Sequence[FillRecord]) -> tuple[int, int]:
+    """One ``executemany`` of the batch inside a savepoint: (first, newest) row id when every record
+    was inserted; else (0, 0), with the savepoint rolled back (nothing of the batch written)."""
+    db.execute("SAVEPOINT fill_batch")
+    try:
+        inserted = db.executemany(_INSERT, [r._row() for r in recs]).rowcount  # noqa: SLF001 - same module
+    except sqlite3.Error:
+        inserted = -1
+    if inserted != len(recs):
+        db.execute("ROLLBACK TO fill_batch")
+        db.execute("RELEASE fill_batch")
+        return 0, 0
+    db.execute("RELEASE fill_batch")
+    top = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+    first = int(db.execute(_ID_OF, (recs[0].exec_id,)).fetchone()[0])
+    return (first if top - first + 1 == len(recs) else 0), top
 
 
 def _set_commission(db: sqlite3.Connection, exec_id: str, commission: float) -> bool:
@@ -434,10 +466,11 @@ class FillJournal:
             self.commits += 1
             self._alarm(found)
         else:
-            fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[bool] = loop.create_future()
             self._queue.append((rec, fut))
             if self._writer is None or self._writer.done():
-                self._writer = asyncio.get_running_loop().create_task(self._drain(), name="fill-journal-writer")
+                self._writer = loop.create_task(self._drain(), name="fill-journal-writer")
             result = await fut
         if isinstance(result, BaseException):
             log.error("fill_journal.write_failed", exec_id=rec.exec_id, error=str(result))
@@ -447,6 +480,12 @@ class FillJournal:
         return result
 
     async def _drain(self) -> None:
+        try:
+            await self._drain_queue()
+        finally:
+            self._writer = None
+
+    async def _drain_queue(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch:]
             recs = [r for r, _ in batch]

@@ -268,3 +268,76 @@ async def test_through_the_store_when_present(tmp_path: Path) -> None:
         assert [f.exec_id for f in await j.fills()] == [rec(1).exec_id]
     finally:
         await store.close()
+
+
+async def test_a_batch_with_repeats_is_redone_record_by_record_in_one_commit(db) -> None:
+    """The batch's one executemany inserts every row or none: a repeat (journalled before, or twice
+    in the batch) sends it record by record, still in one transaction, each repeat answered False."""
+    j = FillJournal(db, group_commit=True)
+    assert await j.log_fill(rec(1)) is True
+    commits = j.commits
+    batch = [rec(2), rec(1), rec(3), rec(3), rec(4)]
+    assert await asyncio.gather(*(j.log_fill(r) for r in batch)) == [True, False, True, False, True]
+    assert j.commits == commits + 1
+    async with db.execute("SELECT exec_id FROM fills ORDER BY id") as cur:
+        assert [r[0] for r in await cur.fetchall()] == [rec(i).exec_id for i in (1, 2, 3, 4)]
+    assert not db.in_transaction
+
+
+async def test_fold_packs_this_transactions_rows_from_memory_and_reads_the_rest(tmp_path: Path) -> None:
+    """A fold packs the records it was handed only when their ids are the newest ones; otherwise it
+    reads every unpacked row back. Both give the blocks ``rebuild_blocks`` makes from the rows."""
+    from hydra_engine.execution import fill_journal as fj
+    from hydra_engine.store.database import apply_migrations_sync
+
+    def blocks(con: sqlite3.Connection) -> list[tuple]:
+        return con.execute("SELECT symbol, data_type, block_no, n_fills, data FROM fill_slippage_blocks "
+                           "ORDER BY symbol, data_type, block_no").fetchall()
+
+    recs = [rec(i, symbol="CL" if i % 3 else "ZC", fill_price=70.0 + 0.01 * (i % 7),
+                predicted_slippage=None if i % 11 == 0 else 0.01 * (i % 5)) for i in range(150)]
+    rows = [r._row() for r in recs]  # noqa: SLF001
+    got = []
+    for fresh_from in (41, 40, 0):  # ids of recs[40:] are 41..150: right, one off, unknown
+        con = sqlite3.connect(tmp_path / f"f{fresh_from}.db", isolation_level=None)
+        apply_migrations_sync(con)
+        con.execute("BEGIN")
+        con.executemany(fj._INSERT, rows)  # noqa: SLF001
+        assert fj._fold(con, recs[40:], fresh_from) == 150  # noqa: SLF001
+        con.execute("COMMIT")
+        got.append(blocks(con))
+        con.close()
+    assert got[0] == got[1] == got[2] and got[0]
+    conn = await open_db(tmp_path / "f0.db")
+    assert await FillJournal(conn).rebuild_blocks() == sum(1 for r in recs if r.predicted_slippage is not None)
+    async with conn.execute("SELECT symbol, data_type, block_no, n_fills, data FROM fill_slippage_blocks "
+                            "ORDER BY symbol, data_type, block_no") as cur:
+        assert await cur.fetchall() == got[0]
+    await conn.close()
+
+
+async def test_one_time_index_serves_the_journal_queries(db) -> None:
+    """v011 dropped ``fills_symbol_time``: a fill writes the execId key and ``fills_time`` only, and
+    the newest-first reads still walk ``fills_time`` instead of sorting the table."""
+    async with db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'fills'") as cur:
+        names = {r[0] for r in await cur.fetchall()}
+    assert "fills_symbol_time" not in names and "fills_time" in names
+    for where in ("", " WHERE fill_time >= '2026'", " WHERE symbol = 'CL'"):
+        async with db.execute("EXPLAIN QUERY PLAN SELECT exec_id FROM fills" + where +
+                              " ORDER BY fill_time DESC, id DESC LIMIT 200") as cur:
+            plan = " ".join(str(r[-1]) for r in await cur.fetchall())
+        assert "fills_time" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_v011_drops_the_index_and_keeps_the_fills(tmp_path: Path) -> None:
+    from hydra_engine.store.database import apply_migrations_sync, discover_migrations
+
+    con = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    apply_migrations_sync(con, [m for m in discover_migrations() if m.version < 11])
+    con.execute("INSERT INTO fills (exec_id, fill_time, symbol, direction, qty, fill_price, data_type) "
+                "VALUES ('e1', '2026-11-23T15:00:00.000000+00:00', 'CL', 'BUY', 1, 70.0, 'live')")
+    assert con.execute("SELECT 1 FROM sqlite_master WHERE name = 'fills_symbol_time'").fetchone()
+    assert 11 in apply_migrations_sync(con)
+    assert con.execute("SELECT 1 FROM sqlite_master WHERE name = 'fills_symbol_time'").fetchone() is None
+    assert con.execute("SELECT exec_id FROM fills").fetchall() == [("e1",)]
+    con.close()

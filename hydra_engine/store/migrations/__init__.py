@@ -5,5 +5,6 @@ one transaction). The migration runner in ``hydra_engine.store.database`` discov
 orders them by NNN and applies those above the database's ``PRAGMA user_version``. Owners:
 v001 core (orders, cycles, equity marks, bars, breakers, operator journal, key-value state),
 v002 fills, v003 model registry, v004 agent (detector state, experiment journal), v005 the fill journal's fold mark,
-v006 one champion per market (market columns on models and the agent's journal).
+v006 one champion per market (market columns on models and the agent's journal), v011 the fills
+table's one time index (``fills_symbol_time`` dropped).
 """
