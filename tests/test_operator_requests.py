@@ -58,3 +58,55 @@ async def test_a_request_nobody_takes_can_be_withdrawn(tmp_path, sim_universe) -
     req = await wait_outcome(db, rid, timeout_s=0.5)
     assert req is not None and req.status == "FAILED" and "withdrawn" in req.outcome
     await asyncio.sleep(0)
+
+
+async def test_approve_and_rollback_requests_carry_the_market(tmp_path, sim_universe) -> None:
+    """A candidate waits in ZO only: approve {"market": "ZO"} promotes it and leaves CL's champion
+    alone; rollback {"market": "ZO"} puts ZO's previous champion back; rollback without a market is
+    refused by the engine (each market has its own champion), and the outcome says why."""
+    from hydra_engine.agent.state import AgentState, AgentStateStore, state_key
+
+    settings = load_settings(None, {})
+    first = Engine(settings, data_dir=tmp_path, universe=sim_universe)
+    await first.start()  # bootstraps a champion per market
+    try:
+        zo = first.registry.for_market("ZO")
+        champion = await zo.champion_version()
+        candidate = await zo.register(await zo.load(champion), {"test": True}, parent=champion, mutation="retrain_recent")
+        cl_champion = await first.registry.for_market("CL").champion_version()
+    finally:
+        await first.stop()
+    from hydra_engine.store.database import Store
+
+    store = await Store.open(tmp_path, "sim", "DU1234567")
+    try:
+        states = AgentStateStore(store.conn, store.tx, key=state_key("ZO"))
+        state = await states.load() or AgentState()  # no cycle ran yet: a fresh record
+        state.pending = {"version": candidate, "experiment_id": "exp-test", "hypothesis_key": "retrain_recent",
+                         "trading_date": "2018-01-02", "previous": champion}
+        await states.save(state)
+    finally:
+        await store.close()
+
+    engine = Engine(settings, data_dir=tmp_path, universe=sim_universe)
+    await engine.start()
+    try:
+        db = engine.store.path
+        req = await wait_outcome(db, await submit(db, "approve", {"market": "ZO"}, actor="cli:test"), timeout_s=10)
+        assert req is not None and req.status == "DONE", req
+        assert candidate in req.outcome and "ZO" in req.outcome
+        assert await engine.registry.for_market("ZO").champion_version() == candidate
+        assert await engine.registry.for_market("CL").champion_version() == cl_champion
+
+        req = await wait_outcome(db, await submit(db, "rollback", {"reason": "test"}, actor="cli:test"), timeout_s=10)
+        assert req is not None and req.status == "FAILED" and "name the market" in req.outcome, req
+
+        req = await wait_outcome(db, await submit(db, "rollback", {"reason": "test", "market": "ZO"}, actor="cli:test"),
+                                 timeout_s=10)
+        assert req is not None and req.status == "DONE", req
+        assert f"{candidate} -> {champion} (ZO)" in req.outcome
+        assert await engine.registry.for_market("ZO").champion_version() == champion
+        ops = [e for e in await engine.store.ops.recent(50) if e.actor == "cli:test"]
+        assert [e.command for e in ops][:3] == ["rollback", "rollback", "approve"]
+    finally:
+        await engine.stop()
