@@ -195,3 +195,28 @@ async def test_resting_stop_bracket_and_oca_survive_a_restart(make_exchange, ib_
     assert oca_stop.orderStatus.status == "Filled" and far.orderStatus.status == "Cancelled"
     await asyncio.sleep(0)
     assert b.book.orders[(4, far.order.orderId)].status == "Cancelled"
+
+
+async def test_faults_on_brackets_reject_the_last_child_and_race_a_parent(make_exchange, ib_client, until) -> None:
+    """A rejected transmitting child transmits nothing (the bracket stays staged until a good child
+    comes); a cancel racing a fill of the parent leaves the released children working."""
+    ex = await make_exchange(faults="reject@order=3;cancel_race@cancel=1")
+    ib = await ib_client(ex=ex)
+    c = await front(ib)
+    bracket = ib.bracketOrder("BUY", 1, 20.0, takeProfitPrice=95.0, stopLossPrice=10.0)
+    parent, take, stop = (ib.placeOrder(c, o) for o in bracket)
+    await until(lambda: stop.orderStatus.status == "Inactive", what="the transmitting child rejected")
+    await ib.reqCurrentTimeAsync()
+    assert parent.orderStatus.status == take.orderStatus.status == "PendingSubmit"
+    assert ex.open_orders() == []  # nothing works without its stop-loss
+    again = StopOrder("SELL", 1, 10.0, parentId=parent.order.orderId)
+    stop2 = ib.placeOrder(c, again)
+    await until(lambda: parent.orderStatus.status == "Submitted" and stop2.orderStatus.status == "PreSubmitted"
+                and take.orderStatus.status == "PreSubmitted", what="transmitted with the new child")  # fmt: skip
+    errors: list[int] = []
+    ib.errorEvent += lambda req_id, code, msg, contract: errors.append(code)
+    ib.cancelOrder(bracket.parent)  # the race: the parent fills at the current price first
+    await until(lambda: parent.orderStatus.status == "Filled" and 10148 in errors, what="race")
+    await until(lambda: take.orderStatus.status == stop2.orderStatus.status == "Submitted", what="children released")
+    assert ex.positions()[c.conId].qty == 1
+    assert sorted(o.order_id for o in ex.open_orders()) == sorted([take.order.orderId, stop2.order.orderId])
