@@ -333,19 +333,19 @@ def render(r: dict[str, Any]) -> None:
         ("store", r["store"] or "temporary (gone; keep it with --data-dir DIR)"),
     ]))
     heal = Table(title="Per market: drift and healing", title_justify="left", header_style="bold")
-    for col in ("Market", "Scenario", "True change", "Alarms", "First alarm after change", "Experiments",
+    for col in ("Market", "Scenario", "True change", "Alarms", "First alarm after it", "Experiments",
                 "Promotions", "Rollbacks", "De-risk"):
-        heal.add_column(col, overflow="fold")
+        heal.add_column(col, overflow="fold", no_wrap=col in ("Market", "Scenario", "True change", "First alarm after it"))
     money = Table(title="Per market: before and after the change", title_justify="left", header_style="bold")
     for col in ("Market", "Split at", "P&L before", "P&L after", "Hit rate before", "Hit rate after"):
         money.add_column(col, justify="left" if col in ("Market", "Split at") else "right", no_wrap=True)
     for m in r["per_market"]:
         sc = m["scenario"] or {}
-        det = "; ".join(f"{d['first_alarm'] or 'none'}" + (f" ({d['delay_sessions']} sessions)" if d["delay_sessions"] is not None else "")
+        det = "; ".join(f"{d['first_alarm'] or 'none'}" + (f" (+{d['delay_sessions']} sessions)" if d["delay_sessions"] is not None else "")
                         for d in m["detection"]) or "-"
         changes = ", ".join(str(c) for c in m["change_dates"]) or ("none (real history)" if sc and not sc.get("synthetic") else "none")
         heal.add_row(m["symbol"], str(sc.get("name") or "-"), changes,
-                     f"{m['alarms']}" + (f" ({m['alarms_before_change']} before the change)" if m["change_in_run"] else ""),
+                     f"{m['alarms']}" + (f" ({m['alarms_before_change']} before it)" if m["change_in_run"] else ""),
                      det, ", ".join(f"{k} {v}" for k, v in sorted(m["experiments"].items())) or "0",
                      ", ".join(m["promotions"]) or "0", ", ".join(m["rollbacks"]) or "0", ", ".join(m["derisks"]) or "0")
         split = str(m["change_in_run"]) if m["change_in_run"] else "no change in this run"
