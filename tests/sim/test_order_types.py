@@ -253,3 +253,35 @@ async def test_ibapi_order_types_fill_at_the_path_prices(make_exchange, until) -
         assert not [e for e in app.rec.errors if e[1] not in (2104, 2106, 2158)]
     finally:
         await asyncio.to_thread(app.stop)
+
+
+async def test_stop_across_a_gap_fills_beyond_it_not_at_the_stale_stop(make_exchange, ib_client, until) -> None:
+    """A stop resting between sessions, jumped over by the next open: it triggers on the opening
+    print and fills on the print after it, at the market beyond the gap, never at its own price."""
+    ex = await make_exchange()
+    ib = await ib_client(ex=ex)
+    c = await front(ib)
+    s = session_of(ex, "CL", c.conId)
+    for _ in range(15):  # the first overnight gap of at least 20 ticks
+        nxt = next_session(ex, "CL", c.conId, s.close)
+        gap = float(nxt.path.price[0]) - float(s.path.price[-1])
+        if abs(gap) >= 20 * CL_TICK:
+            break
+        s = nxt
+    else:
+        pytest.fail("no overnight gap in the first sessions")
+    await ex.advance_to(s.close + M)
+    side = "BUY" if gap > 0 else "SELL"
+    stop = on_grid(float(s.path.price[-1]) + gap / 2, CL_TICK)
+    trade = ib.placeOrder(c, StopOrder(side, 1, stop, tif="GTC"))
+    await until(lambda: trade.orderStatus.status == "PreSubmitted", what="resting between sessions")
+    end = nxt.open + 10 * M
+    await ex.advance_to(end)
+    await until(trade.isDone, what="filled after the gap")
+    opening_print = nxt.path.step_time(0)
+    assert first_trigger(nxt, side, stop, s.close + M, end) == opening_print
+    expected = expected_after_trigger(ex, c.conId, side, 1, None, opening_print, end)
+    assert fills(trade) == [(t, p, float(q)) for t, p, q in expected]
+    [(t, price, _)] = fills(trade)
+    assert t > opening_print and abs(price - stop) >= 5 * CL_TICK
+    assert (price > stop) if side == "BUY" else (price < stop)  # beyond the gap, as IB's stop would
