@@ -269,8 +269,19 @@ class BrokerSettings:
     trading_mode: Literal["paper", "live"] = "paper"
     connect_timeout_s: float = field(default=10.0, metadata={"range": (0.5, 300.0)})
     readonly: bool = False
+    restart_window: str = "23:45-00:05"
+    """IB Gateway's daily restart, local "HH:MM-HH:MM" in ``restart_time_zone`` ("" for none): decisions
+    due inside it wait until it ends and an outage inside it raises no alert (broker "ib" only)."""
+    restart_time_zone: str = "America/New_York"
 
     def __post_init__(self) -> None:
+        from hydra_engine.operations.restart_window import RestartWindow
+
+        try:
+            RestartWindow.parse(self.restart_window, self.restart_time_zone)
+        except ValueError as exc:
+            key = "restart_time_zone" if "time zone" in str(exc) else "restart_window"
+            raise ValueError(f"broker.{key} = {getattr(self, key)!r}: {exc}") from None
         if self.kind == "ib" and self.port == 0:
             raise ValueError("broker.port must be set for an IB gateway (4002 for paper)")
         if self.trading_mode == "paper" and self.port in LIVE_PORTS:
@@ -365,7 +376,8 @@ class ModelSettings:
     """Section ``[model]``: no settings yet (the first champion's spec is ``agent.default_spec``)."""
 
 
-EXTRA_SECTIONS: tuple[str, ...] = ("risk", "agent", "model", "execution", "sim", "tui")
+EXTRA_SECTIONS: tuple[str, ...] = ("risk", "agent", "model", "execution", "sim", "tui", "alerts", "heartbeat",
+                                   "retention")
 """Sections whose dataclasses live with their owners; validated by ``section_schema`` when the
 settings load, kept as raw tables for ``HydraSettings.section``."""
 
@@ -376,6 +388,9 @@ _SCHEMAS: dict[str, tuple[str, str]] = {
     "sim": (__name__, "SimSettings"),
     "tui": (__name__, "TuiSettings"),
     "model": (__name__, "ModelSettings"),
+    "alerts": ("hydra_engine.operations.settings", "AlertSettings"),
+    "heartbeat": ("hydra_engine.operations.settings", "HeartbeatSettings"),
+    "retention": ("hydra_engine.operations.settings", "RetentionSettings"),
 }
 """One schema: the dataclass that every key of each extra section must fit (imported on use)."""
 

@@ -133,6 +133,9 @@ class Engine:
         self._prober: asyncio.Task[Any] | None = None
         self.inbox: Any = None
         """The operator-request poller (``operator_requests``): commands from other processes."""
+        self.operations: Any = None
+        """``operations.service.Operations``: alerts, heartbeat, retention, memory guard."""
+        self._stale_lock: Any = None
 
     @property
     def mode(self) -> str:
@@ -169,7 +172,7 @@ class Engine:
             # the store's single-instance lock first: a refused second engine must never start (and
             # then save over) the exchange state file of the running one
             self.account = b.account or SIM_DEFAULT_ACCOUNT
-            self.store = await Store.open(self.data_dir, self.kind, self.account, **store_args)
+            self.store = await self._open_store(Store, store_args)
             await self._start_exchange()
             self.clock.use(self.exchange.clock)
             port = self.exchange.port
@@ -184,7 +187,7 @@ class Engine:
             await self.broker.connect()
             self.account = self.broker.account
             await self._choose_time_source()
-            self.store = await Store.open(self.data_dir, self.kind, self.account, **store_args)
+            self.store = await self._open_store(Store, store_args)
         await self._check_client_id(b.client_id)
         await self._build_parts()
         if self.kind == "sim":
@@ -194,6 +197,12 @@ class Engine:
         await self.agent.start()  # adopts a single-champion store's rows first
         await self._bootstrap_champions()
         self._champions = await self.champion.versions()
+        from hydra_engine.operations.service import Operations
+
+        self.operations = Operations(self)  # before the runner starts: no cycle event is missed
+        await self.operations.start()
+        if self._stale_lock is not None:
+            self.operations.stale_lock_found(self._stale_lock)
         await self._r().start(schedule=not self.lockstep, broker_time=self.broker_time)
         if self.lockstep:
             from hydra_engine.execution.lockstep import LockstepDriver
@@ -207,6 +216,14 @@ class Engine:
                                     detail={"mode": self.mode, "port": port, "lockstep": self.lockstep})
         log.info("engine.started", mode=self.mode, account=self.account, store=str(self.store.directory),
                  lockstep=self.lockstep, port=port)
+
+    async def _open_store(self, store_cls: Any, store_args: dict[str, Any]) -> Any:
+        """Open the account's store, first noting a lock a killed engine left (opening rewrites it)."""
+        from hydra_engine.operations.stale_lock import find_stale_lock
+        from hydra_engine.paths import LOCK_FILE_NAME
+
+        self._stale_lock = await asyncio.to_thread(find_stale_lock, self.store_path / LOCK_FILE_NAME)
+        return await store_cls.open(self.data_dir, self.kind, self.account, **store_args)
 
     async def _check_client_id(self, client_id: int) -> None:
         """The API client id is fixed per store; a change is allowed but journalled."""
@@ -295,6 +312,7 @@ class Engine:
         from hydra_engine.execution.reconciler import SlippageReconciler
         from hydra_engine.model.champion import MarketChampions
         from hydra_engine.model.registry import ModelRegistry
+        from hydra_engine.operations.service import gateway_window
         from hydra_engine.risk.gate import RiskConfig, RiskGate
 
         s, store, clock = self.settings, self.store, self.clock
@@ -320,7 +338,6 @@ class Engine:
         self.agent_enabled = self.agent_enabled and bool(agent_raw.pop("enabled", True))
         agent_raw.setdefault("experiment_wait_s", 0.0)  # experiments never hold up the day's signal
         agent_cfg = agent_config(agent_raw)
-        self.executor = SubprocessExecutor(max_parallel=1, lease_dir=store.directory / "experiments")
         await asyncio.to_thread(reap_stray_workers, store.directory / "experiments")  # a crash's leftovers
         self.agent = MarketAgents(store.conn, self.registry, self.executor, store.directory / "experiments",
                                   agent_cfg, self.model_keys, on_phase=self._agent_phase, write_gate=store.tx)
@@ -330,7 +347,7 @@ class Engine:
             self.broker, self.risk_gate, self.order_manager, self.fill_journal,
             self.agent if self.agent_enabled else None, self.champion,
             self.reconciler, s.runner, store=store, markets=s.markets, clock=clock, bus=self.bus,
-            cycle_config=self.cycle_config, live_confirmed=self.live_confirmed,
+            cycle_config=self.cycle_config, live_confirmed=self.live_confirmed, restart_window=gateway_window(s),
         )
 
     async def stop(self) -> None:
@@ -352,6 +369,8 @@ class Engine:
         if self.order_manager is not None:
             await _quietly("order_manager", self.order_manager.close())
         if self.agent is not None:  # background experiments are abandoned (journalled as such on the next start)
+        if self.operations is not None:  # first: a clean stop raises no alert; the heartbeat says "stopped"
+            await _quietly("operations", self.operations.stop())
             await _quietly("agent", self.agent.stop())
         if self.executor is not None:
             await _quietly("executor", self.executor.shutdown())
@@ -524,7 +543,7 @@ class Engine:
 
     def _breaker_changed(self, t: Any) -> None:
         self.bus.publish(BreakerChanged(at=self.clock.now(), breaker=t.name.value, tripped=t.new.value != "ACTIVE",
-                                        trading_state=t.trading_state.value, reason=t.reason))
+                                        trading_state=t.trading_state.value, reason=t.reason, phase=t.new.value))
 
     def _agent_phase(self, market: str, phase: Any) -> None:
         self.bus.publish(AgentPhaseChanged(at=self.clock.now(), phase=getattr(phase, "value", str(phase)), market=market))

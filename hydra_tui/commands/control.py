@@ -204,14 +204,15 @@ async def _agent_control(store: Any, settings: Any, command: str, payload: dict[
     from hydra_engine.agent.controls import AgentControls
     from hydra_engine.agent.core import AgentMemory, PhaseTracker
     from hydra_engine.agent.journal import ExperimentJournal
+    from hydra_engine.agent.state import AgentStateStore
     from hydra_engine.engine_setup import agent_config
     from hydra_engine.model.registry import ModelRegistry, RegistryError
 
-    scope, state_key = await _scope(store, command, payload.get("market"), settings)
+    scope, row_key = await _scope(store, command, payload.get("market"), settings)
     base = ModelRegistry(store.conn, store.directory / "models", store.clock, write_gate=store.tx)
     registry = base.for_market(scope) if scope else base
     raw = {k: v for k, v in dict(settings.sections.get("agent", {})).items() if k != "enabled"}
-    memory = AgentMemory(_StateRow(store.conn, store.tx, state_key), agent_config(raw))
+    memory = AgentMemory(AgentStateStore(store.conn, store.tx, key=row_key), agent_config(raw))
     await memory.load()
     controls = AgentControls(registry, ExperimentJournal(store.conn, store.tx, market=scope or None), memory, PhaseTracker())
     shown = scope or "the store's single champion"
@@ -234,6 +235,7 @@ async def _agent_control(store: Any, settings: Any, command: str, payload: dict[
 async def _scope(store: Any, command: str, market: str | None, settings: Any) -> tuple[str, str]:
     """(registry market, agent_state row) the command is about: the named market's, or the only one
     with something to act on; an older store's single champion (market '') serves every market."""
+    from hydra_engine.agent.state import state_key
     from hydra_tui.commands.store_reader import agent_states, champions
 
     states = await agent_states(store.conn)
@@ -254,23 +256,19 @@ async def _scope(store: Any, command: str, market: str | None, settings: Any) ->
         version = states[key]["pending"]["version"]
         async with store.conn.execute("SELECT market FROM models WHERE version = ?", (version,)) as cur:
             row = await cur.fetchone()
-        return (str(row[0] or "") if row else key), _state_key(key)
+        return (str(row[0] or "") if row else key), state_key(key)
     if market is not None:
         if market in champs:
-            return market, _state_key(market)
+            return market, state_key(market)
         if UNASSIGNED in champs:
-            return UNASSIGNED, _state_key(UNASSIGNED)
+            return UNASSIGNED, state_key(UNASSIGNED)
         raise common.CommandError(f"rollback: {market} has no champion (champions: {', '.join(champs) or 'none'})")
     if len(champs) == 1:
         only = next(iter(champs))
-        return only, _state_key(only if only in states else UNASSIGNED)
+        return only, state_key(only if only in states else UNASSIGNED)
     if not champs:
         raise common.CommandError("rollback: there is no champion to roll back")
     raise common.CommandError(f"rollback: each market has its own champion ({', '.join(champs)}): name one with --market")
-
-
-def _state_key(market: str) -> str:
-    return f"agent:{market}" if market else "agent"
 
 
 async def _latest_trading_date(store: Any) -> dt.date:
@@ -282,27 +280,3 @@ async def _latest_trading_date(store: Any) -> dt.date:
 
 def _now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
-
-
-class _StateRow:
-    """Load and save one agent's persisted state row (``agent`` or ``agent:<MARKET>``) for ``AgentMemory``."""
-
-    def __init__(self, conn: Any, gate: Any, key: str) -> None:
-        self._conn, self._gate, self.key = conn, gate, key
-
-    async def load(self) -> Any:
-        import json
-
-        from hydra_engine.agent.state import AgentState
-
-        async with self._conn.execute("SELECT value FROM agent_state WHERE key = ?", (self.key,)) as cur:
-            row = await cur.fetchone()
-        return None if row is None else AgentState.from_dict(json.loads(row[0]))
-
-    async def save(self, state: Any) -> None:
-        from hydra_engine.agent.journal import dumps
-
-        async with self._gate.transaction() as conn:
-            await conn.execute("INSERT INTO agent_state (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO "
-                               "UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                               (self.key, dumps(state.to_dict()), _now_iso()))

@@ -106,10 +106,13 @@ def _market_of(detail: Any) -> str:
     """The market an operator entry is about, when its detail names one."""
     if not isinstance(detail, dict):
         return ""
-    for holder in (detail, detail.get("args") if isinstance(detail.get("args"), dict) else {}):
+    args = detail.get("args")
+    holders: list[dict[str, Any]] = [detail, args] if isinstance(args, dict) else [detail]
+    for holder in holders:
         for key in ("market", "symbol"):
-            if isinstance(holder.get(key), str):
-                return str(holder[key])
+            value = holder.get(key)
+            if isinstance(value, str):
+                return value
     return ""
 
 

@@ -93,7 +93,8 @@ async def _replay(args: argparse.Namespace, settings: Any, data_dir: Path, days:
                     progress.update(task, description="replay")
                     engine.driver.on_day = lambda day, _summaries: progress.update(task, advance=1, description=f"replay {day}")
                     await engine.run_days(days)
-                    await engine.runner.wait_executions(0)
+                    if engine.runner is not None:
+                        await engine.runner.wait_executions(0)
                     report = await build_report(engine, settings, days, marks, start_nlv,
                                                 kept=engine.store.directory if keep else None)
                 except Exception as exc:  # noqa: BLE001 - refusals are bad input (2), the rest a failure (1)

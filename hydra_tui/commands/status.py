@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -160,4 +161,7 @@ async def main(args: argparse.Namespace) -> int:
         from hydra_tui.commands.report_tables import status_panel
 
         common.console().print(status_panel(health, target))
+    if health.reasons and health.level != HEALTHY:  # for cron and systemd: the why, one line on stderr
+        extra = f" (+{len(health.reasons) - 1} more)" if len(health.reasons) > 1 else ""
+        sys.stderr.write(f"hydra-tui status: {health.level}: {health.reasons[0]}{extra}\n")
     return health.exit_code
