@@ -66,9 +66,15 @@ class ExecutionAssembler:
         self._without_commission: set[str] = set()
         self._listeners: list[ExecutionListener] = []
         self._late: list[Callable[[str, float], None]] = []
+        self._backlog: list[ExecutionReport] = []
+        """Reports emitted while nobody listened (a connect before the journal is wired): kept for
+        the first listener, so an execution recovered at start-up is never consumed unjournalled."""
 
     def subscribe(self, listener: ExecutionListener) -> None:
         self._listeners.append(listener)
+        backlog, self._backlog = self._backlog, []
+        for report in backlog:
+            self._deliver(report)
 
     def subscribe_late_commissions(self, listener: Callable[[str, float], None]) -> None:
         """``(exec_id, commission)`` for a report that came after its execution was emitted."""
@@ -132,6 +138,13 @@ class ExecutionAssembler:
         if report.commission is None:
             self._without_commission.add(report.exec_id)
             log.warning("broker.commission_missing", exec_id=report.exec_id, order_ref=report.order_ref)
+        if not self._listeners:
+            self._backlog.append(report)
+            log.info("broker.execution_held", exec_id=report.exec_id, reason="no listener yet")
+            return
+        self._deliver(report)
+
+    def _deliver(self, report: ExecutionReport) -> None:
         for listener in list(self._listeners):
             try:
                 listener(report)

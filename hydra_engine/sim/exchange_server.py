@@ -34,6 +34,7 @@ from .marking import AccountMarker
 from .order_delivery import OrderDelivery
 from .orders import ACTIVE, DONE, BookEvent, Execution, OrderBook, WorkingOrder
 from .requests import CancelOrder, PlaceOrder, ReqGlobalCancel, ReqOpenOrders
+from .audit_log import AuditLog, audit_path
 from .state_file import exchange_state, load_state, restore_exchange, save_state
 from .wire_views import ContractWire
 
@@ -82,6 +83,8 @@ class EmbeddedExchange:
         self._ticker: asyncio.Task | None = None
         self._save_pending = False
         self._save_lock = asyncio.Lock()
+        self.audit: AuditLog | None = None
+        """The append-only record of every order and execution (beside the state file)."""
         self._publish_lock = asyncio.Lock()
         self._publish_spawned = False
         self.faults = FaultPlan(None)
@@ -141,6 +144,7 @@ class EmbeddedExchange:
         self.universe = universe
         self.feed = DataFeed(universe)
         saved = await asyncio.to_thread(load_state, self.state_path) if self.state_path else None
+        self.audit = await asyncio.to_thread(AuditLog, audit_path(self.state_path)) if self.state_path else None
         if clock is None:
             start = getattr(universe, "default_clock_start", lambda: dt.datetime(2018, 1, 2, 12, tzinfo=dt.UTC))()
             if saved:
@@ -500,12 +504,20 @@ class EmbeddedExchange:
         """Everything a restarted exchange needs (see ``state.exchange_state``)."""
         return exchange_state(self)
 
+    def _persist(self, state: dict, orders: list, executions: list) -> None:
+        """The record of orders and executions first, then the state file (both before publishing)."""
+        if self.audit is not None:
+            self.audit.append(orders, executions)
+        assert self.state_path is not None
+        save_state(self.state_path, state)
+
     async def save_state(self) -> None:
         """Write the state file now (atomic); no-op without ``state_path``."""
         if self.state_path is None:
             return
         async with self._save_lock:  # one writer at a time, so a newer snapshot always lands last
             state = self.to_state()
-            await asyncio.to_thread(save_state, self.state_path, state)
+            orders, executions = list(self.book.orders.values()), list(self.book.executions)
+            await asyncio.to_thread(self._persist, state, orders, executions)
         log.debug("sim_state_saved", path=str(self.state_path))
 
