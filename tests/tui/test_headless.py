@@ -43,7 +43,7 @@ def test_headless_days_then_fill_report(tmp_path) -> None:
     assert len({(r[0], r[1]) for r in rows}) == 4
     n_fills = query(db, "SELECT COUNT(*) FROM fills WHERE predicted_slippage IS NOT NULL AND actual_slippage IS NOT NULL")[0][0]
     assert n_fills > 0
-    assert query(db, "SELECT COUNT(*) FROM models WHERE status = 'champion'")[0][0] == 1
+    assert query(db, "SELECT market FROM models WHERE status = 'champion' ORDER BY market") == [("CL",), ("ZO",)]
     assert query(db, "SELECT COUNT(*) FROM agent_journal WHERE entry_type = 'observation'")[0][0] >= 1
     assert (store / "exchange.json").exists() and (store / "hydra.log").stat().st_size > 0
     assert "engine.stopped" in (store / "hydra.log").read_text()
