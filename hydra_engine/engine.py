@@ -338,6 +338,7 @@ class Engine:
         self.agent_enabled = self.agent_enabled and bool(agent_raw.pop("enabled", True))
         agent_raw.setdefault("experiment_wait_s", 0.0)  # experiments never hold up the day's signal
         agent_cfg = agent_config(agent_raw)
+        self.executor = SubprocessExecutor(max_parallel=1, lease_dir=store.directory / "experiments")
         await asyncio.to_thread(reap_stray_workers, store.directory / "experiments")  # a crash's leftovers
         self.agent = MarketAgents(store.conn, self.registry, self.executor, store.directory / "experiments",
                                   agent_cfg, self.model_keys, on_phase=self._agent_phase, write_gate=store.tx)
@@ -360,6 +361,8 @@ class Engine:
         steps: list[tuple[str, Any]] = []
         if self.inbox is not None:  # no new operator requests once stopping; the last snapshot says so
             await _quietly("inbox", self.inbox.stop())
+        if self.operations is not None:  # first: a clean stop raises no alert; the heartbeat says "stopped"
+            await _quietly("operations", self.operations.stop())
         if self._prober is not None:
             self._prober.cancel()
         if self.runner is not None:
@@ -369,8 +372,6 @@ class Engine:
         if self.order_manager is not None:
             await _quietly("order_manager", self.order_manager.close())
         if self.agent is not None:  # background experiments are abandoned (journalled as such on the next start)
-        if self.operations is not None:  # first: a clean stop raises no alert; the heartbeat says "stopped"
-            await _quietly("operations", self.operations.stop())
             await _quietly("agent", self.agent.stop())
         if self.executor is not None:
             await _quietly("executor", self.executor.shutdown())
@@ -411,14 +412,12 @@ class Engine:
                 await self._bootstrap_champion(key, agent)
 
     async def _bootstrap_champion(self, key: str, agent: Any) -> None:
+        from hydra_engine.execution.bar_history import refresh_continuous
         from hydra_engine.model.bootstrap import fit_with_holdout
 
         m = self.settings.market(self.model_keys.lead_of[key])
         try:
-            since = await self.store.bars.latest_date(m.symbol, CONTINUOUS)
-            bars = await self.broker.get_daily_bars(m, since=since, lookback_days=self.cycle_config.history_days)
-            if bars:
-                await self.store.bars.upsert(m.symbol, CONTINUOUS, bars)
+            await refresh_continuous(self.broker, self.store.bars, m, self.cycle_config.history_days)
             frame = await self.store.bars.load(m.symbol, CONTINUOUS, limit=self.cycle_config.bars_for_features)
             spec = dict(agent.config.default_spec)
             model, metrics = await asyncio.to_thread(fit_with_holdout, frame, spec, cost_bps=agent.config.cost_bps)

@@ -22,6 +22,7 @@ import structlog
 
 from hydra_engine.events import AccountUpdated, CycleFinished, EventBus, PositionsUpdated
 from hydra_engine.execution.account_view import account_view
+from hydra_engine.execution.bar_history import CONTINUOUS, refresh_continuous
 from hydra_engine.execution.decisions import bars_until, clamp_move, execution_date, target_from_signal
 from hydra_engine.execution.targets import market_stats, position_notional
 from hydra_engine.markets import MarketConfig, is_trading_day
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-CONTINUOUS = "CONTFUT"
-"""Bar-store contract key of the continuous (back-adjusted) history features are built on."""
 SIZING_LOOKBACK_DAYS = 60
 """Daily bars of the traded month for sigma and ADV (a request the order manager never repeats)."""
 
@@ -129,6 +128,8 @@ class CycleSummary:
     positions: Mapping[str, float] | None = None
     trading_state: str | None = None
     bars_new: int | None = None
+    bars_readjusted: bool | None = None
+    """True when the broker re-adjusted the continuous history (a roll) and the stored series was replaced."""
     bars_error: str | None = None
     bars: int | None = None
     last_bar: str | None = None
@@ -334,11 +335,10 @@ class DailyCycle:
         """New completed CONTFUT bars into the bar store; the stored bars up to ``day``."""
         cfg = self.config
         try:
-            since = await self.store.bars.latest_date(m.symbol, CONTINUOUS)
-            new = await self.broker.get_daily_bars(m, since=since, lookback_days=cfg.history_days)
-            if new:
-                await self.store.bars.upsert(m.symbol, CONTINUOUS, new)
-            draft.set(bars_new=len(new))
+            refreshed = await refresh_continuous(self.broker, self.store.bars, m, cfg.history_days)
+            draft.set(bars_new=refreshed.new)
+            if refreshed.readjusted:
+                draft.set(bars_readjusted=True)
         except Exception as exc:  # noqa: BLE001 - stored bars still serve; the gap is recorded
             draft.set(bars_error=f"{type(exc).__name__}: {exc}")
             log.warning("runner.bars_failed", market=m.symbol, error=str(exc))

@@ -133,6 +133,25 @@ class BarRepo:
             )
         return len(rows)
 
+    async def replace(self, market: str, contract: str, bars: "Iterable[Any] | pd.DataFrame") -> int:
+        """Make ``bars`` the whole stored series of (market, contract), in one transaction: a
+        back-adjusted continuous history re-adjusted at a roll replaces its old levels."""
+        is_frame = hasattr(bars, "to_dict") and hasattr(bars, "columns")
+        rows = frame_to_rows(bars) if is_frame else [_row_from(b) for b in bars]  # type: ignore[arg-type]
+        for b in rows:
+            _validate(market, contract, b)
+        now = to_iso(self._clock.now())
+        params = [
+            (market, contract, b.date.isoformat(), b.open, b.high, b.low, b.close, b.volume, b.wap, b.bar_count, now)
+            for b in rows
+        ]
+        async with self._gate.transaction() as conn:
+            await conn.execute("DELETE FROM bars WHERE market = ? AND contract = ?", (market, contract))
+            await conn.executemany(
+                "INSERT INTO bars (market, contract, date, open, high, low, close, volume, wap, bar_count, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", params)
+        return len(rows)
+
     async def latest_date(self, market: str, contract: str = CONTINUOUS) -> date | None:
         """The newest stored bar's date (to ask the broker only for what is missing)."""
         async with self._conn.execute(
