@@ -16,6 +16,7 @@ import datetime as dt
 import importlib
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -64,7 +65,8 @@ def _palette_commands() -> set[Any]:
 class HydraApp(App[int]):
     """``app.engine`` is the started Engine once mounted (None before and after)."""
 
-    CSS_PATH = "hydra.tcss"
+    CSS_PATH = str(Path(__file__).with_name("hydra.tcss"))
+    """Absolute, so a subclass defined elsewhere (a test, an embedding) finds it too."""
     TITLE = "HYDRA"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     COMMANDS = App.COMMANDS | _palette_commands()
@@ -271,10 +273,12 @@ class HydraApp(App[int]):
     async def _play(self, engine: Any) -> None:
         """Lock-step: one simulated day at a time, ``day_seconds`` apart (``.`` plays one now)."""
         while not self._stopping and not engine.driver.stopping:
-            if self.days is not None and self.days_played >= self.days:
+            while self.days is not None and self.days_played >= self.days and not self._stopping:
                 self._set_message(f"{self.days_played} day(s) played; . plays one more")
                 self._step.clear()
-                await self._step.wait()
+                await self._step.wait()  # woken by ., +, or the shutdown; only . raises the limit
+            if self._stopping:
+                break
             try:
                 await engine.run_days(1)
             except Exception as exc:  # noqa: BLE001 - shown; the engine keeps its state
@@ -498,10 +502,12 @@ class HydraApp(App[int]):
         if market is None:
             return
         p = pending[market]
+        shown = agent.market(market)
+        current = (shown.champion if shown is not None else None) or p.previous
         ok = await self.push_screen_wait(ConfirmScreen(
             f"Approve {p.version} for {p.market}?",
             f"Market {p.market}: candidate {p.version} from hypothesis {p.hypothesis or '-'} "
-            f"(experiment of {p.trading_date or '-'}) replaces {p.previous or 'no champion'}.\n"
+            f"(experiment of {p.trading_date or '-'}) replaces the champion {current or '(none)'}.\n"
             f"Gate: {p.gate}\nIt trades from the market's next signal.", "Approve"))
         if not ok:
             return
