@@ -457,9 +457,10 @@ class FillJournal:
         """Journal ``rec`` durably; False when its execId was already journalled."""
         if not isinstance(rec, FillRecord):
             raise TypeError(f"log_fill needs a FillRecord, got {type(rec).__name__}")
-        late = self._pending_commission.pop(rec.exec_id, None)
-        if late is not None and rec.commission is None:
-            rec = dataclasses.replace(rec, commission=late)
+        if self._pending_commission:
+            late = self._pending_commission.pop(rec.exec_id, None)
+            if late is not None and rec.commission is None:
+                rec = dataclasses.replace(rec, commission=late)
         if not self.group_commit:
             found: list[dict[str, Any]] = []
             result = (await self._call(lambda: _write_batch(self._db(), (rec,), self._fold_state, found)))[0]
@@ -472,6 +473,8 @@ class FillJournal:
             if self._writer is None or self._writer.done():
                 self._writer = loop.create_task(self._drain(), name="fill-journal-writer")
             result = await fut
+        if result is True:
+            return True
         if isinstance(result, BaseException):
             log.error("fill_journal.write_failed", exec_id=rec.exec_id, error=str(result))
             raise result
