@@ -159,6 +159,8 @@ class BreakerChanged(EngineEvent):
     tripped: bool
     trading_state: str
     reason: str = ""
+    phase: str = ""
+    """The breaker's new phase: ACTIVE, TRIGGERED or COOLDOWN ('' when unknown)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,6 +178,61 @@ class OperatorJournalled(EngineEvent):
     kind: str
     message: str
     command: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentDecision(EngineEvent):
+    """The agent decided something an operator should hear about, as its journal recorded it.
+
+    ``decision``: ``promoted``, ``awaiting_approval``, ``rolled_back`` (automatic), ``rollback_recommended``
+    (lockdown), ``derisked`` or ``derisk_recommended`` (lockdown). Published from the agent journal
+    (``operations.agent_watch``), so decisions made by experiments finishing in the background count too."""
+
+    market: str
+    decision: str
+    version: str = ""
+    summary: str = ""
+    journal_id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerOutage(EngineEvent):
+    """The broker has been unreachable for ``down_s`` wall seconds outside the gateway's restart
+    window (``ended`` False), or came back after such an outage (``ended`` True)."""
+
+    down_s: float
+    ended: bool = False
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerDownBeforeDecision(EngineEvent):
+    """The broker is down and ``market``'s decision is due at ``decision_at`` (UTC, engine clock)."""
+
+    market: str
+    decision_at: datetime
+    minutes_before: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StaleLockFound(EngineEvent):
+    """At start the store's lock file still named a process that no longer held it: the previous
+    engine on this store did not stop cleanly (killed, crashed, power lost)."""
+
+    path: str
+    pid: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertRaised(EngineEvent):
+    """An operator alert was handled: ``outcome`` DELIVERED, SUPPRESSED (rate limit), FAILED or
+    NO_CHANNEL (none configured); it is in the ops journal either way."""
+
+    kind: str
+    severity: str
+    message: str
+    outcome: str
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -66,6 +66,13 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+CONSUMED_APPROVALS_KEPT = 1000
+"""Consumed approvals remembered by identity; an older one is still refused by its own ``used`` flag."""
+FINISHED_TRADE_AGE_S = 86_400.0
+FINISHED_TRADES_KEPT = 200
+"""ib_async keeps every Trade and Fill of a session: finished ones older than a day, or beyond the
+newest 200, are dropped by ``trim_finished_trades`` (the journal holds every execution)."""
+
 OrderErrorListener = Callable[[int, str, int, str], None]
 """``(order_id, order_ref, code, message)``: reaches the order manager as the error arrives."""
 
@@ -563,6 +570,8 @@ class BrokerGateway:
         check_bound(intent, order_ref=order_ref, action=action, con_id=month.con_id, quantity=quantity,
                     limit_price=limit_price, modify=replace is not None)
         consume_approval(approval, self._consumed)
+        while len(self._consumed) > CONSUMED_APPROVALS_KEPT:  # oldest first: weeks of orders stay bounded
+            del self._consumed[next(iter(self._consumed))]
         if replace is not None:
             if replace.isDone():
                 raise BrokerError(f"order {order_ref}: cannot modify, it is {replace.orderStatus.status}")
@@ -591,6 +600,45 @@ class BrokerGateway:
 
     def open_trades(self) -> list[Trade]:
         return list(self.ib.openTrades())
+
+    def trim_finished_trades(self, *, max_age_s: float = FINISHED_TRADE_AGE_S,
+                             keep: int = FINISHED_TRADES_KEPT) -> int:
+        """Forget ib_async's finished trades (and their fills) last updated more than ``max_age_s``
+        wall seconds ago or beyond the newest ``keep``; returns how many were dropped.
+
+        ib_async clears these only when a session ends, so an engine connected for weeks would keep
+        every order it ever sent. Working orders are never touched; every execution is already in the
+        fill journal (exactly once by execId), and a reconnect asks the gateway again anyway."""
+        w = self.ib.wrapper
+        now = dt.datetime.now(dt.UTC)
+        oldest = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+        def last_update(t: Trade) -> dt.datetime:
+            at = t.log[-1].time if t.log else oldest
+            return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+
+        done = sorted(((k, t) for k, t in w.trades.items() if t.isDone()), key=lambda kt: last_update(kt[1]),
+                      reverse=True)
+        dropped = 0
+        for i, (key, trade) in enumerate(done):
+            if i < keep and (now - last_update(trade)).total_seconds() <= max_age_s:
+                continue
+            del w.trades[key]
+            if w.permId2Trade.get(trade.order.permId) is trade:
+                del w.permId2Trade[trade.order.permId]
+            for fill in trade.fills:
+                if w.fills.get(fill.execution.execId) is fill:
+                    del w.fills[fill.execution.execId]
+            dropped += 1
+        live = {id(f) for t in w.trades.values() for f in t.fills}
+        for exec_id, fill in list(w.fills.items()):  # executions no kept trade owns (other clients, recovered)
+            at = fill.time if isinstance(fill.time, dt.datetime) else oldest
+            at = at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+            if id(fill) not in live and (now - at).total_seconds() > max_age_s:
+                del w.fills[exec_id]
+        if dropped:
+            log.info("broker.trades_trimmed", dropped=dropped, kept=len(w.trades), fills=len(w.fills))
+        return dropped
 
     async def sleep_backoff(self, seconds: float) -> None:
         """Pacing back-off in real seconds: IB's pacing windows run on its wall clock, and a

@@ -46,11 +46,18 @@ if TYPE_CHECKING:
     from hydra_engine.clock import Clock
     from hydra_engine.execution.fill_journal import FillJournal
     from hydra_engine.execution.reconciler import ReconciliationReport, SlippageReconciler
+    from hydra_engine.operations.restart_window import RestartWindow
     from hydra_engine.ports import AgentStep, Broker, ChampionSource, CycleStore, OrderRouter, RiskCheck
 
 log = structlog.get_logger(__name__)
 
 LIVE_ENV = "HYDRA_LIVE_CONFIRMED"
+WINDOWED_TRIGGERS = ("schedule", "tick", "catch-up", "recovery", "retry")
+MAX_CYCLE_ATTEMPTS = 5
+"""A decision skipped for a lost connection is tried at most this many times in all."""
+RETRY_INTERVAL_S = 120
+"""Real-time mode: how often skipped decisions are looked at again."""
+"""Triggers that wait for the gateway's daily restart window to end (an operator's force does not)."""
 
 
 class LiveTradingRefused(ValueError):
@@ -91,8 +98,11 @@ class PaperTradingRunner:
         bus: EventBus | None = None,
         cycle_config: CycleConfig | Mapping[str, Any] | None = None,
         live_confirmed: bool = False,
+        restart_window: RestartWindow | None = None,
     ) -> None:
         self.config = RunnerConfig.from_mapping(config)
+        self.restart_window = restart_window
+        """The gateway's daily restart: scheduled, ticked and catch-up cycles due inside it wait until it ends."""
         check_live_allowed(self.config.trading_mode, live_confirmed)
         self.broker = broker
         self.risk_gate = risk_gate
@@ -225,6 +235,9 @@ class PaperTradingRunner:
             sched.add_job(self._scheduled, trigger, args=[m.symbol], id=f"cycle-{m.symbol}", name=f"daily cycle {m.symbol}",
                           misfire_grace_time=self.config.misfire_grace_s, coalesce=True, max_instances=1,
                           replace_existing=True)
+        sched.add_job(self.retry_skipped, "interval", seconds=RETRY_INTERVAL_S, id="cycle-retry",
+                      name="decisions skipped for a lost connection", coalesce=True, max_instances=1,
+                      replace_existing=True)
         sched.start()
         self._scheduler = sched
 
@@ -245,6 +258,8 @@ class PaperTradingRunner:
                     continue
                 claimed.add((m.symbol, day))
                 self.trigger(m.symbol, trigger="tick" if not first else "catch-up", trading_date=day)
+            if not first:
+                await self.retry_skipped()
             first = False
             await self.clock.sleep_until(now + tick)
 
@@ -379,8 +394,23 @@ class PaperTradingRunner:
             return {"trigger": trig, "cycles": out}
         m = market if isinstance(market, MarketConfig) else self.market(market)
         day = trading_date or due_trading_date(m, self.clock.now(), force=force)
+        await self._after_restart_window(m, day, trig)
         async with self._lock:
             return await self._cycle(m, day, trig)
+
+    async def _after_restart_window(self, m: MarketConfig, day: dt.date, trig: str) -> None:
+        """A scheduled (or ticked, caught-up, recovered) cycle due while the gateway restarts waits for
+        the window's end on the engine clock; the trading date stays the one that was due."""
+        window = self.restart_window
+        if window is None or trig not in WINDOWED_TRIGGERS:
+            return
+        now = self.clock.now()
+        if not window.contains(now):
+            return
+        end = window.end_after(now)
+        log.info("runner.cycle_waits_for_gateway_restart", market=m.symbol, trading_date=str(day), trigger=trig,
+                 window=str(window), until=end.isoformat())
+        await self.clock.sleep_until(end)
 
     async def _claim(self, m: MarketConfig, day: dt.date, trig: str) -> bool:
         if await self.store.cycles.claim(m.symbol, day, trig):
@@ -388,7 +418,32 @@ class PaperTradingRunner:
         rec = await self.store.cycles.get(m.symbol, day)
         if rec is not None and rec.status == CycleStatus.RUNNING and rec.owner != self.store.cycles.owner:
             return await self.store.cycles.reclaim(m.symbol, day, trigger=f"recovery:{trig}")
+        if rec is not None and self._retryable(m, rec):
+            return await self.store.cycles.reclaim(m.symbol, day, trigger=f"retry:{trig}", status=CycleStatus.SKIPPED)
         return False
+
+    def _retryable(self, m: MarketConfig, rec: Any) -> bool:
+        """A cycle skipped for a lost connection may run again while its decision stands (before the
+        market's next decision), at most ``MAX_CYCLE_ATTEMPTS`` times."""
+        if rec.status != CycleStatus.SKIPPED or not (rec.summary or {}).get("retry"):
+            return False
+        if rec.attempts >= MAX_CYCLE_ATTEMPTS:
+            return False
+        return self.clock.now() < next_decision_after(m, decision_at(m, rec.trading_date))
+
+    async def retry_skipped(self) -> list[asyncio.Task[Any]]:
+        """Run again, now, the latest decision of each market whose cycle was skipped for a lost
+        connection (the broker-time tick and a periodic job call this; the claim decides)."""
+        from hydra_engine.markets import last_decision_at_or_before
+
+        tasks = []
+        for m in self.markets:
+            day, _ = last_decision_at_or_before(m, self.clock.now())
+            rec = await self.store.cycles.get(m.symbol, day)
+            if rec is not None and self._retryable(m, rec):
+                log.info("runner.cycle_retry", market=m.symbol, trading_date=str(day), attempts=rec.attempts)
+                tasks.append(self.trigger(m.symbol, trigger="retry", trading_date=day))
+        return tasks
 
     async def _cycle(self, m: MarketConfig, day: dt.date, trig: str) -> dict[str, Any]:
         if self._stopping:

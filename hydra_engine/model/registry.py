@@ -124,6 +124,13 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _remove_tree(path: Path) -> int:
+    """Delete a version's directory; returns the bytes its files held."""
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    shutil.rmtree(path)
+    return size
+
+
 class ModelRegistry:
     """Models in ``models_dir/<version>/`` plus their rows in the store's ``models`` table."""
 
@@ -475,6 +482,46 @@ class ModelRegistry:
             chain.append(rec)
             current = rec.parent
         return chain
+
+    async def prune_files(self, *, keep: int, older_than: dt.datetime) -> list[tuple[str, int]]:
+        """Delete the files of this market's old versions; the rows stay (history, lineage, journal).
+
+        Never touched: the champion, its predecessor (what a rollback restores), any candidate
+        (one may await approval), the newest ``keep`` versions, and versions retired (or, never
+        retired, registered) at or after ``older_than``. Only archived and rejected versions qualify.
+        Returns ``(version, bytes freed)`` for each version whose files were deleted now.
+        """
+        if keep < 0:
+            raise RegistryError(f"prune_files: keep = {keep} must be 0 or more")
+        cutoff = older_than if older_than.tzinfo else older_than.replace(tzinfo=dt.UTC)
+        out: list[tuple[str, int]] = []
+        async with self._lock:
+            records = await self.history()  # newest first
+            champion = next((r for r in records if r.status == "champion"), None)
+            protected = {r.version for r in records[:keep]}
+            if champion is not None:
+                protected.add(champion.version)
+                if champion.previous_champion:
+                    protected.add(champion.previous_champion)
+            for rec in records:
+                if rec.version in protected or rec.status not in ("archived", "rejected"):
+                    continue
+                stamp = rec.archived_at or rec.created_at
+                try:
+                    retired = dt.datetime.fromisoformat(stamp)
+                except (TypeError, ValueError):
+                    continue
+                if (retired if retired.tzinfo else retired.replace(tzinfo=dt.UTC)) >= cutoff:
+                    continue
+                path = self._dir / rec.path
+                if not path.is_dir():
+                    continue  # pruned before
+                freed = await asyncio.to_thread(_remove_tree, path)
+                out.append((rec.version, freed))
+        if out:
+            log.info("registry.files_pruned", market=self._market, versions=[v for v, _ in out],
+                     bytes_freed=sum(b for _, b in out))
+        return out
 
     async def orphan_dirs(self) -> list[Path]:
         """Directories under ``models_dir`` with no row (crash leftovers); safe to delete offline."""

@@ -134,3 +134,10 @@ class WriteGate:
                 # already durable, but they were not atomic with each other. Writers should use the gate.
                 log.warning("write_gate_foreign_commit", error=str(exc))
             await self._conn.commit()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection with no gated writer active and no transaction opened: for statements that
+        refuse to run inside one (``VACUUM``, ``PRAGMA wal_checkpoint``). Other writers wait meanwhile."""
+        async with self._lock:
+            yield self._conn

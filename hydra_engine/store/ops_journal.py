@@ -30,6 +30,11 @@ class OpsKind(StrEnum):
     SAFETY = "SAFETY"
     """Safety decisions: live confirmation, refusal, account checks."""
     NOTE = "NOTE"
+    ALERT = "ALERT"
+    """An operator alert (``command`` is its kind); ``detail.outcome`` says DELIVERED, SUPPRESSED
+    (rate limit), FAILED (with the channel's error) or NO_CHANNEL (none configured)."""
+    RETENTION = "RETENTION"
+    """Housekeeping: what retention pruned (models' files, experiment folders, logs, backups) or a VACUUM."""
 
 
 @dataclass(frozen=True, slots=True)
