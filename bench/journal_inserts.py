@@ -7,9 +7,13 @@ the commit that covers it.
 
 Reference ("original"): the original HYDRA's insert path re-implemented from the facts in issue 13
 (not its code): one synchronous ``sqlite3`` INSERT then commit per fill on the caller's thread, the
-same columns and indexes (the v002 ``fills`` table), WAL and synchronous=FULL; once bare and once
-with a formatted per-fill log line. The disk's own limit is printed beside: a loop of small
-write+fsync on the same directory.
+same columns and indexes (the v002 ``fills`` table as created then: the execId key, (symbol,
+fill_time) and fill_time; ours has dropped the pair since v011), WAL and synchronous=FULL; once
+bare and once with a formatted per-fill log line. The disk's own limit is printed beside: a loop of
+small write+fsync on the same directory. So is the thread round trip (an event loop handing a no-op
+to a worker thread and awaiting its answer), the floor any path pays that keeps the fsync off the
+event loop, and the event-loop time each path takes per fill: all of the original's (it blocks
+its caller's thread through the fsync), the main thread's CPU for ours.
 
     python bench/journal_inserts.py [--n 4000] [--group-n 40000] [--inflight 256] [--dir DIR]
 """
@@ -37,6 +41,8 @@ from hydra_engine.execution.fill_journal import FillJournal, FillRecord  # noqa:
 from hydra_engine.store.database import open_migrated
 
 CPU_US: dict[str, tuple[float, int]] = {}
+LOOP_US: list[float] = []
+"""Main-thread (event loop) CPU per fill of our per-fill path, one figure per run."""
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
 
 
@@ -58,12 +64,13 @@ async def per_fill(path: Path, n: int) -> float:
     recs = [make(i, "p") for i in range(n)]
     for r in recs[:200]:  # warm-up: WAL grows to its working size
         await j.log_fill(make(10**7 + recs.index(r), "w"))
-    c0 = time.process_time()
+    c0, m0 = time.process_time(), time.thread_time()
     t = time.perf_counter()
     for r in recs:
         await j.log_fill(r)
     dt_s = time.perf_counter() - t
     CPU_US[f"per_fill:{path.name}"] = ((time.process_time() - c0) / n * 1e6, n)
+    LOOP_US.append((time.thread_time() - m0) / n * 1e6)
     await conn.close()
     return n / dt_s
 
@@ -91,12 +98,12 @@ def original(path: Path, n: int, with_log: bool) -> float:
     """The original's path: synchronous sqlite3 insert + commit per fill (optionally a log line)."""
     import sqlite3
 
-    from hydra_engine.store.database import apply_migrations_sync
+    from hydra_engine.store.migrations import v002_fills
 
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
-    apply_migrations_sync(db)
+    db.executescript(v002_fills.SQL)  # its fills table: the execId key and both time indexes
     sql = ("INSERT INTO fills (exec_id, fill_time, symbol, contract_month, direction, qty, limit_price, "
            "arrival_mid, fill_price, predicted_slippage, actual_slippage, latency_ms, order_ref, perm_id, "
            "commission, data_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -137,6 +144,33 @@ def fsync_rate(d: Path, n: int) -> float:
         p.unlink()
 
 
+async def round_trip_us(n: int) -> float:
+    """Median microseconds for the event loop to hand a no-op to a worker thread and get the answer
+    back (a dedicated thread fed by a queue, as aiosqlite's): the floor of a non-blocking commit."""
+    import queue
+    import threading
+
+    loop = asyncio.get_running_loop()
+    q: queue.SimpleQueue[asyncio.Future[None] | None] = queue.SimpleQueue()
+
+    def worker() -> None:
+        while (fut := q.get()) is not None:
+            loop.call_soon_threadsafe(fut.set_result, None)
+
+    th = threading.Thread(target=worker, daemon=True)
+    th.start()
+    took = []
+    for _ in range(n):
+        fut = loop.create_future()
+        t = time.perf_counter()
+        q.put(fut)
+        await fut
+        took.append(time.perf_counter() - t)
+    q.put(None)
+    th.join()
+    return sorted(took)[n // 2] * 1e6
+
+
 async def group(path: Path, n: int, inflight: int) -> float:
     conn = await open_db(path)
     j = FillJournal(conn, group_commit=True)
@@ -162,9 +196,10 @@ async def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=a.dir) as d:
-        pf, nv, og, ol, fs = [], [], [], [], []
+        pf, nv, og, ol, fs, hop = [], [], [], [], [], []
         for i in range(a.repeat):  # interleaved, so all see the same disk load
             fs.append(fsync_rate(Path(d), a.n))
+            hop.append(await round_trip_us(2000))
             og.append(original(Path(d) / f"og{i}.db", a.n, False))
             ol.append(original(Path(d) / f"ol{i}.db", a.n, True))
             nv.append(await naive(Path(d) / f"nv{i}.db", a.n))
@@ -184,6 +219,9 @@ async def main() -> None:
           f"median {med(pf):,.0f}/s  (runs: {runs(pf)}); {med(pf) / med(fs):.0%} of the fsync limit")
     print(f"ratio ours / original: {med(pf) / med(og):.2f}x (goal >= 1.20x); "
           f"vs original with log line: {med(pf) / med(ol):.2f}x")
+    print(f"thread round trip (loop -> worker thread -> loop, no work): median {med(hop):.0f} us "
+          f"(runs: {', '.join(f'{x:.0f}' for x in hop)}); original blocks its event loop {1e6 / med(og):.0f} us "
+          f"per fill, ours {med(LOOP_US):.0f} us (main-thread CPU)")
     print(f"reference (public execute + commit per fill, no blocks): median {sorted(nv)[len(nv) // 2]:,.0f}/s  "
           f"(runs: {', '.join(f'{x:,.0f}' for x in nv)})")
     print(f"group commit ({a.inflight} in flight): {a.group_n} fills x{a.repeat}: "

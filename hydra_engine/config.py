@@ -456,6 +456,13 @@ def validate_section(name: str, raw: Mapping[str, Any]) -> Any:
                 ModelSpec.from_dict(cfg.default_spec)  # type: ignore[attr-defined]
             except (ValueError, TypeError, KeyError) as exc:
                 raise ConfigError(f"agent.default_spec: {exc}", "agent.default_spec") from None
+        if cfg.executor == "dask":  # type: ignore[attr-defined]  # the address is checked now, the scheduler at start
+            from hydra_engine.agent.dask_executor import check_scheduler_address
+
+            try:
+                check_scheduler_address(cfg.scheduler)  # type: ignore[attr-defined]
+            except ValueError as exc:
+                raise ConfigError(str(exc), "agent.scheduler") from None
         return cfg
     return load_dataclass(section_schema(name), raw, name)
 

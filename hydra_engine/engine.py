@@ -338,8 +338,16 @@ class Engine:
         self.agent_enabled = self.agent_enabled and bool(agent_raw.pop("enabled", True))
         agent_raw.setdefault("experiment_wait_s", 0.0)  # experiments never hold up the day's signal
         agent_cfg = agent_config(agent_raw)
-        self.executor = SubprocessExecutor(max_parallel=1, lease_dir=store.directory / "experiments")
         await asyncio.to_thread(reap_stray_workers, store.directory / "experiments")  # a crash's leftovers
+        if self.agent_enabled and agent_cfg.executor == "dask":  # a cluster (optional extra), checked now: exit 2
+            from hydra_engine.agent.dask_executor import DaskExecutor, ExecutorUnavailable
+
+            try:
+                self.executor = await DaskExecutor.connect(agent_cfg.scheduler)
+            except ExecutorUnavailable as exc:
+                raise StartRefused(str(exc)) from None
+        else:
+            self.executor = SubprocessExecutor(max_parallel=1, lease_dir=store.directory / "experiments")
         self.agent = MarketAgents(store.conn, self.registry, self.executor, store.directory / "experiments",
                                   agent_cfg, self.model_keys, on_phase=self._agent_phase, write_gate=store.tx)
         if not self.agent_enabled:

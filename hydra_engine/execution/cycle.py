@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import structlog
 
+from hydra_engine.broker.errors import NotConnected
 from hydra_engine.events import AccountUpdated, CycleFinished, EventBus, PositionsUpdated
 from hydra_engine.execution.account_view import account_view
 from hydra_engine.execution.bar_history import CONTINUOUS, refresh_continuous
@@ -119,6 +120,9 @@ class CycleSummary:
     paused: bool = False
     error: str | None = None
     skipped: str | None = None
+    retry: bool | None = None
+    """A cycle skipped for a lost broker connection: the runner runs it again once connected, while
+    the decision still stands (before the market's next one)."""
     net_liquidation: float | None = None
     daily_pnl: float | None = None
     pnl_stale: bool | None = None
@@ -235,6 +239,11 @@ class DailyCycle:
             draft.set(error="cancelled (engine stopping)")
             status = CycleStatus.FAILED
             raise
+        except (NotConnected, ConnectionError) as exc:  # the gateway went away mid-cycle: not a failed decision
+            log.warning("runner.cycle_disconnected", market=m.symbol, trading_date=str(day), error=str(exc))
+            draft.set(skipped=f"broker disconnected mid-cycle ({type(exc).__name__}: {exc}); run again once connected",
+                      retry=True)
+            status = CycleStatus.SKIPPED
         except Exception as exc:  # noqa: BLE001 - recorded in the cycle row and the event
             log.exception("runner.cycle_failed", market=m.symbol, trading_date=str(day))
             draft.set(error=f"{type(exc).__name__}: {exc}")
@@ -262,7 +271,7 @@ class DailyCycle:
     async def _steps(self, m: MarketConfig, day: dt.date, draft: _Draft, pause_reason: str | None) -> CycleStatus:
         # 1. connection
         if not await self.broker.ensure_connected(timeout_s=10.0):
-            draft.set(skipped="broker not connected (or state unknown): cycle skipped")
+            draft.set(skipped="broker not connected (or state unknown): run again once connected", retry=True)
             log.warning("runner.cycle_skipped_disconnected", market=m.symbol, trading_date=str(day))
             return CycleStatus.SKIPPED
         # 2. account state at the decision (the P&L of session D)

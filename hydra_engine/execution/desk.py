@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from hydra_engine.broker.errors import NotConnected, StateUnknown
 from hydra_engine.execution.sessions import session_start
 from hydra_engine.markets import MarketConfig, local_date, trading_date_at
 from hydra_engine.tasks import log_task_failure
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
     from hydra_engine.ports import Broker, CycleStore, OrderRouter
 
 log = structlog.get_logger(__name__)
+
+STATE_RETRIES = 6
+"""Tries of an execution whose broker state is unknown (disconnected or not yet reconciled)."""
+STATE_WAIT_S = 30.0
+"""Real seconds each try waits for the connection (and its reconciliation) to come back."""
 
 
 @dataclass(slots=True)
@@ -89,7 +95,16 @@ class ExecutionDesk:
         # the order's session, not the decision's date: the daily-P&L base is the close mark of the
         # last completed session before it, and the contract month is the front month as of it
         session_day = trading_date_at(m, self.clock.now()) if ticket.session_date is None else ticket.session_date
-        res = await self.order_manager.move_to_target(m, target, equity=self.store.equity, trading_date=session_day)
+        for attempt in range(1, STATE_RETRIES + 1):  # the broker's state unknown: trading waits, then goes on
+            try:
+                res = await self.order_manager.move_to_target(m, target, equity=self.store.equity, trading_date=session_day)
+                break
+            except (StateUnknown, NotConnected, ConnectionError) as exc:
+                if attempt == STATE_RETRIES:
+                    raise
+                log.warning("runner.execution_waits_for_broker", market=m.symbol, attempt=attempt, error=str(exc))
+                await self.broker.ensure_connected(timeout_s=STATE_WAIT_S)
+                await asyncio.sleep(1.0)
         log.info("runner.execution_done", market=m.symbol, trading_date=str(day), target=target,
                  filled=getattr(res, "filled", None), reasons=list(getattr(res, "reasons", ()) or ()))
         return res

@@ -2,13 +2,22 @@
 
 ``log_fill`` returns only after the row is committed (with the store's ``synchronous=FULL`` that
 means on disk): True if it was new, False if that execId was already journalled. Each write runs
-as ONE call on the aiosqlite worker thread (BEGIN, insert, commit), so a fill costs one thread hop
-plus one fsync.
+as ONE call on the store connection's own worker thread (aiosqlite's: a dedicated thread fed by a
+queue), BEGIN, insert, commit, so a fill costs one thread round trip plus one fsync and the event
+loop never waits on the disk. It is the store's shared connection on purpose: a second writer
+connection would commit between another transaction's read and its write (the order repository
+reads then updates under the store's write gate) and fail that transaction with SQLITE_BUSY_SNAPSHOT.
 
 ``group_commit=True`` shares the fsync between fills that arrive together: concurrent
-``log_fill`` calls queue up, one writer task inserts everything queued in a single transaction and
-commits once, then answers every caller. Durability is the same (nobody returns before the
-commit); throughput grows with the number of fills in flight. ``flush()`` waits for the queue.
+``log_fill`` calls queue up, one writer task writes everything queued as one ``executemany`` in a
+single transaction and commits once, then answers every caller. A batch that did not insert every
+row (an execId journalled before, or twice in the batch) or hit an error is rolled back to its
+savepoint and redone record by record, so each repeat is checked and a bad record fails alone.
+Durability is the same (nobody returns before the commit); throughput grows with the number of
+fills in flight. ``flush()`` waits for the queue.
+
+Every fill writes the ``fills`` row and two index entries (the execId key and ``fills_time``);
+v011 dropped ``(symbol, fill_time)``, which no query needed.
 
 Each fill with a predicted slippage, an actual slippage and an arrival mid also has its
 (predicted, actual, mid) float64 triple packed into ``fill_slippage_blocks`` for its (symbol,
@@ -16,8 +25,10 @@ data_type), so the reconciler reads columns, not rows. Packing is deferred: fill
 mark (``fill_slippage_mark``, migration v005) are the unpacked tail; once the tail reaches
 ``BLOCK_FILLS`` fills, the transaction that completes it also packs it and moves the mark. So 63
 per-fill commits in 64 write only the ``fills`` pages (no block read or rewrite), and the
-reconciler reads the blocks plus at most ``BLOCK_FILLS - 1`` tail rows. The journal keeps the mark
-in memory (read once, re-read after a failed commit). ``rebuild_blocks`` repairs the blocks.
+reconciler reads the blocks plus at most ``BLOCK_FILLS - 1`` tail rows. The fold packs the rows its
+own transaction inserted from the records in hand and reads back only older tail rows. The journal
+keeps the mark in memory (read once, re-read after a failed commit). ``rebuild_blocks`` repairs
+the blocks.
 
 A report under a journalled execId is compared with the stored fill: identical (same symbol,
 contract month, side, quantity and price) is a silent no-op; different is a conflict. The journalled

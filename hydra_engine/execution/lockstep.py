@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import structlog
 
+from hydra_engine.execution.runner import MAX_CYCLE_ATTEMPTS
+
 from hydra_engine.markets import decision_at, is_trading_day, local_date, next_decision_after
 
 log = structlog.get_logger(__name__)
@@ -80,8 +82,14 @@ class LockstepDriver:
             for at, m in plan:
                 if not await self._step_to(at, report):
                     break
-                summaries.append(await self.runner.run_daily_cycle(m.symbol, trigger="lockstep", trading_date=day))
+                summary = await self.runner.run_daily_cycle(m.symbol, trigger="lockstep", trading_date=day)
                 await self.settle()
+                for _ in range(MAX_CYCLE_ATTEMPTS - 1):  # skipped for a lost connection: again once reconnected
+                    if not summary.get("retry") or not await self.broker.ensure_connected(timeout_s=10.0):
+                        break
+                    summary = await self.runner.run_daily_cycle(m.symbol, trigger="retry", trading_date=day)
+                    await self.settle()
+                summaries.append(summary)
             if self._stop.is_set():
                 report.cycles.extend(summaries)
                 break

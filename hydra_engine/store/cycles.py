@@ -136,14 +136,19 @@ class CycleRepo:
         ) as cur:
             return [_record(r) for r in await cur.fetchall()]
 
-    async def reclaim(self, market: str, trading_date: date, trigger: str = "recovery") -> bool:
-        """Take over an interrupted cycle (atomically; False if it is not interrupted)."""
+    async def reclaim(self, market: str, trading_date: date, trigger: str = "recovery",
+                      status: CycleStatus = CycleStatus.RUNNING) -> bool:
+        """Take over a cycle atomically: an interrupted one (RUNNING under another owner) or, with
+        ``status=SKIPPED``, one skipped for a lost connection. False if it is not in that state."""
+        if status not in (CycleStatus.RUNNING, CycleStatus.SKIPPED):
+            raise ValueError(f"reclaim: only RUNNING or SKIPPED cycles are taken over, not {status}")
+        other_owner = " AND owner != ?" if status == CycleStatus.RUNNING else ""
+        args: tuple[Any, ...] = (self.owner, trigger, to_iso(self._clock.now()), market, trading_date.isoformat(),
+                                 status.value) + ((self.owner,) if other_owner else ())
         async with self._gate.transaction() as conn:
             cur = await conn.execute(
-                "UPDATE cycles SET owner = ?, attempts = attempts + 1, trigger = ?, started_at = ? "
-                "WHERE market = ? AND trading_date = ? AND status = 'RUNNING' AND owner != ?",
-                (self.owner, trigger, to_iso(self._clock.now()), market, trading_date.isoformat(), self.owner),
-            )
+                "UPDATE cycles SET owner = ?, attempts = attempts + 1, trigger = ?, started_at = ?, status = 'RUNNING', "
+                f"finished_at = NULL WHERE market = ? AND trading_date = ? AND status = ?{other_owner}", args)
             n = cur.rowcount
             await cur.close()
         return n == 1

@@ -1,5 +1,7 @@
 """Durability of the fill journal's paths through a real Store under a real SIGKILL: every fill
-the journal reported stored, and every conflicting-fill alarm it reported, is in the file."""
+the journal reported stored, and every conflicting-fill alarm it reported, is in the file. In
+group mode each batch holds two new fills and a conflicting report of the first, so every batch
+takes the record-by-record redo inside its one transaction."""
 
 from __future__ import annotations
 
@@ -28,13 +30,19 @@ async def main():
     j = FillJournal(store.conn, group_commit=sys.argv[2] == "group", tx=store.tx)
     i = 0
     while True:
-        if await j.log_fill(rec(i)):
-            print("fill", rec(i).exec_id, flush=True)
         c0 = j.conflicts
-        await j.log_fill(rec(i, qty=2.0))  # a conflicting report of the same execId
+        if sys.argv[2] == "group":  # one batch: two new fills and a conflicting report of the first
+            news = await asyncio.gather(j.log_fill(rec(i)), j.log_fill(rec(i + 1)), j.log_fill(rec(i, qty=2.0)))
+            done = [(i, news[0]), (i + 1, news[1])]
+        else:
+            done = [(i, await j.log_fill(rec(i)))]
+            await j.log_fill(rec(i, qty=2.0))  # a conflicting report of the same execId
+        for k, new in done:
+            if new:
+                print("fill", rec(k).exec_id, flush=True)
         if j.conflicts > c0:
             print("conflict", rec(i).exec_id, flush=True)
-        i += 1
+        i += len(done)
 asyncio.run(main())
 """
 
