@@ -168,7 +168,7 @@ async def test_ib_paper_path_in_real_time_against_an_external_gateway(tmp_path, 
         try:
             st = eng.status()
             assert st.mode == "PAPER" and st.store_dir.endswith("ib-DU1234567") and st.champion
-            assert {j.id for j in eng.runner.scheduler.get_jobs()} == {"cycle-CL", "cycle-ZO"}
+            assert {j.id for j in eng.runner.scheduler.get_jobs()} == {"cycle-CL", "cycle-ZO", "cycle-retry"}
             res = await eng.force_cycle("CL")
             assert res["status"] == "FINISHED" and res["p_up"] is not None
             if res["target"] != 0:  # decided now, worked from the next liquid session's open
