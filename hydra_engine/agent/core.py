@@ -72,6 +72,11 @@ class AgentConfig:
     """Realized days after the first alarm before the plain-break test is made."""
     episode_quiet_days: int = 60
     """Calendar days without an alarm that close a drift episode (when not de-risked)."""
+    executor: str = field(default="local", metadata={"choices": ("local", "dask")})
+    """Where experiments run: "local" (a fresh subprocess each on this machine) or "dask" (a
+    Dask ``distributed`` cluster at ``scheduler``; the optional extra ``.[dask]``)."""
+    scheduler: str | None = None
+    """The Dask scheduler's address (``tcp://host:port``) when ``executor = "dask"``."""
 
 
 def trading_day(value: str | None) -> dt.date:
