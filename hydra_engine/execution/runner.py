@@ -191,6 +191,7 @@ class PaperTradingRunner:
         self._paused, self._pause_reason = bool(paused), str(reason)
         self._started = True
         await self._resolve_interrupted()
+        await self._resume_executions()
         if schedule and broker_time:
             self._ticker = asyncio.get_running_loop().create_task(self._tick_loop(), name="runner-broker-time-tick")
             self._ticker.add_done_callback(log_task_failure)
@@ -223,6 +224,44 @@ class PaperTradingRunner:
             await self.store.ops.record("NOTE", f"cycle {rec.market} {rec.trading_date} cut off by a crash: "
                                         "closed as INTERRUPTED", actor="runner", detail=detail)
             log.warning("runner.cycle_interrupted_closed", **detail)
+
+    async def _resume_executions(self) -> None:
+        """A decision whose order step a stop cut short (the order was waiting for its session, or
+        working) is carried out after the restart while the decision stands: the desk moves the
+        market to the same target (target-based, so a step that had finished places nothing).
+        Not while paused, nor after an operator's flatten since the decision."""
+        from hydra_engine.markets import last_decision_at_or_before
+
+        if self._paused:
+            return
+        now = self.clock.now()
+        flattens = [e for e in await self.store.ops.recent(20, kind="COMMAND") if e.command == "flatten"]
+        for m in self.markets:
+            day, at = last_decision_at_or_before(m, now)
+            rec = await self.store.cycles.get(m.symbol, day)
+            summary = (rec.summary or {}) if rec is not None else {}
+            if rec is None or rec.status != CycleStatus.FINISHED or summary.get("target") is None:
+                continue
+            if not str(summary.get("orders", "")).startswith(("scheduled", "working")):
+                continue  # nothing was left to do (already at target, no signal, paused, ...)
+            if now >= next_decision_after(m, at) or any(e.at >= (rec.finished_at or rec.started_at) for e in flattens):
+                continue
+            task = asyncio.get_running_loop().create_task(self._resume(m, day, int(summary["target"]), summary),
+                                                          name=f"resume-{m.symbol}-{day}")
+            self._track(task)
+
+    async def _resume(self, m: MarketConfig, day: dt.date, target: int, summary: Mapping[str, Any]) -> None:
+        session = summary.get("execution_date")
+        as_of = dt.date.fromisoformat(session) if session else None
+        if not await self.broker.ensure_connected(timeout_s=30.0):
+            log.warning("runner.execution_not_resumed", market=m.symbol, trading_date=str(day), reason="broker down")
+            return
+        month = (await self.broker.resolve_contract(m, as_of=as_of)).active
+        outcome = await self.desk.start(m, day, target, month)
+        log.warning("runner.execution_resumed", market=m.symbol, trading_date=str(day), target=target, outcome=outcome)
+        await self.store.ops.record("NOTE", f"order step of {m.symbol} {day} (target {target}) resumed after a "
+                                    f"restart: {outcome}", actor="runner",
+                                    detail={"market": m.symbol, "trading_date": day.isoformat(), "target": target})
 
     def _start_scheduler(self) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler

@@ -62,8 +62,12 @@ async def run(args: argparse.Namespace) -> int:
             clock = SimClock.realtime()
         else:
             start = _parse_start(args.start) if args.start else universe.default_clock_start()
-            if saved and not args.start:
-                start = dt.datetime.fromisoformat(saved["clock"])
+            if saved:  # a restart resumes its clock; --start may move it forward, never back
+                resumed = dt.datetime.fromisoformat(saved["clock"])
+                if args.start and start < resumed:
+                    log.warning("sim_start_before_saved_clock", start=start.isoformat(), resumed=resumed.isoformat(),
+                                detail="the state file's clock is later: resuming from it (time never runs back)")
+                start = max(start, resumed) if args.start else resumed
             clock = SimClock.fixed_speed(start, args.speed)
         ex = await EmbeddedExchange.start(
             host=args.host, port=args.port, seed=args.seed, clock=clock, universe=universe,

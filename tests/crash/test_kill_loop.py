@@ -234,15 +234,10 @@ def test_the_re_send_check_flags_a_second_order_for_a_decided_date(tmp_path: Pat
 
 
 class LostExecution(AssertionError):
-    """The defect the next test shows (its only expected failure: a broken precondition fails it)."""
+    """A decision's execution the restart did not carry out (the runner resumes it since 2026-12)."""
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.xfail(strict=True, raises=LostExecution, reason=(
-    "defect (not in this helper's files: execution/desk.py holds it, execution/runner.py starts it): a "
-    "decided execution lives only in an in-memory task; an engine stop (clean or SIGKILL) between the "
-    "decision and the end of its order step loses it, and the next start never resumes it, so the market "
-    "stays off its target until the next decision executes a session later"))
 def test_an_execution_decided_before_a_stop_is_carried_out_after_the_restart(tmp_path: Path) -> None:
     """Run A ends after its last decisions (their orders scheduled for the next session, cancelled
     at the stop); run B starts before that session. Every such decision's target must be reached in
