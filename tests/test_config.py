@@ -148,7 +148,7 @@ def test_overrides_as_dotted_cli_strings(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text, pattern",
     [
-        ("[brokr]\nport = 1\n", r"brokr: unknown section; known sections: agent, broker"),
+        ("[brokr]\nport = 1\n", r"brokr: unknown section; known sections: agent, alerts, broker"),
         ("[broker]\nkind = \"tws\"\n", r"broker\.kind = 'tws': must be one of 'sim', 'ib'"),
         ("[broker]\nport = 70000\n", r"broker\.port = 70000: must be between 0 and 65535"),
         ("[broker]\nmarket_data_type = 2\n", r"broker\.market_data_type = 2: must be one of 1, 3"),

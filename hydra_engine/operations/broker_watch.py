@@ -21,7 +21,7 @@ from typing import Protocol
 import structlog
 
 from hydra_engine.events import BrokerDownBeforeDecision, BrokerOutage, EngineEvent
-from hydra_engine.markets import MarketConfig, next_decision_after
+from hydra_engine.markets import MarketConfig, last_decision_at_or_before, next_decision_after
 from hydra_engine.operations.restart_window import RestartWindow
 from hydra_engine.tasks import log_task_failure
 
@@ -96,6 +96,10 @@ class BrokerWatch:
             due = next_decision_after(m, now)
             if self.window is not None:
                 due = self.window.defer(due)
+                # a decision that fell inside the window is still to run when the window ends
+                held = self.window.defer(last_decision_at_or_before(m, now)[1])
+                if held >= now:
+                    due = held
             key = (m.symbol, due)
             if due - now <= lead and key not in self._warned:
                 self._warned.add(key)

@@ -223,8 +223,9 @@ class Maintenance:
             if conn.in_transaction:
                 log.warning("retention.vacuum_skipped", reason="a transaction is open on the store's connection")
                 return None
-            await conn.execute("VACUUM")
-            await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            for sql in ("VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"):
+                async with conn.execute(sql) as cur:  # closed, so no statement stays in progress
+                    await cur.fetchall()
         seconds = time.perf_counter() - started
         after = await asyncio.to_thread(_db_bytes, path)
         result = {"bytes_before": before, "bytes_after": after, "seconds": round(seconds, 3), "trading_date": day.isoformat()}

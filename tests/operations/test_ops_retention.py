@@ -1,0 +1,154 @@
+"""Retention on a real store: the registry deletes old versions' files but never a market's champion,
+its predecessor or a candidate (rows stay, a rollback still works); housekeeping deletes old
+experiment folders (not a running one), rotated logs, backups and crash leftovers, journals what it
+did, runs once per trading date after its last cycle, and VACUUMs when due."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hydra_engine.agent.journal import ExperimentJournal
+from hydra_engine.clock import ManualClock
+from hydra_engine.markets import CATALOG
+from hydra_engine.model.baseline import BaselineModel, ModelSpec
+from hydra_engine.model.features import build_features, make_labels
+from hydra_engine.model.registry import ModelRegistry
+from hydra_engine.operations.maintenance import LAST_VACUUM_KEY, Maintenance
+from hydra_engine.operations.settings import RetentionSettings
+from hydra_engine.store.cycles import CycleStatus
+from hydra_engine.store.ops_journal import OpsKind
+
+T0 = dt.datetime(2026, 1, 5, 21, 0, tzinfo=dt.timezone.utc)
+DAY = 86_400.0
+
+
+def bars(n: int = 300, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.cumprod(1 + 0.01 * rng.standard_normal(n))
+    open_ = close * (1 + rng.normal(0, 0.003, n))
+    return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.004, "low": np.minimum(open_, close) * 0.996,
+                         "close": close, "volume": rng.integers(1000, 5000, n)},
+                        index=pd.bdate_range("2020-01-01", periods=n).rename("date"))
+
+
+def fitted(c: float) -> BaselineModel:
+    b = bars()
+    return BaselineModel(ModelSpec("logistic", {"C": c}, train_window_days=200)).fit(build_features(b), make_labels(b))
+
+
+def age(path: Path, days: float) -> None:
+    """Make ``path`` (and everything in it) ``days`` old."""
+    t = time.time() - days * DAY
+    for p in [*(path.rglob("*") if path.is_dir() else []), path]:
+        os.utime(p, (t, t))
+
+
+async def test_prune_keeps_champion_predecessor_candidates_and_the_newest(store) -> None:
+    clock = ManualClock(T0)
+    registry = ModelRegistry(store.conn, store.directory / "models", clock, write_gate=store.tx)
+    cl, zo = registry.for_market("CL"), registry.for_market("ZO")
+    v = {}
+    v[1] = await cl.register(fitted(0.01), status="champion")
+    clock.advance(dt.timedelta(days=10))
+    v[2] = await cl.register(fitted(0.02))
+    await cl.promote(v[2])
+    clock.advance(dt.timedelta(days=10))
+    v[3] = await cl.register(fitted(0.03))
+    await cl.promote(v[3])  # champion v3, predecessor v2, v1 archived
+    v[4] = await cl.register(fitted(0.04))
+    await cl.reject(v[4], "failed the gate")
+    v[5] = await cl.register(fitted(0.05))  # a candidate (may await approval)
+    clock.advance(dt.timedelta(days=40))
+    v[6] = await cl.register(fitted(0.06), status="archived")
+    z1 = await zo.register(fitted(0.07), status="champion")
+    z2 = await zo.register(fitted(0.08), status="archived")
+    pruned = await cl.prune_files(keep=1, older_than=clock.now() - dt.timedelta(days=30))
+    assert sorted(ver for ver, _ in pruned) == sorted([v[1], v[4]]) and all(size > 0 for _, size in pruned)
+    models = store.directory / "models"
+    assert {p.name for p in models.iterdir() if p.is_dir()} == {v[2], v[3], v[5], v[6], z1, z2}
+    assert {r.version for r in await cl.history()} == {v[i] for i in range(1, 7)}  # rows stay
+    assert await cl.prune_files(keep=1, older_than=clock.now()) == []  # nothing else qualifies
+    assert await cl.rollback("test") == v[2]  # the predecessor's files were kept
+
+
+async def test_housekeeping_deletes_old_files_journals_and_vacuums(store) -> None:
+    clock = ManualClock(T0)
+    registry = ModelRegistry(store.conn, store.directory / "models", clock, write_gate=store.tx)
+    await registry.for_market("CL").register(fitted(0.01), status="champion")
+    exp = store.directory / "experiments" / "CL"
+    cycles = []
+    for i in range(4):
+        d = exp / f"2026-01-0{i + 1}-abc{i}" / f"exp-{i}"
+        d.mkdir(parents=True)
+        (d / "experiment.log").write_text("x" * 1000)
+        cycles.append(d.parent)
+    running = cycles[0]
+    await ExperimentJournal(store.conn, store.tx, market="CL").start_experiment(
+        "exp-0", "h", diagnosis="drift", config_diff={}, trading_date=None, cycle_id=None,
+        log_path=str(running / "exp-0" / "experiment.log"))
+    for i, c in enumerate(cycles):
+        age(c, 40 - i)
+    log_file = store.directory / "hydra.log"
+    log_file.write_text("live")
+    rotated = [store.directory / f"hydra.log.{i}" for i in range(1, 5)]
+    for i, p in enumerate(rotated):
+        p.write_text("old log")
+        age(p, 40 + i)
+    backups = [store.directory / f"hydra.db.bak-v{i}-2025" for i in range(1, 4)]
+    for i, p in enumerate(backups):
+        p.write_bytes(b"backup")
+        age(p, 200 + i)
+    old_orphan = store.directory / "models" / ".tmp-crashed"
+    old_orphan.mkdir()
+    (old_orphan / "model.pkl").write_bytes(b"half")
+    age(old_orphan, 3)
+    fresh_orphan = store.directory / "models" / "v0099-inflight"
+    fresh_orphan.mkdir()
+    settings = RetentionSettings(experiments_keep=1, experiments_max_age_days=14, logs_keep=2, logs_max_age_days=30,
+                                 backups_keep=1, backups_max_age_days=90, vacuum_every_days=7)
+    m = Maintenance(store, registry, settings, [CATALOG["CL"]], log_file=log_file, idle=lambda: True, clock=clock)
+    # bulk to reclaim: rows written then deleted leave free pages only VACUUM gives back
+    async with store.tx.transaction() as conn:
+        await conn.executemany("INSERT INTO ops_journal (at, kind, message, detail) VALUES ('x', 'NOTE', ?, '{}')",
+                               [("y" * 2000,) for _ in range(2000)])
+    async with store.tx.transaction() as conn:
+        await conn.execute("DELETE FROM ops_journal WHERE message LIKE 'yyyy%'")
+    await store.kv.set_raw(LAST_VACUUM_KEY, "2025-12-20")
+    report = await m.run(dt.date(2026, 1, 5))
+    by = {s.what: s for s in report.steps}
+    assert sorted(Path(p).name for p in by["experiments"].paths) == sorted(c.name for c in cycles[1:3])
+    assert running.exists() and cycles[3].exists()  # in use / the newest
+    assert sorted(Path(p).name for p in by["logs"].paths) == ["hydra.log.3", "hydra.log.4"] and log_file.exists()
+    assert sorted(Path(p).name for p in by["backups"].paths) == ["hydra.db.bak-v2-2025", "hydra.db.bak-v3-2025"]
+    assert by["model_orphans"].paths == (str(old_orphan),) and fresh_orphan.exists()
+    assert report.vacuum is not None and report.vacuum["bytes_after"] < report.vacuum["bytes_before"]
+    entries = await store.ops.recent(10, kind=OpsKind.RETENTION)
+    assert {e.command for e in entries} == {"retention", "vacuum"}
+    summary = next(e for e in entries if e.command == "retention")
+    assert summary.detail["experiments"]["deleted"] == 2 and summary.detail["backups"]["deleted"] == 2
+    assert "2 experiments" in summary.message and "freed" in summary.message
+    assert await store.kv.get_raw(LAST_VACUUM_KEY) == "2026-01-05"
+
+
+async def test_runs_once_per_date_after_the_last_market_finished(store) -> None:
+    clock = ManualClock(T0)
+    registry = ModelRegistry(store.conn, store.directory / "models", clock, write_gate=store.tx)
+    m = Maintenance(store, registry, RetentionSettings(), [CATALOG["CL"], CATALOG["ZO"]], log_file=None,
+                    idle=lambda: True, clock=clock)
+    day = dt.date(2026, 1, 5)
+    await store.cycles.claim("CL", day, "schedule")
+    await store.cycles.finish("CL", day, {"status": "FINISHED"}, status=CycleStatus.FINISHED)
+    assert await m.after_cycle(day) is None  # ZO has not decided yet
+    await store.cycles.claim("ZO", day, "schedule")
+    assert await m.after_cycle(day) is None  # ZO is running
+    await store.cycles.finish("ZO", day, {"status": "SKIPPED"}, status=CycleStatus.SKIPPED)
+    report = await m.after_cycle(day)
+    assert report is not None and report.trading_date == day and report.vacuum is None
+    assert await m.after_cycle(day) is None  # once per date
+    assert await store.kv.get_raw(LAST_VACUUM_KEY) == "2026-01-05"  # the first run starts the vacuum count
