@@ -53,11 +53,11 @@ log = structlog.get_logger(__name__)
 
 LIVE_ENV = "HYDRA_LIVE_CONFIRMED"
 WINDOWED_TRIGGERS = ("schedule", "tick", "catch-up", "recovery", "retry")
+"""Triggers that wait for the gateway's daily restart window to end (an operator's force does not)."""
 MAX_CYCLE_ATTEMPTS = 5
 """A decision skipped for a lost connection is tried at most this many times in all."""
 RETRY_INTERVAL_S = 120
 """Real-time mode: how often skipped decisions are looked at again."""
-"""Triggers that wait for the gateway's daily restart window to end (an operator's force does not)."""
 
 
 class LiveTradingRefused(ValueError):
