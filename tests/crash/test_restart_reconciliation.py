@@ -10,6 +10,8 @@ import pytest
 from crash_procs import query, run_engine, store_dir
 
 pytestmark = pytest.mark.timeout(180)
+SIDED = ("--set", "execution.long_threshold=0.5", "--set", "execution.short_threshold=0.5", "--set", "agent.enabled=false")
+"""The champion always takes a side, so positions are held (the mechanics are under test, not its edge)."""
 
 
 def _position_changes(db) -> list[tuple]:
@@ -18,13 +20,13 @@ def _position_changes(db) -> list[tuple]:
 
 def test_clean_restarts_journal_no_unexplained_position_and_a_real_mismatch_stands_out(tmp_path) -> None:
     data = tmp_path / "data"
-    first = run_engine(data, 4)
+    first = run_engine(data, 4, *SIDED)
     assert first.returncode == 0, first.stderr[-3000:]
     store = store_dir(data)
     db = store / "hydra.db"
     assert query(db, "SELECT count(*) FROM fills")[0][0] >= 1, "the run must hold a position to test"
     for days in (1, 2):  # two clean restarts, trading on in between
-        again = run_engine(data, days)
+        again = run_engine(data, days, *SIDED)
         assert again.returncode == 0, again.stderr[-3000:]
         assert _position_changes(db) == [], "a clean restart reported an unexplained position"
 
@@ -36,7 +38,7 @@ def test_clean_restarts_journal_no_unexplained_position_and_a_real_mismatch_stan
     assert held, "expected a held position after the runs"
     held[0]["qty"] += 3.0
     path.write_text(json.dumps(state))
-    bad = run_engine(data, 1)
+    bad = run_engine(data, 1, *SIDED)
     assert bad.returncode == 0, bad.stderr[-3000:]
     changes = _position_changes(db)
     assert len(changes) == 1, changes
