@@ -361,8 +361,9 @@ class EmbeddedExchange:
         text = text or NOTICES.get(code, "Notice")
         log.info("sim_notice", code=code)
         for s in self.registry.started():
-            if code == 1101:
-                s.mkt.clear()  # data lost: the client must resubscribe, as with IB
+            if code == 1101:  # data lost: the client must resubscribe, as with IB
+                s.mkt.clear()
+                s.data.streams.clear()
             s.error(-1, code, text)
 
     # ----- time -----------------------------------------------------------------------------

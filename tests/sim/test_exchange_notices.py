@@ -47,13 +47,16 @@ async def test_1101_drops_market_data_subscriptions(make_exchange, ib_client, un
     c = await _front(ib)
     ticker = ib.reqMktData(c)
     await until(lambda: ticker.bid > 0, what="first quote")
+    ib.reqRealTimeBars(c, 5, "TRADES", False)
     session = ex.registry.started()[0]
+    await until(lambda: any(session.data.streams.kinds.values()), what="a real-time bar stream")
     assert len(session.mkt) == 1
     codes: list[int] = []
     ib.errorEvent += lambda req_id, code, msg, contract: codes.append(code)
     await ex.advance_to(dt.datetime(2018, 1, 2, 12, 6, tzinfo=UTC))
     await until(lambda: codes == [1101], what="1101")
     assert session.mkt == {}  # data lost: the client must resubscribe, as with IB
+    assert not any(session.data.streams.kinds.values())  # streams too (bars, ticks, depth)
 
 
 async def test_delayed_fill_is_booked_at_once_but_delivered_late(make_exchange, ib_client, until) -> None:
