@@ -92,7 +92,10 @@ class Operations:
         self.broker_watch.start()
         self.memory.start()
         if self.heartbeat is not None:
-            await self.heartbeat.beat()  # the file exists as soon as the engine runs
+            try:
+                await self.heartbeat.beat()  # the file exists as soon as the engine runs
+            except OSError as exc:  # monitoring will see no heartbeat; the engine itself can trade
+                log.warning("heartbeat.write_failed", path=str(self.heartbeat.path), error=str(exc))
             self.heartbeat.start()
         self._started = True
         log.info("operations.started", channels=[x.name for x in self.alerter.sinks], window=str(self.window or ""),
