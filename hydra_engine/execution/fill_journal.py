@@ -501,7 +501,10 @@ class FillJournal:
 
     async def _drain_queue(self) -> None:
         while self._queue:
-            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch:]
+            if len(self._queue) <= self._max_batch:
+                batch, self._queue = self._queue, []
+            else:
+                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch:]
             recs = [r for r, _ in batch]
             found: list[dict[str, Any]] = []
             try:

@@ -341,3 +341,16 @@ def test_v011_drops_the_index_and_keeps_the_fills(tmp_path: Path) -> None:
     assert con.execute("SELECT 1 FROM sqlite_master WHERE name = 'fills_symbol_time'").fetchone() is None
     assert con.execute("SELECT exec_id FROM fills").fetchall() == [("e1",)]
     con.close()
+
+
+async def test_a_bad_record_in_a_batch_fails_alone(db) -> None:
+    j = FillJournal(db, group_commit=True)
+    await db.execute("CREATE TRIGGER no_zc BEFORE INSERT ON fills WHEN NEW.symbol = 'ZC' "
+                     "BEGIN SELECT RAISE(ABORT, 'ZC refused'); END")
+    await db.commit()
+    res = await asyncio.gather(j.log_fill(rec(1)), j.log_fill(rec(2, symbol="ZC")), j.log_fill(rec(3)),
+                               return_exceptions=True)
+    assert res[0] is True and res[2] is True
+    assert isinstance(res[1], sqlite3.Error) and "ZC refused" in str(res[1])
+    assert [f.exec_id for f in await j.fills()] == [rec(3).exec_id, rec(1).exec_id]
+    assert j.commits == 1 and not db.in_transaction
