@@ -124,6 +124,8 @@ class Engine:
         self.account = settings.broker.account
         self._started = False
         self._stopped = False
+        self.corrections: Any = None
+        """``CorrectionJournal``: IB's corrected executions, journalled (alarm when one changes a fill)."""
         self.model_keys: Any = None
         """``ModelKeys``: which champion each market trades (its own, or its group's)."""
         self._champions: dict[str, str | None] = {}
@@ -307,6 +309,7 @@ class Engine:
     async def _build_parts(self) -> None:
         from hydra_engine.agent.experiments import SubprocessExecutor, reap_stray_workers
         from hydra_engine.agent.per_market import MarketAgents, ModelKeys
+        from hydra_engine.execution.corrections import CorrectionJournal
         from hydra_engine.execution.fill_journal import FillJournal
         from hydra_engine.execution.order_manager import OrderManager
         from hydra_engine.execution.reconciler import SlippageReconciler
@@ -330,6 +333,8 @@ class Engine:
             self.broker, self.risk_gate, store, self.fill_journal, clock, patience=self.cycle_config.patience(),
             max_adv_fraction=max(m.max_adv_fraction for m in s.markets) or 0.01, events=self.bus,
         )
+        self.corrections = CorrectionJournal(store)  # IB's new execId for a fill: never a second fill
+        self.broker.subscribe_corrections(self.corrections.on_correction)
         self.registry = ModelRegistry(store.conn, store.directory / "models", clock, write_gate=store.tx)
         traded = [m for m in s.markets if m.enabled]
         self.model_keys = ModelKeys.from_groups([m.symbol for m in traded], {m.symbol: m.model_group for m in traded})
@@ -379,6 +384,8 @@ class Engine:
             await _quietly(name, coro)
         if self.order_manager is not None:
             await _quietly("order_manager", self.order_manager.close())
+        if self.corrections is not None:
+            await _quietly("corrections", self.corrections.drain())
         if self.agent is not None:  # background experiments are abandoned (journalled as such on the next start)
             await _quietly("agent", self.agent.stop())
         if self.executor is not None:

@@ -53,6 +53,7 @@ from hydra_engine.broker.records import (
     SyncReport,
 )
 from hydra_engine.broker.sync import (
+    CorrectionListener,
     ExecutionAssembler,
     ExecutionListener,
     PositionBook,
@@ -504,6 +505,10 @@ class BrokerGateway:
     def subscribe_executions(self, listener: ExecutionListener) -> None:
         """Each execution with its commission, exactly once per execId (live or recovered)."""
         self._assembler.subscribe(listener)
+
+    def subscribe_corrections(self, listener: CorrectionListener) -> None:
+        """``(original, correction)``: IB re-sent a fill under a new execId (never a second fill)."""
+        self._assembler.subscribe_corrections(listener)
 
     def subscribe_late_commissions(self, listener: Callable[[str, float], None]) -> None:
         """Commission reports that arrived after their execution was handed on."""

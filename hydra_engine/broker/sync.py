@@ -23,6 +23,20 @@ from hydra_engine.broker.records import ExecutionReport, SyncReport
 log = structlog.get_logger(__name__)
 
 ExecutionListener = Callable[[ExecutionReport], None]
+CorrectionListener = Callable[[ExecutionReport, ExecutionReport], None]
+"""``(original, correction)``: IB re-sent a fill under a new execId."""
+
+
+def execution_base(exec_id: str) -> str:
+    """IB's execId without its last group (``0001f4e8.57c7d2b4.01.01`` -> ``0001f4e8.57c7d2b4.01``):
+    a correction keeps the base and raises the last group. An id without groups is its own base."""
+    base, sep, _ = exec_id.rpartition(".")
+    return base if sep and base else exec_id
+
+
+def same_fill(a: ExecutionReport, b: ExecutionReport) -> bool:
+    """Two reports of one fill with the same economics (contract, side, quantity, price, order)."""
+    return (a.con_id, a.side, a.qty, a.order_ref) == (b.con_id, b.side, b.qty, b.order_ref) and abs(a.price - b.price) < 1e-9
 
 
 def _utc(t: object) -> dt.datetime:
@@ -66,6 +80,11 @@ class ExecutionAssembler:
         self._without_commission: set[str] = set()
         self._listeners: list[ExecutionListener] = []
         self._late: list[Callable[[str, float], None]] = []
+        self._by_base: dict[str, ExecutionReport] = {}
+        """First report of each execId base (all but the last group): a later id with the same base
+        is IB's correction of that fill."""
+        self._corrections: list[CorrectionListener] = []
+        self._correction_backlog: list[tuple[ExecutionReport, ExecutionReport]] = []
         self._backlog: list[ExecutionReport] = []
         """Reports emitted while nobody listened (a connect before the journal is wired): kept for
         the first listener, so an execution recovered at start-up is never consumed unjournalled."""
@@ -87,10 +106,39 @@ class ExecutionAssembler:
     def seen(self, exec_id: str) -> bool:
         return exec_id in self._emitted or exec_id in self._pending
 
+    def subscribe_corrections(self, listener: CorrectionListener) -> None:
+        """``(original, correction)`` for each execution IB re-sent under a new execId (those seen
+        before any listener are held for the first one)."""
+        self._corrections.append(listener)
+        held, self._correction_backlog = self._correction_backlog, []
+        for original, correction in held:
+            self._tell_correction(original, correction)
+
+    def _tell_correction(self, original: ExecutionReport, correction: ExecutionReport) -> None:
+        if not self._corrections:
+            self._correction_backlog.append((original, correction))
+            return
+        for listener in list(self._corrections):
+            try:
+                listener(original, correction)
+            except Exception:  # noqa: BLE001
+                log.exception("broker.correction_listener_failed", exec_id=correction.exec_id)
+
     def offer(self, fill: Fill, *, live: bool) -> bool:
-        """Take an execution; returns False when this execId was already taken."""
+        """Take an execution; returns False when this execId was already taken, or when it is a
+        correction of one taken before (IB's new execId for the same fill: handed to the
+        correction listeners, never counted as a second fill)."""
         exec_id = fill.execution.execId
         if not exec_id or self.seen(exec_id):
+            return False
+        original = self._by_base.get(execution_base(exec_id))
+        if original is not None and original.exec_id != exec_id:
+            self._emitted.add(exec_id)
+            correction = report_from_fill(fill, live=live, with_commission=bool(fill.commissionReport.execId))
+            same = same_fill(original, correction)
+            (log.info if same else log.warning)("broker.execution_corrected", original=original.exec_id,
+                                                 correction=exec_id, same_fill=same)
+            self._tell_correction(original, correction)
             return False
         if fill.commissionReport.execId:
             self._emit(fill, live, with_commission=True)
@@ -135,6 +183,7 @@ class ExecutionAssembler:
     def _emit(self, fill: Fill, live: bool, *, with_commission: bool) -> None:
         report = report_from_fill(fill, live=live, with_commission=with_commission)
         self._emitted.add(report.exec_id)
+        self._by_base.setdefault(execution_base(report.exec_id), report)
         if report.commission is None:
             self._without_commission.add(report.exec_id)
             log.warning("broker.commission_missing", exec_id=report.exec_id, order_ref=report.order_ref)

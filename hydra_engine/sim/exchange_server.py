@@ -164,7 +164,8 @@ class EmbeddedExchange:
         self.book = OrderBook(self.feed, self.account_book.accounts, exec_prefix=f"{run_id:08x}")
         self.book.next_perm_id = 100_000_000 + (run_id % 1_000) * 1_000_000
         self.contracts = ContractWire(universe)
-        self.delivery = OrderDelivery(self.registry, self.contracts, self.account_book, self.faults)
+        self.delivery = OrderDelivery(self.registry, self.contracts, self.account_book, self.faults,
+                                      book_correction=self._book_correction)
         self.delivery.hold = self.state_path is not None  # persist before publish
         self._last_t = clock.now()
         self.marker = AccountMarker(self.account_book, self.registry, universe, self.feed, self._last_t,
@@ -355,6 +356,12 @@ class EmbeddedExchange:
                 self.spawn(self.restart(f.param("down")), "sim-fault-restart")
             elif f.kind == "notice":
                 self.notice(int(f.param("code")))
+
+    def _book_correction(self, correction: Execution) -> None:
+        """A corrected execution joins the day's executions (replayed to reconnecting clients,
+        saved, and in the record) before its messages go out; positions do not change."""
+        self.book.executions.append(correction)
+        self._save_soon()
 
     def notice(self, code: int, text: str | None = None) -> None:
         """Broadcast a system notice (1100/1101/1102, 2103-2106...) to every client."""

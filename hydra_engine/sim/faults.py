@@ -13,18 +13,18 @@ from dataclasses import dataclass, field
 
 KINDS = (
     "drop", "restart", "notice", "pacing", "reject", "delay_ack", "delay_fill", "dup_exec",
-    "cancel_race", "slow_connect",
+    "cancel_race", "slow_connect", "correct",
 )  # fmt: skip
 TRIGGERS = {
     "order": {"drop", "restart", "reject", "delay_ack", "notice"},
-    "fill": {"drop", "restart", "delay_fill", "dup_exec", "notice"},
+    "fill": {"drop", "restart", "delay_fill", "dup_exec", "notice", "correct"},
     "cancel": {"cancel_race", "drop", "restart"},
     "hist": {"pacing", "drop"},
     "connect": {"slow_connect"},
     "t": {"drop", "restart", "notice"},
 }
 RATE_EVENT = {
-    "drop": "request", "reject": "order", "delay_ack": "order", "dup_exec": "fill",
+    "drop": "request", "reject": "order", "delay_ack": "order", "dup_exec": "fill", "correct": "fill",
     "delay_fill": "fill", "pacing": "hist", "cancel_race": "cancel", "slow_connect": "connect",
 }  # fmt: skip
 NOTICES = {

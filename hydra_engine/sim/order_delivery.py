@@ -13,6 +13,7 @@ the messages wait, in order, until the exchange has saved the state they describ
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from . import messages as M
 from .account_book import AccountBook
 from .client_registry import ClientRegistry
 from .faults import Fault, FaultPlan
-from .orders import ACTIVE, BookEvent, WorkingOrder
+from .orders import ACTIVE, BookEvent, Execution, WorkingOrder
 from .wire_views import ContractWire, exec_view, order_view, status_fields
 
 if TYPE_CHECKING:
@@ -31,15 +32,26 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
+def corrected(e: Execution) -> Execution:
+    """The correction IB would send for ``e``: the same fill under a new execId whose last group is
+    one higher (``....01.01`` -> ``....01.02``); quantities and prices as booked."""
+    base, _, seq = e.exec_id.rpartition(".")
+    nxt = f"{int(seq, 16) + 1:02x}" if base and seq else "02"
+    return replace(e, exec_id=f"{base}.{nxt}" if base else f"{e.exec_id}.02")
+
+
 class OrderDelivery:
     """Turns order-book events into the messages each owning client receives."""
 
     def __init__(self, clients: ClientRegistry, contracts: ContractWire, accounts: AccountBook,
-                 faults: FaultPlan) -> None:  # fmt: skip
+                 faults: FaultPlan, book_correction: Callable[[Execution], None] | None = None) -> None:  # fmt: skip
+        """``book_correction``: records a corrected execution with the exchange's others (so a
+        reconnecting client's reqExecutions and the state file see it)."""
         self._clients = clients
         self._contracts = contracts
         self._accounts = accounts
         self._faults = faults
+        self._book_correction = book_correction
         self.hold = False
         """Keep every outgoing message until ``release`` (set when a state file is kept)."""
         self._held: list[Callable[[], None]] = []
@@ -95,6 +107,7 @@ class OrderDelivery:
             batch: list[M.Fields] = []
             ev_delay = delay
             dup = False
+            correction: Execution | None = None
             if ev.kind == "fill":
                 assert ev.execution is not None
                 touched.setdefault(o.account, set()).add(o.con_id)
@@ -103,6 +116,11 @@ class OrderDelivery:
                         ev_delay = max(ev_delay, f.param("s"))
                     elif f.kind == "dup_exec":
                         dup = True
+                    elif f.kind == "correct":
+                        correction = corrected(ev.execution)
+                        if self._book_correction is not None:
+                            self._book_correction(correction)
+                        log.info("sim_fault_correct", exec_id=ev.execution.exec_id, correction=correction.exec_id)
                     elif f.kind == "drop" and s is not None:
                         log.info("sim_fault_drop_at_fill", client_id=o.client_id, exec_id=ev.execution.exec_id)
                         s.close("injected fault: drop at fill")
@@ -123,6 +141,11 @@ class OrderDelivery:
                 batch.append(exec_msgs[1])
                 if dup:
                     batch += exec_msgs
+                if correction is not None:  # IB corrects a fill with a new execId (last group + 1)
+                    batch.append(M.execution_data(-1, c, exec_view(correction, c), s.version))
+                    batch.append(M.commission_report(correction.exec_id, correction.commission,
+                                                     self._accounts.currency(correction.account),
+                                                     correction.realized_pnl))
             elif ev.kind == "status":
                 if o.status in ACTIVE or o.status == "Filled":
                     batch.append(M.open_order(c, order_view(o), s.version))

@@ -91,6 +91,30 @@ class FillConflicts:
         ) as cur:
             return await cur.fetchone() is not None
 
+    async def record_correction(self, original: Mapping[str, Any], correction: Mapping[str, Any],
+                                differences: list[str]) -> int:
+        """IB corrected a fill (a new execId for it) and the correction changes what was journalled:
+        the journalled fill stays and an alarm holds the market's trading until an operator checks
+        it against the broker (the same alarm as a conflicting report under a known execId)."""
+        now = self._clock.now()
+        symbol = str(original.get("symbol", ""))
+        async with self._gate.transaction() as conn:
+            cur = await conn.execute(
+                "INSERT INTO fill_conflicts (exec_id, symbol, detected_at, differences, journalled, reported) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (str(correction.get("exec_id", "")), symbol, to_iso(now), json.dumps(differences),
+                 json.dumps(dict(original), default=str), json.dumps(dict(correction), default=str)))
+            row_id = int(cur.lastrowid or 0)
+            await cur.close()
+            await insert_entry(conn, now, FILL_CONFLICT_KIND,
+                               f"{symbol}: execution {original.get('exec_id')} corrected as {correction.get('exec_id')} "
+                               f"with {', '.join(differences)} changed; trading waits until it is checked and cleared",
+                               actor="broker", detail={"original": dict(original), "correction": dict(correction),
+                                                       "differences": differences})
+        log.warning("fill_conflict.correction", symbol=symbol, original=original.get("exec_id"),
+                    correction=correction.get("exec_id"), differences=differences)
+        return row_id
+
     async def clear(self, symbol: str, *, actor: str = "operator", note: str = "") -> int:
         """Clear every open alarm of ``symbol`` (journalled); returns how many were cleared."""
         now = self._clock.now()

@@ -19,13 +19,13 @@ def fill(exec_id: str) -> Fill:
 
 async def test_executions_offered_before_any_listener_reach_the_first_one_once() -> None:
     assembler = ExecutionAssembler()
-    assert assembler.offer(fill("e.01"), live=False) and assembler.offer(fill("e.02"), live=False)
-    assert not assembler.offer(fill("e.01"), live=False)  # the second sync sees it again: not taken twice
+    assert assembler.offer(fill("a.01.01"), live=False) and assembler.offer(fill("b.01.01"), live=False)
+    assert not assembler.offer(fill("a.01.01"), live=False)  # the second sync sees it again: not taken twice
     got: list[str] = []
     assembler.subscribe(lambda rep: got.append(rep.exec_id))
-    assert got == ["e.01", "e.02"]
+    assert got == ["a.01.01", "b.01.01"]
     later: list[str] = []
     assembler.subscribe(lambda rep: later.append(rep.exec_id))
     assert later == []  # the backlog went to the first listener only
-    assembler.offer(fill("e.03"), live=True)
-    assert got == ["e.01", "e.02", "e.03"] and later == ["e.03"]
+    assembler.offer(fill("c.01.01"), live=True)
+    assert got == ["a.01.01", "b.01.01", "c.01.01"] and later == ["c.01.01"]

@@ -110,6 +110,38 @@ async def test_reject_and_duplicated_execution(make_exchange, ib_client, until) 
     assert ex.positions()[c.conId].qty == 1  # and the exchange booked it once
 
 
+async def test_a_corrected_execution_comes_under_a_new_exec_id_and_moves_nothing(make_exchange, ib_client, until) -> None:
+    """IB corrects a fill by sending it again under a new execId (the last group one higher): the
+    client hears both, a reconnecting client's reqExecutions finds both, the position counts it
+    once, and the exchange's record holds both, the correction after its original."""
+    from hydra_engine.sim.audit_log import audit_path, read_audit
+
+    ex = await make_exchange(faults="correct@fill=1")
+    ib = await ib_client(ex=ex)
+    c = await _front(ib)
+    seen: list[str] = []
+    original = ib.wrapper.execDetails
+
+    def counting(req_id, contract, execution):
+        seen.append(execution.execId)
+        original(req_id, contract, execution)
+
+    ib.wrapper.execDetails = counting
+    trade = ib.placeOrder(c, MarketOrder("BUY", 1, orderRef="fix-me"))
+    await until(lambda: trade.orderStatus.status == "Submitted")
+    await ex.advance_to(ex.clock.now() + dt.timedelta(minutes=5))
+    await until(lambda: len(seen) >= 2)
+    first, fixed = seen
+    assert first != fixed and first.rsplit(".", 1)[0] == fixed.rsplit(".", 1)[0]
+    assert int(fixed.rsplit(".", 1)[1], 16) == int(first.rsplit(".", 1)[1], 16) + 1
+    assert ex.positions()[c.conId].qty == 1  # booked once
+    replay = await ib.reqExecutionsAsync()
+    assert sorted(f.execution.execId for f in replay) == sorted([first, fixed])
+    await ex.save_state()
+    record = [r["exec_id"] for r in read_audit(audit_path(ex.state_path)) if r["type"] == "execution"]
+    assert record == [first, fixed]
+
+
 async def test_fill_racing_a_cancel(make_exchange, ib_client, until) -> None:
     ex = await make_exchange(faults="cancel_race@cancel=1")
     ib = await ib_client(ex=ex)
