@@ -41,11 +41,21 @@ def restrict_markets(settings: Any, markets: str | None) -> Any:
     return dataclasses.replace(settings, markets=tuple(m for m in settings.markets if m.symbol in names))
 
 
+def replay_autonomy(settings: Any) -> Any:
+    """A replay has no operator to approve candidates: unless the settings name an autonomy level,
+    its agents run autonomous (``--set agent.initial_autonomy=supervised`` leaves candidates
+    awaiting approval, as the TUI's default does). A kept store's persisted level still wins."""
+    agent = dict(settings.sections.get("agent", {}))
+    if "initial_autonomy" in agent:
+        return settings
+    return dataclasses.replace(settings, sections={**settings.sections, "agent": {**agent, "initial_autonomy": "autonomous"}})
+
+
 async def main(args: argparse.Namespace) -> int:
     days = getattr(args, "days", 20)
     if days is None or days < 1:
         raise common.CommandError(f"--days {days}: must be 1 or more")
-    settings = restrict_markets(common.settings_for(args), getattr(args, "markets", None))
+    settings = replay_autonomy(restrict_markets(common.settings_for(args), getattr(args, "markets", None)))
     if settings.broker.kind != "sim":
         raise common.CommandError("replay runs on the embedded exchange only (broker.kind = 'sim')")
     keep = getattr(args, "data_dir", None) is not None or bool(getattr(args, "keep_store", False))
@@ -202,6 +212,7 @@ async def build_report(engine: Any, settings: Any, days: int, marks: dict[str, i
         "max_drawdown_pct": 100.0 * max_dd,
         "positions": positions,
         "agent_phase": engine.status().agent_phase,
+        "autonomy": engine.agent.autonomy.value if engine.agent is not None else None,
         "alarms": len(alarms),
         "diagnoses": sum(1 for _m, t, _o, _d in journal if t == "diagnosis"),
         "experiments": by_outcome,
@@ -330,7 +341,7 @@ def render(r: dict[str, Any]) -> None:
                   f"{sum(r['experiments'].values())} experiment(s) "
                   f"({', '.join(f'{k} {v}' for k, v in sorted(r['experiments'].items())) or 'none'}), "
                   f"{r['promotions']} promotion(s), {r['rollbacks']} rollback(s), {r['derisks']} de-risk(s); "
-                  f"phase {r['agent_phase']}"),
+                  f"phase {r['agent_phase']}; autonomy {r.get('autonomy') or '-'}"),
         ("store", r["store"] or "temporary (gone; keep it with --data-dir DIR)"),
     ]))
     heal = Table(title="Per market: drift and healing", title_justify="left", header_style="bold")
