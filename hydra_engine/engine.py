@@ -45,6 +45,9 @@ from hydra_engine.store.ops_journal import OpsKind
 log = structlog.get_logger(__name__)
 
 SIM_DEFAULT_ACCOUNT = "DU1234567"
+START_RETRIES = 6
+"""Tries of the first connection (and its reconciliation) to an IB Gateway before start-up fails."""
+START_RETRY_MAX_S = 30.0
 EXCHANGE_STATE_FILE = "exchange.json"
 
 
@@ -186,7 +189,7 @@ class Engine:
             connect_timeout_s=b.connect_timeout_s, clock=self.clock, events=self.bus,
         )
         if self.kind != "sim":  # the account names the store: learn it from the first connection
-            await self.broker.connect()
+            await self._with_start_retries("connect", self.broker.connect)
             self.account = self.broker.account
             await self._choose_time_source()
             self.store = await self._open_store(Store, store_args)
@@ -194,8 +197,8 @@ class Engine:
         await self._build_parts()
         if self.kind == "sim":
             await self.broker.connect()
-        else:
-            await self.broker.resync()  # now with the order manager's rebind hooks and position book
+        else:  # now with the order manager's rebind hooks and position book
+            await self._with_start_retries("resync", self.broker.resync)
         await self.agent.start()  # adopts a single-champion store's rows first
         await self._bootstrap_champions()
         self._champions = await self.champion.versions()
@@ -226,6 +229,23 @@ class Engine:
 
         self._stale_lock = await asyncio.to_thread(find_stale_lock, self.store_path / LOCK_FILE_NAME)
         return await store_cls.open(self.data_dir, self.kind, self.account, **store_args)
+
+    async def _with_start_retries(self, what: str, step: Any) -> Any:
+        """A gateway that drops or restarts while the engine starts (its nightly restart, a network
+        blip) is waited for with backoff, as the running engine waits for a reconnection; a refusal
+        (wrong account, client id in use, live not allowed) is not retried."""
+        from hydra_engine.broker.errors import NotConnected, StateUnknown
+
+        for attempt in range(1, START_RETRIES + 1):
+            try:
+                return await step()
+            except (NotConnected, StateUnknown, ConnectionError, TimeoutError) as exc:
+                if attempt == START_RETRIES:
+                    raise
+                wait = min(START_RETRY_MAX_S, 2.0 ** attempt)
+                log.warning("engine.start_retry", step=what, attempt=attempt, wait_s=wait, error=str(exc))
+                await asyncio.sleep(wait)
+        return None
 
     async def _check_client_id(self, client_id: int) -> None:
         """The API client id is fixed per store; a change is allowed but journalled."""
