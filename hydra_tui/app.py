@@ -92,7 +92,9 @@ class HydraApp(App[int]):
                  engine_factory: Callable[..., Any] | None = None,
                  needs_live: bool | None = None,
                  account_probe: Callable[[], Awaitable[str]] | None = None,
-                 wall_now: Callable[[], dt.datetime] | None = None) -> None:
+                 wall_now: Callable[[], dt.datetime] | None = None,
+                 fixed_view: views.View | None = None) -> None:
+        """``fixed_view``: show this View and start no engine (snapshot tests, the README's capture)."""
         super().__init__()
         self.settings = settings
         self._data_dir = data_dir
@@ -128,6 +130,7 @@ class HydraApp(App[int]):
         self._breaker = ""
         self._sub: Any = None
         self.view = views.View(mode="LIVE" if b.trading_mode == "live" else ("SIM" if b.kind == "sim" else "PAPER"))
+        self._fixed_view = fixed_view
 
     # ----------------------------------------------------------------- layout
 
@@ -158,6 +161,10 @@ class HydraApp(App[int]):
             self.query_one(f"#{box}").border_title = "Working orders" if box == "orders-box" else title
         self._show_pane("account-box")
         self._install_signals()
+        if self._fixed_view is not None:
+            self.view = self._fixed_view
+            self._render_view()
+            return
         self._render_view()
         if self._needs_live:
             self._confirm_live()
@@ -607,7 +614,10 @@ class HydraApp(App[int]):
 
     def binding_list(self) -> list[tuple[str, str]]:
         """(key, description) of every app binding, for the help screen."""
-        out = [(b.key_display or b.key, b.description) for b in self.BINDINGS
+        from hydra_tui.palette import COMMANDS
+
+        texts = {action: f"{name}: {text}" for name, action, text in COMMANDS}
+        out = [(b.key_display or b.key, texts.get(b.action, b.description)) for b in self.BINDINGS
                if isinstance(b, Binding) and not b.key.isdigit()]
         panes = ", ".join(f"{i} {title}" for i, (_, title) in enumerate(PANES, 1))
         return out + [("1-6", f"Show / focus a pane: {panes}"), ("ctrl+p", "Command palette"), ("ctrl+q", "Quit")]

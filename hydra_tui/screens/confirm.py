@@ -13,6 +13,7 @@ from textual.widgets import Button, Label
 class ConfirmScreen(ModalScreen[bool]):
     """Dismisses with True (confirmed) or False (cancel, escape)."""
 
+    CSS_PATH = "modals.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("y", "confirm", "Yes", show=False)]
 
     def __init__(self, title: str, body: str, confirm_label: str = "Confirm") -> None:
@@ -45,6 +46,7 @@ class ConfirmScreen(ModalScreen[bool]):
 class PickMarketScreen(ModalScreen[str | None]):
     """Pick all markets or one: dismisses with "" (all, when offered), a symbol, or None (cancel)."""
 
+    CSS_PATH = "modals.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, symbols: list[str], *, title: str = "Force today's cycle", allow_all: bool = True) -> None:

@@ -24,6 +24,7 @@ def needs_live_confirmation(kind: str, port: int | None, trading_mode: str) -> b
 class LiveConfirmScreen(ModalScreen[bool]):
     """Dismisses with True only after ``LIVE`` was typed and Trade live pressed."""
 
+    CSS_PATH = "modals.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, account: str, port: int | None) -> None:

@@ -1,4 +1,4 @@
-"""Working orders pane: limit, filled/total, patience step, age."""
+"""Working orders pane: limit, filled/total, patience step (reprices so far), age; the order ref last."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ def age(seconds: float) -> str:
 class OrdersTable(DataTable[Any]):
     def on_mount(self) -> None:
         self.cursor_type = "row"
-        self.add_columns("Ref", "Side", "Contract", "Limit", "Filled", "Step", "Age", "Status")
+        self.add_columns("Side", "Contract", "Limit", "Filled", "Step", "Age", "Status", "Ref")
 
     def show(self, v: View) -> None:
-        rows = {o.order_ref: (o.order_ref[-14:], Text(o.side, style="green" if o.side == "BUY" else "red"),
-                              o.local_symbol, f"{o.limit:,.4g}", f"{o.filled:g}/{o.qty:g}", str(o.step), age(o.age_s),
-                              o.status)
+        rows = {o.order_ref: (Text(o.side, style="green" if o.side == "BUY" else "red"), o.local_symbol,
+                              f"{o.limit:,.4g}", f"{o.filled:g}/{o.qty:g}", str(o.step), age(o.age_s), o.status,
+                              o.order_ref)
                 for o in v.orders}
         apply_rows(self, rows)

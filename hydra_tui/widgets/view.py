@@ -286,6 +286,11 @@ def champions(engine: Any) -> dict[str, str | None]:
     return {m: st.champion for m in agent_loops(engine)} or {engine.settings.markets[0].symbol: st.champion}
 
 
+def detector_name(stream: str, detector: str) -> str:
+    """``ret_1/cusum_mean`` for a feature's detector; ``perf:log_loss`` alone for a performance CUSUM."""
+    return stream if stream.startswith("perf:") else f"{stream}/{detector}"
+
+
 def gate_text(gate: Any) -> str:
     """The promotion gate's evidence in words."""
     if not isinstance(gate, dict):
@@ -393,7 +398,8 @@ async def market_agent_view(market: str, loop: Any, champion: str | None, wall_n
         experiments = experiment_rows(await loop.journal.experiments(limit=5), limit_s, wall_now)
     except Exception:  # noqa: BLE001
         log.debug("tui.agent_journal_unreadable", market=market)
-    detectors = tuple(DetectorReading(f"{d['stream']}/{d['detector']}", d.get("statistic"), d.get("threshold"),
+    detectors = tuple(DetectorReading(detector_name(str(d["stream"]), str(d["detector"])), d.get("statistic"),
+                                      d.get("threshold"),
                                       str(d["detector"]).endswith("_p"))
                       for d in st.get("detectors", ()))
     return MarketAgentView(market, champion, family, str(st.get("phase", "IDLE")), str(st.get("autonomy", "")),

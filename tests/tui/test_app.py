@@ -39,7 +39,7 @@ async def test_app_plays_days_and_shows_the_panes(tmp_path, sim_universe) -> Non
     app = make_app(tmp_path, sim_universe)
     async with app.run_test(size=(160, 50)) as pilot:
         await until(pilot, lambda: app.engine is not None and app.days_played >= 2, what="two days played")
-        await until(pilot, lambda: len(app.view.fills) > 0, what="fills shown")
+        await until(pilot, lambda: len(app.view.fills) > 0 and app.view.cycles_run == 4, what="fills and cycles shown")
         assert "SIM" in header(app) and "ACTIVE" in header(app)
         assert app.query_one("#fills").row_count == len(app.view.fills)
         assert app.view.net_liquidation and app.view.cycles_run == 4

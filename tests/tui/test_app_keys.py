@@ -221,7 +221,8 @@ async def test_live_modal_cancel_opens_no_order_capable_session(tmp_path: Path, 
                                     "broker.client_id": 7})
     app = HydraApp(settings, data_dir=tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, LiveConfirmScreen), what="live modal")
+        await until(pilot, lambda: isinstance(app.screen, LiveConfirmScreen) and app.screen.focused is not None,
+                    what="live modal mounted")
         body = str(app.screen.query_one("#live-body").render())
         assert "DU1234567" in body and str(exchange.port) in body  # read over the read-only probe
         assert app.screen.focused is not None and app.screen.focused.id == "cancel"
@@ -241,7 +242,8 @@ async def test_live_modal_confirm_proceeds_to_an_order_capable_session(tmp_path:
                                     "broker.client_id": 7})
     app = HydraApp(settings, data_dir=tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, LiveConfirmScreen), what="live modal")
+        await until(pilot, lambda: isinstance(app.screen, LiveConfirmScreen) and app.screen.focused is not None,
+                    what="live modal mounted")
         assert spy.client_ids == [107]  # the read-only probe, nothing order-capable before the confirmation
         await pilot.click("#live-input")
         await pilot.press(*"LIVE")

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 NO_AGENT = ["--set", "agent.enabled=false"]
 ALWAYS_TAKE_A_SIDE = ["--set", "execution.long_threshold=0.5", "--set", "execution.short_threshold=0.5"]
@@ -77,29 +79,39 @@ def test_replay_prints_a_report_on_a_temporary_store(tmp_path) -> None:
     assert not any(tmp_path.iterdir())  # a fresh temporary store, not the data dir
 
 
-def test_sigterm_stops_an_endless_run_cleanly(tmp_path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_stops_an_endless_run_cleanly_without_textual(tmp_path, sig) -> None:
+    """SIGTERM (a service manager) and SIGHUP (a hung-up terminal) stop ``--no-ui`` with exit 0, the
+    engine stopped cleanly; ``-X importtime`` lists every module imported: textual is never one."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "hydra_tui.cli", "--no-ui", "--data-dir", str(tmp_path), *NO_AGENT,
-                             "--set", "runner.lockstep_delay_s=0.2"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    log = tmp_path / "sim-DU1234567" / "hydra.log"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # wait for the first simulated day to finish
-            if log.exists() and "lockstep.day" in log.read_text():
-                break
-            assert proc.poll() is None, proc.stderr.read()[-3000:] if proc.stderr else ""
-            time.sleep(0.1)
-        else:
-            raise AssertionError("no simulated day within 60 s")
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    err_file = tmp_path / "stderr.txt"  # the import log is long: a file, never a pipe that could fill and block
+    with open(err_file, "w") as err_out:
+        proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "hydra_tui.cli", "--no-ui", "--data-dir",
+                                 str(tmp_path), *NO_AGENT, "--set", "runner.lockstep_delay_s=0.2"],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=err_out, text=True, env=env)
+        log = tmp_path / "sim-DU1234567" / "hydra.log"
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # wait for the first simulated day to finish
+                if log.exists() and "lockstep.day" in log.read_text():
+                    break
+                assert proc.poll() is None, err_file.read_text()[-3000:]
+                time.sleep(0.1)
+            else:
+                raise AssertionError("no simulated day within 60 s")
+            proc.send_signal(sig)
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    err = err_file.read_text()
     assert proc.returncode == 0, err[-3000:]
-    assert "headless.signal" in log.read_text() and "engine.stopped" in log.read_text()
+    text = log.read_text()
+    assert "headless.signal" in text and sig.name in text and "engine.stopped" in text
     assert "HYDRA SIM" in out
+    imported = [line.rsplit("|", 1)[-1].strip() for line in err.splitlines() if line.startswith("import time:")]
+    assert "hydra_engine.engine" in imported  # the import log is there
+    assert not [m for m in imported if m == "textual" or m.startswith("textual.")]
 
 
 def test_live_without_confirmation_exits_2_before_connecting(tmp_path) -> None:
