@@ -281,8 +281,10 @@ class PaperTradingRunner:
         self._scheduler = sched
 
     async def _tick_loop(self) -> None:
-        """Broker-time mode: every ``broker_time_tick_s`` broker seconds, trigger the decisions now due
-        (the latest decision of each market, if it is younger than the misfire grace)."""
+        """Broker-time mode: every ``broker_time_tick_s`` broker seconds, trigger the decisions now due:
+        the latest decision of each market, once. A tick that comes late (a busy loop, a fast broker
+        clock) still runs it, since the decision stands until the market's next one; only at the first
+        tick, without ``catch_up``, is a decision older than the misfire grace left alone."""
         from hydra_engine.markets import last_decision_at_or_before
 
         claimed: set[tuple[str, dt.date]] = set()
@@ -293,7 +295,7 @@ class PaperTradingRunner:
             now = self.clock.now()
             for m in self.markets:
                 day, at = last_decision_at_or_before(m, now)
-                if (m.symbol, day) in claimed or (now - at > grace and not (first and self.config.catch_up)):
+                if (m.symbol, day) in claimed or (first and not self.config.catch_up and now - at > grace):
                     continue
                 claimed.add((m.symbol, day))
                 self.trigger(m.symbol, trigger="tick" if not first else "catch-up", trading_date=day)
