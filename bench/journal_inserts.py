@@ -3,7 +3,9 @@
 Connection set up as the Store does (WAL, synchronous=FULL), on a real file in a temp dir (or
 --dir). Per-fill: sequential awaits, each returning after its own commit. Group commit: --inflight
 fills in flight at once (as when a burst of executions arrives); each still returns only after
-the commit that covers it.
+the commit that covers it. The per-fill paths (and the fsync probe) run side by side in
+alternating blocks of --block fills, the order rotating each block, so load from other work on a
+shared machine falls on all of them alike; each has its own file.
 
 Reference ("original"): the original HYDRA's insert path re-implemented from the facts in issue 13
 (not its code): one synchronous ``sqlite3`` INSERT then commit per fill on the caller's thread, the
@@ -15,16 +17,19 @@ to a worker thread and awaiting its answer), the floor any path pays that keeps 
 event loop, and the event-loop time each path takes per fill: all of the original's (it blocks
 its caller's thread through the fsync), the main thread's CPU for ours.
 
-    python bench/journal_inserts.py [--n 4000] [--group-n 40000] [--inflight 256] [--dir DIR]
+    python bench/journal_inserts.py [--n 4000] [--group-n 40000] [--inflight 256] [--block 200]
+                                    [--repeat 3] [--dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import logging
@@ -58,90 +63,115 @@ async def open_db(path: Path) -> aiosqlite.Connection:
     return await open_migrated(path)
 
 
-async def per_fill(path: Path, n: int) -> float:
+Writer = Callable[[list[FillRecord]], Awaitable[None]]
+
+
+async def ours_writer(path: Path, stack: contextlib.AsyncExitStack) -> Writer:
+    """Our per-fill path: ``FillJournal.log_fill`` awaited fill by fill, each its own commit."""
     conn = await open_db(path)
+    stack.push_async_callback(conn.close)
     j = FillJournal(conn)
-    recs = [make(i, "p") for i in range(n)]
-    for r in recs[:200]:  # warm-up: WAL grows to its working size
-        await j.log_fill(make(10**7 + recs.index(r), "w"))
-    c0, m0 = time.process_time(), time.thread_time()
-    t = time.perf_counter()
-    for r in recs:
-        await j.log_fill(r)
-    dt_s = time.perf_counter() - t
-    CPU_US[f"per_fill:{path.name}"] = ((time.process_time() - c0) / n * 1e6, n)
-    LOOP_US.append((time.thread_time() - m0) / n * 1e6)
-    await conn.close()
-    return n / dt_s
+
+    async def write(recs: list[FillRecord]) -> None:
+        for r in recs:
+            await j.log_fill(r)
+    return write
 
 
-async def naive(path: Path, n: int) -> float:
+async def naive_writer(path: Path, stack: contextlib.AsyncExitStack) -> Writer:
     """Reference: one INSERT then commit() per fill through aiosqlite's public calls (no blocks)."""
     conn = await open_db(path)
+    stack.push_async_callback(conn.close)
     sql = ("INSERT INTO fills (exec_id, fill_time, symbol, contract_month, direction, qty, limit_price, "
            "arrival_mid, fill_price, predicted_slippage, actual_slippage, latency_ms, order_ref, perm_id, "
            "commission, data_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
-    recs = [make(i, "n")._row() for i in range(n)]  # noqa: SLF001
-    for i in range(200):
-        await conn.execute(sql, make(10**7 + i, "w")._row())  # noqa: SLF001
-        await conn.commit()
-    t = time.perf_counter()
-    for r in recs:
-        await conn.execute(sql, r)
-        await conn.commit()
-    dt_s = time.perf_counter() - t
-    await conn.close()
-    return n / dt_s
+
+    async def write(recs: list[FillRecord]) -> None:
+        for r in recs:
+            await conn.execute(sql, r._row())  # noqa: SLF001
+            await conn.commit()
+    return write
 
 
-def original(path: Path, n: int, with_log: bool) -> float:
-    """The original's path: synchronous sqlite3 insert + commit per fill (optionally a log line)."""
+async def original_writer(path: Path, stack: contextlib.AsyncExitStack, with_log: bool) -> Writer:
+    """The original's path: synchronous sqlite3 insert + commit per fill on the caller's thread
+    (here the event loop's: it blocked its caller), optionally with its per-fill log line."""
     import sqlite3
 
     from hydra_engine.store.migrations import v002_fills
 
     db = sqlite3.connect(path)
+    stack.callback(db.close)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
     db.executescript(v002_fills.SQL)  # its fills table: the execId key and both time indexes
     sql = ("INSERT INTO fills (exec_id, fill_time, symbol, contract_month, direction, qty, limit_price, "
            "arrival_mid, fill_price, predicted_slippage, actual_slippage, latency_ms, order_ref, perm_id, "
            "commission, data_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-    plog = logging.getLogger("original.fill_journal")
-    plog.handlers[:] = [logging.StreamHandler(open(os.devnull, "w"))]  # noqa: SIM115 - bench lifetime
+    plog = logging.getLogger(f"original.fill_journal.{path.stem}")
+    sink = open(os.devnull, "w")  # noqa: SIM115 - closed by the stack
+    stack.callback(sink.close)
+    plog.handlers[:] = [logging.StreamHandler(sink)]
     plog.setLevel(logging.INFO if with_log else logging.WARNING)
     plog.propagate = False
-    for i in range(200):
-        db.execute(sql, make(10**7 + i, "w")._row())  # noqa: SLF001
-        db.commit()
-    recs = [make(i, "o") for i in range(n)]
-    c0, t = time.process_time(), time.perf_counter()
-    for r in recs:
-        db.execute(sql, r._row())  # noqa: SLF001
-        db.commit()
-        plog.info("Logged fill: %s %s %s @ %.4f (slippage %.4f)", r.symbol, r.direction, r.qty, r.fill_price,
-                  r.actual_slippage)
-    dt_s = time.perf_counter() - t
-    CPU_US[f"original{'+log' if with_log else ''}:{path.name}"] = ((time.process_time() - c0) / n * 1e6, n)
-    db.close()
-    return n / dt_s
+
+    async def write(recs: list[FillRecord]) -> None:
+        for r in recs:
+            db.execute(sql, r._row())  # noqa: SLF001
+            db.commit()
+            plog.info("Logged fill: %s %s %s @ %.4f (slippage %.4f)", r.symbol, r.direction, r.qty, r.fill_price,
+                      r.actual_slippage)
+    return write
 
 
-def fsync_rate(d: Path, n: int) -> float:
-    """Small write + fsync loop on the same disk: the ceiling for one durable commit per fill."""
+async def fsync_writer(d: Path, stack: contextlib.AsyncExitStack) -> Writer:
+    """Small write + fsync per fill on the same disk: the ceiling for one durable commit per fill."""
     p = d / "fsync.probe"
     fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        os.pwrite(fd, b"\0" * 4096 * 64, 0)
-        os.fsync(fd)
-        t = time.perf_counter()
-        for i in range(n):
-            os.pwrite(fd, b"x" * 200, (i % 64) * 4096)
+    stack.callback(p.unlink)
+    stack.callback(os.close, fd)
+    os.pwrite(fd, b"\0" * 4096 * 64, 0)
+    os.fsync(fd)
+    at = [0]
+
+    async def write(recs: list[FillRecord]) -> None:
+        for _ in recs:
+            os.pwrite(fd, b"x" * 200, (at[0] % 64) * 4096)
             os.fsync(fd)
-        return n / (time.perf_counter() - t)
-    finally:
-        os.close(fd)
-        p.unlink()
+            at[0] += 1
+    return write
+
+
+async def per_fill_round(d: Path, i: int, n: int, block: int) -> dict[str, float]:
+    """Fills per second of every per-fill path, written in alternating blocks of ``block`` fills
+    (the order rotating each block), so a burst of load from elsewhere hits them all alike."""
+    async with contextlib.AsyncExitStack() as stack:
+        writers = {
+            "fsync": await fsync_writer(d, stack),
+            "original": await original_writer(d / f"og{i}.db", stack, False),
+            "original+log": await original_writer(d / f"ol{i}.db", stack, True),
+            "naive": await naive_writer(d / f"nv{i}.db", stack),
+            "ours": await ours_writer(d / f"pf{i}.db", stack),
+        }
+        for name, write in writers.items():  # warm-up: each WAL grows to its working size
+            await write([make(10**7 + k, f"w{i}{name}") for k in range(200)])
+        recs = {name: [make(k, f"{i}{name}") for k in range(n)] for name in writers}
+        took = dict.fromkeys(writers, 0.0)
+        cpu = dict.fromkeys(writers, 0.0)
+        loop_cpu = 0.0
+        names = list(writers)
+        for b, at in enumerate(range(0, n, block)):
+            for name in names[b % len(names):] + names[:b % len(names)]:
+                c, m, t = time.process_time(), time.thread_time(), time.perf_counter()
+                await writers[name](recs[name][at:at + block])
+                took[name] += time.perf_counter() - t
+                cpu[name] += time.process_time() - c
+                if name == "ours":
+                    loop_cpu += time.thread_time() - m
+    for name in writers:
+        CPU_US[f"{name}:{i}"] = (cpu[name] / n * 1e6, n)
+    LOOP_US.append(loop_cpu / n * 1e6)
+    return {name: n / took[name] for name in writers}
 
 
 async def round_trip_us(n: int) -> float:
@@ -194,17 +224,15 @@ async def main() -> None:
     ap.add_argument("--inflight", type=int, default=256)
     ap.add_argument("--dir", default=None)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--block", type=int, default=200, help="fills per path before switching to the next")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=a.dir) as d:
-        pf, nv, og, ol, fs, hop = [], [], [], [], [], []
-        for i in range(a.repeat):  # interleaved, so all see the same disk load
-            fs.append(fsync_rate(Path(d), a.n))
+        hop, rounds = [], []
+        for i in range(a.repeat):
             hop.append(await round_trip_us(2000))
-            og.append(original(Path(d) / f"og{i}.db", a.n, False))
-            ol.append(original(Path(d) / f"ol{i}.db", a.n, True))
-            nv.append(await naive(Path(d) / f"nv{i}.db", a.n))
-            pf.append(await per_fill(Path(d) / f"pf{i}.db", a.n))
+            rounds.append(await per_fill_round(Path(d), i, a.n, a.block))
         gc = [await group(Path(d) / f"gc{i}.db", a.group_n, a.inflight) for i in range(a.repeat)]
+    fs, og, ol, nv, pf = ([r[k] for r in rounds] for k in ("fsync", "original", "original+log", "naive", "ours"))
     def med(xs: list[float]) -> float:
         return sorted(xs)[len(xs) // 2]
 
@@ -227,7 +255,7 @@ async def main() -> None:
     print(f"group commit ({a.inflight} in flight): {a.group_n} fills x{a.repeat}: "
           f"median {sorted(gc)[len(gc) // 2]:,.0f}/s  (runs: {', '.join(f'{x:,.0f}' for x in gc)})  goal >= 100,000/s")
     for k, (us, commits) in CPU_US.items():
-        print(f"  {k}: {us:.0f} us CPU per fill (both threads), {commits:,} commits")
+        print(f"  {k}: {us:.0f} us CPU per fill (all threads), {commits:,} commits")
     print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
