@@ -120,6 +120,7 @@ class HydraApp(App[int]):
         """The pane shown in the narrow layout (tabs / keys 1-6)."""
         self._step = asyncio.Event()
         self._stopping = False
+        self._hung_up = False
         self._refreshing = False
         self._fills: list[Any] = []
         self._fills_dirty = True
@@ -181,6 +182,8 @@ class HydraApp(App[int]):
 
     def _on_signal(self, name: str) -> None:
         log.warning("tui.signal", signal=name)
+        if name == "SIGHUP":
+            self._hung_up = True
         self.run_worker(self.shutdown(), group="shutdown", exclusive=True, exit_on_error=False)
 
     def _show_pane(self, box: str) -> None:
@@ -320,6 +323,16 @@ class HydraApp(App[int]):
             await engine.stop()
         if self._sub is not None:
             self._sub.close()
+        if self._hung_up:
+            # The terminal is gone: Textual's exit would wait forever on a writer thread that cannot
+            # write to it (measured: the process hung after engine.stopped). The engine is stopped and
+            # its state flushed; flush the log and leave now.
+            log.warning("tui.hangup_exit", engine_stopped=engine is not None)
+            import logging
+            import os
+
+            logging.shutdown()
+            os._exit(0)
         rc = self.exit_code if code is None else code
         self.exit(rc, return_code=rc)
 

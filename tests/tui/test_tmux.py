@@ -62,3 +62,61 @@ def test_hydra_tui_in_tmux(tmp_path: Path) -> None:
         assert tmux("has-session", "-t", session).returncode != 0, f"session still alive:\n{screen()}"
     finally:
         tmux("kill-server")
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "hangup"])
+def test_hydra_tui_stops_cleanly_on_sigterm_and_on_a_hung_up_terminal(tmp_path: Path, how: str) -> None:
+    """SIGTERM to the app, or the terminal going away (the tmux server dies: SIGHUP), stops the
+    engine cleanly: the log says so, the process ends, and after SIGTERM the exit status is 0."""
+    import os
+    import signal
+
+    import psutil
+
+    session = f"hydra-sig-{uuid.uuid4().hex[:8]}"
+    sock = ["-L", session]
+
+    def tmux(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["tmux", *sock, *args], capture_output=True, text=True, timeout=10)
+
+    rc_file = tmp_path / "rc"
+    app = f"env -u COLUMNS -u LINES TERM=xterm-256color {HYDRA_TUI} --data-dir {tmp_path} --day-seconds 0.5"
+    cmd = f"sh -c '{app}; echo $? > {rc_file}'"
+    started = subprocess.run(["tmux", *sock, "new-session", "-d", "-s", session, "-x", "120", "-y", "40", cmd],
+                             capture_output=True, text=True, timeout=10)
+    assert started.returncode == 0, started.stderr
+    log = tmp_path / "sim-DU1234567" / "hydra.log"
+    try:
+        shell = psutil.Process(int(tmux("display-message", "-p", "-t", session, "#{pane_pid}").stdout.strip()))
+        deadline = time.monotonic() + 40
+        while not (log.exists() and "lockstep.day" in log.read_text()):
+            assert time.monotonic() < deadline, f"no simulated day; screen:\n{tmux('capture-pane', '-p').stdout}"
+            time.sleep(0.2)
+        proc = next(c for c in shell.children(recursive=True) if "hydra-tui" in " ".join(c.cmdline()))
+        if how == "SIGTERM":
+            os.kill(proc.pid, signal.SIGTERM)
+        else:
+            tmux("kill-server")  # the terminal hangs up: the app gets SIGHUP
+        deadline = time.monotonic() + 40
+        while _alive(proc):  # after a hangup the orphan may stay a zombie until someone reaps it
+            assert time.monotonic() < deadline, f"hydra-tui (pid {proc.pid}) still running 40 s after {how}"
+            time.sleep(0.2)
+        if how == "SIGTERM":
+            deadline = time.monotonic() + 10
+            while not rc_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert rc_file.read_text().strip() == "0"
+        text = log.read_text()
+        assert "tui.signal" in text and ("SIGTERM" if how == "SIGTERM" else "SIGHUP") in text
+        assert "engine.stopped" in text
+    finally:
+        tmux("kill-server")
+
+
+def _alive(proc: "psutil.Process") -> bool:  # noqa: F821 - psutil imported where used
+    import psutil
+
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
