@@ -191,7 +191,7 @@ class Engine:
         if self.kind != "sim":  # the account names the store: learn it from the first connection
             await self._with_start_retries("connect", self.broker.connect)
             self.account = self.broker.account
-            await self._choose_time_source()
+            await self._with_start_retries("broker time", self._choose_time_source)
             self.store = await self._open_store(Store, store_args)
         await self._check_client_id(b.client_id)
         await self._build_parts()

@@ -147,6 +147,7 @@ class BrokerGateway:
         self.ib.RaiseRequestErrors = True
         self.account: str = self._configured_account
         self.state: ConnectionState = "disconnected"
+        self._resync_lock = asyncio.Lock()
         self.state_known = False
         """True once the last (re)connect's reconciliation completed; orders wait otherwise."""
         self.last_sync: SyncReport | None = None
@@ -234,11 +235,21 @@ class BrokerGateway:
         raise NotConnected(f"no API session with {self.host}:{self.port} after {budget:.1f}s: {err}")
 
     async def ensure_connected(self, timeout_s: float = 10.0) -> bool:
-        """True when connected and reconciled; kicks a reconnect attempt otherwise."""
+        """True when connected and reconciled; kicks a reconnect attempt otherwise. A session that is
+        up but whose reconciliation failed (a report that did not come back, a resync after 1101 that
+        was cut off) is reconciled again here, so the state never stays unknown while connected."""
         if self.is_connected and self.state_known:
             return True
         if self._supervisor.fatal_error is not None:
             return False
+        if self.is_connected and self.ib.isConnected():
+            async with self._resync_lock:
+                if not self.state_known:
+                    try:
+                        await asyncio.wait_for(self.resync(), timeout_s)
+                    except Exception as exc:  # noqa: BLE001 - still unknown: the caller waits and asks again
+                        log.warning("broker.resync_failed", error=f"{type(exc).__name__}: {exc}")
+            return self.is_connected and self.state_known
         self._deliberate = False
         self._supervisor.start()
         self._supervisor.kick()

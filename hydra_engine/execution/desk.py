@@ -104,7 +104,7 @@ class ExecutionDesk:
                     raise
                 log.warning("runner.execution_waits_for_broker", market=m.symbol, attempt=attempt, error=str(exc))
                 await self.broker.ensure_connected(timeout_s=STATE_WAIT_S)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(min(16.0, 2.0 ** (attempt - 1)))
         log.info("runner.execution_done", market=m.symbol, trading_date=str(day), target=target,
                  filled=getattr(res, "filled", None), reasons=list(getattr(res, "reasons", ()) or ()))
         return res

@@ -270,7 +270,8 @@ class OrderManager:
         try:
             await self._store.intent(
                 order_ref, month, side, qty, limit, quote.mid, wo.arrival_at, purpose=purpose,
-                trading_date=trading_date, extra={"predicted_slippage": predicted, "data_type": quote.data_type},
+                trading_date=trading_date, extra={"predicted_slippage": predicted, "data_type": quote.data_type,
+                                                  "trading_state": decision.trading_state.value, "reduces": bool(reducing)},
             )
         except BaseException:
             self._working.remove(order_ref)  # not journalled: nothing is sent

@@ -83,6 +83,8 @@ class EmbeddedExchange:
         self._ticker: asyncio.Task | None = None
         self._save_pending = False
         self._save_lock = asyncio.Lock()
+        self.trade_log_days = 1
+        """New York calendar days of executions replayed to a reconnecting client (``start``)."""
         self.audit: AuditLog | None = None
         """The append-only record of every order and execution (beside the state file)."""
         self._publish_lock = asyncio.Lock()
@@ -114,7 +116,10 @@ class EmbeddedExchange:
         starting_cash: float = 1_000_000.0,
         max_server_version: int = 178,
         pacing: bool = True,
+        trade_log_days: int = 1,
     ) -> EmbeddedExchange:
+        """``trade_log_days``: how many New York calendar days of executions a reconnecting client is
+        replayed (1: today only, as IB Gateway does by default; its trade-log setting allows up to 7)."""
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"the embedded exchange binds to loopback only (host {host!r}; accepted: "
                              f"{', '.join(LOOPBACK_HOSTS)})")  # fmt: skip
@@ -124,7 +129,10 @@ class EmbeddedExchange:
             raise ValueError("accounts must be a non-empty list of account ids")
         if not 0 < starting_cash < 1e12:
             raise ValueError(f"starting_cash {starting_cash} outside (0, 1e12)")
+        if not 1 <= trade_log_days <= 7:
+            raise ValueError(f"trade_log_days {trade_log_days} outside 1..7")
         ex = cls()
+        ex.trade_log_days = int(trade_log_days)
         await ex._boot(host=host, port=port, seed=seed, clock=clock, universe=universe, faults=faults,
                        state_path=state_path, accounts=accounts, starting_cash=starting_cash,
                        max_server_version=max_server_version, pacing=pacing)  # fmt: skip
@@ -246,9 +254,10 @@ class EmbeddedExchange:
 
     # ----- public queries -------------------------------------------------------------------
     def executions_today(self) -> list[Execution]:
-        """Executions of the current New York calendar day (what IB replays on reconnect)."""
-        today = self.clock.now().astimezone(EXEC_DAY_TZ).date()
-        return [e for e in self.book.executions if e.time.astimezone(EXEC_DAY_TZ).date() == today]
+        """The executions a reconnecting client is replayed (and the state file keeps): those of the
+        current New York calendar day, or of the last ``trade_log_days`` of them."""
+        first = self.clock.now().astimezone(EXEC_DAY_TZ).date() - dt.timedelta(days=self.trade_log_days - 1)
+        return [e for e in self.book.executions if e.time.astimezone(EXEC_DAY_TZ).date() >= first]
 
     def positions(self, account: str | None = None) -> dict[int, PositionState]:
         """Open positions of ``account`` (default: the first) by conId."""

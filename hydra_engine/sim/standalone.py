@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cash", type=float, default=1_000_000.0, help="starting cash per account (USD)")
     parser.add_argument("--max-server-version", type=int, default=178, choices=range(157, 179), metavar="157..178")
     parser.add_argument("--no-pacing", action="store_true", help="disable historical-data pacing (error 162)")
+    parser.add_argument("--trade-log-days", type=int, default=1, choices=range(1, 8), metavar="1..7",
+                        help="days of executions replayed to a reconnecting client (IB Gateway's trade log; default 1: today)")
 
 
 def _parse_start(text: str) -> dt.datetime:
@@ -73,6 +75,7 @@ async def run(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, seed=args.seed, clock=clock, universe=universe,
             faults=args.faults, state_path=args.state, accounts=accounts, starting_cash=args.cash,
             max_server_version=args.max_server_version, pacing=not args.no_pacing,
+            trade_log_days=getattr(args, "trade_log_days", 1),
         )  # fmt: skip
     except (ValueError, FaultSpecError, StateFileError, OSError) as exc:
         log.error("sim_standalone_bad_start", error=str(exc))
