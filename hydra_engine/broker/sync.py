@@ -23,6 +23,8 @@ from hydra_engine.broker.records import ExecutionReport, SyncReport
 log = structlog.get_logger(__name__)
 
 ExecutionListener = Callable[[ExecutionReport], None]
+REMEMBERED = 20_000
+"""execIds (and their bases) the assembler remembers: weeks of a daily system's fills, bounded."""
 CorrectionListener = Callable[[ExecutionReport, ExecutionReport], None]
 """``(original, correction)``: IB re-sent a fill under a new execId."""
 
@@ -76,8 +78,10 @@ class ExecutionAssembler:
     def __init__(self, commission_timeout_s: float = 2.0) -> None:
         self._timeout = commission_timeout_s
         self._pending: dict[str, tuple[Fill, bool, asyncio.TimerHandle | None]] = {}
-        self._emitted: set[str] = set()
-        self._without_commission: set[str] = set()
+        self._emitted: dict[str, None] = {}
+        """execIds handed on (an insertion-ordered set, the oldest dropped past ``REMEMBERED``: the
+        journal's own uniqueness covers anything older, which reqExecutions no longer replays)."""
+        self._without_commission: dict[str, None] = {}
         self._listeners: list[ExecutionListener] = []
         self._late: list[Callable[[str, float], None]] = []
         self._by_base: dict[str, ExecutionReport] = {}
@@ -133,7 +137,7 @@ class ExecutionAssembler:
             return False
         original = self._by_base.get(execution_base(exec_id))
         if original is not None and original.exec_id != exec_id:
-            self._emitted.add(exec_id)
+            self._remember(exec_id)
             correction = report_from_fill(fill, live=live, with_commission=bool(fill.commissionReport.execId))
             same = same_fill(original, correction)
             (log.info if same else log.warning)("broker.execution_corrected", original=original.exec_id,
@@ -158,7 +162,7 @@ class ExecutionAssembler:
         entry = self._pending.pop(exec_id, None)
         if entry is None:
             if exec_id in self._without_commission and fill.commissionReport.execId:
-                self._without_commission.discard(exec_id)
+                self._without_commission.pop(exec_id, None)
                 for late in list(self._late):
                     late(exec_id, float(fill.commissionReport.commission))
             return
@@ -180,12 +184,21 @@ class ExecutionAssembler:
         # ib_async may have merged the report into the fill without an event we saw
         self._emit(fill, live, with_commission=bool(fill.commissionReport.execId))
 
+    def _remember(self, exec_id: str) -> None:
+        self._emitted[exec_id] = None
+        while len(self._emitted) > REMEMBERED:
+            del self._emitted[next(iter(self._emitted))]
+
     def _emit(self, fill: Fill, live: bool, *, with_commission: bool) -> None:
         report = report_from_fill(fill, live=live, with_commission=with_commission)
-        self._emitted.add(report.exec_id)
+        self._remember(report.exec_id)
         self._by_base.setdefault(execution_base(report.exec_id), report)
+        while len(self._by_base) > REMEMBERED:
+            del self._by_base[next(iter(self._by_base))]
         if report.commission is None:
-            self._without_commission.add(report.exec_id)
+            self._without_commission[report.exec_id] = None
+            while len(self._without_commission) > REMEMBERED:
+                del self._without_commission[next(iter(self._without_commission))]
             log.warning("broker.commission_missing", exec_id=report.exec_id, order_ref=report.order_ref)
         if not self._listeners:
             self._backlog.append(report)
