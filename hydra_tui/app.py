@@ -36,6 +36,7 @@ from hydra_tui.widgets.agent import AgentPane
 from hydra_tui.widgets.fills import FillsTable
 from hydra_tui.widgets.header import HydraHeader
 from hydra_tui.widgets.log_pane import LogPane
+from hydra_tui.widgets.table_diff import update_if_changed
 from hydra_tui.widgets.orders import OrdersTable
 from hydra_tui.widgets.positions import PositionsTable
 
@@ -43,7 +44,7 @@ log = structlog.get_logger(__name__)
 
 REFRESH_S = 0.5
 """Panes refresh at most at 2 Hz (STYLE.md: keyed diffs at 1-2 Hz)."""
-AGENT_REFRESH_S = 2.0
+AGENT_REFRESH_S = 5.0
 """The agent pane reads the registry and journal at most this often unless an engine event says it changed."""
 SPEEDS = (4.0, 2.0, 1.0, 0.5, 0.25, 0.0)
 """Real seconds per simulated day that ``+`` steps through (then back to the slowest)."""
@@ -451,7 +452,7 @@ class HydraApp(App[int]):
         speed = f"{self.day_seconds:g}s/day" if self.view.mode == "SIM" else "real time"
         text = f"{speed}  {self.message}"
         status = self.query_one("#status", Static)
-        status.update(text)
+        update_if_changed(status, text, layout=False)
         status.set_class(bool(getattr(self, "_message_error", False)), "-error")
 
     # ----------------------------------------------------------------- actions

@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
+from hydra_tui.widgets.table_diff import update_if_changed
 from hydra_tui.widgets.view import View
 
 
@@ -36,7 +37,7 @@ class AccountPane(Vertical):
         yield Sparkline([], id="equity")
 
     def show(self, v: View) -> None:
-        self.query_one("#account-figures", Static).update(account_text(v))
+        update_if_changed(self.query_one("#account-figures", Static), account_text(v))
         spark = self.query_one("#equity", Sparkline)
         data = list(v.equity[-200:])
         if list(spark.data or []) != data:

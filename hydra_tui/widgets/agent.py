@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from hydra_tui.widgets.table_diff import apply_rows
+from hydra_tui.widgets.table_diff import apply_rows, update_if_changed
 from hydra_tui.widgets.view import AgentView, DetectorReading, MarketAgentView
 
 COLUMNS = ("Market", "Champion", "Family", "Phase", "Worst detector", "Diagnosis", "Pending")
@@ -115,7 +115,7 @@ class AgentPane(Vertical):
         return self.view.market(self.selected)
 
     def _show_detail(self) -> None:
-        self.query_one("#agent-detail", Static).update(detail_text(self.selected_market(), self.view.enabled))
+        update_if_changed(self.query_one("#agent-detail", Static), detail_text(self.selected_market(), self.view.enabled))
 
     @on(DataTable.RowHighlighted, "#agent-markets")
     def _market_highlighted(self, event: DataTable.RowHighlighted) -> None:

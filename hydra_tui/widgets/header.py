@@ -8,6 +8,7 @@ import datetime as dt
 from rich.text import Text
 from textual.widgets import Static
 
+from hydra_tui.widgets.table_diff import update_if_changed
 from hydra_tui.widgets.view import View
 
 BADGE_STYLE = {"SIM": "bold black on cyan", "PAPER": "bold black on yellow", "LIVE": "bold white on red"}
@@ -53,4 +54,4 @@ class HydraHeader(Static):
 
     def show(self, v: View) -> None:
         self.set_class(v.mode == "LIVE", "-live")
-        self.update(header_text(v))
+        update_if_changed(self, header_text(v), layout=False)  # one line, fixed height: no re-layout
