@@ -76,10 +76,11 @@ class _ToFileAndRing:
 
 
 class _RingHandler(logging.Handler):
-    """Stdlib records (ib_async, APScheduler) into the ring."""
+    """Stdlib records (ib_async, APScheduler) into the ring from WARNING up: their INFO chatter
+    (every portfolio update, every scheduler wake-up) stays in the file and out of the log pane."""
 
     def __init__(self, ring: LogRing) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.WARNING)
         self._ring = ring
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -17,6 +17,9 @@ from hydra_tui.widgets.table_diff import apply_rows, update_if_changed
 from hydra_tui.widgets.view import AgentView, DetectorReading, MarketAgentView
 
 COLUMNS = ("Market", "Champion", "Family", "Phase", "Worst detector", "Diagnosis", "Pending")
+SHORT_PHASE = {"AWAITING_APPROVAL": "AWAITING", "EXPERIMENTING": "EXPERIMENT", "HYPOTHESIZING": "HYPOTHESIS",
+               "DIAGNOSING": "DIAGNOSE", "OBSERVING": "OBSERVE", "EVALUATING": "EVALUATE"}
+"""The table's phase names (the detail below shows the full one)."""
 
 
 def bar(fraction: float, width: int = 10) -> str:
@@ -34,10 +37,16 @@ def reading_text(d: DetectorReading | None) -> Text:
     return Text(f"{d.name} {s}{op}{th}", style="bold red" if d.alarm else "")
 
 
+def short_version(version: str | None) -> str:
+    """``v0003`` of ``v0003-5be1c0aa``: the registry's sequence number is unique in a store (the
+    detail below shows the whole version)."""
+    return (version or "—").split("-", 1)[0]
+
+
 def market_row(m: MarketAgentView) -> tuple[Any, ...]:
-    pending = Text(f"{m.pending.version} (a)", style="bold yellow") if m.pending else Text("—", style="dim")
+    pending = Text(f"{short_version(m.pending.version)} (a)", style="bold yellow") if m.pending else Text("—", style="dim")
     phase_style = "bold yellow" if m.phase == "AWAITING_APPROVAL" else "magenta"
-    return (m.market, m.champion or "—", m.family or "—", Text(m.phase, style=phase_style), reading_text(m.worst),
+    return (m.market, short_version(m.champion), m.family or "—", Text(SHORT_PHASE.get(m.phase, m.phase), style=phase_style), reading_text(m.worst),
             m.diagnosis_kind or "—", pending)
 
 

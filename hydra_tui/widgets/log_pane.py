@@ -13,7 +13,7 @@ class LogPane(RichLog):
     """Reads new lines from a ``LogRing`` on each ``pull``; keeps at most ``max_lines``."""
 
     def __init__(self, ring: LogRing | None = None, **kw: object) -> None:
-        super().__init__(max_lines=500, wrap=True, markup=False, highlight=False, **kw)  # type: ignore[arg-type]
+        super().__init__(max_lines=500, wrap=True, min_width=20, markup=False, highlight=False, **kw)  # type: ignore[arg-type]
         self.ring = ring
         self._seq = 0
 
