@@ -636,8 +636,12 @@ class HydraApp(App[int]):
         panes = ", ".join(f"{i} {title}" for i, (_, title) in enumerate(PANES, 1))
         return out + [("1-6", f"Show / focus a pane: {panes}"), ("ctrl+p", "Command palette"), ("ctrl+q", "Quit")]
 
-    @work(group="quit", exclusive=True, exit_on_error=False)
     async def action_quit(self) -> None:
+        """``q``: stop the engine and exit, after asking when orders are working."""
+        self._quit_flow()
+
+    @work(group="quit", exclusive=True, exit_on_error=False)
+    async def _quit_flow(self) -> None:
         engine = self.engine
         working = engine.status().working_orders if engine is not None else ()
         if working:

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import logging.handlers
 import threading
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ class _ToFileAndRing:
         self._ring = ring
         self._kv = structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"], drop_missing=True)
 
-    def __call__(self, logger: Any, name: str, event_dict: dict[str, Any]) -> Any:
+    def __call__(self, logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> Any:
         line = str(self._kv(logger, name, dict(event_dict)))
         level = str(event_dict.get("level", name))
         if self._handler is not None:

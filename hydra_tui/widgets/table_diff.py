@@ -23,7 +23,7 @@ def apply_rows(table: DataTable[Any], rows: Mapping[str, Sequence[Any]]) -> None
     with table.app.batch_update():
         if appended != wanted:
             table.clear()
-        for key in [k.value for k in list(table.rows.keys())]:
+        for key in [k.value for k in list(table.rows.keys()) if k.value is not None]:
             if key not in rows:
                 table.remove_row(key)
         for key, cells in rows.items():
