@@ -419,6 +419,7 @@ EXTRA_RANGES: dict[str, tuple[float | None, float | None]] = {
     "agent.playbook.budget_per_cycle": (0, 100),
     "agent.playbook.cooldown_days": (0, 3650),
     "agent.playbook.rejected_cooldown_days": (0, 3650),
+    "agent.playbook.rows_per_feature": (1, 1000),
     "agent.rollback.patience_days": (1, 1000),
     "agent.rollback.window_days": (1, 1000),
     "agent.rollback.min_days": (1, 1000),

@@ -52,7 +52,10 @@ class AgentConfig:
     experiment_wait_s: float | None = None
     """None: run_cycle waits for its experiments. A number: return after that long."""
     wf_splits: int = 5
-    wf_test_window: int = 50
+    wf_test_window: int = 20
+    """Trading days per walk-forward test window. Short windows mean the first windows wholly after
+    an alarm (the gate's evidence since it) complete within weeks, and each fold's model is refitted
+    often enough to follow a change."""
     wf_min_train: int = 120
     cost_bps: float = 1.0
     label_horizon: int = 1
@@ -72,6 +75,11 @@ class AgentConfig:
     """Realized days after the first alarm before the plain-break test is made."""
     episode_quiet_days: int = 60
     """Calendar days without an alarm that close a drift episode (when not de-risked)."""
+    evidence_since_alarm: bool = True
+    """The gate compares a candidate with the champion only on the walk-forward windows wholly after
+    the episode's first alarm (fresh evidence: the alarm was decided on the days before it), and the
+    agent runs no experiment until those windows hold ``gate.min_oos_days``; the deflated Sharpe
+    still reads the candidate's whole walk-forward. False: every window of the full history counts."""
     executor: str = field(default="local", metadata={"choices": ("local", "dask")})
     """Where experiments run: "local" (a fresh subprocess each on this machine) or "dask" (a
     Dask ``distributed`` cluster at ``scheduler``; the optional extra ``.[dask]``)."""
@@ -176,13 +184,22 @@ class AgentMemory:
         the new champion is judged on its own evidence. Returns the de-risk lifted, if one was in force."""
         lifted, self.state.derisk = self.state.derisk, None
         self.state.episode_start = None
+        self.state.episode_windows_tried = 0
+        self.state.episode_looks = 0
         return lifted
 
     def record_promotion(self, version: str, previous: str | None, info: dict[str, Any]) -> dict[str, Any] | None:
         """Bookkeeping after a promotion (caller holds ``lock``): watch it, reset the trial count, end
-        the episode. Returns the de-risk this lifted, if any (the caller journals it)."""
-        if previous:
+        the episode. Returns the de-risk this lifted, if any (the caller journals it).
+
+        A predecessor that was cut for being plainly worse than a coin is not a fallback: the new
+        champion is then not shadowed against it (a rollback would put the broken model back at full
+        size); its own detectors and the plain-break test judge it instead."""
+        broken = bool(self.state.derisk and self.state.derisk.get("applied", True))
+        if previous and not broken:
             self.rollback_monitor.start_watch(version, previous)
+        elif broken:
+            self.rollback_monitor.stop_watch()
         self.state.trials_since_promotion = 0
         self.state.trial_sharpes = []
         self.state.last_promotion = info.get("trading_date")

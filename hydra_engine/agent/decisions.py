@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import pickle
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from hydra_engine.agent.experiments import (
 from hydra_engine.agent.hypotheses import Hypothesis
 from hydra_engine.agent.journal import ExperimentJournal
 from hydra_engine.agent.observe import CycleInputs
-from hydra_engine.agent.promotion import CandidateEvaluation, evaluate_result
+from hydra_engine.agent.promotion import CandidateEvaluation, episode_alpha, evaluate_result
 from hydra_engine.agent.state import AutonomyLevel
 from hydra_engine.model.baseline import BaselineModel, ModelSpec
 from hydra_engine.model.registry import ModelRegistry, RegistryError
@@ -83,9 +83,10 @@ class DecisionMaker:
         return self._background is not None and not self._background.done()
 
     async def run_in_background(self, wait: float | None, day: dt.date, cid: str, champion: str | None, spec: ModelSpec,
-                                hyps: list[Hypothesis], inputs: CycleInputs, diagnosis: Diagnosis | None) -> list[ExperimentOutcome] | None:
+                                hyps: list[Hypothesis], inputs: CycleInputs, diagnosis: Diagnosis | None,
+                                evidence_since: str | None = None, look: int | None = None) -> list[ExperimentOutcome] | None:
         """Run a batch; its outcomes, or None when it is still running after ``wait`` seconds (it goes on)."""
-        task = asyncio.create_task(self.run_batch(day, cid, champion, spec, hyps, inputs, diagnosis))
+        task = asyncio.create_task(self.run_batch(day, cid, champion, spec, hyps, inputs, diagnosis, evidence_since, look))
         done, _ = await asyncio.wait({task}, timeout=wait)
         if done:
             return task.result()
@@ -116,14 +117,23 @@ class DecisionMaker:
             await asyncio.gather(task, return_exceptions=True)
 
     async def run_batch(self, day: dt.date, cid: str, champion: str | None, spec: ModelSpec, hyps: list[Hypothesis],
-                                inputs: CycleInputs, diagnosis: Diagnosis | None) -> list[ExperimentOutcome]:
+                        inputs: CycleInputs, diagnosis: Diagnosis | None, evidence_since: str | None = None,
+                        look: int | None = None) -> list[ExperimentOutcome]:
+        """Run ``hyps`` against ``champion`` and decide. ``evidence_since``: the episode's first alarm;
+        the gate then compares the two only on the walk-forward windows wholly after it. ``look``:
+        which batch of the episode this is; the DM test's level is then ``episode_alpha``."""
         iso = day.isoformat()
+        gate = self._config.gate
+        if evidence_since and look is not None:
+            gate = replace(gate, dm_alpha=episode_alpha(gate.dm_alpha, look, len(hyps)))
         cycle_dir = self._work_dir / cid
         inputs_path = await self.write_inputs(inputs, cycle_dir)
         jobs: list[tuple[Hypothesis, ExperimentJob]] = []
         champion_dir = str(self._registry.models_dir / (await self._registry.get(champion)).path) if champion else None
         for h in hyps:
-            params = {"candidate_spec": h.apply(spec.to_dict()), "champion_model_dir": champion_dir}
+            params: dict[str, Any] = {"candidate_spec": h.apply(spec.to_dict()), "champion_model_dir": champion_dir}
+            if evidence_since and champion_dir:
+                params["evidence_since"] = evidence_since
             job = self.make_job(self.new_id("exp"), params, inputs_path, cycle_dir)
             await self._journal.start_experiment(job.experiment_id, h.key, diagnosis=diagnosis.kind.value if diagnosis else "bootstrap",
                                                 config_diff=h.config_diff, trading_date=iso, cycle_id=cid, log_path=str(job.log_path))
@@ -147,9 +157,13 @@ class DecisionMaker:
         for (h, job), res in zip(jobs, results, strict=True):
             ev = None
             if res.ok and champion is not None:
-                ev = await asyncio.to_thread(evaluate_result, job.experiment_id, res.result or {}, n_trials, list(self._memory.state.trial_sharpes), self._config.gate)
-                if ev.candidate_sharpe_daily is not None:
-                    self._memory.state.trial_sharpes = [*self._memory.state.trial_sharpes, ev.candidate_sharpe_daily][-500:]
+                ev = await asyncio.to_thread(evaluate_result, job.experiment_id, res.result or {}, n_trials, list(self._memory.state.trial_sharpes), gate)
+                # the spread of trial Sharpes deflates the next candidate's: record each on the
+                # deflated Sharpe's own basis (the whole walk-forward), never on the shorter
+                # comparison since the alarm, whose sampling noise would inflate the spread
+                trial = ev.gate.dsr.sharpe if ev.gate is not None and ev.gate.dsr is not None else ev.candidate_sharpe_daily
+                if trial is not None:
+                    self._memory.state.trial_sharpes = [*self._memory.state.trial_sharpes, trial][-500:]
             evaluated.append((h, res, ev))
         passing = [(h, r, e) for h, r, e in evaluated if r.ok and (champion is None or (e is not None and e.passed))]
         best = min(passing, key=lambda t: (t[1].result or {}).get("candidate", {}).get("oos_log_loss") or np.inf) if passing else None
@@ -167,7 +181,8 @@ class DecisionMaker:
             version = None
             if outcome == "selected":
                 outcome, version = await self._decide(day, cid, champion, h, res, ev)
-            metrics = {"evaluation": ev.to_dict() if ev else None, "candidate": (res.result or {}).get("candidate", {}).get("summary", {}).get("overall"),
+            metrics = {"evaluation": ev.to_dict() if ev else None, "dm_alpha": gate.dm_alpha, "evidence_since": evidence_since,
+                       "candidate": (res.result or {}).get("candidate", {}).get("summary", {}).get("overall"),
                        "champion": ((res.result or {}).get("champion") or {}).get("summary", {}).get("overall")}
             await self._journal.finish_experiment(res.experiment_id, status=status, outcome=outcome, metrics=metrics, error=res.error,
                                                  duration_s=res.duration_s, candidate_version=version)
@@ -202,8 +217,12 @@ class DecisionMaker:
         except (KeyError, OSError, ValueError, RegistryError) as exc:
             await self._journal.record("error", f"cannot register candidate of {res.experiment_id}: {exc}", trading_date=iso, cycle_id=cid, outcome="register_failed")
             return "error", None
-        info = {"version": version, "experiment_id": res.experiment_id, "hypothesis_key": h.key, "trading_date": iso, "previous": champion,
-                "gate": ev.gate.to_dict() if ev and ev.gate else None}
+        # A batch left running in the background ends some cycles later: the decision belongs to the
+        # latest cycle seen (when it takes effect), the batch's own date stays in the payload.
+        decided = max(iso, (self._memory.state.last_cycle or iso)[:10])
+        info = {"version": version, "experiment_id": res.experiment_id, "hypothesis_key": h.key, "trading_date": decided,
+                "batch_date": iso, "previous": champion, "gate": ev.gate.to_dict() if ev and ev.gate else None}
+        iso = decided
         lifted = None
         async with self._memory.lock:
             level = self._memory.state.autonomy

@@ -11,6 +11,7 @@ market's size (to flat by default) until a candidate passes the gate or the cham
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["COIN_LOG_LOSS", "BreakVerdict", "break_test"]
+from hydra_engine.agent.diagnose import Diagnosis, DiagnosisKind
+
+__all__ = ["COIN_LOG_LOSS", "BreakVerdict", "break_test", "broken_diagnosis"]
 
 COIN_LOG_LOSS = math.log(2.0)
 """Log loss of always answering 0.5: the score a model that knows nothing gets."""
@@ -81,3 +84,12 @@ def break_test(outcomes: pd.DataFrame, since: str, *, alpha: float = 0.01, min_d
     p_hit = float(stats.binom.cdf(k, n, 0.5))
     broken = min(p_ll, p_hit) <= alpha / 2
     return BreakVerdict(since, n, float(ll.mean()), float(np.mean(hits)), p_ll, p_hit, alpha, broken)
+
+
+def broken_diagnosis(derisk: Mapping[str, Any], performance: Mapping[str, Any] | None = None) -> Diagnosis:
+    """The diagnosis of a de-risked market on a day without a fresh alarm: its champion's relation
+    broke (the plain-break test), which is concept drift whatever the detectors said first."""
+    since = derisk.get("episode_start") or derisk.get("since") or "?"
+    reason = derisk.get("reason") or "worse than a coin"
+    return Diagnosis(DiagnosisKind.CONCEPT_DRIFT, f"champion plainly broken since the first alarm on {since}: {reason}", (),
+                     {"derisk": dict(derisk), "performance": dict(performance or {})})

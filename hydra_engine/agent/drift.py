@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from hydra_engine.agent.thresholds import (
     MIN_PSI_WINDOW,
@@ -60,6 +60,76 @@ def lag1_autocorrelation(values: np.ndarray) -> float:
     if abs(phi) < 3.0 / np.sqrt(x.size):
         return 0.0
     return float(np.clip(phi, -0.99, 0.99))
+
+
+AR_ORDER = 5
+"""Lags of the autoregression each feature is whitened with: a 5-day average inside a feature
+(the moving-average cross) leaves innovations that move together for about a week after one lag."""
+
+
+def ar_whitening(values: np.ndarray, order: int = AR_ORDER) -> tuple[tuple[float, ...], float]:
+    """Yule-Walker AR(``order``) coefficients of a standardized series and its innovations' std.
+
+    ``((), 1.0)`` when no autocorrelation up to ``order`` reaches about 3 standard errors (the
+    feature is monitored as it is). Yule-Walker estimates are always stationary.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size < 30:
+        return (), 1.0
+    xc = x - x.mean()
+    denom = float(xc @ xc)
+    if denom <= 0:
+        return (), 1.0
+    rho = np.array([float(xc[k:] @ xc[:-k]) / denom for k in range(1, order + 1)])
+    if np.all(np.abs(rho) < 3.0 / math.sqrt(x.size)):
+        return (), 1.0
+    from scipy.linalg import solve_toeplitz
+
+    phi = np.asarray(solve_toeplitz(np.concatenate(([1.0], rho[:-1])), rho), dtype=float)
+    var = 1.0 - float(phi @ rho)
+    if not (math.isfinite(var) and var > 1e-4):
+        return (), 1.0
+    return tuple(float(v) for v in phi), math.sqrt(var)
+
+
+def long_run_factor(values: np.ndarray, max_lag: int = 20) -> float:
+    """Variance of a sum of n consecutive values over n times their variance (at least 1).
+
+    Bartlett-weighted autocorrelations up to ``max_lag`` days (the longest feature window): what
+    is left of a rolling-window feature's memory after the AR(1) step. A CUSUM accumulates sums, so
+    its input is divided by the square root of this, or it alarms far above its budget on a
+    20-day feature whose innovations still move together for days.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = x.size
+    if n < 3 * max_lag:
+        return 1.0
+    x = x - x.mean()
+    var = float(x @ x) / n
+    if var <= 0:
+        return 1.0
+    acc = 1.0
+    for k in range(1, max_lag + 1):
+        acc += 2.0 * (1.0 - k / (max_lag + 1)) * float(x[k:] @ x[:-k]) / n / var
+    return max(1.0, acc)
+
+
+def normal_scores(values: np.ndarray, reference_sorted: np.ndarray) -> np.ndarray:
+    """Each value's mid-rank in the reference, as a standard normal quantile.
+
+    Feature innovations are far from normal (a 20-day volatility jumps when a big day enters its
+    window), and the CUSUMs' thresholds assume normal inputs; ranked against the reference's own
+    values they are normal under no change whatever their shape. Bounded by the reference's size
+    (about +-2.9 for 500 values), so one extreme day cannot raise an alarm on its own.
+    """
+    ref = np.asarray(reference_sorted, dtype=float)
+    v = np.asarray(values, dtype=float)
+    below = np.searchsorted(ref, v, side="left")
+    at_or_below = np.searchsorted(ref, v, side="right")
+    f = (0.5 * (below + at_or_below) + 0.5) / (ref.size + 1)
+    return np.asarray(special.ndtri(f), dtype=float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +217,10 @@ class FeatureMonitor:
         reference: Iterable[float],
         thresholds: DetectorThresholds,
         *,
-        phi: float = 0.0,
+        phi: float | Iterable[float] = 0.0,
+        innov_sd: float | None = None,
+        lr_mean: float = 1.0,
+        lr_var: float = 1.0,
         state: Mapping[str, Any] | None = None,
     ) -> None:
         if not (math.isfinite(ref_std) and ref_std > 0):
@@ -157,10 +230,22 @@ class FeatureMonitor:
         self.ref_std = float(ref_std)
         self.reference = np.asarray(list(reference), dtype=float)
         """KS/PSI reference: standardized innovations of the training values."""
-        self.phi = float(phi)
+        self._sorted = np.sort(self.reference)
+        coefs = (float(phi),) if isinstance(phi, (int, float)) else tuple(float(v) for v in phi)
+        self.phi: tuple[float, ...] = tuple(c for c in coefs) if any(coefs) else ()
+        """AR coefficients (lag 1 first) the feature is whitened with; () when it is not."""
+        if innov_sd is None:  # a record of the single-lag days: sqrt(1 - phi^2)
+            innov_sd = math.sqrt(1.0 - self.phi[0] ** 2) if len(self.phi) == 1 else 1.0
+        self.innov_sd = float(innov_sd)
+        self.lr_mean = float(lr_mean)
+        """sqrt(long-run factor) of the innovations: the mean CUSUM reads z / lr_mean."""
+        self.lr_var = float(lr_var)
+        """sqrt(long-run factor) of the squared innovations: the variance CUSUM reads 1 + (z^2 - 1) / lr_var."""
         self.t = thresholds
         state = state or {}
-        self.prev: float | None = state.get("prev")
+        prev = state.get("prev")
+        self.prev: list[float] = [] if prev is None else ([float(prev)] if isinstance(prev, (int, float)) else [float(v) for v in prev])
+        """The last standardized values, newest first (as many as ``phi`` has lags)."""
         self.mean = (
             TwoSidedCusum.from_dict(state["mean"]) if "mean" in state else TwoSidedCusum(thresholds.mean_k, thresholds.mean_h)
         )
@@ -182,13 +267,20 @@ class FeatureMonitor:
         mean, std = float(arr.mean()), float(arr.std(ddof=1))
         if not std > 0:
             raise ValueError(f"feature {name!r}: reference values are constant; nothing to monitor")
-        phi = lag1_autocorrelation(arr)
         u = (arr - mean) / std
-        innov = (u[1:] - phi * u[:-1]) / math.sqrt(1.0 - phi * phi) if phi else u
+        phi, innov_sd = ar_whitening(u)
+        p = len(phi)
+        innov = u
+        if p:
+            lagged = sum(c * u[p - k - 1 : u.size - k - 1] for k, c in enumerate(phi))
+            innov = (u[p:] - lagged) / innov_sd
         sample = innov
         if innov.size > MAX_REFERENCE_SAMPLE:
             sample = np.random.default_rng(seed).choice(innov, MAX_REFERENCE_SAMPLE, replace=False)
-        return cls(name, mean, std, sample, thresholds, phi=phi)
+        scores = normal_scores(innov, np.sort(sample))
+        lr_mean = math.sqrt(long_run_factor(scores))
+        lr_var = math.sqrt(long_run_factor(scores * scores))
+        return cls(name, mean, std, sample, thresholds, phi=phi, innov_sd=innov_sd, lr_mean=lr_mean, lr_var=lr_var)
 
     def update(self, x: float, date: str) -> list[DriftFinding]:
         """Feed one day's value; non-finite values are data-quality issues and are skipped here."""
@@ -196,15 +288,17 @@ class FeatureMonitor:
             return []
         self.n_seen += 1
         u = (x - self.ref_mean) / self.ref_std
-        if self.phi and self.prev is not None:
-            z = (u - self.phi * self.prev) / math.sqrt(1.0 - self.phi * self.phi)
+        p = len(self.phi)
+        if p and len(self.prev) >= p:
+            z = (u - sum(c * v for c, v in zip(self.phi, self.prev))) / self.innov_sd
         else:
             z = u
-        self.prev = u
+        self.prev = [u, *self.prev][:max(p, 1)]
+        zn = float(normal_scores(np.asarray([z]), self._sorted)[0]) if self._sorted.size >= 30 else z
         findings = [
-            DriftFinding(self.name, det, stat, self.t.mean_h, date, f"z={z:+.2f}") for det, stat in self.mean.update(z)
+            DriftFinding(self.name, det, stat, self.t.mean_h, date, f"z={z:+.2f}") for det, stat in self.mean.update(zn / self.lr_mean)
         ]
-        v = self.var.update(z * z)
+        v = self.var.update(1.0 + (zn * zn - 1.0) / self.lr_var)
         if v is not None:
             findings.append(DriftFinding(self.name, "cusum_var", v, self.t.var_h, date, f"z^2={z * z:.2f}"))
         self.window.append(float(z))
@@ -219,7 +313,14 @@ class FeatureMonitor:
         values = np.fromiter(self.window, dtype=float)
         ks_vals = values[-self.t.ks_window :]
         res = stats.ks_2samp(ks_vals, self.reference)
-        self.last_ks_p = float(res.pvalue)
+        # Days in a window still move together after whitening (a 20-day volatility keeps a big day
+        # for 20 days): the window counts as fewer independent days, n / (long-run factor).
+        shrink = max(self.lr_mean, self.lr_var) ** 2
+        if shrink > 1.0:
+            n_eff, m = ks_vals.size / shrink, self.reference.size
+            self.last_ks_p = float(stats.kstwobign.sf(float(res.statistic) * math.sqrt(n_eff * m / (n_eff + m))))
+        else:
+            self.last_ks_p = float(res.pvalue)
         alarm = False
         if self.last_ks_p < self.t.ks_alpha:
             out.append(DriftFinding(self.name, "ks", float(res.statistic), self.t.ks_alpha, date, f"p={self.last_ks_p:.2e}"))
@@ -227,7 +328,7 @@ class FeatureMonitor:
         if self.t.psi_window >= MIN_PSI_WINDOW and values.size >= self.t.psi_window and self.reference.size >= 5 * self.t.psi_bins:
             psi_vals = values[-self.t.psi_window :]
             self.last_psi = population_stability_index(self.reference, psi_vals, self.t.psi_bins)
-            crit = self.t.psi_critical(psi_vals.size, self.reference.size)
+            crit = self.t.psi_critical(max(2 * self.t.psi_bins, int(psi_vals.size / shrink)), self.reference.size)
             if self.last_psi > crit:
                 out.append(DriftFinding(self.name, "psi", self.last_psi, crit, date))
                 alarm = True
@@ -248,7 +349,10 @@ class FeatureMonitor:
             "name": self.name,
             "ref_mean": self.ref_mean,
             "ref_std": self.ref_std,
-            "phi": self.phi,
+            "phi": list(self.phi),
+            "innov_sd": self.innov_sd,
+            "lr_mean": self.lr_mean,
+            "lr_var": self.lr_var,
             "reference": self.reference.tolist(),
             "state": {
                 "prev": self.prev,
@@ -264,7 +368,8 @@ class FeatureMonitor:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], thresholds: DetectorThresholds) -> "FeatureMonitor":
-        return cls(d["name"], d["ref_mean"], d["ref_std"], d["reference"], thresholds, phi=d.get("phi", 0.0), state=d["state"])
+        return cls(d["name"], d["ref_mean"], d["ref_std"], d["reference"], thresholds, phi=d.get("phi", 0.0), innov_sd=d.get("innov_sd"),
+                   lr_mean=d.get("lr_mean", 1.0), lr_var=d.get("lr_var", 1.0), state=d["state"])
 
 
 class DriftMonitor:
@@ -330,20 +435,29 @@ class RealizedOutcome:
 class PerformanceMonitor:
     """Performance drift on realized outcomes: log loss up, hit rate down, signal P&L down.
 
-    Each metric is standardized against a reference (the champion's out-of-sample walk-forward
-    days, or the first ``warmup`` realized days) and fed to a one-sided CUSUM tuned for a
-    ``k_sigma``-sigma deterioration, with the stream's whole share of the false-alarm budget.
+    Each metric is compared with a reference (the champion's out-of-sample days: its held-out
+    segment or walk-forward, or the first ``warmup`` realized days) and fed to a one-sided CUSUM
+    tuned for a ``k_sigma``-sigma deterioration, with the stream's whole share of the false-alarm
+    budget. Log loss and P&L are skewed and heavy-tailed, so they enter as normal scores against the
+    reference's own values (``normal_scores``); the threshold allows for a reference of only a few
+    hundred days (its mean and spread are estimates).
     """
 
     METRICS = ("log_loss", "hit_rate", "pnl")
+    RANKED = ("log_loss", "pnl")
+    """Metrics fed as normal scores against the reference sample (the hit rate is 0/1: standardized)."""
+    MAX_SAMPLE = 500
 
     def __init__(self, per_stream_alarms_per_1000_days: float, *, k_sigma: float = 0.25, warmup: int = 60, state: Mapping[str, Any] | None = None) -> None:
         self.rate = float(per_stream_alarms_per_1000_days)
         self.k_sigma = float(k_sigma)
         self.warmup = int(warmup)
-        self.h = cusum_threshold(1000.0 / self.rate, self.k_sigma, "normal")
         state = state or {}
         self.reference: dict[str, list[float]] | None = state.get("reference")
+        self.samples: dict[str, list[float]] = {m: list(v) for m, v in (state.get("samples") or {}).items()}
+        self._sorted = {m: np.sort(np.asarray(v, dtype=float)) for m, v in self.samples.items()}
+        self.n_reference: int | None = state.get("n_reference")
+        self.h = cusum_threshold(1000.0 / self.rate, self.k_sigma, "normal", self.n_reference)
         self.pending: list[list[float]] = [list(x) for x in state.get("pending", [])]
         self.cusums = {m: UpperCusum.from_dict(state["cusums"][m]) if "cusums" in state else UpperCusum(self.k_sigma, self.h) for m in self.METRICS}
         self.recent: deque[list[float]] = deque(state.get("recent", []), maxlen=250)
@@ -357,9 +471,23 @@ class PerformanceMonitor:
             sd = float(a.std(ddof=1))
             return [float(a.mean()), sd if sd > 1e-9 else 1e-9]
         self.reference = {"log_loss": ms(ll), "hit_rate": ms(hi), "pnl": ms(pn)}
+        self.samples = {m: [float(v) for v in a[np.isfinite(a)][-self.MAX_SAMPLE:]] for m, a in (("log_loss", ll), ("pnl", pn))}
+        self._sorted = {m: np.sort(np.asarray(v, dtype=float)) for m, v in self.samples.items()}
+        self.n_reference = int(min(ll.size, hi.size, pn.size))
+        self.h = cusum_threshold(1000.0 / self.rate, self.k_sigma, "normal", self.n_reference)
         self.pending = []
         for c in self.cusums.values():
             c.s = 0.0
+            c.h = self.h
+
+    def _score(self, metric: str, value: float) -> float:
+        """The day's value in reference units: a normal score (ranked metrics) or a z-score."""
+        ref = self._sorted.get(metric)
+        if metric in self.RANKED and ref is not None and ref.size >= 20:
+            return float(normal_scores(np.asarray([value]), ref)[0])
+        assert self.reference is not None
+        mean, sd = self.reference[metric]
+        return (value - mean) / sd
 
     def update(self, outcome: RealizedOutcome) -> list[DriftFinding]:
         values = [outcome.log_loss, float(outcome.hit), outcome.signal_return]
@@ -375,8 +503,7 @@ class PerformanceMonitor:
         findings = []
         # Sign so that "worse" is positive: loss up, hit rate down, pnl down.
         for metric, value, sign in zip(self.METRICS, values, (1.0, -1.0, -1.0)):
-            mean, sd = self.reference[metric]
-            stat = self.cusums[metric].update(sign * (value - mean) / sd)
+            stat = self.cusums[metric].update(sign * self._score(metric, value))
             if stat is not None:
                 findings.append(DriftFinding(f"perf:{metric}", f"perf_{metric}", stat, self.h, outcome.date))
         return findings
@@ -398,6 +525,8 @@ class PerformanceMonitor:
             "warmup": self.warmup,
             "state": {
                 "reference": self.reference,
+                "samples": self.samples,
+                "n_reference": self.n_reference,
                 "pending": self.pending,
                 "cusums": {m: c.to_dict() for m, c in self.cusums.items()},
                 "recent": list(self.recent),

@@ -4,6 +4,13 @@ A hypothesis is a concrete change to the champion's ``ModelSpec`` (a config diff
 the diff itself, so "retrain on the last 250 days" is the same hypothesis whenever it comes up.
 The playbook proposes at most ``budget_per_cycle`` hypotheses per cycle, never one tried within
 ``cooldown_days`` and never one rejected within ``rejected_cooldown_days``.
+
+When a drift episode is open, the first repair is "retrain since the alarm": fit only the rows
+labelled since the episode's first alarm, so a model learns the new relation instead of averaging it
+with the old one (a 250- or 120-row window straddling a change learns about nothing for months). Few
+rows carry few parameters: under ``rows_per_feature`` rows per feature it keeps only the champion's
+price-direction features (returns, trend). Its key names the episode and how many evidence windows
+have completed since the alarm, so it is tried again as evidence accumulates, not on a fixed cooldown.
 """
 
 from __future__ import annotations
@@ -16,7 +23,24 @@ from typing import Any, Mapping
 from hydra_engine.agent.diagnose import Diagnosis, DiagnosisKind
 from hydra_engine.model.baseline import FAMILY_DEFAULTS, MIN_TRAIN_ROWS, ModelError, ModelSpec
 
-REPAIRS = ("refit", "retrain_recent", "drop_features", "retune_regularization", "change_family", "recalibrate")
+REPAIRS = ("retrain_since_alarm", "refit", "retrain_recent", "drop_features", "retune_regularization", "change_family",
+           "recalibrate")
+
+DIRECTION_PREFIXES = ("ret_", "trend_", "ma_")
+"""Features that describe where the price went (returns, trend, moving-average cross): the ones a
+retrain on few rows keeps, because the planted or real relations of a daily model live there."""
+
+
+@dataclass(frozen=True, slots=True)
+class SinceAlarm:
+    """The open drift episode as the playbook sees it: where it started and the evidence since."""
+
+    start: str
+    """ISO date of the episode's first alarm."""
+    rows: int
+    """Labelled rows (decision dates with a known outcome) on or after ``start``."""
+    windows: int
+    """Complete walk-forward test windows those rows fill (the gate's evidence since the alarm)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +53,14 @@ class Hypothesis:
     """Keys of ``ModelSpec.to_dict()`` with their new values."""
     diagnosis: str
     rationale: str
+    identity: Mapping[str, Any] | None = None
+    """What the playbook remembers this hypothesis by, when not its config diff (the since-alarm
+    retrain: the episode and its evidence windows, since its window grows every day)."""
 
     @property
     def key(self) -> str:
-        return f"{self.kind}:{json.dumps(self.config_diff, sort_keys=True, default=str)}"
+        ident = self.config_diff if self.identity is None else self.identity
+        return f"{self.kind}:{json.dumps(ident, sort_keys=True, default=str)}"
 
     def apply(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         """The candidate spec as a dict (validated by ``ModelSpec``)."""
@@ -41,7 +69,10 @@ class Hypothesis:
         return new
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "kind": self.kind, "config_diff": self.config_diff, "diagnosis": self.diagnosis, "rationale": self.rationale}
+        out = {"key": self.key, "kind": self.kind, "config_diff": self.config_diff, "diagnosis": self.diagnosis, "rationale": self.rationale}
+        if self.identity is not None:
+            out["identity"] = dict(self.identity)
+        return out
 
 
 @dataclass(slots=True)
@@ -53,6 +84,8 @@ class PlaybookConfig:
     """A hypothesis the gate or operator rejected is not tried again within this many days."""
     recent_windows: tuple[int, ...] = (250, 120)
     """Training windows (rows) for 'retrain on a recent window', longest first."""
+    rows_per_feature: int = 10
+    """A retrain since the alarm on fewer rows than this per feature keeps only the direction features."""
 
     def __post_init__(self) -> None:
         if self.budget_per_cycle < 0:
@@ -61,6 +94,31 @@ class PlaybookConfig:
             raise ValueError("playbook cooldowns must be >= 0 days")
         if any(w < MIN_TRAIN_ROWS for w in self.recent_windows):
             raise ValueError(f"playbook.recent_windows must each be >= {MIN_TRAIN_ROWS}, got {self.recent_windows}")
+        if self.rows_per_feature < 1:
+            raise ValueError(f"playbook.rows_per_feature must be >= 1, got {self.rows_per_feature}")
+
+
+def _since_alarm(spec: ModelSpec, diag: str, since: SinceAlarm | None, rows_per_feature: int) -> list[Hypothesis]:
+    """Retrain on the rows since the episode's first alarm (lean when they are few).
+
+    The candidate's spec keeps the champion's window and adds ``train_since``: walk-forward folds
+    trained before the alarm are the champion's recipe, folds after it forget the rows before it
+    (``ModelSpec.rows_to_fit``), which is what the deployed candidate does."""
+    if since is None or since.rows < MIN_TRAIN_ROWS or since.rows >= spec.train_window_days:
+        return []
+    diff: dict[str, Any] = {"train_since": since.start}
+    features = list(spec.features)
+    if since.rows < rows_per_feature * len(features):
+        lean = [f for f in features if f.startswith(DIRECTION_PREFIXES)]
+        if lean and len(lean) < len(features):
+            diff["features"] = lean
+            features = lean
+    if spec.train_since == since.start and "features" not in diff:
+        return []  # the champion already forgets the rows before this alarm: a refit is the same
+    what = f"its {len(features)} direction features" if "features" in diff else f"all {len(features)} features"
+    return [Hypothesis("retrain_since_alarm", diff, diag,
+                       f"fit only the {since.rows} labelled days since the first alarm on {since.start} (the new relation), "
+                       f"on {what}", identity={"since": since.start, "evidence_windows": since.windows})]
 
 
 def _retrain(spec: ModelSpec, diag: str, windows: tuple[int, ...]) -> list[Hypothesis]:
@@ -107,17 +165,21 @@ def _recalibrate(spec: ModelSpec, diag: str) -> list[Hypothesis]:
     return [Hypothesis("recalibrate", {"calibrate": options[0]}, diag, f"recalibrate probabilities ({options[0]})")]
 
 
-def candidates_for(diagnosis: Diagnosis, spec: ModelSpec, config: PlaybookConfig) -> list[Hypothesis]:
-    """All playbook entries for a diagnosis, most promising first (before budget and cooldowns)."""
+def candidates_for(diagnosis: Diagnosis, spec: ModelSpec, config: PlaybookConfig, since: SinceAlarm | None = None) -> list[Hypothesis]:
+    """All playbook entries for a diagnosis, most promising first (before budget and cooldowns).
+
+    ``since``: the open drift episode; a change (drift of any kind) is first met by a retrain on
+    the rows since its first alarm."""
     d = diagnosis.kind.value
     w = config.recent_windows
     k = diagnosis.kind
+    fresh = _since_alarm(spec, d, since, config.rows_per_feature)
     if k is DiagnosisKind.FEATURE_DRIFT:
-        out = _drop(spec, d, diagnosis.features) + _retrain(spec, d, w) + _recalibrate(spec, d)
+        out = fresh + _drop(spec, d, diagnosis.features) + _retrain(spec, d, w) + _recalibrate(spec, d)
     elif k is DiagnosisKind.CONCEPT_DRIFT:
-        out = _retrain(spec, d, w) + _retune(spec, d, stronger=False) + _family(spec, d) + _recalibrate(spec, d)
+        out = fresh + _retrain(spec, d, w) + _retune(spec, d, stronger=False) + _family(spec, d) + _recalibrate(spec, d)
     elif k is DiagnosisKind.REGIME_CHANGE:
-        out = _retrain(spec, d, w) + _recalibrate(spec, d) + _family(spec, d)
+        out = fresh + _retrain(spec, d, w) + _recalibrate(spec, d) + _family(spec, d)
     elif k is DiagnosisKind.OVERFIT:
         out = _retune(spec, d, stronger=True) + _drop(spec, d, diagnosis.features) + ([] if spec.family == "logistic" else _family(spec, d))
     else:  # NONE, DATA_QUALITY: nothing to repair in the model
@@ -152,11 +214,12 @@ class Playbook:
             return f"tried {age} days ago (cooldown {self.config.cooldown_days} days)"
         return None
 
-    def propose(self, diagnosis: Diagnosis, spec: ModelSpec, today: dt.date) -> tuple[list[Hypothesis], list[tuple[Hypothesis, str]]]:
+    def propose(self, diagnosis: Diagnosis, spec: ModelSpec, today: dt.date,
+                since: SinceAlarm | None = None) -> tuple[list[Hypothesis], list[tuple[Hypothesis, str]]]:
         """(chosen, skipped-with-reason). At most ``budget_per_cycle`` chosen."""
         chosen: list[Hypothesis] = []
         skipped: list[tuple[Hypothesis, str]] = []
-        for h in candidates_for(diagnosis, spec, self.config):
+        for h in candidates_for(diagnosis, spec, self.config, since):
             why = self.blocked(h.key, today)
             if why is None and len(chosen) >= self.config.budget_per_cycle:
                 why = f"over the budget of {self.config.budget_per_cycle} per cycle"

@@ -31,7 +31,7 @@ import structlog
 from hydra_engine.agent.controls import AgentControls, journal_lift
 from hydra_engine.agent.core import AgentConfig, AgentMemory, AgentPhase, PhaseTracker
 from hydra_engine.agent.decisions import DecisionMaker, ExperimentOutcome
-from hydra_engine.agent.derisk import break_test
+from hydra_engine.agent.derisk import break_test, broken_diagnosis
 from hydra_engine.agent.diagnose import (
     DataQualityReport,
     Diagnosis,
@@ -41,7 +41,7 @@ from hydra_engine.agent.diagnose import (
 )
 from hydra_engine.agent.drift import DriftFinding, DriftMonitor, PerformanceMonitor
 from hydra_engine.agent.experiments import ExperimentExecutor
-from hydra_engine.agent.hypotheses import Hypothesis, Playbook
+from hydra_engine.agent.hypotheses import Hypothesis, Playbook, SinceAlarm
 from hydra_engine.agent.journal import ExperimentJournal
 from hydra_engine.agent.observe import CycleInputs, Observer
 from hydra_engine.agent.rollback import RollbackMonitor
@@ -52,7 +52,14 @@ from hydra_engine.model.registry import ModelRegistry, WriteGateLike
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["AgentConfig", "AgentCycleResult", "AgentLoop", "AgentPhase", "AutonomyLevel"]
+__all__ = ["AgentConfig", "AgentCycleResult", "AgentLoop", "AgentPhase", "AutonomyLevel", "evidence_days_needed"]
+
+
+def evidence_days_needed(config: AgentConfig) -> int:
+    """Labelled days after the first alarm before an experiment runs: enough whole test windows
+    to hold the gate's ``min_oos_days`` (windows are laid back from the newest day)."""
+    tw = config.wf_test_window
+    return -(-config.gate.min_oos_days // tw) * tw
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +231,9 @@ class AgentLoop:
         return await self._observer.prepare_inputs(bars)
 
     async def run_experiments(self, day: dt.date, cid: str, champion: str | None, spec: ModelSpec, hyps: list[Hypothesis],
-                              inputs: CycleInputs, diagnosis: Diagnosis | None) -> list[ExperimentOutcome]:
+                              inputs: CycleInputs, diagnosis: Diagnosis | None, evidence_since: str | None = None) -> list[ExperimentOutcome]:
         """Run one batch of experiments to the end and decide on it (benchmarks; cycles call it themselves)."""
-        return await self._decisions.run_batch(day, cid, champion, spec, hyps, inputs, diagnosis)
+        return await self._decisions.run_batch(day, cid, champion, spec, hyps, inputs, diagnosis, evidence_since)
 
     async def run_cycle(self, trading_date: dt.date, bars: pd.DataFrame) -> AgentCycleResult:
         """One daily cycle on the completed bars up to ``trading_date`` (oldest first)."""
@@ -288,8 +295,13 @@ class AgentLoop:
                 restored = await self._controls.rollback_automatically(day, cid, verdict)
                 return AgentCycleResult(phase=self._memory.rest_phase(), rolled_back=restored, notes=("automatic rollback; cooldown started",),
                                         **base | {"champion_version": restored, "size_fraction": self.size_fraction})
-        if not findings and dq.ok:
+        healing = self._healing()
+        if not findings and dq.ok and not healing:
             return AgentCycleResult(phase=self._memory.rest_phase(), **base)
+        # A de-risked market keeps healing on days without a new alarm; on those days only a chosen
+        # hypothesis is journalled (with its diagnosis), not the daily "still waiting".
+        quiet = not findings and dq.ok
+        entries: list[tuple[str, str, str, dict[str, Any]]] = []
         self._phases.set_phase(AgentPhase.DIAGNOSING)
         recent = self._observer.recent_findings(self._memory.state, day)
         rec = await self.registry.get(version)
@@ -299,31 +311,61 @@ class AgentLoop:
         oos = ((rec.metrics.get("walk_forward") or {}).get("overall") or {}).get("log_loss")
         gap = oos - in_sample if in_sample is not None and oos is not None else None
         diagnosis = diagnose(recent or findings, dq, overfit_gap=gap, overfit_gap_threshold=self.config.overfit_gap_threshold, performance=perf)
-        await self.journal.record("diagnosis", diagnosis.summary, trading_date=iso, cycle_id=cid, outcome=diagnosis.kind.value, payload=diagnosis.to_dict())
+        if diagnosis.kind is DiagnosisKind.NONE and healing:
+            diagnosis = broken_diagnosis(self._memory.state.derisk or {}, perf)
+        entries.append(("diagnosis", diagnosis.summary, diagnosis.kind.value, diagnosis.to_dict()))
         base["diagnosis"] = diagnosis
-        if diagnosis.kind in (DiagnosisKind.NONE, DiagnosisKind.DATA_QUALITY):
-            note = "data quality problem: the model is not changed on bad data" if diagnosis.kind is DiagnosisKind.DATA_QUALITY else "nothing to repair"
+
+        async def flush() -> None:
+            for kind, text, outcome, payload in entries:
+                await self.journal.record(kind, text, trading_date=iso, cycle_id=cid, outcome=outcome, payload=payload)
+            entries.clear()
+
+        async def stop(note: str) -> AgentCycleResult:
+            if not quiet:
+                await flush()
             return AgentCycleResult(phase=self._memory.rest_phase(), notes=(note,), **base)
+
+        if diagnosis.kind in (DiagnosisKind.NONE, DiagnosisKind.DATA_QUALITY):
+            return await stop("data quality problem: the model is not changed on bad data" if diagnosis.kind is DiagnosisKind.DATA_QUALITY else "nothing to repair")
         blocked = self._experiments_blocked(day)
         if blocked:
-            await self.journal.record("hypothesis", f"no experiments: {blocked}", trading_date=iso, cycle_id=cid, outcome="blocked", payload={"reason": blocked})
-            return AgentCycleResult(phase=self._memory.rest_phase(), notes=(blocked,), **base)
+            entries.append(("hypothesis", f"no experiments: {blocked}", "blocked", {"reason": blocked}))
+            return await stop(blocked)
+        since = await asyncio.to_thread(self._since_alarm, inputs, day)
+        waiting = self._evidence_wait(since)
+        if not waiting and since is not None and self.config.evidence_since_alarm and since.windows <= self._memory.state.episode_windows_tried:
+            waiting = (f"the evidence since the first alarm on {since.start} ({since.windows} windows) was tested on an earlier day; "
+                       f"the next batch waits for a new window")
+        if waiting:
+            entries.append(("hypothesis", f"no experiments yet: {waiting}", "waiting",
+                            {"reason": waiting, "since": since.start if since else None, "rows": since.rows if since else 0}))
+            return await stop(waiting)
         self._phases.set_phase(AgentPhase.HYPOTHESIZING)
-        chosen, skipped = self._memory.playbook.propose(diagnosis, model.spec, day)
+        chosen, skipped = self._memory.playbook.propose(diagnosis, model.spec, day, since)
         for h, why in skipped:
-            await self.journal.record("hypothesis", f"skipped {h.kind}: {why}", trading_date=iso, cycle_id=cid, outcome="skipped", payload=h.to_dict() | {"reason": why})
+            entries.append(("hypothesis", f"skipped {h.kind}: {why}", "skipped", h.to_dict() | {"reason": why}))
         for h in chosen:
-            await self.journal.record("hypothesis", f"{h.kind}: {h.rationale}", trading_date=iso, cycle_id=cid, outcome="chosen", payload=h.to_dict())
+            entries.append(("hypothesis", f"{h.kind}: {h.rationale}", "chosen", h.to_dict()))
         base["hypotheses"] = tuple(chosen)
         if not chosen:
-            return AgentCycleResult(phase=self._memory.rest_phase(), notes=("no hypothesis left (budget, cooldowns or playbook exhausted)",), **base)
+            return await stop("no hypothesis left (budget, cooldowns or playbook exhausted)")
+        await flush()
         async with self._memory.lock:
             for h in chosen:
                 self._memory.playbook.record(h.key, "pending", day)
+            evidence_since = since.start if since is not None and self.config.evidence_since_alarm else None
+            look = None
+            if since is not None:
+                self._memory.state.episode_windows_tried = since.windows
+            if evidence_since:
+                self._memory.state.episode_looks += 1
+                look = self._memory.state.episode_looks
             await self._memory.save()
         self._phases.set_phase(AgentPhase.EXPERIMENTING)
         wait = self.config.experiment_wait_s
-        outcomes = await self._decisions.run_in_background(wait, day, cid, version, model.spec, chosen, inputs, diagnosis)
+        outcomes = await self._decisions.run_in_background(wait, day, cid, version, model.spec, chosen, inputs, diagnosis,
+                                                           evidence_since, look)
         if outcomes is None:
             return AgentCycleResult(phase=AgentPhase.EXPERIMENTING, experiments_running=tuple(h.key for h in chosen),
                                     notes=(f"experiments continue in the background after {wait:g} s",), **base)
@@ -343,10 +385,11 @@ class AgentLoop:
             if findings:
                 st.last_alarm = max(f.date for f in findings)
                 if st.episode_start is None:
-                    st.episode_start = min(f.date for f in findings)
+                    st.episode_start, st.episode_windows_tried, st.episode_looks = min(f.date for f in findings)[:10], 0, 0
             elif (st.episode_start and not st.derisk and st.last_alarm
                   and (day - dt.date.fromisoformat(st.last_alarm[:10])).days > cfg.episode_quiet_days):
-                st.episode_start = None  # quiet long enough: the episode is over
+                # quiet long enough (days observed without an alarm): the episode is over
+                st.episode_start, st.episode_windows_tried, st.episode_looks = None, 0, 0
             await self._memory.save()
         since = st.episode_start
         act = st.autonomy is not AutonomyLevel.LOCKDOWN  # lockdown observes only: the cut is recommended, not made
@@ -368,6 +411,31 @@ class AgentLoop:
         else:
             text, outcome = f"de-risk to {cut} recommended (lockdown: not done); champion {version} is worse than a coin: {verdict.summary}", "derisk_recommended"
         await self.journal.record("decision", text, trading_date=day, cycle_id=cid, outcome=outcome, payload=info)
+
+    def _healing(self) -> bool:
+        """True while the market is de-risked (its champion plainly broken): the agent keeps
+        looking for a repair even on days without a new alarm."""
+        d = self._memory.state.derisk
+        return bool(d and d.get("applied", True))
+
+    def _since_alarm(self, inputs: CycleInputs, day: dt.date) -> SinceAlarm | None:
+        """The open episode's first alarm and the labelled rows (and complete test windows) since."""
+        start = self._memory.state.episode_start
+        if start is None:
+            return None
+        idx = inputs.features.index.intersection(inputs.labels.dropna().index).intersection(inputs.returns.dropna().index)
+        rows = int(((idx >= pd.Timestamp(start[:10])) & (idx <= pd.Timestamp(day))).sum())
+        return SinceAlarm(start[:10], rows, rows // self.config.wf_test_window)
+
+    def _evidence_wait(self, since: SinceAlarm | None) -> str | None:
+        """Why no experiment may run yet: the gate's windows since the alarm are not full, or None."""
+        if since is None or not self.config.evidence_since_alarm:
+            return None
+        need = evidence_days_needed(self.config)
+        if since.rows >= need:
+            return None
+        return (f"waiting for evidence since the first alarm on {since.start}: {since.rows} of {need} labelled days "
+                f"(the gate compares candidates only on days after it)")
 
     async def wait_background(self, timeout: float | None = None) -> list[ExperimentOutcome] | None:
         """Wait for experiments left running by a cycle (tests, shutdown)."""

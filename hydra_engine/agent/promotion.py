@@ -301,6 +301,20 @@ class CandidateEvaluation:
         }
 
 
+def episode_alpha(alpha: float, look: int, n_candidates: int) -> float:
+    """The DM level of each candidate at the ``look``-th batch (1, 2, ...) of one drift episode.
+
+    Every batch of an episode tests the same post-alarm days again (with more of them) and each
+    batch holds several candidates: look k spends ``alpha * 2**-k``, shared equally by its
+    candidates. Summed over the episode that is at most ``alpha`` whatever the dependence between
+    the tests (a union bound), so a false alarm followed by repeated tries still promotes a candidate
+    with no edge at most ``alpha`` of the time on the DM test (bench/promotion_gate.py measures it).
+    """
+    if look < 1 or n_candidates < 1:
+        raise ValueError(f"episode_alpha: look and n_candidates must be >= 1, got {look}, {n_candidates}")
+    return alpha * 0.5 ** look / n_candidates
+
+
 def _daily_sharpe(r: np.ndarray) -> float:
     sd = float(r.std(ddof=1)) if r.size > 1 else 0.0
     return float(r.mean() / sd) if sd > 0 else 0.0

@@ -73,6 +73,12 @@ class AgentState:
     episode_start: str | None = None
     """First alarm (ISO date) of the open drift episode; the plain-break test looks at the days after it."""
     last_alarm: str | None = None
+    episode_windows_tried: int = 0
+    episode_looks: int = 0
+    """Batches of experiments run in the open episode on its evidence since the first alarm (each
+    spends part of the gate's DM level: ``promotion.episode_alpha``)."""
+    """Evidence windows since the episode's first alarm at its last batch of experiments: the next
+    batch waits for a new window, so one body of evidence is not tested again and again."""
     derisk: dict[str, Any] | None = None
     """The defensive cut in force (``size_fraction``, ``since``, ``reason``, evidence) while the
     champion's relation has plainly broken and no candidate has passed; None when trading in full."""

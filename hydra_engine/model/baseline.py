@@ -26,7 +26,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import ThreadpoolController
 
 from hydra_engine.model.features import (
@@ -68,6 +68,12 @@ CALIBRATION_FRACTION = 0.25
 MIN_TRAIN_ROWS = 60
 """Fewer labelled rows than this cannot give a model worth trading."""
 
+INPUT_CLIP_SD = 4.0
+"""A linear model sees each standardized input clipped to this many standard deviations of its
+training rows. After a break, features can leave the training range by ten sigma or more (a market
+that turns from mean reversion to momentum trends far); extrapolating a linear score that far makes
+a probability of 0.001 and one miss costs 7 nats. Trees never extrapolate and need no clip."""
+
 ISOTONIC_BOUNDS = (0.02, 0.98)
 """Isotonic calibration output range: a step function fitted on a few hundred days would
 otherwise say 0 or 1 and make a single miss cost ~35 nats of log loss."""
@@ -95,6 +101,10 @@ class ModelSpec:
     ``train_window_days``: the most recent N labelled trading days are used for fitting (rows,
     not calendar days). ``calibrate``: None, "sigmoid" (Platt) or "isotonic", fitted on the last
     ``CALIBRATION_FRACTION`` of the window with the classifier refitted on the whole window after.
+    ``train_since``: an ISO date (a drift episode's first alarm): a fit made after it forgets the
+    rows before it, using the rows since (at least ``MIN_TRAIN_ROWS``, at most the window); a fit
+    made before it (an early walk-forward fold) is the plain recipe. The recipe "what the champion
+    did, until a change was detected; the change's rows only, after it".
     """
 
     family: str
@@ -102,6 +112,7 @@ class ModelSpec:
     features: tuple[str, ...] = FEATURE_COLUMNS
     train_window_days: int = 750
     calibrate: str | None = None
+    train_since: str | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILY_DEFAULTS:
@@ -123,6 +134,12 @@ class ModelSpec:
             )
         if self.calibrate not in CALIBRATIONS:
             raise ModelError(f"spec.calibrate: {self.calibrate!r} is not one of {list(CALIBRATIONS)}")
+        if self.train_since is not None:
+            try:
+                since = pd.Timestamp(str(self.train_since)[:10])
+            except (TypeError, ValueError):
+                raise ModelError(f"spec.train_since: need an ISO date (YYYY-MM-DD), got {self.train_since!r}") from None
+            object.__setattr__(self, "train_since", since.date().isoformat())
         _check_hyperparams(self)
 
     def __hash__(self) -> int:
@@ -133,17 +150,20 @@ class ModelSpec:
         return {**FAMILY_DEFAULTS[self.family], **self.hyperparams}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "family": self.family,
             "hyperparams": dict(sorted(self.hyperparams.items())),
             "features": list(self.features),
             "train_window_days": self.train_window_days,
             "calibrate": self.calibrate,
         }
+        if self.train_since is not None:  # absent otherwise: older specs keep their hashes and keys
+            out["train_since"] = self.train_since
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
-        known = {"family", "hyperparams", "features", "train_window_days", "calibrate"}
+        known = {"family", "hyperparams", "features", "train_window_days", "calibrate", "train_since"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ModelError(f"spec: unknown key(s) {unknown}; accepted: {sorted(known)}")
@@ -155,7 +175,17 @@ class ModelSpec:
             features=tuple(data.get("features") or FEATURE_COLUMNS),
             train_window_days=int(data.get("train_window_days", 750)),
             calibrate=data.get("calibrate"),
+            train_since=data.get("train_since"),
         )
+
+    def rows_to_fit(self, dates: pd.Index) -> int:
+        """How many of the newest labelled ``dates`` (sorted) a fit uses: the window, or after
+        ``train_since`` the rows since it (at least ``MIN_TRAIN_ROWS``, at most the window)."""
+        n = min(len(dates), self.train_window_days)
+        if self.train_since is None or len(dates) == 0 or dates[-1] < pd.Timestamp(self.train_since):
+            return n
+        since = int(len(dates) - dates.searchsorted(pd.Timestamp(self.train_since)))
+        return min(n, max(since, MIN_TRAIN_ROWS))
 
 
 def _build_estimator(spec: ModelSpec) -> Any:
@@ -169,7 +199,8 @@ def _build_estimator(spec: ModelSpec) -> Any:
             class_weight=hp["class_weight"],
             solver=solver,
         )
-        return Pipeline([("scale", StandardScaler()), ("clf", clf)])
+        clip = FunctionTransformer(clip_standardized, feature_names_out="one-to-one")
+        return Pipeline([("scale", StandardScaler()), ("clip", clip), ("clf", clf)])
     if spec.family == "hist_gb":
         return HistGradientBoostingClassifier(early_stopping=False, **hp)
     return RandomForestClassifier(n_jobs=1, **hp)
@@ -189,6 +220,11 @@ def _check_hyperparams(spec: ModelSpec) -> None:
         validate()
     except (TypeError, ValueError) as exc:
         raise ModelError(f"spec.hyperparams ({spec.family}): {exc}") from exc
+
+
+def clip_standardized(z: np.ndarray) -> np.ndarray:
+    """Standardized inputs clipped to +-``INPUT_CLIP_SD`` (a pipeline step; module level so it pickles)."""
+    return np.clip(z, -INPUT_CLIP_SD, INPUT_CLIP_SD)
 
 
 def select_features(features: pd.DataFrame, names: tuple[str, ...], what: str) -> pd.DataFrame:
@@ -235,7 +271,8 @@ class BaselineModel:
         return self.spec.resolved_hyperparams()
 
     def fit(self, features: pd.DataFrame, labels: pd.Series) -> BaselineModel:
-        """Fit on the last ``train_window_days`` dates present in both features and labels."""
+        """Fit on the last ``train_window_days`` dates present in both features and labels (after
+        ``train_since``: the rows since it, see ``ModelSpec.rows_to_fit``)."""
         if not isinstance(labels, pd.Series):
             raise ModelError(f"fit: labels must be a pandas Series, got {type(labels).__name__}")
         x_all = select_features(features, self.spec.features, "fit")
@@ -243,8 +280,9 @@ class BaselineModel:
         y_all = labels.loc[common]
         if y_all.isna().any():
             raise FeatureError(f"fit: label is NaN at {y_all.index[y_all.isna()][0]}")
-        x = x_all.loc[common].iloc[-self.spec.train_window_days :]
-        y = y_all.iloc[-self.spec.train_window_days :].astype(int)
+        n_fit = self.spec.rows_to_fit(pd.Index(y_all.index))
+        x = x_all.loc[common].iloc[len(common) - n_fit :]
+        y = y_all.iloc[len(common) - n_fit :].astype(int)
         if len(x) < MIN_TRAIN_ROWS:
             raise InsufficientHistoryError(
                 f"fit: {len(x)} labelled feature rows, need at least {MIN_TRAIN_ROWS} "

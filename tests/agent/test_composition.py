@@ -47,9 +47,10 @@ async def test_stop_cancels_background_experiments_and_a_restart_journals_them_a
     bars = synthetic_bars(700, seed=5, coef=0.4, flip_at=402)
     registry = ModelRegistry(conn, tmp_path / "models")
     executor = SubprocessExecutor(2)
+    # experiments from the first alarm on (not after the evidence since it): this is about their life cycle
     config = AgentConfig(experiment_time_limit_s=60, wf_test_window=30, wf_splits=3, wf_min_train=100, experiment_wait_s=0.05,
                          default_spec={"family": "logistic", "train_window_days": 250, "features": LEAN},
-                         initial_autonomy=AutonomyLevel.AUTONOMOUS)
+                         initial_autonomy=AutonomyLevel.AUTONOMOUS, evidence_since_alarm=False)
     agent = AgentLoop(conn, registry, executor, tmp_path / "exp", config)
     await agent.start()
     assert (await agent.run_cycle(day(bars.index[399]), bars.iloc[:400])).promoted is not None

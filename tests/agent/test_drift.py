@@ -179,3 +179,34 @@ def test_performance_monitor_warmup_detection_and_round_trip():
     assert found and found[0].stream.startswith("perf:")
     with pytest.raises(ValueError, match=">= 20 days"):
         pm.set_reference([0.7] * 5, [1] * 5, [0.0] * 5)
+
+
+def test_a_moving_average_feature_stays_within_its_budget_and_a_real_shift_still_alarms():
+    """A 5-day average inside a feature leaves AR(1) innovations that move together for days and
+    a heavy-tailed volatility feature breaks the normal CUSUM design: AR(5) whitening, normal scores
+    against the reference and the long-run scaling keep both near their budget."""
+    from hydra_engine.agent.drift import ar_whitening, long_run_factor
+
+    rng = np.random.default_rng(12)
+    n = 24_000
+
+    def sma(a: np.ndarray, k: int) -> np.ndarray:
+        return np.convolve(a, np.ones(k) / k, mode="valid")
+
+    price = np.cumsum(rng.standard_normal(n + 40))
+    ma_cross = (sma(price, 5)[15:] - sma(price, 20))[:n]  # the moving-average cross of a random walk
+    vol = np.sqrt(sma(rng.standard_t(5, n + 40) ** 2, 20))[:n]  # a 20-day volatility of fat-tailed returns
+    phi, sd = ar_whitening(ma_cross[:500])
+    assert len(phi) == 5 and 0 < sd < 1
+    assert long_run_factor(rng.standard_normal(2000)) == pytest.approx(1.0, abs=0.3)
+    t = thresholds_for_budget(FalseAlarmBudget.per_feature(0.5, 1), n_reference=500)
+    alarms = 0
+    for series in (ma_cross, vol):
+        for start in range(0, n - 3000, 3000):
+            mon = FeatureMonitor.from_reference("x", series[start : start + 500], t)
+            alarms += sum(len(mon.update(float(v), str(i))) for i, v in enumerate(series[start + 500 : start + 3000]))
+    days = 2 * 7 * 2500
+    assert alarms / days * 1000 <= 3 * 0.5, f"{alarms} alarms in {days} in-control days"
+    mon = FeatureMonitor.from_reference("x", vol[:500], t)
+    shifted = [f for i, v in enumerate(vol[500:800] * 2.0) for f in mon.update(float(v), str(i))]
+    assert shifted, "a doubling of the volatility feature is still found"

@@ -187,7 +187,9 @@ async def test_broken_champion_files_are_journalled_not_raised(conn, tmp_path):
 
 async def test_late_experiments_continue_in_background_without_blocking_the_cycle(conn, tmp_path):
     bars = synthetic_bars(700, seed=5, coef=0.4, flip_at=402)
-    agent, registry, _ = await make_agent(conn, tmp_path, initial_autonomy=AutonomyLevel.AUTONOMOUS, experiment_wait_s=0.05)
+    # experiments from the first alarm on (not after the evidence since it): this is about the background
+    agent, registry, _ = await make_agent(conn, tmp_path, initial_autonomy=AutonomyLevel.AUTONOMOUS, experiment_wait_s=0.05,
+                                          evidence_since_alarm=False)
     boot = await agent.run_cycle(day(bars.index[399]), bars.iloc[:400])  # bootstrap waits: no champion yet
     assert boot.promoted is not None
     started = None

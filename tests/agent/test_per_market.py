@@ -14,6 +14,7 @@ from hydra_engine.agent.experiments import SubprocessExecutor
 from hydra_engine.agent.loop import AgentConfig, AgentLoop, AutonomyLevel
 from hydra_engine.agent.per_market import MarketAgents, ModelKeys, adopt_unassigned
 from hydra_engine.model.baseline import BaselineModel, ModelSpec
+from hydra_engine.model.bootstrap import fit_with_holdout
 from hydra_engine.model.features import build_features, make_labels
 from hydra_engine.model.registry import ModelRegistry
 
@@ -147,7 +148,9 @@ async def test_an_inverted_champion_is_cut_to_flat_and_the_journal_says_why(conn
     agents = MarketAgents(conn, base, SubprocessExecutor(1), tmp_path / "exp", config(), ModelKeys.from_groups(["ZO"]))
     await agents.start()
     zo = agents.for_market("ZO")
-    await zo.registry.register(fit(bars.iloc[:390]), {}, status="champion")
+    # registered as the engine bootstraps: with a held-out segment as the monitors' reference
+    model, metrics = fit_with_holdout(bars.iloc[:392], config().default_spec)
+    await zo.registry.register(model, metrics, status="champion")
     await zo.pause()
     fractions = []
     for i in range(392, 560):
@@ -163,7 +166,7 @@ async def test_an_inverted_champion_is_cut_to_flat_and_the_journal_says_why(conn
     assert cut[0].trading_date > bars.index[400].date().isoformat()  # after the flip, not before it
     assert zo.status()["derisk"]["size_fraction"] == 0.0
     # the champion changes (here: a manual promotion of a refit): the cut is lifted and journalled
-    refit = await zo.registry.register(fit(bars.iloc[400: i + 1]), {}, parent=zo.state.champion_version)
+    refit = await zo.registry.register(fit(bars.iloc[300: i + 1]), {}, parent=zo.state.champion_version)
     await zo.registry.promote(refit, reason="test refit")
     i += 1
     await agents.run_cycle("ZO", day(bars.index[i]), bars.iloc[: i + 1])

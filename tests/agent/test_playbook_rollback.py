@@ -120,3 +120,38 @@ def test_rollback_streak_resets_below_exit_margin():
     assert mon.bad_streak == 0
     with pytest.raises(ValueError, match="exit_margin"):
         RollbackConfig(enter_margin=0.0, exit_margin=0.1)
+
+
+def test_retrain_since_the_alarm_comes_first_and_is_lean_while_rows_are_few():
+    from hydra_engine.agent.hypotheses import SinceAlarm, candidates_for
+
+    spec = ModelSpec("logistic", train_window_days=750)
+    cfg = PlaybookConfig()
+    episode = SinceAlarm("2024-01-10", rows=60, windows=3)
+    for diag in (diagnose([f("perf:log_loss", "perf_log_loss")]), diagnose([f("vol_20")]), diagnose([f("ret_5")])):
+        first = candidates_for(diag, spec, cfg, episode)[0]
+        assert first.kind == "retrain_since_alarm", diag.kind
+        new = ModelSpec.from_dict(first.apply(spec.to_dict()))
+        assert new.train_since == "2024-01-10" and new.train_window_days == 750  # the champion's recipe before the alarm
+        assert set(new.features) == {"ret_1", "ret_5", "ret_10", "ret_20", "trend_20", "ma_cross"}  # 60 rows: 6 features
+    # plenty of rows since the alarm: every feature
+    full = candidates_for(diagnose([f("vol_20")]), spec, cfg, SinceAlarm("2024-01-10", rows=200, windows=10))[0]
+    assert full.kind == "retrain_since_alarm" and "features" not in full.config_diff
+    # the playbook remembers it by episode and evidence: a new window makes a new try possible
+    pb = Playbook(cfg)
+    chosen, _ = pb.propose(diagnose([f("vol_20")]), spec, D0, episode)
+    assert chosen[0].kind == "retrain_since_alarm" and "2024-01-10" in chosen[0].key and "evidence_windows" in chosen[0].key
+    pb.record(chosen[0].key, "rejected", D0)
+    again, skipped = pb.propose(diagnose([f("vol_20")]), spec, D0, episode)
+    assert all(h.kind != "retrain_since_alarm" for h in again) and any(h.kind == "retrain_since_alarm" for h, _ in skipped)
+    later, _ = pb.propose(diagnose([f("vol_20")]), spec, D0, SinceAlarm("2024-01-10", rows=80, windows=4))
+    assert later[0].kind == "retrain_since_alarm"
+    # no episode, too few rows, or as many as the window: nothing new to fit on
+    assert all(h.kind != "retrain_since_alarm" for h in candidates_for(diagnose([f("vol_20")]), spec, cfg))
+    assert all(h.kind != "retrain_since_alarm" for h in candidates_for(diagnose([f("vol_20")]), spec, cfg, SinceAlarm("2024-01-10", 40, 2)))
+    assert all(h.kind != "retrain_since_alarm" for h in candidates_for(diagnose([f("vol_20")]), spec, cfg, SinceAlarm("2023-01-10", 800, 40)))
+    # overfitting is not a change: no retrain on the change's rows
+    overfit = diagnose([f("perf:log_loss", "perf_log_loss")], overfit_gap=0.2)
+    assert all(h.kind != "retrain_since_alarm" for h in candidates_for(overfit, spec, cfg, episode))
+    with pytest.raises(ValueError, match="rows_per_feature"):
+        PlaybookConfig(rows_per_feature=0)

@@ -167,3 +167,25 @@ def test_gate_refuses_champion_and_candidate_on_different_bases(gate_inputs, tmp
     assert ev.gate is None and not ev.passed and "different bases" in (ev.error or "")
     unlabelled = res | {"champion": {k: v for k, v in res["champion"].items() if k != "basis"}}
     assert "different bases" in (evaluate_result("e3", unlabelled, 1, None, GateConfig()).error or "")
+
+
+def test_an_episode_spends_at_most_its_dm_level_over_every_look_and_candidate():
+    from hydra_engine.agent.promotion import episode_alpha
+
+    total = sum(episode_alpha(0.05, look, 2) * 2 for look in range(1, 60))
+    assert total <= 0.05 and total == pytest.approx(0.05, rel=1e-6)
+    assert episode_alpha(0.05, 1, 2) == pytest.approx(0.0125)
+    assert episode_alpha(0.05, 2, 1) == pytest.approx(0.0125)
+    with pytest.raises(ValueError):
+        episode_alpha(0.05, 0, 2)
+
+
+def test_evidence_since_the_alarm_compares_after_it_and_deflates_on_everything():
+    from hydra_engine.agent.experiment_worker import _evidence_since
+
+    dates = [f"2024-01-{d:02d}" for d in range(1, 31)]
+    daily = {"dates": dates, "window": [i // 10 for i in range(30)], "candidate_log_loss": list(range(30))}
+    kept, windows = _evidence_since(daily, "2024-01-11")
+    assert windows == [1, 2] and kept["dates"][0] == "2024-01-11" and kept["window"][0] == 0
+    kept, windows = _evidence_since(daily, "2024-01-12")  # a window the alarm falls inside is not fresh
+    assert windows == [2] and kept["dates"][0] == "2024-01-21"

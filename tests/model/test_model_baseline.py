@@ -163,3 +163,36 @@ def test_specs_are_hashable_by_value() -> None:
     a = ModelSpec("hist_gb", {"max_depth": 2, "learning_rate": 0.1})
     b = ModelSpec("hist_gb", {"learning_rate": 0.1, "max_depth": 2})
     assert a == b and hash(a) == hash(b) and len({a, b, ModelSpec("hist_gb")}) == 2
+
+
+def test_train_since_forgets_the_rows_before_it_once_enough_follow(data) -> None:
+    x, y = data
+    idx = x.index.intersection(y.index)
+    since = idx[-100]
+    plain = BaselineModel(ModelSpec("logistic", train_window_days=250)).fit(x, y)
+    after = BaselineModel(ModelSpec("logistic", train_window_days=250, train_since=str(since.date()))).fit(x, y)
+    assert plain.n_train == 250 and after.n_train == 100 and after.train_start == str(since)
+    few = BaselineModel(ModelSpec("logistic", train_window_days=250, train_since=str(idx[-20].date()))).fit(x, y)
+    assert few.n_train == MIN_TRAIN_ROWS  # too few since: the newest MIN_TRAIN_ROWS rows
+    # a fit made before the date (an early walk-forward fold) is the plain recipe
+    early = BaselineModel(ModelSpec("logistic", train_window_days=150, train_since=str(idx[-100].date()))).fit(x.loc[: idx[-150]], y.loc[: idx[-150]])
+    assert early.n_train == 150
+    spec = ModelSpec("logistic", train_since="2020-03-05T00:00:00")
+    assert spec.train_since == "2020-03-05" and ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert "train_since" not in ModelSpec("logistic").to_dict()  # older specs keep their keys and hashes
+    with pytest.raises(ModelError, match="train_since"):
+        ModelSpec("logistic", train_since="yesterday")
+
+
+def test_a_linear_model_does_not_extrapolate_beyond_four_sigma(data) -> None:
+    from hydra_engine.model.baseline import INPUT_CLIP_SD
+
+    x, y = data
+    model = BaselineModel(ModelSpec("logistic", hyperparams={"C": 10.0})).fit(x, y)
+    row = x.iloc[[-1]].copy()
+    mean, sd = x.mean(), x.std(ddof=0)
+    far, edge = row.copy(), row.copy()
+    far["ret_5"] = mean["ret_5"] + 50 * sd["ret_5"]  # a market that has started to trend hard
+    edge["ret_5"] = mean["ret_5"] + INPUT_CLIP_SD * sd["ret_5"] * 1.0001
+    assert model.predict_proba(far)[0] == pytest.approx(model.predict_proba(edge)[0], abs=1e-6)
+    assert 0.01 < model.predict_proba(far)[0] < 0.99
