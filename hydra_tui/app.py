@@ -532,8 +532,7 @@ class HydraApp(App[int]):
             f"Gate: {p.gate}\nIt trades from the market's next signal.", "Approve"))
         if not ok:
             return
-        call = engine.approve(market=market) if views.per_market_agents(engine) else engine.approve()
-        version = await self._call("approve", call)
+        version = await self._call("approve", engine.approve(market=market))
         if version:
             self.notify(f"approved {version} for {market} ({p.hypothesis}): it trades from the next signal")
         self._agent_dirty = True
@@ -565,8 +564,7 @@ class HydraApp(App[int]):
         if not ok:
             return
         reason = "operator rollback (TUI)"
-        call = engine.rollback(reason, market=market) if views.per_market_agents(engine) else engine.rollback(reason)
-        restored = await self._call("rollback", call)
+        restored = await self._call("rollback", engine.rollback(reason, market=market))
         if restored:
             self.notify(f"{market}: rolled back to {restored}")
         self._agent_dirty = True

@@ -46,7 +46,10 @@ def short_version(version: str | None) -> str:
 def market_row(m: MarketAgentView) -> tuple[Any, ...]:
     pending = Text(f"{short_version(m.pending.version)} (a)", style="bold yellow") if m.pending else Text("—", style="dim")
     phase_style = "bold yellow" if m.phase == "AWAITING_APPROVAL" else "magenta"
-    return (m.market, short_version(m.champion), m.family or "—", Text(SHORT_PHASE.get(m.phase, m.phase), style=phase_style), reading_text(m.worst),
+    phase = Text(SHORT_PHASE.get(m.phase, m.phase), style=phase_style)
+    if m.derisked is not None:
+        phase.append(f" de-risk x{m.derisked:.2g}", style="bold red")
+    return (m.market, short_version(m.champion), m.family or "—", phase, reading_text(m.worst),
             m.diagnosis_kind or "—", pending)
 
 
@@ -66,6 +69,9 @@ def detail_text(m: MarketAgentView | None, enabled: bool = True) -> Text:
     t.append(f"  phase {m.phase}", style="magenta")
     if m.autonomy:
         t.append(f"  autonomy {m.autonomy}", style="dim")
+    if m.derisked is not None:
+        t.append(f"\nDE-RISKED: size x{m.derisked:.2g} until a candidate passes or the champion changes",
+                 style="bold red")
     t.append("\n")
     for d in m.detectors[:8]:
         s = "—" if d.statistic is None else f"{d.statistic:.3g}"

@@ -123,6 +123,8 @@ class MarketAgentView:
     pending: PendingApproval | None = None
     last_change: str = ""
     """The last promotion or rollback that made the champion what it is."""
+    derisked: float | None = None
+    """The share of size the agent allows while the champion is de-risked; None when it is not."""
 
     @property
     def worst(self) -> DetectorReading | None:
@@ -259,31 +261,15 @@ def fill_rows(records: list[Any]) -> tuple[FillRow, ...]:
 
 
 def agent_loops(engine: Any) -> dict[str, Any]:
-    """Market -> its AgentLoop, from either engine shape: ``engine.agent.markets`` (one agent per
-    market, issue 8) or a single AgentLoop serving the runner's agent market (before it)."""
+    """Model key -> its AgentLoop (``engine.agent.markets``: one agent per market, or per group of
+    markets the user named); empty before the engine built its agents."""
     agent = getattr(engine, "agent", None)
-    if agent is None:
-        return {}
-    markets = getattr(agent, "markets", None)
-    if markets is not None:
-        return {str(k): v for k, v in markets.items()}
-    runner = getattr(engine, "runner", None)
-    symbol = getattr(getattr(runner, "agent_market", None), "symbol", None) or engine.settings.markets[0].symbol
-    return {symbol: agent}
-
-
-def per_market_agents(engine: Any) -> bool:
-    """True once the engine has one agent per market (approve/rollback then take ``market=``)."""
-    return getattr(getattr(engine, "agent", None), "markets", None) is not None
+    return {} if agent is None else {str(k): v for k, v in agent.markets.items()}
 
 
 def champions(engine: Any) -> dict[str, str | None]:
-    """Market -> champion version from ``status().champions`` (per market) or the one champion."""
-    st = engine.status()
-    per = getattr(st, "champions", None)
-    if per is not None:
-        return dict(per)
-    return {m: st.champion for m in agent_loops(engine)} or {engine.settings.markets[0].symbol: st.champion}
+    """Market -> the champion version it trades (``status().champions``)."""
+    return dict(engine.status().champions)
 
 
 def detector_name(stream: str, detector: str) -> str:
@@ -370,7 +356,8 @@ def experiment_rows(rows: list[Any], time_limit_s: float, wall_now: dt.datetime)
     return tuple(out)
 
 
-async def market_agent_view(market: str, loop: Any, champion: str | None, wall_now: dt.datetime) -> MarketAgentView:
+async def market_agent_view(market: str, loop: Any, champion: str | None, wall_now: dt.datetime,
+                            derisked: float | None = None) -> MarketAgentView:
     """One market's agent from its AgentLoop: status, registry and journal (each part optional)."""
     st = loop.status()
     champion = st.get("champion") or champion
@@ -404,15 +391,16 @@ async def market_agent_view(market: str, loop: Any, champion: str | None, wall_n
                       for d in st.get("detectors", ()))
     return MarketAgentView(market, champion, family, str(st.get("phase", "IDLE")), str(st.get("autonomy", "")),
                            detectors, diagnosis, kind, evidence, experiments, pending_approval(market, st.get("pending")),
-                           last_change)
+                           last_change, derisked)
 
 
 async def agent_view(engine: Any, wall_now: dt.datetime | None = None) -> AgentView:
     """Every market's agent (one row each in the pane), or the champions alone when the agent is off."""
     wall_now = wall_now or dt.datetime.now(dt.timezone.utc)
-    champs = champions(engine)
+    st = engine.status()
+    champs, derisked = dict(st.champions), dict(st.derisked)
     loops = agent_loops(engine)
     if not loops or not getattr(engine, "agent_enabled", True):
         return AgentView(False, tuple(MarketAgentView(m, c, phase="OFF") for m, c in champs.items()))
-    views = [await market_agent_view(m, loop, champs.get(m), wall_now) for m, loop in loops.items()]
+    views = [await market_agent_view(m, loop, champs.get(m), wall_now, derisked.get(m)) for m, loop in loops.items()]
     return AgentView(True, tuple(views))

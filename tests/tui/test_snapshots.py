@@ -51,7 +51,8 @@ def frozen_view() -> v.View:
                           "2018-03-14", gate),
         "2018-02-20 v0003-5be1c0aa promoted (was v0001-12a0fef2): agent: refit")
     zo = v.MarketAgentView("ZO", "v0002-2f62355d", "logistic", "IDLE", "supervised",
-                           (v.DetectorReading("ret_1/cusum_mean", 2.2, 8.73),), last_change="2018-01-02 registered")
+                           (v.DetectorReading("ret_1/cusum_mean", 2.2, 8.73),), last_change="2018-01-02 registered",
+                           derisked=0.0)
     return v.View(
         mode="SIM", connection="connected", connected=True, last_message_age_s=0.0, trading_state="ACTIVE",
         agent_phase="AWAITING_APPROVAL", now=NOW, clock_kind="sim",
