@@ -62,12 +62,19 @@ async def test_pause_key_is_shown_and_persisted_and_a_forced_cycle_repeat_is_dup
         assert "pause" in cmds
         await pilot.press("p")
         await until(pilot, lambda: not engine.status().paused, what="resumed")
-        first = await engine.force_cycle("CL")
+        cycles = engine.status().cycles_run
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, PickMarketScreen), what="market picker")
         await pilot.click("#m-CL")
-        await until(pilot, lambda: any("DUPLICATE" in str(n.message) for n in app._notifications), what="DUPLICATE")
-        assert first["status"] != "DUPLICATE"
+        await until(pilot, lambda: any("force cycle CL: FINISHED" in str(n.message) for n in app._notifications),
+                    what="the forced cycle ran")
+        assert engine.status().cycles_run == cycles + 1
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, PickMarketScreen), what="market picker again")
+        await pilot.click("#m-CL")
+        await until(pilot, lambda: any("force cycle CL: DUPLICATE" in str(n.message) for n in app._notifications),
+                    what="the repeat is DUPLICATE")
+        assert engine.status().cycles_run == cycles + 1
         await pilot.press("q")
 
 
