@@ -68,6 +68,7 @@ class Tmux:
                                timeout=10)
             time.sleep(0.5)
         subprocess.run(["tmux", *self.sock, "kill-server"], capture_output=True, timeout=10)
+        (Path(f"/tmp/tmux-{os.getuid()}") / self.sock[-1]).unlink(missing_ok=True)  # tmux leaves its socket file
 
 
 def free_port() -> int:

@@ -54,6 +54,7 @@ def one_run() -> tuple[float | None, float | None]:
         subprocess.run(["tmux", *sock, "send-keys", "-t", session, "q"], capture_output=True, timeout=10)
         time.sleep(1.0)
         subprocess.run(["tmux", *sock, "kill-server"], capture_output=True, timeout=10)
+        (Path(f"/tmp/tmux-{os.getuid()}") / sock[-1]).unlink(missing_ok=True)  # tmux leaves its socket file
         shutil.rmtree(data, ignore_errors=True)
 
 

@@ -17,6 +17,20 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 HYDRA_TUI = str(Path(sys.executable).with_name("hydra-tui"))
 
 
+def _end_server(sock: list[str]) -> None:
+    """Kill a private tmux server and remove its socket file (tmux leaves it behind)."""
+    import os
+
+    path = subprocess.run(["tmux", *sock, "display-message", "-p", "#{socket_path}"], capture_output=True, text=True,
+                          timeout=10).stdout.strip()
+    subprocess.run(["tmux", *sock, "kill-server"], capture_output=True, text=True, timeout=10)
+    name = sock[-1]
+    default = Path(f"/tmp/tmux-{os.getuid()}") / name
+    for candidate in {Path(path) if path else default, default}:
+        if candidate.name == name:
+            candidate.unlink(missing_ok=True)
+
+
 def test_hydra_tui_in_tmux(tmp_path: Path) -> None:
     session = f"hydra-test-{uuid.uuid4().hex[:8]}"
     sock = ["-L", session]  # a private tmux server: never the user's sessions
@@ -61,7 +75,7 @@ def test_hydra_tui_in_tmux(tmp_path: Path) -> None:
             time.sleep(0.25)
         assert tmux("has-session", "-t", session).returncode != 0, f"session still alive:\n{screen()}"
     finally:
-        tmux("kill-server")
+        _end_server(sock)
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "hangup"])
@@ -110,7 +124,7 @@ def test_hydra_tui_stops_cleanly_on_sigterm_and_on_a_hung_up_terminal(tmp_path: 
         assert "tui.signal" in text and ("SIGTERM" if how == "SIGTERM" else "SIGHUP") in text
         assert "engine.stopped" in text
     finally:
-        tmux("kill-server")
+        _end_server(sock)
 
 
 def _alive(proc: "psutil.Process") -> bool:  # noqa: F821 - psutil imported where used
