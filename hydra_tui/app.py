@@ -45,7 +45,9 @@ log = structlog.get_logger(__name__)
 REFRESH_S = 0.5
 """Panes refresh at most at 2 Hz (STYLE.md: keyed diffs at 1-2 Hz)."""
 AGENT_REFRESH_S = 5.0
-"""The agent pane reads the registry and journal at most this often unless an engine event says it changed."""
+"""The agent pane re-reads the registry and journal this often when no engine event says it changed..."""
+AGENT_MIN_S = 1.0
+"""...and at most this often when events do (lock-step days at full speed change it constantly)."""
 SPEEDS = (4.0, 2.0, 1.0, 0.5, 0.25, 0.0)
 """Real seconds per simulated day that ``+`` steps through (then back to the slowest)."""
 
@@ -398,7 +400,8 @@ class HydraApp(App[int]):
                 clocks.append(views.MarketClock(m.symbol, None))
         equity = tuple(self._equity) if self._equity else ((st.net_liquidation,) if st.net_liquidation else ())
         mono = asyncio.get_running_loop().time()
-        if self._agent_dirty or mono - self._agent_read_at >= AGENT_REFRESH_S:
+        age = mono - self._agent_read_at
+        if (self._agent_dirty and age >= AGENT_MIN_S) or age >= AGENT_REFRESH_S:
             self._agent_dirty, self._agent_read_at = False, mono
             self._agent_view = await views.agent_view(engine, self._wall_now())
         return views.View(
