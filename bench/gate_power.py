@@ -6,7 +6,7 @@ the change the agent's first repair, "retrain since the alarm" (the playbook's o
 the alarm placed on the change date: the detectors' delay is measured by bench/healing.py), is
 evaluated by the experiment worker (``evaluate_candidate``, net of the product's cost estimate) and
 judged by the gate (``evaluate_result``) with evidence since the alarm, at the DM level of an
-episode's first look for a batch of two (``promotion.episode_alpha``). Power is the share of seeds
+episode's first look (one candidate: ``promotion.episode_alpha``). Power is the share of seeds
 whose candidate passes; on ``steady`` (nothing changes) it is the false-promotion rate. A second
 column set shows the gate fed the full history instead (no evidence since the alarm), as before.
 
@@ -65,7 +65,7 @@ def run_one(seed: int, scenario: str, days: tuple[int, ...]) -> dict[str, Any]:
             base = {"candidate_spec": hyp[0].apply(spec.to_dict()), "champion_model_dir": str(champ_dir),
                     "n_splits": cfg.wf_splits, "test_window": cfg.wf_test_window, "min_train": cfg.wf_min_train,
                     "label_horizon": cfg.label_horizon, "cost_bps": d.cost_bps, "save_model": False}
-            for mode, extra, gate in (("since", {"evidence_since": since}, replace(cfg.gate, dm_alpha=episode_alpha(cfg.gate.dm_alpha, 1, 2))),
+            for mode, extra, gate in (("since", {"evidence_since": since}, replace(cfg.gate, dm_alpha=episode_alpha(cfg.gate.dm_alpha, 1, 1))),
                                       ("full", {}, cfg.gate)):
                 res = evaluate_candidate(base | extra, inputs, Path(tmp) / f"{mode}-{n}")
                 ev = evaluate_result(f"{mode}-{n}", res, 2, None, gate)
@@ -87,7 +87,7 @@ def main() -> None:
     with ProcessPoolExecutor(max_workers=a.workers) as pool:
         rows = list(pool.map(run_one, *zip(*jobs)))
     print(f"\nGate power: share of {a.seeds} seeds whose 'retrain since the alarm' passes, N labelled days after the change")
-    print(f"(evidence since the alarm at the first look's DM level {episode_alpha(AgentConfig().gate.dm_alpha, 1, 2):g}; "
+    print(f"(evidence since the alarm at the first look's DM level {episode_alpha(AgentConfig().gate.dm_alpha, 1, 1):g}; "
           f"'full history' = the gate fed every window, DM level {AgentConfig().gate.dm_alpha:g})")
     head = "".join(f"{f'{n} d':>8}" for n in days)
     print(f"{'scenario':<24}{'since the alarm':>{8 * len(days)}}   {'full history':>{8 * len(days)}}")

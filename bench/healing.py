@@ -1,9 +1,10 @@
 """Healing benchmark: does HYDRA's agent beat not healing, blind retraining and always-newest?
 
 Seeded, on the embedded exchange's own series (``build_universe``): for each seed and scenario the
-market's labelled days are split at the scenario's true change date. Every arm starts from a
-champion fitted on what was known 50 trading days before the change (the default demo's
-geometry) and is scored out of sample on the 120 trading days after the change:
+market's labelled days are split at the scenario's true change date. Every arm starts from the
+same champion, bootstrapped as the engine does it 50 trading days before the change (the default
+demo's geometry: the default spec fitted with a purged held-out segment, ``fit_with_holdout``),
+and is scored out of sample on the 120 trading days after the change:
 
 - (a) ``hydra``: the real ``AgentLoop``, autonomous, on a real SQLite store, day by day: its
   observer (feature and performance detectors at the configured false-alarm budget, against the
@@ -15,8 +16,8 @@ geometry) and is scored out of sample on the 120 trading days after the change:
   or P = 0.5 and no position while the market is de-risked (a flat day counts half a hit and a
   coin's log loss). ``hydra (model)`` scores the same run's champion as if it were never cut.
   Experiments end within the cycle (the engine's run in the background and land a day or so later).
-- (b) ``never``: the bootstrap champion, never retrained.
-- (c) ``every20``: the default spec refitted every 20 trading days, no gate.
+- (b) ``never``: the same bootstrap champion, never retrained.
+- (c) ``every20``: the default spec refitted on every known day every 20 trading days, no gate.
 - (d) ``newest``: FreqAI's policy: always the newest model, refitted every day on the last 250
   labelled days (the playbook's first recent window).
 
@@ -169,12 +170,21 @@ def _scored(d: MarketData, p: np.ndarray, lo: int, size: np.ndarray | None = Non
     return ArmResult(p, d.labels.iloc[lo:hi].to_numpy(), _net(p, d.returns.iloc[lo:hi].to_numpy(), d.cost_bps, 0.0, size))
 
 
-def run_static_arms(d: MarketData, spec: ModelSpec) -> dict[str, ArmResult]:
-    """(b), (c) and (d): no gate, no monitor."""
+def bootstrap_champion(d: MarketData, config: AgentConfig) -> tuple[BaselineModel, dict[str, Any]]:
+    """The engine's bootstrap: the default spec on the bars known before the first decision, with a
+    purged held-out segment as the monitors' reference (every arm starts from this model)."""
+    c = int(d.features.index.searchsorted(d.change))
+    known = d.bars.loc[: d.features.index[c - LEAD_DAYS - 1]].iloc[-BARS_FOR_FEATURES:]
+    return fit_with_holdout(known, config.default_spec, cost_bps=config.cost_bps)
+
+
+def run_static_arms(d: MarketData, spec: ModelSpec, boot: BaselineModel | None = None) -> dict[str, ArmResult]:
+    """(b), (c) and (d): no gate, no monitor. ``boot``: the starting champion (default: the spec
+    fitted on every labelled day known at the start)."""
     c = int(d.features.index.searchsorted(d.change))
     t0, hi = c - LEAD_DAYS, c + EVAL_DAYS
     x = d.features
-    boot = _fit(spec, d, t0)
+    boot = boot or _fit(spec, d, t0)
     out = {"never": _scored(d, boot.predict_proba(x.iloc[c:hi]), c)}
     p20 = np.empty(hi - c)
     model = boot
@@ -217,7 +227,8 @@ def agent_config(d: MarketData, overrides: Mapping[str, Any] | None = None) -> A
     return cfg
 
 
-async def _agent_arm(d: MarketData, config: AgentConfig, work: Path) -> tuple[ArmResult, ArmResult]:
+async def _agent_arm(d: MarketData, config: AgentConfig, work: Path,
+                     boot: tuple[BaselineModel, dict[str, Any]] | None = None) -> tuple[ArmResult, ArmResult]:
     import aiosqlite
 
     c = int(d.features.index.searchsorted(d.change))
@@ -230,10 +241,7 @@ async def _agent_arm(d: MarketData, config: AgentConfig, work: Path) -> tuple[Ar
         registry = ModelRegistry(db, work / "models").for_market(d.symbol)
         agent = AgentLoop(db, registry, ThreadExecutor(), work / "experiments", config, market=d.symbol)
         await agent.start()
-        # the engine's bootstrap: the default spec on the bars known before the first decision,
-        # with a purged held-out segment as the monitors' reference
-        known = d.bars.loc[: x.index[t0 - 1]].iloc[-BARS_FOR_FEATURES:]
-        model, metrics = await asyncio.to_thread(fit_with_holdout, known, config.default_spec, cost_bps=config.cost_bps)
+        model, metrics = boot or await asyncio.to_thread(bootstrap_champion, d, config)
         await registry.register(model, metrics, mutation="bootstrap", status="champion")
         p = np.empty(hi - c)
         size = np.empty(hi - c)
@@ -276,9 +284,10 @@ async def _agent_arm(d: MarketData, config: AgentConfig, work: Path) -> tuple[Ar
     return out, model_only
 
 
-def run_agent_arm(d: MarketData, config: AgentConfig, work: Path) -> tuple[ArmResult, ArmResult]:
+def run_agent_arm(d: MarketData, config: AgentConfig, work: Path,
+                  boot: tuple[BaselineModel, dict[str, Any]] | None = None) -> tuple[ArmResult, ArmResult]:
     """(a): the real agent day by day; (what it trades, its champion's forecasts alone)."""
-    return asyncio.run(_agent_arm(d, config, work))
+    return asyncio.run(_agent_arm(d, config, work, boot))
 
 
 def run_one(seed: int, scenario: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -288,9 +297,10 @@ def run_one(seed: int, scenario: str, overrides: Mapping[str, Any] | None = None
     d = market_data(seed, scenario)
     config = agent_config(d, overrides)
     spec = ModelSpec.from_dict(config.default_spec)
-    arms = run_static_arms(d, spec)
+    boot = bootstrap_champion(d, config)
+    arms = run_static_arms(d, spec, boot[0])
     with tempfile.TemporaryDirectory(prefix="healing-") as tmp:
-        arms["hydra"], arms["hydra_model"] = run_agent_arm(d, config, Path(tmp))
+        arms["hydra"], arms["hydra_model"] = run_agent_arm(d, config, Path(tmp), boot)
     a = arms["hydra"]
     return {"seed": seed, "scenario": scenario, "changes": d.changes, "metrics": {k: v.metrics() for k, v in arms.items()},
             "alarms": a.alarms, "promotions": a.promotions, "derisks": a.derisks, "experiments": a.experiments,

@@ -15,7 +15,7 @@ Evidence since a false alarm (the agent's path): the same two equally good model
 day; the champion's realized outcomes feed the agent's real ``PerformanceMonitor`` (referenced on
 its first 250 days, at the configured false-alarm budget) until it raises a (false) alarm. From the
 alarm on, the agent waits for ``gate.min_oos_days`` of evidence in whole test windows of
-``wf_test_window`` days, then tests two candidates (its batch) once per new window, up to 120 days
+``wf_test_window`` days, then tests one candidate (its batch) once per new window, up to 120 days
 after the alarm: the comparison uses only the windows after the alarm, at the DM level the agent
 spends on that look (``promotion.episode_alpha``), the deflated Sharpe the candidate's last 750 days,
 with trials counted and trial Sharpes kept as the agent keeps them. A false promotion is any
@@ -109,8 +109,8 @@ def since_false_alarm_episode(rng: np.random.Generator, agent: AgentConfig, refe
         post = slice(end - n_win * tw, end)
         windows = np.repeat(np.arange(n_win), tw)
         passed = False
-        look_cfg = replace(cfg, dm_alpha=episode_alpha(cfg.dm_alpha, len(looks) + 1, 2))
-        for side in ("candidate_a", "candidate_b"):
+        look_cfg = replace(cfg, dm_alpha=episode_alpha(cfg.dm_alpha, len(looks) + 1, 1))
+        for side in ("candidate_a",):
             trials += 1
             cl, bl = days[f"{side}_loss"][post], days["champion_loss"][post]
             cw = [float(cl[windows == k].mean()) for k in range(n_win)]
@@ -162,7 +162,7 @@ def main() -> None:
             episodes.append(e)
     per_look = [v for e in episodes for v in e[2]]
     first = [e[2][0] for e in episodes if e[2]]
-    print(f"\nEvidence since a false alarm (no edge), {len(episodes)} episodes: 2 candidates per look, one look per new "
+    print(f"\nEvidence since a false alarm (no edge), {len(episodes)} episodes: 1 candidate per look, one look per new "
           f"{agent.wf_test_window}-day window from {evidence_days_needed(agent)} to 120 days after the alarm "
           f"({int(np.mean([e[1] for e in episodes]))} looks)")
     print(f"{'promoted at the first look':>40} {np.mean(first) * 100:>6.1f}%")

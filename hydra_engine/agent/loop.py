@@ -343,6 +343,12 @@ class AgentLoop:
             return await stop(waiting)
         self._phases.set_phase(AgentPhase.HYPOTHESIZING)
         chosen, skipped = self._memory.playbook.propose(diagnosis, model.spec, day, since)
+        if since is not None and self.config.evidence_since_alarm and len(chosen) > 1:
+            # Every try of an episode is judged on the same days since the alarm: one candidate per
+            # look (the playbook's first) keeps the DM level it is given whole, and the trial count low.
+            why = "one candidate per look at the evidence since the alarm (its DM level is not split)"
+            skipped = [*skipped, *((h, why) for h in chosen[1:])]
+            chosen = chosen[:1]
         for h, why in skipped:
             entries.append(("hypothesis", f"skipped {h.kind}: {why}", "skipped", h.to_dict() | {"reason": why}))
         for h in chosen:
