@@ -88,6 +88,8 @@ class EngineStatus:
     """Market -> the version of the champion it trades (its own, or its group's)."""
     derisked: Mapping[str, float] = field(default_factory=dict)
     """Markets whose champion is de-risked -> the share of size the agent allows."""
+    scheduled_orders: tuple[str, ...] = ()
+    """Decided orders waiting for their session's open (a stop cancels them; the next start resumes)."""
 
 
 class Engine:
@@ -573,6 +575,10 @@ class Engine:
             max_gross_exposure=risk.max_gross_exposure if risk is not None else None,
             size_fraction=risk.size_fraction if risk is not None else 1.0,
             champions=champions, derisked=derisked,
+            scheduled_orders=tuple(
+                f"{t.market} target {t.target:+d} at {t.waiting_until:%Y-%m-%d %H:%M} UTC"
+                for t in (r.desk.tickets.values() if r is not None else ()) if t.waiting_until is not None
+                and not t.task.done()),
         )
 
     def _breaker_changed(self, t: Any) -> None:

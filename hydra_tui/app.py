@@ -644,11 +644,18 @@ class HydraApp(App[int]):
     @work(group="quit", exclusive=True, exit_on_error=False)
     async def _quit_flow(self) -> None:
         engine = self.engine
-        working = engine.status().working_orders if engine is not None else ()
-        if working:
+        st = engine.status() if engine is not None else None
+        working = st.working_orders if st is not None else ()
+        scheduled = st.scheduled_orders if st is not None else ()
+        if working or scheduled:
+            parts = []
+            if working:
+                parts.append(f"{len(working)} working order(s): " + "; ".join(working[:3]))
+            if scheduled:
+                parts.append(f"{len(scheduled)} order(s) waiting for their session: " + "; ".join(scheduled[:3]))
             ok = await self.push_screen_wait(ConfirmScreen(
-                "Quit with working orders?",
-                f"{len(working)} working order(s): " + "; ".join(working[:3]) + ". Quitting cancels them.",
+                "Quit with orders under way?",
+                ". ".join(parts) + ". Quitting cancels them (the next start works a decision that still stands).",
                 "Quit"))
             if not ok:
                 return

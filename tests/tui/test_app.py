@@ -78,12 +78,13 @@ async def test_pause_key_is_shown_and_persisted_and_a_forced_cycle_repeat_is_dup
         await pilot.press("q")
 
 
-async def test_quit_with_working_orders_asks_first(tmp_path, sim_universe) -> None:
-    app = make_app(tmp_path, sim_universe, days=0)
+async def test_quit_with_orders_under_way_asks_first(tmp_path, sim_universe) -> None:
+    """A decided order waiting for its session's open is under way: quitting asks first."""
+    app = make_app(tmp_path, sim_universe, days=1)
     async with app.run_test(size=(160, 50)) as pilot:
-        await until(pilot, lambda: app.engine is not None, what="engine started")
+        await until(pilot, lambda: app.engine is not None and app.days_played == 1, what="a day played")
         engine = app.engine
-        engine.status = _with_working(engine.status)  # a working order, without waiting for a session
+        await until(pilot, lambda: bool(engine.status().scheduled_orders), what="an order waiting for its session")
         await pilot.press("q")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="quit confirmation")
         await pilot.press("escape")
@@ -93,15 +94,6 @@ async def test_quit_with_working_orders_asks_first(tmp_path, sim_universe) -> No
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="quit confirmation again")
         await pilot.click("#confirm")
         await until(pilot, lambda: engine._stopped, what="engine stopped")
-
-
-def _with_working(status: Any) -> Any:
-    import dataclasses
-
-    def patched() -> Any:
-        return dataclasses.replace(status(), working_orders=("BUY 1/1 CLH8 @ 60",))
-
-    return patched
 
 
 async def test_live_gate_shows_the_modal_before_any_engine_and_cancel_exits(tmp_path) -> None:
