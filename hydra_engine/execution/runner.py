@@ -486,12 +486,30 @@ class PaperTradingRunner:
                 tasks.append(self.trigger(m.symbol, trigger="retry", trading_date=day))
         return tasks
 
+    async def _record_missed(self, m: MarketConfig, day: dt.date) -> None:
+        """Decisions of ``m`` between its previous cycle and ``day`` that never ran (the engine was
+        down, or still starting, at their time, and a later decision superseded them) are recorded
+        SKIPPED with that reason, so every decision due is either run or accounted for."""
+        prev = await self.store.cycles.latest_before(m.symbol, day)
+        if prev is None:
+            return  # a new store: nothing was due before its first decision
+        d = prev.trading_date + dt.timedelta(days=1)
+        while d < day:
+            if is_trading_day(m, d) and await self.store.cycles.claim(m.symbol, d, "missed"):
+                reason = (f"missed: the engine was not running (or still starting) at its decision time; "
+                          f"superseded by the decision of {day.isoformat()}")
+                await self.store.cycles.finish(m.symbol, d, {"market": m.symbol, "trading_date": d.isoformat(),
+                                                            "skipped": reason}, status=CycleStatus.SKIPPED)
+                log.warning("runner.decision_missed", market=m.symbol, trading_date=str(d), superseded_by=str(day))
+            d += dt.timedelta(days=1)
+
     async def _cycle(self, m: MarketConfig, day: dt.date, trig: str) -> dict[str, Any]:
         if self._stopping:
             return {"market": m.symbol, "trading_date": day.isoformat(), "status": "STOPPING", "trigger": trig}
         if not await self._claim(m, day, trig):
             log.info("runner.cycle_duplicate", market=m.symbol, trading_date=str(day), trigger=trig)
             return {"market": m.symbol, "trading_date": day.isoformat(), "status": "DUPLICATE", "trigger": trig}
+        await self._record_missed(m, day)
         self.bus.publish(CycleStarted(at=self.clock.now(), market=m.symbol, trading_date=day, trigger=trig))
         log.info("runner.cycle_started", market=m.symbol, trading_date=str(day), trigger=trig)
         summary = await self.cycle.run(m, day, trig, pause_reason=self._pause_reason if self._paused else None)

@@ -119,6 +119,15 @@ class CycleRepo:
         async with self._conn.execute(sql, args) as cur:
             return [_record(r) for r in await cur.fetchall()]
 
+    async def latest_before(self, market: str, trading_date: date) -> CycleRecord | None:
+        """The market's cycle with the latest trading date before ``trading_date`` (any status)."""
+        async with self._conn.execute(
+            f"SELECT {_COLS} FROM cycles WHERE market = ? AND trading_date < ? ORDER BY trading_date DESC LIMIT 1",
+            (market, trading_date.isoformat()),
+        ) as cur:
+            row = await cur.fetchone()
+        return _record(row) if row else None
+
     async def last_finished(self, market: str) -> CycleRecord | None:
         async with self._conn.execute(
             f"SELECT {_COLS} FROM cycles WHERE market = ? AND status = 'FINISHED' "

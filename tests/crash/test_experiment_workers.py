@@ -21,7 +21,9 @@ pytestmark = pytest.mark.timeout(180)
 
 async def test_a_sigkilled_engine_leaves_no_experiment_worker(tmp_path) -> None:
     data = tmp_path / "data"
-    child = await Child("--no-ui", "--data-dir", str(data), "--days", "40").start()
+    # experiments right after an alarm (not after whole windows of evidence): one starts within days
+    child = await Child("--no-ui", "--data-dir", str(data), "--days", "40",
+                        "--set", "agent.evidence_since_alarm=false").start()
     try:
         m = await child.wait_for(r"experiment\.started'.*? pid=(\d+)", timeout=90)
         assert m is not None, child.output()[-3000:]
@@ -42,6 +44,7 @@ def test_a_start_reaps_a_stray_worker_left_by_a_crash(tmp_path) -> None:
     first = run_engine(data, 1)
     assert first.returncode == 0, first.stderr[-3000:]
     leases = store_dir(data) / "experiments"
+    leases.mkdir(parents=True, exist_ok=True)  # a one-day run may have started no experiment yet
     stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", WORKER_MODULE, "job.json"],
                              start_new_session=True)  # fmt: skip
     try:
