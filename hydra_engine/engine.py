@@ -363,7 +363,9 @@ class Engine:
         self.champion = MarketChampions(self.registry, self.model_keys.key_of)
         agent_raw = dict(s.sections.get("agent", {}))
         self.agent_enabled = self.agent_enabled and bool(agent_raw.pop("enabled", True))
-        agent_raw.setdefault("experiment_wait_s", 0.0)  # experiments never hold up the day's signal
+        # real time: experiments never hold up the day's signal; lock-step: the clock waits for them,
+        # so a replay is the same for a seed whatever the machine's speed
+        agent_raw.setdefault("experiment_wait_s", None if self.lockstep else 0.0)
         agent_cfg = agent_config(agent_raw)
         await asyncio.to_thread(reap_stray_workers, store.directory / "experiments")  # a crash's leftovers
         if self.agent_enabled and agent_cfg.executor == "dask":  # a cluster (optional extra), checked now: exit 2

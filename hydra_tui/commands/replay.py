@@ -246,15 +246,23 @@ async def _market_section(engine: Any, conn: Any, mkt: Any, cycles: list[Any], a
     legs = mr.legs_from_fills(fills, lambda t: trading_date_at(mkt, t))
     multiplier = _multiplier(engine, sym)
     pnl = None
+    promoted = [dt.date.fromisoformat(d[:10]) for m, d in promotions if m == sym and d]
+    healed = max(promoted) if promoted else None
+    """The healed champion's own record: from the day after its promotion (it trades from the next signal)."""
+    pnl_healed = None
     if multiplier is not None and first is not None and last is not None:
         closes = _month_closes(engine, sym, {leg.contract for leg in legs}, last)
         sessions = [b.date for b in bars if b.date <= last]  # all: a position carried in is marked through
-        pnl = mr.split_sum(mr.daily_pnl(legs, closes, sessions, multiplier), change, first)
+        daily = mr.daily_pnl(legs, closes, sessions, multiplier)
+        pnl = mr.split_sum(daily, change, first)
+        if healed is not None:
+            pnl_healed = mr.split_sum(daily, healed + dt.timedelta(days=1), first).after
     signals = []
     for _m, day, _status, summary in mine:
         p_up = (json.loads(summary) if summary else {}).get("p_up")
         signals.append((dt.date.fromisoformat(day), float(p_up) if isinstance(p_up, (int, float)) else None))
     hits = mr.hit_rates(bars, signals, change)
+    hits_healed = mr.hit_rates(bars, signals, healed + dt.timedelta(days=1)).after if healed is not None else None
     alarm_days = sorted(dt.date.fromisoformat(d) for m, d in alarms if m == sym)
     sessions = [b.date for b in bars if first is not None and b.date >= first]
     in_window = [c for c in changes if first is not None and last is not None and first <= c <= last]
@@ -281,6 +289,10 @@ async def _market_section(engine: Any, conn: Any, mkt: Any, cycles: list[Any], a
         "pnl_after": None if pnl is None else pnl.after,
         "hit_before": {"hits": hits.before.hits, "n": hits.before.n, "rate": hits.before.rate},
         "hit_after": None if hits.after is None else {"hits": hits.after.hits, "n": hits.after.n, "rate": hits.after.rate},
+        "healed_since": healed,
+        "pnl_healed": pnl_healed,
+        "hit_healed": None if hits_healed is None else {"hits": hits_healed.hits, "n": hits_healed.n,
+                                                       "rate": hits_healed.rate},
     }
 
 
@@ -348,8 +360,10 @@ def render(r: dict[str, Any]) -> None:
     for col in ("Market", "Scenario", "True change", "Alarms", "First alarm after it", "Experiments",
                 "Promotions", "Rollbacks", "De-risk"):
         heal.add_column(col, overflow="fold", no_wrap=col in ("Market", "Scenario", "True change", "First alarm after it"))
-    money = Table(title="Per market: before and after the change", title_justify="left", header_style="bold")
-    for col in ("Market", "Split at", "P&L before", "P&L after", "Hit rate before", "Hit rate after"):
+    money = Table(title="Per market: before and after the change, and the healed champion since its promotion",
+                  title_justify="left", header_style="bold")
+    for col in ("Market", "Split at", "P&L before", "P&L after", "Hit rate before", "Hit rate after",
+                "P&L healed", "Hit rate healed"):
         money.add_column(col, justify="left" if col in ("Market", "Split at") else "right", no_wrap=True)
     for m in r["per_market"]:
         sc = m["scenario"] or {}
@@ -362,7 +376,7 @@ def render(r: dict[str, Any]) -> None:
                      ", ".join(m["promotions"]) or "0", ", ".join(m["rollbacks"]) or "0", ", ".join(m["derisks"]) or "0")
         split = str(m["change_in_run"]) if m["change_in_run"] else "no change in this run"
         money.add_row(m["symbol"], split, _money(m["pnl_before"]), _money(m["pnl_after"]), _hit(m["hit_before"]),
-                      _hit(m["hit_after"]))
+                      _hit(m["hit_after"]), _money(m.get("pnl_healed")), _hit(m.get("hit_healed")))
     out.print(heal)
     out.print(money)
     for part in reconciliation_panels(r["reconciliation"]):
