@@ -312,6 +312,17 @@ class HydraApp(App[int]):
             else:
                 await asyncio.sleep(0)
 
+    async def on_unmount(self) -> None:
+        """However the App ends (quit, a test's teardown, an error), the engine it started is stopped
+        before it goes: cycles finish, working orders are cancelled, the store is closed."""
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            self._stopping = True
+            self._step.set()
+            if engine.driver is not None:
+                engine.driver.stop()
+            await engine.stop()
+
     async def shutdown(self, code: int | None = None) -> None:
         """Stop the engine (cycles finish, working orders cancelled, state flushed), then exit."""
         if self._stopping:
