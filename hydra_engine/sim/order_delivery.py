@@ -153,13 +153,7 @@ class OrderDelivery:
             elif ev.kind == "error":
                 batch.append(M.error(o.order_id, ev.code, ev.text, s.version))
             elif ev.kind == "whatif" and ev.what_if is not None:
-                w = ev.what_if
-                state = M.WhatIfState(
-                    w.init_margin_before, w.maint_margin_before, w.equity_with_loan_before,
-                    w.init_margin_change, w.maint_margin_change, w.equity_with_loan_change,
-                    w.init_margin_after, w.maint_margin_after, w.equity_with_loan_after, w.commission, w.currency,
-                )  # fmt: skip
-                batch.append(M.open_order(c, order_view(o, state), s.version))
+                batch.append(M.open_order(c, order_view(o, ev.what_if), s.version))
             self.later(partial(s.send_later, ev_delay, batch))
         for acct, con_ids in touched.items():
             for sess in self._clients.started():

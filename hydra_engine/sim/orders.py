@@ -23,7 +23,8 @@ from .datafeed import DataFeed, Resolved, parse_end
 from .order_links import LinkChange, OrderLinks
 from .order_types import LIMIT_PRICED, STOP_TYPES, FeedMarket, OrderAction, check_type, plan
 from .requests import PlaceOrder
-from .what_if import WhatIfResult, what_if
+from .messages import WhatIfState
+from .what_if import what_if
 
 log = structlog.get_logger(__name__)
 
@@ -133,7 +134,7 @@ class BookEvent:
     execution: Execution | None = None
     code: int = 0
     text: str = ""
-    what_if: WhatIfResult | None = None
+    what_if: WhatIfState | None = None
 
 
 @dataclass(slots=True)

@@ -10,30 +10,13 @@ flat commission, so a what-if agrees with the account values the same order prod
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from .account import COMMISSION_PER_CONTRACT, INITIAL_MARGIN_RATE, MAINT_MARGIN_RATE, Account
-
-
-@dataclass(frozen=True, slots=True)
-class WhatIfResult:
-    """Margins and equity in account currency; ``*_change`` = after - before."""
-
-    init_margin_before: float
-    maint_margin_before: float
-    equity_with_loan_before: float
-    init_margin_change: float
-    maint_margin_change: float
-    equity_with_loan_change: float
-    init_margin_after: float
-    maint_margin_after: float
-    equity_with_loan_after: float
-    commission: float
-    currency: str
+from .messages import WhatIfState
 
 
 def what_if(account: Account, marks: Mapping[int, float], con_id: int, multiplier: float, signed_qty: float,
-            price: float) -> WhatIfResult:  # fmt: skip
+            price: float) -> WhatIfState:  # fmt: skip
     """The account before and after a fill of ``signed_qty`` of ``con_id`` at ``price``.
 
     ``marks`` (conId -> price per unit) values the open positions; a position without a mark is
@@ -53,7 +36,7 @@ def what_if(account: Account, marks: Mapping[int, float], con_id: int, multiplie
     maint_after = round(MAINT_MARGIN_RATE * notional, 2)
     equity_before = before.net_liquidation
     equity_after = round(equity_before - commission, 2)
-    return WhatIfResult(
+    return WhatIfState(
         before.init_margin, before.maint_margin, equity_before,
         round(init_after - before.init_margin, 2), round(maint_after - before.maint_margin, 2),
         round(equity_after - equity_before, 2),

@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
 from typing import Any
+
+from tui_helpers import header, make_app, until
 
 from hydra_engine.config import load_settings
 from hydra_tui.app import HydraApp
 from hydra_tui.screens.confirm import ConfirmScreen, PickMarketScreen
-
-ALWAYS_TAKE_A_SIDE = {"execution.long_threshold": 0.5, "execution.short_threshold": 0.5}
-"""Mechanics under test, not the champion's edge: a champion that always takes a side trades."""
-
-
-def make_app(tmp_path: Path, universe: Any, *, days: int = 2, agent: bool = False, **overrides: Any) -> HydraApp:
-    settings = load_settings(None, {**ALWAYS_TAKE_A_SIDE, **overrides})
-    return HydraApp(settings, data_dir=tmp_path, universe=universe, agent=agent, day_seconds=0, days=days)
-
-
-async def until(pilot: Any, cond: Any, timeout: float = 60.0, what: str = "") -> None:
-    """Wait on a condition (events, not fixed sleeps), letting the App process messages."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await pilot.pause(0.05)
-
-
-def header(app: HydraApp) -> str:
-    from hydra_tui.widgets.header import HydraHeader
-
-    return str(app.query_one(HydraHeader).render())
 
 
 async def test_app_plays_days_and_shows_the_panes(tmp_path, sim_universe) -> None:
