@@ -196,11 +196,14 @@ def check_recovered(f: SoakFacts) -> Check:
         problems.append(f"the engine's final stop exited {run.final_engine_exit}")
     if run.final_exchange_exit != 0:
         problems.append(f"the exchange's final stop exited {run.final_exchange_exit}")
-    if run.engine_starts < len(run.kills) + 1:
-        problems.append(f"{run.engine_starts} engine starts for {len(run.kills)} kills")
+    if run.engine_starts < len(run.kills) + len(run.clean_restarts) + 1:
+        problems.append(f"{run.engine_starts} engine starts for {len(run.kills)} kills and "
+                        f"{len(run.clean_restarts)} clean restarts")
+    problems += [f"a clean stop mid-order exited {r}" for r in run.clean_restarts if not r.startswith("exit 0 ")]
     return Check("zero unrecoverable errors", not problems,
-                 f"{len(run.kills)} kills, {run.engine_starts} starts ({len(run.engine_start_failures)} retried), "
-                 f"{len(run.exchange_restarts)} exchange restarts", tuple(problems))
+                 f"{len(run.kills)} kills, {len(run.clean_restarts)} clean restarts, {run.engine_starts} starts "
+                 f"({len(run.engine_start_failures)} retried), {len(run.exchange_restarts)} exchange restarts",
+                 tuple(problems))
 
 
 def rss_slope_mb_per_hour(samples: Sequence[tuple[float, float]], skip_s: float = 20.0) -> float | None:
@@ -243,22 +246,31 @@ def check_faults(f: SoakFacts, minimum: int = 50) -> Check:
 
 
 def check_healing(f: SoakFacts) -> Check:
-    """At least one complete self-healing cycle: alarm, experiment, promotion, the healed champion trading."""
+    """At least one complete self-healing cycle inside the window: drift alarms, an experiment, a
+    promotion of its candidate, and the healed champion trading afterwards (its episode may have
+    opened before the window: its first alarm is reported beside)."""
+    start = f.run.plan.start.isoformat()
     per: dict[str, dict[str, Any]] = defaultdict(dict)
     for e in f.agent:
+        day = e["trading_date"] or ""
         st = per[e["market"]]
         if e["entry_type"] == "observation" and e["outcome"] == "alarm":
-            st.setdefault("alarm", e["trading_date"])
-        if e["entry_type"] == "experiment" and "alarm" in st:
-            st.setdefault("experiment", e["trading_date"])
-        if e["entry_type"] == "decision" and e["outcome"] in ("promoted", "approved") and "experiment" in st:
-            st.setdefault("promotion", e["trading_date"])
-    traded_after: dict[str, bool] = {}
+            st.setdefault("first alarm", day)
+            if day >= start:
+                st.setdefault("alarm in window", day)
+        elif e["entry_type"] == "experiment" and day >= start:
+            st.setdefault("experiment", day)
+        elif e["entry_type"] == "decision" and e["outcome"] in ("promoted", "approved") and day >= start:
+            st.setdefault("promotion", day)
+    healed = []
     for m, st in per.items():
-        if "promotion" in st:
-            traded_after[m] = any(c["market"] == m and c["trading_date"] > st["promotion"]
-                                  and json.loads(c["summary"] or "{}").get("p_up") is not None for c in f.cycles)
-    healed = [m for m, ok in traded_after.items() if ok]
+        if not {"alarm in window", "experiment", "promotion"} <= set(st) or st["experiment"] > st["promotion"]:
+            continue
+        traded = [c for c in f.cycles if c["market"] == m and c["trading_date"] > st["promotion"]
+                  and json.loads(c["summary"] or "{}").get("p_up") is not None]
+        if traded:
+            st["healed champion traded"] = f"{len(traded)} days"
+            healed.append(m)
     detail = "; ".join(f"{m}: " + ", ".join(f"{k} {v}" for k, v in st.items()) for m, st in per.items() if st) or "no alarm"
     return Check("at least one complete self-healing cycle", bool(healed), detail)
 

@@ -42,7 +42,13 @@ class KillMoment:
 
 DEFAULT_SPEED = 6000.0
 """Simulated seconds per real second: 28 trading days in about ten minutes of wall time."""
-DEFAULT_START = dt.date(2018, 3, 5)
+DEFAULT_START = dt.date(2018, 6, 18)
+"""The soak's window: the default universe's ZO relation flips on 2018-03-15, the agent's drift
+episode opens early in April, and its evidence since the alarm is enough for an experiment near the
+end of June: alarms, the experiment, the promotion and the healed champion trading all fall inside
+the 28 days from here (the days before are played lock-step first: ``warmup``)."""
+UNIVERSE_START = dt.date(2018, 1, 2)
+"""Where the default universe's clock starts (the warm-up plays from here to the window)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +64,20 @@ class SoakPlan:
     seed: int = 7
     kills: int = 20
     exchange_restarts: int = 2
+    clean_restarts: int = 1
+    """Engine stops by SIGTERM right after an order goes out (its working orders are cancelled: the
+    exchange's cancel races happen there), each followed by a start."""
     gateway_restart: dt.time = dt.time(23, 50)
     """The daily gateway restart, New York time (inside the engine's default restart window 23:45-00:05)."""
     restart_down_s: float = 0.3
     """Real seconds the gateway refuses connections at each restart."""
     settings: tuple[str, ...] = field(default=())
     """Extra ``--set`` overrides for the engine, after the soak's own settings file (``settings_toml``)."""
+    warmup: bool = True
+    """Play the trading days from the universe's start to ``start`` lock-step first (``hydra-tui
+    replay`` on the embedded exchange, fast and deterministic), then continue the same account and
+    store on the external exchange for the window: the engine arrives with its history, its champions
+    and any drift episode already open, as a real deployment would."""
 
     def __post_init__(self) -> None:
         if self.days < 1:
@@ -73,6 +87,17 @@ class SoakPlan:
             raise ValueError(f"markets {unknown}: not in the catalogue ({', '.join(sorted(CATALOG))})")
         if not 10 <= self.speed <= 100_000:
             raise ValueError(f"speed = {self.speed}: must be between 10 and 100000")
+
+    def warmup_days(self) -> int:
+        """Trading days the warm-up plays (from the universe's start to the day before ``start``)."""
+        if not self.warmup or self.start <= UNIVERSE_START:
+            return 0
+        markets = [CATALOG[m] for m in self.markets]
+        n, d = 0, UNIVERSE_START
+        while d < self.start:
+            n += any(is_trading_day(m, d) for m in markets)
+            d += dt.timedelta(days=1)
+        return n
 
     def trading_days(self) -> list[dt.date]:
         """The soak's trading days: days on which any of its markets trades, from ``start``."""

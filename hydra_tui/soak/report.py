@@ -83,7 +83,10 @@ def build_report(f: SoakFacts, checks: list[Check]) -> SoakReport:
         ("faults", f"{sum(f.faults_fired.values())} fired: "
                    + ", ".join(f"{k} {v}" for k, v in sorted(f.faults_fired.items()))),
         ("kills", f"{len(run.kills)} SIGKILLs of the engine ({', '.join(f'{k} {v}' for k, v in sorted(kills.items()))}), "
-                  f"{run.engine_starts} starts, {len(run.engine_start_failures)} retried"),
+                  f"{len(run.clean_restarts)} SIGTERM restart(s) mid-order, {run.engine_starts} starts, "
+                  f"{len(run.engine_start_failures)} retried"),
+        ("warm-up", f"{run.warmup_days} trading days lock-step before the window, same account and store"
+                    if run.warmup_days else "none: a new account and store at the window's start"),
         ("exchange restarts", f"{len(run.exchange_restarts)} from its state file; daily gateway restarts in the fault plan"),
         ("breaker trips", f"{sum(n for k, n in alerts.items() if 'breaker' in k)} alerted"),
         ("alerts", (", ".join(f"{k} {v}" for k, v in sorted(alerts.items())) or "none")

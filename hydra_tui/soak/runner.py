@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hydra_tui.soak.plan import KillMoment, SoakPlan
+from hydra_engine.sim.audit_log import audit_path
+from hydra_tui.soak.plan import UNIVERSE_START, KillMoment, SoakPlan
 from hydra_tui.soak.procs import Child
 
 ENGINE_STARTED = r"event='engine\.started'"
@@ -49,12 +50,16 @@ class SoakRun:
     engine_start_failures: list[str] = field(default_factory=list)
     """Starts that exited before ``engine.started`` (e.g. the gateway was down); each was retried."""
     exchange_restarts: list[str] = field(default_factory=list)
+    clean_restarts: list[str] = field(default_factory=list)
+    """Engine stops by SIGTERM mid-order (exit code and time), each followed by a start."""
     final_engine_exit: int | None = None
     final_exchange_exit: int | None = None
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
     """(wall seconds since the soak started, engine RSS in MB), sampled every couple of seconds."""
     wall_s: float = 0.0
     sim_clock_end: str | None = None
+    warmup_days: int = 0
+    """Trading days played lock-step before the window (their fills are in the record and the journal too)."""
 
     @property
     def state_path(self) -> Path:
@@ -92,14 +97,55 @@ class SoakRunner:
                 "--trade-log-days", str(TRADE_LOG_DAYS)]
 
     def _engine_args(self) -> list[str]:
-        config = self.run.work / "hydra.toml"
-        if not config.exists():
-            config.write_text(self.plan.settings_toml(str(self.run.work)))
+        config = self._config()
         args = ["--no-ui", "--config", str(config), "--broker", "ib", "--port", str(self.run.port),
                 "--data-dir", str(self.run.data_dir)]
         for s in self.plan.settings:
             args += ["--set", s]
         return args
+
+    async def warm_up(self) -> None:
+        """Play the days before the window lock-step on the embedded exchange (``hydra-tui replay``
+        with the soak's settings), then hand its account (the exchange's state file and record) and
+        its store to the window's external exchange and engine."""
+        import shutil
+
+        p, run = self.plan, self.run
+        days = p.warmup_days()
+        config = self._config()
+        warm = run.work / "warmup"
+        self._say(f"warm-up: {days} trading days lock-step from {UNIVERSE_START} to the window")
+        child = Child("warm-up", ["replay", "--days", str(days), "--config", str(config), "--data-dir", str(warm),
+                                  "--seed", str(p.seed)], run.work / "warmup.log")
+        await child.start()
+        rc = await child.wait(timeout=1800)
+        if rc != 0:
+            raise RuntimeError(f"the warm-up replay exited {rc}: {''.join(child.lines)[-2000:]}")
+        [store] = [d for d in warm.iterdir() if d.is_dir() and d.name.startswith("sim-")]
+        state = json.loads((store / "exchange.json").read_text())
+        state["faults"] = {}  # the window's fault plan counts its own events (the warm-up had none)
+        run.state_path.write_text(json.dumps(state))
+        if audit_path(store / "exchange.json").exists():
+            shutil.copy2(audit_path(store / "exchange.json"), audit_path(run.state_path))
+        target = run.data_dir / store.name.replace("sim-", "ib-", 1)
+        shutil.copytree(store, target, ignore=shutil.ignore_patterns("exchange.json*", "*.lock", "heartbeat.json"))
+        import sqlite3
+
+        con = sqlite3.connect(target / "hydra.db")  # the same account, from now on reached as an IB account
+        try:
+            con.execute("UPDATE store_meta SET value = 'ib' WHERE key = 'broker'")
+            con.commit()
+        finally:
+            con.close()
+        run.warmup_days = days
+        self._say(f"warm-up done: account and store handed to the window ({target.name})")
+
+    def _config(self) -> Path:
+        config = self.run.work / "hydra.toml"
+        if not config.exists():
+            self.run.work.mkdir(parents=True, exist_ok=True)
+            config.write_text(self.plan.settings_toml(str(self.run.work)))
+        return config
 
     async def start_exchange(self) -> None:
         self.sim = Child("exchange", self._sim_args(self.run.port), self.run.work / "exchange.log")
@@ -158,16 +204,22 @@ class SoakRunner:
         restarts_at = [(i + 1) / (p.exchange_restarts + 1) for i in range(p.exchange_restarts)]
         sampler: asyncio.Task[None] | None = None
         try:
+            if p.warmup_days():
+                await self.warm_up()
             await self.start_exchange()
             self._say(f"exchange on 127.0.0.1:{run.port}, {p.days} trading days from {p.start}, speed {p.speed:g}x")
             await self.start_engine()
             sampler = asyncio.create_task(self._sample_rss())
             k = 0
+            clean_at = [(i + 1) / (p.clean_restarts + 1) * KILL_SPAN for i in range(p.clean_restarts)]
             while self._fraction() < 1.0:
                 frac = self._fraction()
                 if restarts_at and frac >= restarts_at[0]:
                     restarts_at.pop(0)
                     await self._restart_exchange(hard=len(run.exchange_restarts) % 2 == 0)
+                elif clean_at and frac >= clean_at[0]:
+                    clean_at.pop(0)
+                    await self._clean_restart()
                 elif k < len(kills) and frac >= KILL_SPAN * (k + 0.5) / len(kills):
                     await self._kill_engine(kills[k])
                     k += 1
@@ -213,6 +265,17 @@ class SoakRunner:
         rc = await eng.kill9()
         self.run.kills.append(KillRecord(moment.kind, time.monotonic() - self._t0, str(clock) if clock else None, seen, rc))
         self._say(f"SIGKILL {len(self.run.kills)}/{self.plan.kills} ({moment.kind}{'' if seen else ', pattern not seen: at random'})")
+        await self.start_engine()
+
+    async def _clean_restart(self) -> None:
+        """SIGTERM the engine right after it sends an order (an operator's restart mid-order: the
+        stop cancels what is working, the exchange may fill it first), then start it again."""
+        eng = self.engine
+        assert eng is not None
+        await eng.wait_for(r"event='broker\.order_sent'", timeout=self._pattern_wait_s(), start=max(0, len(eng.lines) - 1))
+        rc = await eng.terminate(120)
+        self.run.clean_restarts.append(f"exit {rc} at {read_sim_clock(self.run.state_path)}")
+        self._say(f"engine stopped with SIGTERM mid-order (exit {rc}); starting it again")
         await self.start_engine()
 
     async def _restart_exchange(self, *, hard: bool) -> None:

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -93,8 +94,6 @@ class Child:
 
 def run_engine(data_dir: Path, days: int, *extra: str, timeout: float = 120.0) -> "subprocess.CompletedProcess[str]":
     """``hydra-tui --no-ui --data-dir DIR --days N`` to its end (blocking: sync tests only)."""
-    import subprocess
-
     return subprocess.run([*command(), "--no-ui", "--data-dir", str(data_dir), "--days", str(days), *extra],
                           capture_output=True, text=True, env=env(), timeout=timeout)  # fmt: skip
 

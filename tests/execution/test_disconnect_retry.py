@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 
 from hydra_engine.config import load_settings
 from hydra_engine.engine import Engine

@@ -100,7 +100,7 @@ async def test_positions_are_marked_between_fills_across_a_close(exchange, ib_cl
         for target in (ex.clock.now() + dt.timedelta(hours=3), close + dt.timedelta(hours=2)):
             await ex.advance_to(target)  # inside the session, then past its settlement
             mark, unreal, nl = _expected(ex, c.conId)
-            await until(lambda: abs(_nl(ib) - nl) < 0.006, what=f"NetLiquidation marked at {target}")
+            await until(lambda nl=nl: abs(_nl(ib) - nl) < 0.006, what=f"NetLiquidation marked at {target}")
             [item] = [p for p in ib.portfolio() if p.contract.conId == c.conId]
             assert item.marketPrice == pytest.approx(mark)
             assert item.unrealizedPNL == pytest.approx(unreal, abs=0.01)

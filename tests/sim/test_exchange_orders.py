@@ -235,7 +235,7 @@ async def test_same_seed_same_orders_same_fills(make_exchange, ib_client, until)
         c, _ = await front(ib, "ZO")
         t = ib.placeOrder(c, MarketOrder("BUY", 40))
         await until(lambda: t.orderStatus.status == "Submitted")
-        for k in range(1, 4):
+        for _ in range(1, 4):
             await ex.advance_to(ex.clock.now() + 2 * H)
         await until(lambda: len(t.fills) == len(ex.executions_today()))
         await ex.stop()
