@@ -271,7 +271,9 @@ def check_healing(f: SoakFacts) -> Check:
         if traded:
             st["healed champion traded"] = f"{len(traded)} days"
             healed.append(m)
-    detail = "; ".join(f"{m}: " + ", ".join(f"{k} {v}" for k, v in st.items()) for m, st in per.items() if st) or "no alarm"
+    order = ("first alarm", "alarm in window", "experiment", "promotion", "healed champion traded")
+    detail = "; ".join(f"{m}: " + ", ".join(f"{k} {st[k]}" for k in order if k in st)
+                       for m, st in per.items() if st) or "no alarm"
     return Check("at least one complete self-healing cycle", bool(healed), detail)
 
 

@@ -23,7 +23,8 @@ def hydra_command() -> list[str]:
 class Child:
     """One ``hydra-tui`` process. ``wait_for(pattern)`` waits for a matching output line."""
 
-    def __init__(self, name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, args: list[str], log_path: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.args = args
         self.log_path = log_path
@@ -43,9 +44,10 @@ class Child:
         return self.proc is not None and self.proc.returncode is None
 
     async def start(self) -> Child:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed when the drain ends
-        self._log.write(f"===== {self.name}: {' '.join(self.args)}\n")
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed when the drain ends
+            self._log.write(f"===== {self.name}: {' '.join(self.args)}\n")
         self.proc = await asyncio.create_subprocess_exec(
             *hydra_command(), *self.args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             env=self.env, start_new_session=True)
@@ -53,17 +55,26 @@ class Child:
         return self
 
     async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None and self._log is not None
+        assert self.proc is not None and self.proc.stdout is not None
         try:
             async for raw in self.proc.stdout:
                 line = raw.decode(errors="replace")
                 self.lines.append(line)
-                self._log.write(line)
+                if self._log is not None:
+                    self._log.write(line)
                 self._new.set()
         finally:
-            self._log.flush()
-            self._log.close()
+            if self._log is not None:
+                self._log.close()
             self._new.set()
+
+    @property
+    def drained(self) -> bool:
+        """The process's output has ended (it exited, or was never started)."""
+        return self._drain is None or self._drain.done()
+
+    def output(self) -> str:
+        return "".join(self.lines)
 
     async def wait_for(self, pattern: str, timeout: float, start: int = 0) -> re.Match[str] | None:
         """The first line at index >= ``start`` matching ``pattern``; None if the process ended or
@@ -78,7 +89,7 @@ class Child:
                 if m:
                     return m
                 i += 1
-            if self._drain is None or self._drain.done():
+            if self.drained:
                 return None
             self._new.clear()
             left = end - loop.time()
@@ -107,9 +118,14 @@ class Child:
             await asyncio.wait_for(self._drain, 10)
         return rc
 
-    async def kill9(self) -> int:
-        """SIGKILL the process alone, as a crash would: children it started must end by themselves."""
+    def sigkill(self) -> None:
+        """SIGKILL the process alone, as a crash would (children it started must end by themselves);
+        does not wait, so a callback can call it the instant it sees something."""
         self.signal(signal.SIGKILL)
+
+    async def kill9(self) -> int:
+        """``sigkill`` and wait for the exit."""
+        self.sigkill()
         return await self.wait()
 
     async def kill_group(self) -> None:

@@ -76,10 +76,12 @@ def build_report(f: SoakFacts, checks: list[Check]) -> SoakReport:
     slope = rss_slope_mb_per_hour(run.rss_samples)
     figures = (
         ("trading days", f"{len(days)} ({days[0]} .. {days[-1]}), markets {', '.join(plan.markets)}"),
-        ("cycles", f"{len(f.cycles)} ({', '.join(f'{k} {v}' for k, v in sorted(Counter(c['status'] for c in f.cycles).items()))})"),
-        ("orders", f"{len(f.orders)} in the store, {len(f.exchange_orders)} at the exchange "
+        ("cycles", f"{len(f.cycles)} ({', '.join(f'{k} {v}' for k, v in sorted(Counter(c['status'] for c in f.cycles).items()))}), "
+                   f"{sum(1 for c in f.cycles if c['trading_date'] >= plan.start.isoformat())} in the window"),
+        ("orders", f"{len(f.orders)} in the store, {len(f.exchange_orders)} at the exchange, warm-up included "
                    f"({', '.join(f'{k} {v}' for k, v in sorted(Counter(o['status'] for o in f.orders).items()))})"),
-        ("fills", f"{len(f.fills)} journalled, {len(f.exchange_executions)} booked by the exchange"),
+        ("fills", f"{len(f.fills)} journalled, {len(f.exchange_executions)} executions at the exchange "
+                  "(a correction is a second execution of one fill)"),
         ("faults", f"{sum(f.faults_fired.values())} fired: "
                    + ", ".join(f"{k} {v}" for k, v in sorted(f.faults_fired.items()))),
         ("kills", f"{len(run.kills)} SIGKILLs of the engine ({', '.join(f'{k} {v}' for k, v in sorted(kills.items()))}), "

@@ -120,7 +120,7 @@ class SoakRunner:
         await child.start()
         rc = await child.wait(timeout=1800)
         if rc != 0:
-            raise RuntimeError(f"the warm-up replay exited {rc}: {''.join(child.lines)[-2000:]}")
+            raise RuntimeError(f"the warm-up replay exited {rc}: {child.output()[-2000:]}")
         [store] = [d for d in warm.iterdir() if d.is_dir() and d.name.startswith("sim-")]
         state = json.loads((store / "exchange.json").read_text())
         state["faults"] = {}  # the window's fault plan counts its own events (the warm-up had none)
@@ -152,7 +152,7 @@ class SoakRunner:
         await self.sim.start()
         m = await self.sim.wait_for(SIM_LISTENING, 60)
         if m is None:
-            raise RuntimeError(f"the exchange did not start: {''.join(self.sim.lines)[-2000:]}")
+            raise RuntimeError(f"the exchange did not start: {self.sim.output()[-2000:]}")
         self.run.port = int(m.group(1))
 
     async def start_engine(self) -> None:

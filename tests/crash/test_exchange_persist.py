@@ -42,7 +42,7 @@ async def test_a_fill_the_client_saw_survives_a_sigkill_of_the_exchange(tmp_path
             contract = d.contract
 
             def on_exec(_trade, fill, child=child) -> None:
-                child.kill9()  # the instant the client sees the execution
+                child.sigkill()  # the instant the client sees the execution
                 seen.append(fill.execution.execId)
 
             ib.execDetailsEvent += on_exec

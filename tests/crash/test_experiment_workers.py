@@ -29,14 +29,14 @@ async def test_a_sigkilled_engine_leaves_no_experiment_worker(tmp_path) -> None:
         assert m is not None, child.output()[-3000:]
         pid = int(m.group(1))
         assert _is_worker(pid), "the worker should be training when the engine is killed"
-        child.kill9()
+        child.sigkill()
         assert await child.wait(20) == -9
         deadline = time.monotonic() + 1.0  # a worker trains ~2 s: it must go at once, not finish
         while _is_worker(pid) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert not _is_worker(pid), f"experiment worker {pid} outlived the killed engine"
     finally:
-        child.kill9()
+        child.sigkill()
 
 
 def test_a_start_reaps_a_stray_worker_left_by_a_crash(tmp_path) -> None:

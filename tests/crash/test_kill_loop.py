@@ -99,10 +99,10 @@ async def _one_round(data: Path, rng: random.Random, log: KillLog) -> bool:
             hit = True
             await asyncio.sleep(rng.uniform(0.0, 3.0))
         killed = hit is not None and child.proc.returncode is None
-        child.kill9()
+        child.sigkill()
         rc = await child.wait(60)
     finally:
-        child.kill9()
+        child.sigkill()
     for line in child.lines:
         m = re.search(FILL_LINE, line)
         if m:
