@@ -128,10 +128,16 @@ def rss_after(minutes: float) -> None:
         peak_app = peak_children = 0
         t0 = time.perf_counter()
         end = t0 + minutes * 60
+        marks: list[tuple[float, int]] = []  # (minute, RSS) every 10 minutes: the trend, not only the end
         while time.perf_counter() < end:
             if not app.proc.is_running():
                 raise SystemExit("the app ended during the run")
-            peak_app = max(peak_app, app.proc.memory_info().rss)
+            rss = app.proc.memory_info().rss
+            peak_app = max(peak_app, rss)
+            minute = (time.perf_counter() - t0) / 60
+            if minute >= 10 * (len(marks) + 1):
+                marks.append((minute, rss))
+                print(f"  {minute:5.1f} min: app RSS {rss / 2**20:.0f} MB", flush=True)
             kids = 0
             for c in app.proc.children(recursive=True):
                 try:
@@ -151,6 +157,8 @@ def rss_after(minutes: float) -> None:
         print(f"  app RSS at first figures  {first / 2**20:6.0f} MB")
         print(f"  app RSS at the end        {last / 2**20:6.0f} MB   goal < 300 MB")
         print(f"  app RSS peak              {peak_app / 2**20:6.0f} MB")
+        if marks:
+            print("  app RSS every 10 min      " + ", ".join(f"{r / 2**20:.0f}" for _, r in marks) + " MB")
         print(f"  experiment subprocesses   {peak_children / 2**20:6.0f} MB peak, summed (reported apart)")
     finally:
         app.close()

@@ -77,7 +77,7 @@ def build_report(f: SoakFacts, checks: list[Check]) -> SoakReport:
     figures = (
         ("trading days", f"{len(days)} ({days[0]} .. {days[-1]}), markets {', '.join(plan.markets)}"),
         ("cycles", f"{len(f.cycles)} ({', '.join(f'{k} {v}' for k, v in sorted(Counter(c['status'] for c in f.cycles).items()))}), "
-                   f"{sum(1 for c in f.cycles if c['trading_date'] >= plan.start.isoformat())} in the window"),
+                   f"{sum(1 for c in f.cycles if days[0].isoformat() <= c['trading_date'] <= days[-1].isoformat())} in the window"),
         ("orders", f"{len(f.orders)} in the store, {len(f.exchange_orders)} at the exchange, warm-up included "
                    f"({', '.join(f'{k} {v}' for k, v in sorted(Counter(o['status'] for o in f.orders).items()))})"),
         ("fills", f"{len(f.fills)} journalled, {len(f.exchange_executions)} executions at the exchange "
