@@ -7,7 +7,8 @@ same in real time, broker time and lock-step simulation. Each run that deletes s
 RETENTION entry in the ops journal; a VACUUM is another, with the file sizes before and after.
 
 ``VACUUM`` cannot run inside a transaction: it runs under the store's write gate held exclusively
-(no gated writer mid-transaction, the others wait), and only once no cycle is running.
+(no gated writer mid-transaction, the others wait), on a connection of its own (readers on the
+store's connection keep their snapshot), and only once no cycle is running.
 """
 
 from __future__ import annotations
@@ -66,6 +67,24 @@ class RetentionReport:
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
+
+
+def _vacuum_file(path: Path) -> None:
+    """VACUUM on a connection of its own: SQLite refuses it on a connection with any statement in
+    progress, and the store's shared connection always may have a reader mid-query (a pane's
+    refresh, a command's report). In WAL mode such readers keep their snapshot meanwhile."""
+    import sqlite3
+
+    con = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    try:
+        con.execute("VACUUM")
+        # Give the WAL (which now holds the whole copy) back to the disk when no reader needs it;
+        # a reader mid-query makes TRUNCATE wait for it, so wait briefly and leave the rest to
+        # SQLite's automatic checkpoints.
+        con.execute("PRAGMA busy_timeout = 1000")
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        con.close()
 
 
 def _db_bytes(path: Path) -> int:
@@ -223,9 +242,7 @@ class Maintenance:
             if conn.in_transaction:
                 log.warning("retention.vacuum_skipped", reason="a transaction is open on the store's connection")
                 return None
-            for sql in ("VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"):
-                async with conn.execute(sql) as cur:  # closed, so no statement stays in progress
-                    await cur.fetchall()
+            await asyncio.to_thread(_vacuum_file, path)
         seconds = time.perf_counter() - started
         after = await asyncio.to_thread(_db_bytes, path)
         result = {"bytes_before": before, "bytes_after": after, "seconds": round(seconds, 3), "trading_date": day.isoformat()}

@@ -5,6 +5,8 @@ did, runs once per trading date after its last cycle, and VACUUMs when due."""
 
 from __future__ import annotations
 
+import asyncio
+
 import datetime as dt
 import os
 import time
@@ -152,3 +154,43 @@ async def test_runs_once_per_date_after_the_last_market_finished(store) -> None:
     assert report is not None and report.trading_date == day and report.vacuum is None
     assert await m.after_cycle(day) is None  # once per date
     assert await store.kv.get_raw(LAST_VACUUM_KEY) == "2026-01-05"  # the first run starts the vacuum count
+
+
+async def test_vacuum_runs_while_a_reader_is_mid_query_on_the_stores_connection(store, monkeypatch) -> None:
+    """SQLite refuses VACUUM on a connection with a statement in progress: a pane's or a command's
+    read must not make the scheduled VACUUM fail (it did, day after day, in long lock-step runs)."""
+    import threading
+
+    from hydra_engine.operations import maintenance
+
+    clock = ManualClock(T0)
+    registry = ModelRegistry(store.conn, store.directory / "models", clock, write_gate=store.tx)
+    m = Maintenance(store, registry, RetentionSettings(vacuum_every_days=1), [CATALOG["CL"]], log_file=None,
+                    idle=lambda: True, clock=clock)
+    async with store.tx.transaction() as conn:
+        await conn.executemany("INSERT INTO ops_journal (at, kind, message, detail) VALUES ('x', 'NOTE', ?, '{}')",
+                               [("y" * 2000,) for _ in range(1000)])
+    async with store.tx.transaction() as conn:
+        await conn.execute("DELETE FROM ops_journal WHERE message LIKE 'yyyy%' AND rowid % 2 = 0")
+    vacuumed, reader_done = threading.Event(), threading.Event()
+    real = maintenance._vacuum_file
+
+    def vacuum_then_wait(path: Path) -> None:  # the real VACUUM, then hold until the reader is done
+        real(path)
+        vacuumed.set()
+        reader_done.wait(10)
+
+    monkeypatch.setattr(maintenance, "_vacuum_file", vacuum_then_wait)
+    reader = await store.conn.execute("SELECT message FROM ops_journal")
+    assert await reader.fetchone() is not None  # a statement in progress on the shared connection
+    task = asyncio.create_task(m.vacuum(dt.date(2026, 1, 5)))
+    assert await asyncio.to_thread(vacuumed.wait, 10), "the VACUUM did not run"
+    assert await reader.fetchone() is not None  # the reader goes on from its snapshot meanwhile
+    await reader.close()
+    reader_done.set()
+    result = await task
+    assert result is not None and await store.kv.get_raw(LAST_VACUUM_KEY) == "2026-01-05"
+    # the reader kept the WAL from being truncated meanwhile; the next checkpoint gives the space back
+    async with store.tx.exclusive() as conn:
+        await (await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")).close()
+    assert store.path.stat().st_size < result["bytes_before"] * 0.75
