@@ -71,7 +71,8 @@ def build_parser() -> HydraParser:
     parser.add_argument("--no-ui", action="store_true", help="run the same engine headless")
     parser.add_argument("--days", type=int, default=None, help="embedded exchange: stop after N trading days")
     parser.add_argument("--day-seconds", type=float, default=None,
-                        help="embedded exchange in the app: real seconds per simulated day (default runner.lockstep_delay_s)")
+                        help="embedded exchange: real seconds per simulated day (default runner.lockstep_delay_s; "
+                             "0 with --days when headless)")
     parser.add_argument("--yes-i-mean-live", action="store_true", help="headless confirmation of a live port")
     parser.add_argument("--new-exchange", action="store_true",
                         help="embedded exchange: start a new simulated account on purpose beside an existing store")

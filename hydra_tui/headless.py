@@ -119,6 +119,10 @@ def run_headless(args: argparse.Namespace) -> int:
     if days is not None and days < 0:
         sys.stderr.write(f"hydra-tui: --days {days}: must be 0 or more\n")
         return 2
+    day_seconds = getattr(args, "day_seconds", None)
+    if day_seconds is not None and not 0 <= day_seconds <= 3600:
+        sys.stderr.write(f"hydra-tui: --day-seconds {day_seconds}: must be between 0 and 3600\n")
+        return 2
     data_dir = settings.data_dir(getattr(args, "data_dir", None))
     try:
         check_data_dir(data_dir)
@@ -181,7 +185,9 @@ async def _main(settings: Any, args: argparse.Namespace, data_dir: Path) -> int:
     try:
         days = getattr(args, "days", None)
         if engine.driver is not None:
-            pause = 0.0 if days is not None else settings.runner.lockstep_delay_s
+            day_seconds = getattr(args, "day_seconds", None)
+            pause = (float(day_seconds) if day_seconds is not None
+                     else 0.0 if days is not None else settings.runner.lockstep_delay_s)
             run = asyncio.ensure_future(engine.run_days(days, pause_s=pause))
             waiter = asyncio.ensure_future(stop.wait())
             await asyncio.wait({run, waiter}, return_when=asyncio.FIRST_COMPLETED)

@@ -87,7 +87,7 @@ def test_a_signal_stops_an_endless_run_cleanly_without_textual(tmp_path, sig) ->
     err_file = tmp_path / "stderr.txt"  # the import log is long: a file, never a pipe that could fill and block
     with open(err_file, "w") as err_out:
         proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "hydra_tui.cli", "--no-ui", "--data-dir",
-                                 str(tmp_path), *NO_AGENT, "--set", "runner.lockstep_delay_s=0.2"],
+                                 str(tmp_path), *NO_AGENT, "--day-seconds", "0.2"],
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=err_out, text=True, env=env)
         log = tmp_path / "sim-DU1234567" / "hydra.log"
         try:
@@ -127,3 +127,9 @@ def test_bad_setting_names_the_key(tmp_path) -> None:
     out = hydra("--no-ui", "--days", "1", "--data-dir", str(tmp_path), "--set", "execution.long_threshold=2", timeout=60)
     assert out.returncode == 2
     assert "execution.long_threshold" in out.stderr and "between" in out.stderr
+
+
+def test_a_bad_day_seconds_is_refused_headless_too(tmp_path) -> None:
+    out = hydra("--no-ui", "--day-seconds", "-1", "--data-dir", str(tmp_path), timeout=60)
+    assert out.returncode == 2
+    assert "--day-seconds -1.0: must be between 0 and 3600" in out.stderr
