@@ -111,20 +111,36 @@ class Maintenance:
         self._clock = clock
         self.idle_wait_s = idle_wait_s
         self._lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._wanted: dt.date | None = None
+        """The newest trading date a finished cycle asked about and no run has looked at yet."""
+        self._worker: asyncio.Task[None] | None = None
         self.reports: list[RetentionReport] = []
         """This process's runs, newest last (at most one a trading date; trimmed to the last 30)."""
 
     # ----------------------------------------------------------------- trigger
 
     def on_event(self, event: EngineEvent) -> None:
-        """Hook for the event router: a finished cycle may complete its trading date."""
-        if isinstance(event, CycleFinished) and self.settings.enabled:
-            task = asyncio.get_running_loop().create_task(self.after_cycle(event.trading_date),
-                                                          name=f"retention-{event.trading_date}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            task.add_done_callback(log_task_failure)
+        """Hook for the event router: a finished cycle may complete its trading date.
+
+        One worker looks at the newest date asked about; events that arrive while it runs are
+        folded into the next look. Lock-step plays days faster than a run (a VACUUM waits for an
+        idle moment), and a task per event piled up without bound; a date skipped that way only
+        means its housekeeping is done by a later date's run."""
+        if not (isinstance(event, CycleFinished) and self.settings.enabled):
+            return
+        if self._wanted is None or event.trading_date > self._wanted:
+            self._wanted = event.trading_date
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._work(), name="retention")
+            self._worker.add_done_callback(log_task_failure)
+
+    async def _work(self) -> None:
+        while self._wanted is not None:
+            day, self._wanted = self._wanted, None
+            try:
+                await self.after_cycle(day)
+            except Exception:  # noqa: BLE001 - logged; the next date's run tries again
+                log.exception("retention.failed", trading_date=str(day))
 
     async def date_complete(self, day: dt.date) -> bool:
         """True when every market due on ``day`` has a finished cycle row (any outcome)."""
@@ -253,7 +269,7 @@ class Maintenance:
         return result
 
     async def stop(self) -> None:
-        live = [t for t in self._tasks if not t.done()]
-        for t in live:
-            t.cancel()
-        await asyncio.gather(*live, return_exceptions=True)
+        self._wanted = None
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)

@@ -194,3 +194,32 @@ async def test_vacuum_runs_while_a_reader_is_mid_query_on_the_stores_connection(
     async with store.tx.exclusive() as conn:
         await (await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")).close()
     assert store.path.stat().st_size < result["bytes_before"] * 0.75
+
+
+async def test_finished_cycles_faster_than_housekeeping_fold_into_one_worker(store) -> None:
+    """Lock-step plays days faster than a run whose VACUUM waits for an idle moment: the events fold
+    into one worker looking at the newest date (a task per event piled up without bound)."""
+    from hydra_engine.events import CycleFinished
+    from hydra_engine.operations.maintenance import LAST_RUN_KEY
+
+    clock = ManualClock(T0)
+    registry = ModelRegistry(store.conn, store.directory / "models", clock, write_gate=store.tx)
+    busy = {"cycle": True}
+    m = Maintenance(store, registry, RetentionSettings(vacuum_every_days=1), [CATALOG["CL"]], log_file=None,
+                    idle=lambda: not busy["cycle"], clock=clock, idle_wait_s=0.3)
+    days = [d for d in (dt.date(2026, 1, 5) + dt.timedelta(days=i) for i in range(60)) if d.weekday() < 5]
+    await store.kv.set_raw(LAST_VACUUM_KEY, "2025-12-01")  # every run wants a VACUUM, which waits for idle
+    for day in days:
+        await store.cycles.claim("CL", day, "schedule")
+        await store.cycles.finish("CL", day, {"status": "FINISHED"}, status=CycleStatus.FINISHED)
+        m.on_event(CycleFinished(at=T0, market="CL", trading_date=day, outcome="FINISHED"))
+        live = [t for t in asyncio.all_tasks() if t.get_name().startswith("retention")]
+        assert len(live) <= 1, [t.get_name() for t in live]
+        await asyncio.sleep(0.01)
+    busy["cycle"] = False
+    deadline = asyncio.get_running_loop().time() + 30
+    while await store.kv.get_raw(LAST_RUN_KEY) != days[-1].isoformat():
+        assert asyncio.get_running_loop().time() < deadline, await store.kv.get_raw(LAST_RUN_KEY)
+        await asyncio.sleep(0.05)
+    assert 1 <= len(m.reports) < len(days)  # the newest date ran; the days played meanwhile folded into it
+    await m.stop()
