@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tui_helpers import header, make_app, until
+from tui_helpers import click_into, header, make_app, until
 
 from hydra_engine.config import load_settings
 from hydra_tui.app import HydraApp
@@ -131,7 +131,7 @@ async def test_live_modal_confirms_only_after_live_is_typed(tmp_path) -> None:
 
             await until(pilot, lambda: isinstance(app.screen, LiveConfirmScreen), what="live modal")
             assert "DU1111111" in str(app.screen.query_one("#live-body").render())
-            await pilot.click("#live-input")
+            await click_into(pilot, "#live-input")
             await pilot.press("L", "I", "V")
             assert app.screen.query_one("#confirm").disabled
             await pilot.press("E")

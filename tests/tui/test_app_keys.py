@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tui_helpers import SessionSpy, header, make_app, notified, until
+from tui_helpers import SessionSpy, click_into, header, make_app, notified, until
 
 from hydra_engine.agent.hypotheses import Hypothesis
 from hydra_engine.config import load_settings
@@ -245,7 +245,7 @@ async def test_live_modal_confirm_proceeds_to_an_order_capable_session(tmp_path:
         await until(pilot, lambda: isinstance(app.screen, LiveConfirmScreen) and app.screen.focused is not None,
                     what="live modal mounted")
         assert spy.client_ids == [107]  # the read-only probe, nothing order-capable before the confirmation
-        await pilot.click("#live-input")
+        await click_into(pilot, "#live-input")
         await pilot.press(*"LIVE")
         await until(pilot, lambda: not app.screen.query_one("#confirm").disabled, what="Trade live enabled")
         await pilot.click("#confirm")

@@ -61,3 +61,12 @@ class SessionSpy:
 
 
 FROZEN = dt.datetime(2018, 3, 15, 21, 15, tzinfo=dt.timezone.utc)
+
+
+async def click_into(pilot: Any, selector: str) -> None:
+    """Click a widget of the current screen once it is laid out (a click before the first layout lands
+    wherever the widget is not yet), and wait until it has the focus."""
+    screen = pilot.app.screen
+    await until(pilot, lambda: screen.query_one(selector).region.area > 0, what=f"{selector} laid out")
+    await pilot.click(selector)
+    await until(pilot, lambda: screen.focused is screen.query_one(selector), what=f"{selector} focused")
