@@ -240,8 +240,11 @@ async def test_ibapi_order_types_fill_at_the_path_prices(make_exchange, until) -
         app.placeOrder(ids["opg"], contract, app.order("BUY", 1, "MKT", tif="OPG"))
         await until(lambda: len(app.rec.status) == 4, what="acks")
         await ex.advance_to(nxt.open + 5 * M)
-        await until(lambda: all(app.rec.status.get(i) == "Filled" for i in ids.values()), what="ibapi fills",
-                    timeout=10)  # fmt: skip
+        qty = {"stp": 1, "stplmt": 1, "moc": 2, "opg": 1}
+        # the status and the executions come on different messages: wait for both
+        await until(lambda: all(app.rec.status.get(i) == "Filled"
+                                and sum(q for _, _, q in app.rec.fills.get(i, [])) == qty[k] for k, i in ids.items()),
+                    what="ibapi fills", timeout=10)  # fmt: skip
         got = {k: [(p, q) for _, p, q in app.rec.fills[i]] for k, i in ids.items()}
         up = first_trigger(s, "BUY", buy_stop, now, end)
         down = first_trigger(s, "SELL", sell_stop, now, end)
