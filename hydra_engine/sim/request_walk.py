@@ -17,6 +17,7 @@ the clock moving while it walks. Run as ``python -m hydra_engine.sim.request_wal
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import json
@@ -192,7 +193,7 @@ def expected_silent(step: Step) -> bool:
 
 
 # ----- drivers --------------------------------------------------------------------------------
-class _Walker:
+class _Walker(abc.ABC):
     """Shared walk loop; subclasses say how to call a method and how to wait."""
 
     client = ""
@@ -201,11 +202,13 @@ class _Walker:
         self.inbox = inbox
         self.ctx = ctx
 
+    @abc.abstractmethod
     def next_id(self) -> int:
-        raise NotImplementedError
+        """A fresh request id in the client's own numbering."""
 
+    @abc.abstractmethod
     def call(self, name: str, args: tuple) -> None:
-        raise NotImplementedError
+        """Send one request through the client's own method ``name``."""
 
     def steps(self, supported: Callable[[Step], bool]) -> list[Step]:
         return [s for s in STEPS if supported(s)]
