@@ -322,9 +322,9 @@ class EmbeddedExchange:
 
     def _cancel(self, s: ClientSession, req: CancelOrder) -> None:
         assert s.client_id is not None
-        faults = self.faults.on_cancel()
         o = self.book.orders.get((s.client_id, req.order_id))
-        if any(f.kind == "cancel_race" for f in faults) and o is not None and o.status in ACTIVE:
+        faults = self.faults.on_cancel(working=o is not None and o.status in ACTIVE)
+        if any(f.kind == "cancel_race" for f in faults) and o is not None:
             now = self.clock.now()
             price = self.feed.mark(o.con_id, now) or o.lmt_price or o.avg_fill_price
             log.info("sim_fault_cancel_race", client_id=s.client_id, order_id=o.order_id, price=price)

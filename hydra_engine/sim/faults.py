@@ -41,6 +41,9 @@ NOTICES = {
     2157: "Sec-def data farm connection is broken:secdefil",
     2158: "Sec-def data farm connection is OK:secdefil",
 }
+NEEDS_TARGET = {"cancel_race"}
+"""Kinds that act on what the event is about (a cancel races a fill only while the order still works):
+a count rule of such a kind waits for the first event at or after its count that has a target."""
 DEFAULTS = {"restart": {"down": 2.0}, "delay_ack": {"s": 1.0}, "delay_fill": {"s": 1.0}, "slow_connect": {"s": 1.0}}
 _ISO = re.compile(r"^t=(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(?=:|$)(.*)$")
 
@@ -160,14 +163,17 @@ class FaultPlan:
     def __bool__(self) -> bool:
         return bool(self.rules)
 
-    def _event(self, event: str) -> list[Fault]:
+    def _event(self, event: str, has_target: bool = True) -> list[Fault]:
         if not self.rules:
             return []
         self.counts[event] += 1
         n = self.counts[event]
         out: list[Fault] = []
         for r in self.rules:
-            if r.trigger == event and r.n == n and not r.fired:
+            if r.kind in NEEDS_TARGET and not has_target:
+                continue
+            due = r.n == n or (r.kind in NEEDS_TARGET and r.n < n)
+            if r.trigger == event and due and not r.fired:
                 r.fired = True
                 out.append(Fault(r.kind, dict(r.params)))
                 self.fired.append((r.kind, f"{event}={n}"))
@@ -182,8 +188,9 @@ class FaultPlan:
     def on_fill(self) -> list[Fault]:
         return self._event("fill")
 
-    def on_cancel(self) -> list[Fault]:
-        return self._event("cancel")
+    def on_cancel(self, working: bool = True) -> list[Fault]:
+        """``working``: the order to cancel still works (a race with a fill is possible)."""
+        return self._event("cancel", has_target=working)
 
     def on_hist(self) -> list[Fault]:
         return self._event("hist")

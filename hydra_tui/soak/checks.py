@@ -47,13 +47,6 @@ class SoakFacts:
     breakers: list[dict[str, Any]] = field(default_factory=list)
 
 
-def fault_kind(item: str) -> str:
-    """``restart@t=...:down=1`` -> ``restart``; ``rate:drop=0.01`` -> ``drop``."""
-    if item.startswith("rate:"):
-        return item[5:].split("=", 1)[0]
-    return item.split("@", 1)[0]
-
-
 def _rows(con: sqlite3.Connection, sql: str) -> list[dict[str, Any]]:
     cur = con.execute(sql)
     names = [d[0] for d in cur.description]
@@ -73,10 +66,7 @@ def gather(run: SoakRun) -> SoakFacts:
             for pos in acct.get("positions") or []:
                 if float(pos.get("qty", 0.0)):
                     facts.exchange_positions[int(pos["con_id"])] = float(pos["qty"])
-    items = run.plan.fault_spec().split(";")  # the exchange numbers its rules in the spec's order
-    for i in state.get("faults", {}).get("fired_rules", []):
-        if 0 <= int(i) < len(items):
-            facts.faults_fired[fault_kind(items[int(i)])] += 1
+    facts.faults_fired = run.plan.fired_kinds(state)
     db = run.data_dir / f"ib-{ACCOUNT}" / "hydra.db"
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import random
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 
 from zoneinfo import ZoneInfo
@@ -21,6 +22,15 @@ NEW_YORK = ZoneInfo("America/New_York")
 FAULT_KINDS = ("drop", "restart", "notice", "pacing", "reject", "delay_ack", "delay_fill", "dup_exec",
                "cancel_race", "slow_connect", "correct")
 """Every kind the embedded exchange injects (hydra_engine/sim/FAULTS.md); each must fire."""
+
+
+
+def fault_kind(item: str) -> str:
+    """``restart@t=...:down=1`` -> ``restart``; ``rate:drop=0.01`` -> ``drop``."""
+    if item.startswith("rate:"):
+        return item[5:].split("=", 1)[0]
+    return item.split("@", 1)[0]
+
 
 KILL_PATTERNS: dict[str, str] = {
     "mid-order": r"event='broker\.order_sent'",
@@ -150,6 +160,13 @@ class SoakPlan:
         items += [f"slow_connect@connect={n * scale}:s=0.5" for n in (3, 14)]
         items += [f"restart@order={30 * scale}:down=0.5", f"restart@fill={24 * scale}:down=0.5"]
         return ";".join(items)
+
+    def fired_kinds(self, exchange_state: dict) -> Counter[str]:
+        """How many of this plan's faults fired, by kind, from the exchange's saved state (the
+        exchange numbers its rules in the spec's order)."""
+        items = self.fault_spec().split(";")
+        fired = exchange_state.get("faults", {}).get("fired_rules", [])
+        return Counter(fault_kind(items[int(i)]) for i in fired if 0 <= int(i) < len(items))
 
     def kill_schedule(self) -> list[KillMoment]:
         """``kills`` moments, cycling through the kinds so each is represented."""

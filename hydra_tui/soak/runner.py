@@ -27,6 +27,8 @@ often a New York midnight; the gateway's trade log keeps three days of execution
 recover (IB Gateway's own setting allows up to seven)."""
 KILL_SPAN = 0.85
 """Kills are spread over this first share of the run, so the last days show clean recovery."""
+CLEAN_RESTART_TRIES = 3
+"""SIGTERM-mid-order stops per planned clean restart, until one stop's cancel meets a working order."""
 
 
 @dataclass(slots=True)
@@ -269,14 +271,29 @@ class SoakRunner:
 
     async def _clean_restart(self) -> None:
         """SIGTERM the engine right after it sends an order (an operator's restart mid-order: the
-        stop cancels what is working, the exchange may fill it first), then start it again."""
-        eng = self.engine
-        assert eng is not None
-        await eng.wait_for(r"event='broker\.order_sent'", timeout=self._pattern_wait_s(), start=max(0, len(eng.lines) - 1))
-        rc = await eng.terminate(120)
-        self.run.clean_restarts.append(f"exit {rc} at {read_sim_clock(self.run.state_path)}")
-        self._say(f"engine stopped with SIGTERM mid-order (exit {rc}); starting it again")
-        await self.start_engine()
+        stop cancels what is working, the exchange may fill it first), then start it again. When the
+        order filled before the stop there was nothing to cancel and the plan's cancel-race fault is
+        still waiting for a working order, so it is tried again at the next order (at most
+        ``CLEAN_RESTART_TRIES`` stops in all)."""
+        for _ in range(CLEAN_RESTART_TRIES):
+            eng = self.engine
+            assert eng is not None
+            await eng.wait_for(r"event='broker\.order_sent'", timeout=self._pattern_wait_s(),
+                               start=max(0, len(eng.lines) - 1))
+            rc = await eng.terminate(120)
+            self.run.clean_restarts.append(f"exit {rc} at {read_sim_clock(self.run.state_path)}")
+            self._say(f"engine stopped with SIGTERM mid-order (exit {rc}); starting it again")
+            await self.start_engine()
+            await asyncio.sleep(2.0)  # the exchange saves its state (and its fired faults) soon after a cancel
+            if self._cancel_raced() or self._fraction() >= KILL_SPAN:
+                return
+
+    def _cancel_raced(self) -> bool:
+        try:
+            state = json.loads(self.run.state_path.read_text())
+        except (OSError, ValueError):
+            return False
+        return self.plan.fired_kinds(state)["cancel_race"] > 0
 
     async def _restart_exchange(self, *, hard: bool) -> None:
         """Stop the exchange (SIGKILL when ``hard``, else SIGTERM) and start it again from its state file."""

@@ -156,6 +156,25 @@ async def test_fill_racing_a_cancel(make_exchange, ib_client, until) -> None:
     assert trade.orderStatus.filled == 2 and len(trade.fills) >= 1
 
 
+async def test_cancel_race_waits_for_a_working_order(make_exchange, ib_client, until) -> None:
+    """A cancel of an order that no longer works has nothing to race: the rule waits for the next
+    cancel whose order still works instead of being spent on it."""
+    ex = await make_exchange(faults="cancel_race@cancel=1")
+    ib = await ib_client(ex=ex)
+    c = await _front(ib)
+    errors: list[int] = []
+    ib.errorEvent += lambda req_id, code, msg, contract: errors.append(code)
+    ib.client.cancelOrder(987654, "")  # cancel 1: no such order, nothing to race
+    await until(lambda: errors)
+    assert ex.faults.fired == [] and ex.faults.counts["cancel"] == 1
+    trade = ib.placeOrder(c, LimitOrder("BUY", 2, 20.0, tif="GTC"))
+    await until(lambda: trade.orderStatus.status == "Submitted")
+    ib.cancelOrder(trade.order)  # cancel 2: the order works, so the race fires here
+    await until(lambda: trade.orderStatus.status == "Filled" and 10148 in errors)
+    assert ex.faults.fired == [("cancel_race", "cancel=2")]
+    assert trade.orderStatus.filled == 2
+
+
 async def test_notice_at_time_and_pacing_fault(make_exchange, ib_client, until) -> None:
     ex = await make_exchange(faults="notice@t=2018-01-02T13:00:1101;pacing@hist=1")
     ib = await ib_client(ex=ex)
