@@ -27,7 +27,7 @@ often a New York midnight; the gateway's trade log keeps three days of execution
 recover (IB Gateway's own setting allows up to seven)."""
 KILL_SPAN = 0.85
 """Kills are spread over this first share of the run, so the last days show clean recovery."""
-CLEAN_RESTART_TRIES = 3
+CLEAN_RESTART_TRIES = 5
 """SIGTERM-mid-order stops per planned clean restart, until one stop's cancel meets a working order."""
 
 
@@ -273,13 +273,15 @@ class SoakRunner:
         """SIGTERM the engine right after it sends an order (an operator's restart mid-order: the
         stop cancels what is working, the exchange may fill it first), then start it again. When the
         order filled before the stop there was nothing to cancel and the plan's cancel-race fault is
-        still waiting for a working order, so it is tried again at the next order (at most
+        still waiting for a working order, so it is tried again at the next reprice (at most
         ``CLEAN_RESTART_TRIES`` stops in all)."""
-        for _ in range(CLEAN_RESTART_TRIES):
+        for attempt in range(CLEAN_RESTART_TRIES):
             eng = self.engine
             assert eng is not None
-            await eng.wait_for(r"event='broker\.order_sent'", timeout=self._pattern_wait_s(),
-                               start=max(0, len(eng.lines) - 1))
+            # the first stop follows any order out; a retry waits for a reprice: that order has
+            # rested unfilled through a patience interval, so it is likelier still working at the stop
+            pattern = r"event='broker\.order_sent'" if attempt == 0 else r"event='broker\.order_modified'"
+            await eng.wait_for(pattern, timeout=self._pattern_wait_s(), start=max(0, len(eng.lines) - 1))
             rc = await eng.terminate(120)
             self.run.clean_restarts.append(f"exit {rc} at {read_sim_clock(self.run.state_path)}")
             self._say(f"engine stopped with SIGTERM mid-order (exit {rc}); starting it again")
