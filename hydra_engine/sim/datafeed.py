@@ -53,8 +53,11 @@ class DataFeed:
     def __init__(self, universe: MarketUniverse) -> None:
         self.u = universe
         self._bounds: dict[tuple[str, dt.date], tuple[dt.datetime, dt.datetime] | None] = {}
-        self._details: dict[tuple[int, str, dt.date], ContractDetailsView] = {}
-        self._hours_cache: dict[tuple[str, dt.date], tuple[str, str]] = {}
+        self._details: dict[tuple[int, str], ContractDetailsView] = {}
+        self._hours_cache: dict[str, tuple[str, str]] = {}
+        self._details_day: dt.date | None = None
+        """Details and trading hours change with the date, so both caches hold one day only: a
+        clock that plays thousands of days would otherwise keep every day's strings."""
 
     # ----- sessions -------------------------------------------------------------------------
     def bounds(self, symbol: str, day: dt.date) -> tuple[dt.datetime, dt.datetime] | None:
@@ -171,24 +174,24 @@ class DataFeed:
         return [Resolved(spec, m, "FUT") for m in months]
 
     def details(self, r: Resolved, now: dt.datetime) -> ContractDetailsView:
-        key = (r.month.con_id, r.sec_type, now.date())
-        view = self._details.get(key)
+        if now.date() != self._details_day:
+            self._details, self._hours_cache, self._details_day = {}, {}, now.date()
+        details, hours = self._details, self._hours_cache  # one day's pair, even if another day clears
+        key = (r.month.con_id, r.sec_type)
+        view = details.get(key)
         if view is None:
-            if len(self._details) > 5_000:
-                self._details.clear()
-            view = self._details[key] = self._build_details(r, now)
+            view = details[key] = self._build_details(r, now, hours)
         return view
 
-    def _build_details(self, r: Resolved, now: dt.datetime) -> ContractDetailsView:
+    def _build_details(self, r: Resolved, now: dt.datetime, hours_today: dict[str, tuple[str, str]]) -> ContractDetailsView:
         spec, m = r.spec, r.month
-        hkey = (spec.symbol, now.date())
-        if hkey not in self._hours_cache:
+        if spec.symbol not in hours_today:
             hours = getattr(self.u, "trading_hours", None)
             if hours is not None:
-                self._hours_cache[hkey] = (hours(spec.symbol, now.date()), hours(spec.symbol, now.date(), True))
+                hours_today[spec.symbol] = (hours(spec.symbol, now.date()), hours(spec.symbol, now.date(), True))
             else:
-                self._hours_cache[hkey] = self._hours(spec, now)
-        trading_s, liquid_s = self._hours_cache[hkey]
+                hours_today[spec.symbol] = self._hours(spec, now)
+        trading_s, liquid_s = hours_today[spec.symbol]
         return ContractDetailsView(
             contract=wire_contract(spec, m, r.sec_type),
             market_name=spec.trading_class,

@@ -8,6 +8,8 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from hydra_tui.widgets.pane_table import PaneTable
+
 
 class HelpScreen(Screen[None]):
     """The bindings handed in by the app (key, description), plus Textual's palette and quit keys."""
@@ -24,7 +26,7 @@ class HelpScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="help-body"):
             yield Static("HYDRA keys", id="help-title")
-            yield DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
+            yield PaneTable(id="help-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:

@@ -14,6 +14,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Select, Static
 
+from hydra_tui.widgets.pane_table import PaneTable
+
 ALL = "*"
 ROWS = 500
 COLUMNS = ("At", "Source", "Type", "Outcome", "Market", "Summary")
@@ -67,7 +69,7 @@ class JournalScreen(Screen[None]):
                 yield Select[str]([], prompt="type: all", id="journal-type", allow_blank=True)
                 yield Select[str]([], prompt="outcome: all", id="journal-outcome", allow_blank=True)
             yield Static("loading...", id="journal-count")
-            yield DataTable(id="journal-table", cursor_type="row", zebra_stripes=True)
+            yield PaneTable(id="journal-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:

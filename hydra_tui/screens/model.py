@@ -15,6 +15,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from hydra_tui.widgets.pane_table import PaneTable
+
 METRICS = ("sharpe", "hit_rate", "auc", "pnl", "n_train")
 """Metrics shown as columns when a record has them; the rest are in the champion panel."""
 COLUMNS = ("Market", "Version", "Status", "Family", "Parent", "Mutation", "Trained", "Created") + METRICS
@@ -81,11 +83,11 @@ class ModelScreen(Screen[None]):
             yield Static("Models", id="model-title")
             yield Static("loading...", id="model-champion")
             yield Static("Candidates", classes="model-heading")
-            yield DataTable(id="model-candidates", cursor_type="row")
+            yield PaneTable(id="model-candidates", cursor_type="row")
             yield Static("All versions, newest first", classes="model-heading")
-            yield DataTable(id="model-history", cursor_type="row", zebra_stripes=True)
+            yield PaneTable(id="model-history", cursor_type="row", zebra_stripes=True)
             yield Static("Audit trail, newest first", classes="model-heading")
-            yield DataTable(id="model-events", cursor_type="row")
+            yield PaneTable(id="model-events", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -17,6 +17,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
+from hydra_tui.widgets.pane_table import PaneTable
+
 OPTIMISM_WARNING = "Paper fills are significantly optimistic"
 PESSIMISM_WARN_ABOVE = 1.5
 SCATTER_FILLS = 2000
@@ -101,7 +103,7 @@ class ReconciliationScreen(Screen[None]):
         with Vertical(id="recon-body"):
             yield Static("Reconciliation: predicted vs actual slippage", id="recon-title")
             yield Static("loading...", id="recon-headline")
-            yield DataTable(id="recon-table", cursor_type="row", zebra_stripes=True)
+            yield PaneTable(id="recon-table", cursor_type="row", zebra_stripes=True)
             yield Static("", id="recon-warning")
             yield PlotextPlot(id="recon-scatter")
         yield Footer()

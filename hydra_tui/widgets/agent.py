@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
+from hydra_tui.widgets.pane_table import PaneTable
 from hydra_tui.widgets.table_diff import apply_rows, update_if_changed
 from hydra_tui.widgets.view import AgentView, DetectorReading, MarketAgentView
 
@@ -114,7 +115,7 @@ class AgentPane(Vertical):
         self.view = AgentView()
 
     def compose(self) -> ComposeResult:
-        yield DataTable(id="agent-markets", cursor_type="row")
+        yield PaneTable(id="agent-markets", cursor_type="row")
         with VerticalScroll(id="agent-detail-box"):
             yield Static(id="agent-detail")
 

@@ -3,11 +3,9 @@ Actual Slip, Latency), BUY green and SELL red, newest first."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
-from textual.widgets import DataTable
 
+from hydra_tui.widgets.pane_table import PaneTable
 from hydra_tui.widgets.table_diff import apply_rows
 from hydra_tui.widgets.view import View
 
@@ -21,7 +19,7 @@ def _p(x: float | None, fmt: str = ".4g") -> str:
     return "0" if abs(x) < 1e-9 else format(x, fmt)
 
 
-class FillsTable(DataTable[Any]):
+class FillsTable(PaneTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.add_columns(*COLUMNS)

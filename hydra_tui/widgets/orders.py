@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
-from textual.widgets import DataTable
 
+from hydra_tui.widgets.pane_table import PaneTable
 from hydra_tui.widgets.table_diff import apply_rows
 from hydra_tui.widgets.view import View
 
@@ -16,7 +14,7 @@ def age(seconds: float) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-class OrdersTable(DataTable[Any]):
+class OrdersTable(PaneTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.add_columns("Side", "Contract", "Limit", "Filled", "Step", "Age", "Status", "Ref")

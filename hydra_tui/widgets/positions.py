@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
-from textual.widgets import DataTable
 
+from hydra_tui.widgets.pane_table import PaneTable
 from hydra_tui.widgets.table_diff import apply_rows
 from hydra_tui.widgets.view import View
 
@@ -15,7 +13,7 @@ def _num(x: float | None, fmt: str = ",.2f") -> str:
     return "—" if x is None else format(x, fmt)
 
 
-class PositionsTable(DataTable[Any]):
+class PositionsTable(PaneTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.add_columns("Contract", "Month", "Qty", "Avg cost", "Mark", "Unrealized", "Roll in")

@@ -102,3 +102,23 @@ async def test_user_info_family_codes_and_depth_exchanges(make_exchange, ib_clie
     assert [c.accountID for c in codes] == ["DU1234567"]
     depth = await ib.reqMktDepthExchangesAsync()
     assert {(d.exchange, d.secType) for d in depth} == {("NYMEX", "FUT"), ("CBOT", "FUT"), ("CME", "FUT")}
+
+
+def test_contract_details_cache_holds_one_day(sim_universe) -> None:
+    """Lock-step play covers thousands of days: the details cache keeps only the current day's,
+    and a later day gets that day's trading hours, not a cached earlier day's."""
+    import datetime as dt
+
+    from hydra_engine.sim.datafeed import DataFeed
+    from hydra_engine.sim.request_fields import ContractReq
+
+    feed = DataFeed(sim_universe)
+    req = ContractReq(0, "CL", "FUT", "", None, "", "", "NYMEX", "", "USD", "", "")
+    day = dt.datetime(2018, 3, 1, 15, 0, tzinfo=dt.timezone.utc)
+    seen = []
+    for i in range(40):
+        now = day + dt.timedelta(days=i)
+        views = [feed.details(r, now) for r in feed.resolve(req, now, False)]
+        assert views and len(feed._details) == len(views) and len(feed._hours_cache) == 1
+        seen.append(views[0].trading_hours)
+    assert len(set(seen)) > 20  # the hours name each day's own sessions
