@@ -28,7 +28,7 @@ recover (IB Gateway's own setting allows up to seven)."""
 KILL_SPAN = 0.85
 """Kills are spread over this first share of the run, so the last days show clean recovery."""
 CLEAN_RESTART_TRIES = 5
-"""SIGTERM-mid-order stops per planned clean restart, until one stop's cancel meets a working order."""
+"""Tries per planned clean restart (a SIGTERM mid-order), until one stop's cancel meets a working order."""
 
 
 @dataclass(slots=True)
@@ -274,14 +274,16 @@ class SoakRunner:
         stop cancels what is working, the exchange may fill it first), then start it again. When the
         order filled before the stop there was nothing to cancel and the plan's cancel-race fault is
         still waiting for a working order, so it is tried again at the next reprice (at most
-        ``CLEAN_RESTART_TRIES`` stops in all)."""
+        ``CLEAN_RESTART_TRIES`` tries in all; a retry that sees no reprice in time does not stop)."""
         for attempt in range(CLEAN_RESTART_TRIES):
             eng = self.engine
             assert eng is not None
             # the first stop follows any order out; a retry waits for a reprice: that order has
             # rested unfilled through a patience interval, so it is likelier still working at the stop
             pattern = r"event='broker\.order_sent'" if attempt == 0 else r"event='broker\.order_modified'"
-            await eng.wait_for(pattern, timeout=self._pattern_wait_s(), start=max(0, len(eng.lines) - 1))
+            seen = await eng.wait_for(pattern, timeout=self._pattern_wait_s(), start=max(0, len(eng.lines) - 1))
+            if seen is None and attempt > 0:  # no reprice in sight: a stop now would only fall at random
+                continue
             rc = await eng.terminate(120)
             self.run.clean_restarts.append(f"exit {rc} at {read_sim_clock(self.run.state_path)}")
             self._say(f"engine stopped with SIGTERM mid-order (exit {rc}); starting it again")
