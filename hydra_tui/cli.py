@@ -201,6 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     command = getattr(args, "run", None)
+    if command in (None, "sim"):  # the long-running processes: before any thread or array exists
+        from hydra_tui.process_memory import tune_malloc
+
+        tune_malloc()
     if command == "sim":
         from hydra_engine.sim.standalone import run as run_sim
 
