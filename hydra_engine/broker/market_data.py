@@ -71,11 +71,26 @@ class QuoteFetcher:
         if self._tickers:
             log.info("broker.quotes_resubscribed", n=len(self._tickers))
 
+    def _drop_expired(self) -> None:
+        """Cancel the subscriptions of months past their last trading day: each roll adds one, and a
+        session that lives for months (or a lock-step run over years) would keep them all streaming."""
+        today = self._now().strftime("%Y%m%d")
+        for con_id, (_ticker, contract) in list(self._tickers.items()):
+            last = contract.lastTradeDateOrContractMonth or ""
+            if len(last) >= 8 and last[:8] < today:
+                try:
+                    self._ib.cancelMktData(contract)
+                except Exception:  # noqa: BLE001 - already gone at the gateway
+                    pass
+                del self._tickers[con_id]
+                log.debug("broker.quote_unsubscribed", con_id=con_id, last_trade_date=last[:8])
+
     async def snapshot(self, month: ContractMonth, timeout_s: float) -> QuoteSnapshot:
         ib = self._ib
         entry = self._tickers.get(month.con_id)
         try:
             if entry is None:
+                self._drop_expired()
                 contract = month.qualified()
                 ticker = ib.reqMktData(contract, "", False, False)
                 self._tickers[month.con_id] = (ticker, contract)

@@ -186,6 +186,29 @@ async def test_quotes_follow_the_book_and_are_resubscribed_after_1101(make_excha
     assert (again.bid, again.ask) != (moved.bid, moved.ask)  # the book did move meanwhile
 
 
+async def test_a_quote_after_a_roll_drops_the_expired_months_subscription(make_exchange, make_gateway) -> None:
+    """One subscription per month quoted; once a month has expired its subscription is cancelled
+    when the next new month is quoted, so years of rolls do not keep streaming every old month."""
+    import datetime as dt
+
+    ex = await make_exchange()
+    gw = make_gateway(ex)
+    await gw.connect()
+    front = (await gw.resolve_contract(CATALOG["CL"])).active
+    await gw.get_quote(front)
+    assert set(gw._quotes._tickers) == {front.con_id}
+    after = dt.datetime.combine(front.last_trade_date + dt.timedelta(days=3), dt.time(15, 0), tzinfo=dt.UTC)
+    while after.weekday() >= 5:
+        after += dt.timedelta(days=1)
+    await ex.advance_to(after)
+    nxt = (await gw.resolve_contract(CATALOG["CL"])).active
+    assert nxt.con_id != front.con_id
+    await gw.get_quote(nxt)
+    assert set(gw._quotes._tickers) == {nxt.con_id}
+    await gw.get_quote(nxt)  # a round trip: the cancel has reached the exchange
+    assert {sub.con_id for s in ex.registry.started() for sub in s.mkt.values()} == {nxt.con_id}
+
+
 async def test_contfut_history_includes_the_session_that_closed_before_the_decision(make_exchange, make_gateway) -> None:
     """CL closes 16:00 CT (22:00 UTC in January); its decision is 16:15 CT, the same date. The
     continuous history has no contract details of its own: the front month's hours decide."""
