@@ -26,6 +26,9 @@ class LiveConfirmScreen(ModalScreen[bool]):
 
     CSS_PATH = "modals.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    AUTO_FOCUS = "#cancel"
+    """Cancel has the focus: Textual focuses this when the screen activates (focusing it in
+    ``on_mount`` lost, now and then, to the default auto-focus of the first input)."""
 
     def __init__(self, account: str, port: int | None) -> None:
         super().__init__(id="live-modal")
@@ -41,9 +44,6 @@ class LiveConfirmScreen(ModalScreen[bool]):
             with Horizontal(id="live-buttons"):
                 yield Button("Cancel", id="cancel", variant="default")
                 yield Button("Trade live", id="confirm", variant="error", disabled=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.query_one("#confirm", Button).disabled = event.value.strip() != "LIVE"
