@@ -293,10 +293,15 @@ class HydraApp(App[int]):
             if self._stopping:
                 break
             try:
-                await engine.run_days(1)
+                played = await engine.run_days(1)
             except Exception as exc:  # noqa: BLE001 - shown; the engine keeps its state
                 log.exception("tui.day_failed")
                 self._set_message(f"day failed: {type(exc).__name__}: {exc}", error=True)
+                self._step.clear()
+                await self._step.wait()
+                continue
+            if getattr(played, "data_end", None) is not None:  # nothing left to play: say so and wait
+                self._set_message(f"the exchange's history ends on {played.data_end}: no more days to play")
                 self._step.clear()
                 await self._step.wait()
                 continue

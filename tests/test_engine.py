@@ -232,3 +232,21 @@ async def test_every_store_writer_commits_through_the_write_gate(tmp_path, sim_u
             await eng.stop()
     foreign = [entry for entry in logs if entry.get("event") == "write_gate_foreign_commit"]
     assert foreign == []
+
+
+async def test_lockstep_stops_where_the_exchanges_history_ends(tmp_path, sim_universe, monkeypatch) -> None:
+    """Past the universe's last day there are no bars to decide on: the run stops and says so
+    instead of stepping empty days."""
+    import datetime as dt
+
+    eng = make_engine(tmp_path, sim_universe)
+    await eng.start()
+    try:
+        monkeypatch.setattr(eng.driver.exchange.universe, "end", dt.date(2018, 1, 5))
+        report = await eng.run_days(None)
+        assert report.data_end == dt.date(2018, 1, 5)
+        assert report.days == 4 and report.cycles[-1]["trading_date"] == "2018-01-05"  # 01-02 .. 01-05
+        again = await eng.run_days(1)
+        assert again.days == 0 and again.data_end == dt.date(2018, 1, 5)
+    finally:
+        await eng.stop()

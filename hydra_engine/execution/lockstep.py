@@ -37,6 +37,9 @@ class LockstepReport:
     cycles: list[dict[str, Any]] = field(default_factory=list)
     start: dt.datetime | None = None
     end: dt.datetime | None = None
+    data_end: dt.date | None = None
+    """Set when the run stopped because the exchange's history ends on this date: a later day
+    would have no bars to decide on and no session to trade in."""
 
 
 class LockstepDriver:
@@ -76,8 +79,13 @@ class LockstepDriver:
             raise ValueError(f"days = {n}: must be 0 or more")
         report = LockstepReport(start=self.clock.now())
         await self.settle()
+        data_end = getattr(getattr(self.exchange, "universe", None), "end", None)
         while (n is None or report.days < n) and not self._stop.is_set():
             day, plan = self.next_day()
+            if isinstance(data_end, dt.date) and day > data_end:
+                report.data_end = data_end
+                log.warning("lockstep.data_ended", last_day=str(data_end), next_day=str(day), days=report.days)
+                break
             summaries: list[dict[str, Any]] = []
             for at, m in plan:
                 if not await self._step_to(at, report):

@@ -102,7 +102,10 @@ async def _replay(args: argparse.Namespace, settings: Any, data_dir: Path, days:
                     start_nlv = (await engine.broker.get_account_summary()).net_liquidation
                     progress.update(task, description="replay")
                     engine.driver.on_day = lambda day, _summaries: progress.update(task, advance=1, description=f"replay {day}")
-                    await engine.run_days(days)
+                    played = await engine.run_days(days)
+                    if played.data_end is not None:
+                        sys.stderr.write(f"hydra-tui replay: the exchange's history ends on {played.data_end}: "
+                                         f"played {played.days} of {days} day(s)\n")
                     if engine.runner is not None:
                         await engine.runner.wait_executions(0)
                     report = await build_report(engine, settings, days, marks, start_nlv,

@@ -63,3 +63,16 @@ async def test_keys_open_each_screen_and_escape_closes_it(tmp_path, sim_universe
         await pilot.press("escape")
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running or app.engine is None, what="quit")
+
+
+async def test_the_app_says_so_where_the_exchanges_history_ends(tmp_path, sim_universe, monkeypatch) -> None:
+    import datetime as dt
+
+    monkeypatch.setattr(sim_universe, "end", dt.date(2018, 1, 4))
+    settings = load_settings(None, ALWAYS_TAKE_A_SIDE)
+    app = app_module.HydraApp(settings, data_dir=tmp_path, universe=sim_universe, agent=False, day_seconds=0)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await until(pilot, lambda: "history ends on 2018-01-04" in app.message, what="the end-of-history message")
+        assert app.days_played == 3  # 01-02 .. 01-04, then nothing more to play
+        await pilot.pause(0.5)
+        assert app.days_played == 3
