@@ -147,8 +147,8 @@ def rss_after(minutes: float) -> None:
             peak_children = max(peak_children, kids)
             time.sleep(5.0)
         last = app.proc.memory_info().rss
-        log = next(data.glob("sim-*/hydra.log"))
-        text = log.read_text(errors="replace")
+        # the log rotates at 10 MB: count over the rotated files too
+        text = "".join(f.read_text(errors="replace") for f in sorted(data.glob("sim-*/hydra.log*")))
         days = text.count("event='lockstep.day'")
         experiments = text.count("event='experiment.started'")
         wall = time.perf_counter() - t0
