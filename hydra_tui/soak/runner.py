@@ -28,7 +28,9 @@ recover (IB Gateway's own setting allows up to seven)."""
 KILL_SPAN = 0.85
 """Kills are spread over this first share of the run, so the last days show clean recovery."""
 CLEAN_RESTART_TRIES = 5
-"""SIGTERM-mid-order stops in all, until one stop's cancel meets a working order (a cancel race)."""
+"""SIGTERM-mid-order tries in all, until one stop's cancel meets a working order (a cancel race)."""
+RETRY_GAP = 0.03
+"""A retried stop comes this share of the run after the last try (kills fall in between)."""
 
 
 @dataclass(slots=True)
@@ -90,9 +92,6 @@ class SoakRunner:
         self._t0 = 0.0
         self.sim: Child | None = None
         self.engine: Child | None = None
-        self._life = asyncio.Lock()
-        """Held while a process is stopped and started again, so the race hunt and the plan's own
-        kills and restarts never act on the same process at once."""
 
     # ----------------------------------------------------------------- processes
     def _sim_args(self, port: int) -> list[str]:
@@ -208,7 +207,6 @@ class SoakRunner:
         kills = p.kill_schedule()
         restarts_at = [(i + 1) / (p.exchange_restarts + 1) for i in range(p.exchange_restarts)]
         sampler: asyncio.Task[None] | None = None
-        hunt: asyncio.Task[None] | None = None
         try:
             if p.warmup_days():
                 await self.warm_up()
@@ -217,31 +215,28 @@ class SoakRunner:
             await self.start_engine()
             sampler = asyncio.create_task(self._sample_rss())
             k = 0
-            clean_at = [(i + 1) / (p.clean_restarts + 1) * KILL_SPAN for i in range(p.clean_restarts)]
+            clean_at = [((i + 1) / (p.clean_restarts + 1) * KILL_SPAN, False) for i in range(p.clean_restarts)]
+            retries = CLEAN_RESTART_TRIES - 1
             while self._fraction() < 1.0:
                 frac = self._fraction()
                 if restarts_at and frac >= restarts_at[0]:
                     restarts_at.pop(0)
                     await self._restart_exchange(hard=len(run.exchange_restarts) % 2 == 0)
-                elif clean_at and frac >= clean_at[0]:
-                    clean_at.pop(0)
-                    await self._clean_restart(r"event='broker\.order_sent'")
-                    if not clean_at and hunt is None and not self._cancel_raced():
-                        hunt = asyncio.create_task(self._hunt_cancel_race(), name="soak-cancel-race-hunt")
+                elif clean_at and frac >= clean_at[0][0]:
+                    await self._clean_restart(retry=clean_at.pop(0)[1])
+                    if retries and not self._cancel_raced() and self._fraction() + RETRY_GAP < KILL_SPAN:
+                        retries -= 1  # no cancel has raced a fill yet: another stop a little later
+                        clean_at = sorted([*clean_at, (self._fraction() + RETRY_GAP, True)])
                 elif k < len(kills) and frac >= KILL_SPAN * (k + 0.5) / len(kills):
                     await self._kill_engine(kills[k])
                     k += 1
                 else:
                     await asyncio.sleep(0.5)
-                    async with self._life:
-                        if self.engine is not None and not self.engine.running:  # died on its own: note it, restart
-                            rc = await self.engine.wait()
-                            run.engine_start_failures.append(f"engine exited {rc} during the soak")
-                            self._say(f"engine exited {rc} on its own; restarting")
-                            await self.start_engine()
-            if hunt is not None:
-                hunt.cancel()
-                await asyncio.gather(hunt, return_exceptions=True)
+                    if self.engine is not None and not self.engine.running:  # died on its own: note it, restart
+                        rc = await self.engine.wait()
+                        run.engine_start_failures.append(f"engine exited {rc} during the soak")
+                        self._say(f"engine exited {rc} on its own; restarting")
+                        await self.start_engine()
             self._say("last day played; stopping the engine (SIGTERM) and the exchange")
             run.sim_clock_end = str(read_sim_clock(run.state_path))
             assert self.engine is not None and self.sim is not None
@@ -271,63 +266,34 @@ class SoakRunner:
         seen = True
         if moment.pattern:  # wait for the moment, but never so long that the run ends meanwhile
             m = await eng.wait_for(moment.pattern, timeout=self._pattern_wait_s(), start=max(0, len(eng.lines) - 1))
-            seen = m is not None and self.engine is eng
+            seen = m is not None
         await asyncio.sleep(moment.delay_s)
-        async with self._life:
-            eng = self.engine
-            assert eng is not None
-            clock = read_sim_clock(self.run.state_path)
-            rc = await eng.kill9()
-            self.run.kills.append(KillRecord(moment.kind, time.monotonic() - self._t0, str(clock) if clock else None,
-                                             seen, rc))
-            self._say(f"SIGKILL {len(self.run.kills)}/{self.plan.kills} ({moment.kind}"
-                      f"{'' if seen else ', pattern not seen: at random'})")
-            await self.start_engine()
+        clock = read_sim_clock(self.run.state_path)
+        rc = await eng.kill9()
+        self.run.kills.append(KillRecord(moment.kind, time.monotonic() - self._t0, str(clock) if clock else None, seen, rc))
+        self._say(f"SIGKILL {len(self.run.kills)}/{self.plan.kills} ({moment.kind}{'' if seen else ', pattern not seen: at random'})")
+        await self.start_engine()
 
-    async def _clean_restart(self, pattern: str | None) -> None:
-        """SIGTERM the engine once its log shows ``pattern`` (None: now), as an operator's restart
-        mid-order: the stop cancels what is working, the exchange may fill it first. Then start it
-        again. When the order filled before the stop there was nothing to cancel, and the plan's
-        cancel-race fault still waits for a working order: ``_hunt_cancel_race`` takes over."""
+    async def _clean_restart(self, retry: bool = False) -> None:
+        """SIGTERM the engine right after it sends an order (an operator's restart mid-order: the
+        stop cancels what is working, the exchange may fill it first), then start it again.
+
+        When the order filled before the stop there was nothing to cancel and the plan's
+        cancel-race fault still waits for a working order, so ``execute`` plans a retry a little
+        later (at most ``CLEAN_RESTART_TRIES`` tries in all, kills in between). A retry waits for a
+        reprice instead: that order has rested unfilled through a patience interval, so it is
+        likelier still working at the stop; a retry that sees none in time does not stop."""
         eng = self.engine
         assert eng is not None
-        if pattern is not None:
-            await eng.wait_for(pattern, timeout=self._pattern_wait_s(), start=max(0, len(eng.lines) - 1))
-        async with self._life:
-            await self._stop_and_start()
-        await asyncio.sleep(2.0)  # the exchange saves its state (and its fired faults) soon after a cancel
-
-    async def _stop_and_start(self) -> None:
-        eng = self.engine
-        assert eng is not None
+        pattern = r"event='broker\.order_modified'" if retry else r"event='broker\.order_sent'"
+        seen = await eng.wait_for(pattern, timeout=self._pattern_wait_s(), start=max(0, len(eng.lines) - 1))
+        if seen is None and retry:
+            return
         rc = await eng.terminate(120)
         self.run.clean_restarts.append(f"exit {rc} at {read_sim_clock(self.run.state_path)}")
         self._say(f"engine stopped with SIGTERM mid-order (exit {rc}); starting it again")
         await self.start_engine()
-
-    async def _hunt_cancel_race(self) -> None:
-        """Until a cancel has raced a fill: SIGTERM the engine the moment it logs a reprice (an order
-        that rested unfilled, so likely still working when the stop's cancel goes out ~10 ms later),
-        at most ``CLEAN_RESTART_TRIES - 1`` more stops, and only while kills are still due. Runs
-        beside the plan's own events; ``_life`` keeps the two from acting on one process at once."""
-        tries = CLEAN_RESTART_TRIES - 1
-        watched: tuple[Child | None, int] = (None, 0)  # (engine, its next log line to read)
-        while tries and self._fraction() < KILL_SPAN and not self._cancel_raced():
-            eng = self.engine
-            if eng is None or not eng.running:
-                await asyncio.sleep(0.5)
-                continue
-            start = watched[1] if watched[0] is eng else len(eng.lines)
-            seen = await eng.wait_for(r"event='broker\.order_modified'", timeout=5.0, start=start)
-            watched = (eng, len(eng.lines))
-            if seen is None or self._life.locked():
-                continue  # no reprice, or a kill or restart is under way: this order is not ours to stop
-            async with self._life:
-                if self.engine is not eng or not eng.running:
-                    continue
-                tries -= 1
-                await self._stop_and_start()
-            await asyncio.sleep(2.0)
+        await asyncio.sleep(2.0)  # the exchange saves its state (and its fired faults) soon after a cancel
 
     def _cancel_raced(self) -> bool:
         try:
@@ -338,10 +304,6 @@ class SoakRunner:
 
     async def _restart_exchange(self, *, hard: bool) -> None:
         """Stop the exchange (SIGKILL when ``hard``, else SIGTERM) and start it again from its state file."""
-        async with self._life:
-            await self._restart_exchange_now(hard=hard)
-
-    async def _restart_exchange_now(self, *, hard: bool) -> None:
         sim = self.sim
         assert sim is not None
         rc = await sim.kill9() if hard else await sim.terminate(60)
