@@ -16,7 +16,7 @@ KINDS = (
     "cancel_race", "slow_connect", "correct",
 )  # fmt: skip
 TRIGGERS = {
-    "order": {"drop", "restart", "reject", "delay_ack", "notice"},
+    "order": {"drop", "restart", "reject", "delay_ack", "notice", "cancel_race"},
     "fill": {"drop", "restart", "delay_fill", "dup_exec", "notice", "correct"},
     "cancel": {"cancel_race", "drop", "restart"},
     "hist": {"pacing", "drop"},
@@ -43,7 +43,10 @@ NOTICES = {
 }
 NEEDS_TARGET = {"cancel_race"}
 """Kinds that act on what the event is about (a cancel races a fill only while the order still works):
-a count rule of such a kind waits for the first event at or after its count that has a target."""
+a count rule of such a kind waits for the first event at or after its count that has a target.
+On the order trigger (``cancel_race@order=N``) the target is an order that works once placed: it
+rests unfilled until a cancel for it arrives, which then races a fill; the rule fires at that race,
+and waits for the next working order if its resting order ends any other way (expiry)."""
 DEFAULTS = {"restart": {"down": 2.0}, "delay_ack": {"s": 1.0}, "delay_fill": {"s": 1.0}, "slow_connect": {"s": 1.0}}
 _ISO = re.compile(r"^t=(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(?=:|$)(.*)$")
 
@@ -72,6 +75,8 @@ class _Rule:
     rate: float = 0.0
     params: dict[str, float] = field(default_factory=dict)
     fired: bool = False
+    armed: bool = False
+    """An order-triggered ``cancel_race`` holding its order until that order's cancel arrives."""
 
 
 def _params(item: str, kind: str, pieces: list[str]) -> dict[str, float]:
@@ -170,8 +175,8 @@ class FaultPlan:
         n = self.counts[event]
         out: list[Fault] = []
         for r in self.rules:
-            if r.kind in NEEDS_TARGET and not has_target:
-                continue
+            if r.kind in NEEDS_TARGET and (not has_target or r.trigger == "order"):
+                continue  # order-triggered: see ``on_order_placed``
             due = r.n == n or (r.kind in NEEDS_TARGET and r.n < n)
             if r.trigger == event and due and not r.fired:
                 r.fired = True
@@ -184,6 +189,32 @@ class FaultPlan:
 
     def on_order(self) -> list[Fault]:
         return self._event("order")
+
+    def on_order_placed(self, working: bool) -> bool:
+        """After the order counted by the last ``on_order`` was placed: whether it must rest unfilled
+        until its cancel arrives (``cancel_race@order=N``; ``working``: it now works)."""
+        if not working:
+            return False
+        for r in self.rules:
+            if r.kind in NEEDS_TARGET and r.trigger == "order" and not (r.fired or r.armed) and r.n <= self.counts["order"]:
+                r.armed = True
+                return True
+        return False
+
+    def on_rest_raced(self) -> None:
+        """The cancel of a resting order arrived and raced its fill: its rule has fired."""
+        for r in self.rules:
+            if r.armed:
+                r.armed, r.fired = False, True
+                self.fired.append((r.kind, f"order={r.n} (its cancel)"))
+                return
+
+    def on_rest_ended(self) -> None:
+        """A resting order ended without a cancel (it expired): its rule waits for the next order."""
+        for r in self.rules:
+            if r.armed:
+                r.armed = False
+                return
 
     def on_fill(self) -> list[Fault]:
         return self._event("fill")
@@ -212,10 +243,14 @@ class FaultPlan:
         return out
 
     def state(self) -> dict:
-        return {"counts": dict(self.counts), "fired_rules": [i for i, r in enumerate(self.rules) if r.fired]}
+        return {"counts": dict(self.counts), "fired_rules": [i for i, r in enumerate(self.rules) if r.fired],
+                "armed_rules": [i for i, r in enumerate(self.rules) if r.armed]}
 
     def restore(self, d: dict) -> None:
         self.counts.update({k: int(v) for k, v in d.get("counts", {}).items() if k in self.counts})
         for i in d.get("fired_rules", []):
             if 0 <= i < len(self.rules):
                 self.rules[i].fired = True
+        for i in d.get("armed_rules", []):
+            if 0 <= i < len(self.rules):
+                self.rules[i].armed = True

@@ -72,6 +72,8 @@ class WorkingOrder:
     triggered: bool = False
     """A stop whose trigger price has traded: it now works as MKT (STP) or LMT (STP LMT)."""
     outside_rth: bool = False
+    resting: bool = False
+    """Held unfilled by a fault until its cancel arrives (``cancel_race@order=N``)."""
 
     @property
     def remaining(self) -> float:
@@ -416,8 +418,9 @@ class OrderBook:
         return events
 
     def _live(self) -> list[WorkingOrder]:
-        """Working orders that may act now (children wait for their parent)."""
-        return [o for o in self.working() if not self.links.held(o)]
+        """Working orders that may act now (children wait for their parent; a resting order waits
+        for its cancel)."""
+        return [o for o in self.working() if not self.links.held(o) and not o.resting]
 
     def _play_round(self, t0: dt.datetime, t1: dt.datetime, events: list[BookEvent],
                     opened: set[tuple[int, int]]) -> dt.datetime | None:  # fmt: skip

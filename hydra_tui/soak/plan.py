@@ -155,7 +155,7 @@ class SoakPlan:
         items += [f"delay_ack@order={n * scale}:s=0.5" for n in (8, 23)]
         items += [f"delay_fill@fill={n * scale}:s=0.5" for n in (4, 16)]
         items += [f"dup_exec@fill={n * scale}" for n in (3, 11, 19)]
-        items += ["cancel_race@cancel=1"] + [f"cancel_race@cancel={n * scale}" for n in (5,) if scale > 1]
+        items += [f"cancel_race@order={n * scale}" for n in (10, 36)]  # each holds an order for its cancel
         items += [f"correct@fill={n * scale}" for n in (6, 14)]
         items += [f"slow_connect@connect={n * scale}:s=0.5" for n in (3, 14)]
         items += [f"restart@order={30 * scale}:down=0.5", f"restart@fill={24 * scale}:down=0.5"]

@@ -27,10 +27,6 @@ often a New York midnight; the gateway's trade log keeps three days of execution
 recover (IB Gateway's own setting allows up to seven)."""
 KILL_SPAN = 0.85
 """Kills are spread over this first share of the run, so the last days show clean recovery."""
-CLEAN_RESTART_TRIES = 5
-"""SIGTERM-mid-order tries in all, until one stop's cancel meets a working order (a cancel race)."""
-RETRY_GAP = 0.03
-"""A retried stop comes this share of the run after the last try (kills fall in between)."""
 
 
 @dataclass(slots=True)
@@ -215,18 +211,15 @@ class SoakRunner:
             await self.start_engine()
             sampler = asyncio.create_task(self._sample_rss())
             k = 0
-            clean_at = [((i + 1) / (p.clean_restarts + 1) * KILL_SPAN, False) for i in range(p.clean_restarts)]
-            retries = CLEAN_RESTART_TRIES - 1
+            clean_at = [(i + 1) / (p.clean_restarts + 1) * KILL_SPAN for i in range(p.clean_restarts)]
             while self._fraction() < 1.0:
                 frac = self._fraction()
                 if restarts_at and frac >= restarts_at[0]:
                     restarts_at.pop(0)
                     await self._restart_exchange(hard=len(run.exchange_restarts) % 2 == 0)
-                elif clean_at and frac >= clean_at[0][0]:
-                    await self._clean_restart(retry=clean_at.pop(0)[1])
-                    if retries and not self._cancel_raced() and self._fraction() + RETRY_GAP < KILL_SPAN:
-                        retries -= 1  # no cancel has raced a fill yet: another stop a little later
-                        clean_at = sorted([*clean_at, (self._fraction() + RETRY_GAP, True)])
+                elif clean_at and frac >= clean_at[0]:
+                    clean_at.pop(0)
+                    await self._clean_restart()
                 elif k < len(kills) and frac >= KILL_SPAN * (k + 0.5) / len(kills):
                     await self._kill_engine(kills[k])
                     k += 1
@@ -274,33 +267,18 @@ class SoakRunner:
         self._say(f"SIGKILL {len(self.run.kills)}/{self.plan.kills} ({moment.kind}{'' if seen else ', pattern not seen: at random'})")
         await self.start_engine()
 
-    async def _clean_restart(self, retry: bool = False) -> None:
+    async def _clean_restart(self) -> None:
         """SIGTERM the engine right after it sends an order (an operator's restart mid-order: the
-        stop cancels what is working, the exchange may fill it first), then start it again.
-
-        When the order filled before the stop there was nothing to cancel and the plan's
-        cancel-race fault still waits for a working order, so ``execute`` plans a retry a little
-        later (at most ``CLEAN_RESTART_TRIES`` tries in all, kills in between). A retry waits for a
-        reprice instead: that order has rested unfilled through a patience interval, so it is
-        likelier still working at the stop; a retry that sees none in time does not stop."""
+        stop cancels what is working), then start it again. The plan's ``cancel_race@order=N``
+        holds one order unfilled until its cancel arrives, so some cancel (this stop's, or the
+        engine's own at the end of its patience) races a fill in every run."""
         eng = self.engine
         assert eng is not None
-        pattern = r"event='broker\.order_modified'" if retry else r"event='broker\.order_sent'"
-        seen = await eng.wait_for(pattern, timeout=self._pattern_wait_s(), start=max(0, len(eng.lines) - 1))
-        if seen is None and retry:
-            return
+        await eng.wait_for(r"event='broker\.order_sent'", timeout=self._pattern_wait_s(), start=max(0, len(eng.lines) - 1))
         rc = await eng.terminate(120)
         self.run.clean_restarts.append(f"exit {rc} at {read_sim_clock(self.run.state_path)}")
         self._say(f"engine stopped with SIGTERM mid-order (exit {rc}); starting it again")
         await self.start_engine()
-        await asyncio.sleep(2.0)  # the exchange saves its state (and its fired faults) soon after a cancel
-
-    def _cancel_raced(self) -> bool:
-        try:
-            state = json.loads(self.run.state_path.read_text())
-        except (OSError, ValueError):
-            return False
-        return self.plan.fired_kinds(state)["cancel_race"] > 0
 
     async def _restart_exchange(self, *, hard: bool) -> None:
         """Stop the exchange (SIGKILL when ``hard``, else SIGTERM) and start it again from its state file."""

@@ -175,6 +175,59 @@ async def test_cancel_race_waits_for_a_working_order(make_exchange, ib_client, u
     assert trade.orderStatus.filled == 2
 
 
+async def test_an_order_held_for_its_cancel_races_it(make_exchange, ib_client, until, tmp_path) -> None:
+    """``cancel_race@order=N``: the Nth order rests unfilled whatever the market, survives an
+    exchange restart from its state file, and its cancel races a fill (10148), so a cancel race
+    happens whenever the client cancels at all, however fast the market would have filled it."""
+    state = tmp_path / "held.json"
+    ex = await make_exchange(faults="cancel_race@order=2", state_path=state)
+    ib = await ib_client(ex=ex)
+    c = await _front(ib)
+    first = ib.placeOrder(c, MarketOrder("BUY", 1, orderRef="first"))
+    held = ib.placeOrder(c, MarketOrder("BUY", 2, orderRef="held"))
+    await until(lambda: held.orderStatus.status == "Submitted")
+    await ex_advance(ex, minutes=30)
+    await until(lambda: first.orderStatus.status == "Filled")
+    assert held.orderStatus.status == "Submitted" and held.fills == []  # marketable, yet it rests
+    assert ex.faults.fired == []  # the rule fires at the race, not when it holds the order
+    ib.disconnect()
+    await ex.stop()
+    again = await make_exchange(faults="cancel_race@order=2", state_path=state)
+    ib2 = await ib_client(ex=again)
+    await ex_advance(again, minutes=30)
+    errors: list[int] = []
+    ib2.errorEvent += lambda req_id, code, msg, contract: errors.append(code)
+    trade = next(t for t in ib2.openTrades() if t.order.orderRef == "held")
+    assert trade.orderStatus.status == "Submitted" and trade.orderStatus.filled == 0
+    ib2.cancelOrder(trade.order)
+    await until(lambda: trade.orderStatus.status == "Filled" and 10148 in errors)
+    assert again.faults.fired == [("cancel_race", "order=2 (its cancel)")]
+    assert again.positions()[c.conId].qty == 3
+
+
+async def ex_advance(ex, minutes: int) -> None:
+    await ex.advance_to(ex.clock.now() + dt.timedelta(minutes=minutes))
+
+
+async def test_a_held_order_that_expires_passes_the_race_to_the_next(make_exchange, ib_client, until) -> None:
+    """A resting DAY order that expires was never cancelled: the rule waits for the next working order."""
+    ex = await make_exchange(faults="cancel_race@order=1")
+    ib = await ib_client(ex=ex)
+    c = await _front(ib)
+    day = ib.placeOrder(c, MarketOrder("BUY", 1, tif="DAY", orderRef="day"))
+    await until(lambda: day.orderStatus.status in ("Submitted", "PreSubmitted"))
+    await ex_advance(ex, minutes=60 * 30)
+    await until(lambda: day.orderStatus.status == "Cancelled")
+    assert day.fills == [] and ex.faults.fired == []
+    nxt = ib.placeOrder(c, LimitOrder("BUY", 1, 200.0, tif="GTC", orderRef="next"))
+    await until(lambda: nxt.orderStatus.status in ("Submitted", "PreSubmitted"))
+    await ex_advance(ex, minutes=30)
+    assert nxt.fills == []  # marketable at 200, yet held
+    ib.cancelOrder(nxt.order)
+    await until(lambda: nxt.orderStatus.status == "Filled")
+    assert [k for k, _ in ex.faults.fired] == ["cancel_race"]
+
+
 async def test_notice_at_time_and_pacing_fault(make_exchange, ib_client, until) -> None:
     ex = await make_exchange(faults="notice@t=2018-01-02T13:00:1101;pacing@hist=1")
     ib = await ib_client(ex=ex)
