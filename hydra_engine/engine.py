@@ -15,7 +15,7 @@ import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import structlog
 
@@ -41,6 +41,9 @@ from hydra_engine.execution.runner import PaperTradingRunner, check_live_allowed
 from hydra_engine.markets import any_market_trades, local_date
 from hydra_engine.paths import store_dir
 from hydra_engine.store.ops_journal import OpsKind
+
+if TYPE_CHECKING:
+    from hydra_engine.execution.lockstep import LockstepReport
 
 log = structlog.get_logger(__name__)
 
@@ -526,7 +529,7 @@ class Engine:
     async def run_reconciliation(self, symbol: str | None = None) -> Any:
         return await self._r().run_reconciliation(symbol)
 
-    async def run_days(self, n: int | None, pause_s: float = 0.0) -> Any:
+    async def run_days(self, n: int | None, pause_s: float = 0.0) -> LockstepReport:
         """Lock-step: play ``n`` trading days (None: until stopped)."""
         if self.driver is None:
             raise RuntimeError("run_days needs the embedded exchange in lock-step mode (broker 'sim')")

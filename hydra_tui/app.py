@@ -300,7 +300,7 @@ class HydraApp(App[int]):
                 self._step.clear()
                 await self._step.wait()
                 continue
-            if getattr(played, "data_end", None) is not None:  # nothing left to play: say so and wait
+            if played.data_end is not None:  # nothing left to play: say so and wait
                 self._set_message(f"the exchange's history ends on {played.data_end}: no more days to play")
                 self._step.clear()
                 await self._step.wait()

@@ -316,10 +316,10 @@ class EmbeddedExchange:
             log.info("sim_order_refused", client_id=s.client_id, order_id=req.order_id, code=code, text=text)
             s.error(req.order_id, code, text)
         o = self.book.orders.get((s.client_id, req.order_id))
-        if o is not None and not out.error and not o.resting and not self.book.links.held(o) \
-                and self.faults.on_order_placed(working=o.status in ACTIVE):
-            o.resting = True
-            log.info("sim_fault_order_rests", client_id=s.client_id, order_id=o.order_id)
+        if o is not None and not out.error and o.rest_rule is None and not self.book.links.held(o):
+            o.rest_rule = self.faults.on_order_placed(working=o.status in ACTIVE)
+            if o.rest_rule is not None:
+                log.info("sim_fault_order_rests", client_id=s.client_id, order_id=o.order_id)
         delay = max((f.param("s") for f in faults if f.kind == "delay_ack"), default=0.0)
         self._deliver(out.events, delay=delay)
         self._after_faults(faults, s)
@@ -329,9 +329,9 @@ class EmbeddedExchange:
         assert s.client_id is not None
         o = self.book.orders.get((s.client_id, req.order_id))
         faults = self.faults.on_cancel(working=o is not None and o.status in ACTIVE)
-        if o is not None and o.resting and o.status in ACTIVE:
-            o.resting = False
-            self.faults.on_rest_raced()
+        if o is not None and o.rest_rule is not None and o.status in ACTIVE:
+            self.faults.on_rest_raced(o.rest_rule)
+            o.rest_rule = None
             faults = [*faults, Fault("cancel_race")]
         if any(f.kind == "cancel_race" for f in faults) and o is not None:
             now = self.clock.now()
@@ -348,9 +348,9 @@ class EmbeddedExchange:
     # ----- order events and faults ------------------------------------------------------------
     def _deliver(self, events: list[BookEvent], delay: float = 0.0) -> None:
         for ev in events:
-            if ev.order.resting and ev.order.status not in ACTIVE:  # expired while resting
-                ev.order.resting = False
-                self.faults.on_rest_ended()
+            if ev.order.rest_rule is not None and ev.order.status not in ACTIVE:  # expired while resting
+                self.faults.on_rest_ended(ev.order.rest_rule)
+                ev.order.rest_rule = None
                 log.info("sim_fault_rest_ended", client_id=ev.order.client_id, order_id=ev.order.order_id,
                          status=ev.order.status)  # fmt: skip
         self._after_faults(self.delivery.deliver(events, delay), None)

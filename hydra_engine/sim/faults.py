@@ -190,31 +190,27 @@ class FaultPlan:
     def on_order(self) -> list[Fault]:
         return self._event("order")
 
-    def on_order_placed(self, working: bool) -> bool:
-        """After the order counted by the last ``on_order`` was placed: whether it must rest unfilled
-        until its cancel arrives (``cancel_race@order=N``; ``working``: it now works)."""
+    def on_order_placed(self, working: bool) -> int | None:
+        """After the order counted by the last ``on_order`` was placed: the index of the rule that
+        holds it unfilled until its cancel arrives (``cancel_race@order=N``), else None
+        (``working``: the order now works)."""
         if not working:
-            return False
-        for r in self.rules:
+            return None
+        for i, r in enumerate(self.rules):
             if r.kind in NEEDS_TARGET and r.trigger == "order" and not (r.fired or r.armed) and r.n <= self.counts["order"]:
                 r.armed = True
-                return True
-        return False
+                return i
+        return None
 
-    def on_rest_raced(self) -> None:
-        """The cancel of a resting order arrived and raced its fill: its rule has fired."""
-        for r in self.rules:
-            if r.armed:
-                r.armed, r.fired = False, True
-                self.fired.append((r.kind, f"order={r.n} (its cancel)"))
-                return
+    def on_rest_raced(self, rule: int) -> None:
+        """The cancel of the order ``rule`` holds arrived and raced its fill: the rule has fired."""
+        r = self.rules[rule]
+        r.armed, r.fired = False, True
+        self.fired.append((r.kind, f"order={r.n} (its cancel)"))
 
-    def on_rest_ended(self) -> None:
-        """A resting order ended without a cancel (it expired): its rule waits for the next order."""
-        for r in self.rules:
-            if r.armed:
-                r.armed = False
-                return
+    def on_rest_ended(self, rule: int) -> None:
+        """The order ``rule`` held ended without a cancel (it expired): the rule waits for the next order."""
+        self.rules[rule].armed = False
 
     def on_fill(self) -> list[Fault]:
         return self._event("fill")

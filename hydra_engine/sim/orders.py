@@ -72,8 +72,9 @@ class WorkingOrder:
     triggered: bool = False
     """A stop whose trigger price has traded: it now works as MKT (STP) or LMT (STP LMT)."""
     outside_rth: bool = False
-    resting: bool = False
-    """Held unfilled by a fault until its cancel arrives (``cancel_race@order=N``)."""
+    rest_rule: int | None = None
+    """The fault rule (its index in the spec) holding this order unfilled until its cancel arrives
+    (``cancel_race@order=N``); None for every other order."""
 
     @property
     def remaining(self) -> float:
@@ -420,7 +421,7 @@ class OrderBook:
     def _live(self) -> list[WorkingOrder]:
         """Working orders that may act now (children wait for their parent; a resting order waits
         for its cancel)."""
-        return [o for o in self.working() if not self.links.held(o) and not o.resting]
+        return [o for o in self.working() if not self.links.held(o) and o.rest_rule is None]
 
     def _play_round(self, t0: dt.datetime, t1: dt.datetime, events: list[BookEvent],
                     opened: set[tuple[int, int]]) -> dt.datetime | None:  # fmt: skip

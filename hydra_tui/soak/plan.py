@@ -24,7 +24,6 @@ FAULT_KINDS = ("drop", "restart", "notice", "pacing", "reject", "delay_ack", "de
 """Every kind the embedded exchange injects (hydra_engine/sim/FAULTS.md); each must fire."""
 
 
-
 def fault_kind(item: str) -> str:
     """``restart@t=...:down=1`` -> ``restart``; ``rate:drop=0.01`` -> ``drop``."""
     if item.startswith("rate:"):
