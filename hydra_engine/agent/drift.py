@@ -93,7 +93,12 @@ def ar_whitening(values: np.ndarray, order: int = AR_ORDER) -> tuple[tuple[float
     return tuple(float(v) for v in phi), math.sqrt(var)
 
 
-def long_run_factor(values: np.ndarray, max_lag: int = 20) -> float:
+LONG_RUN_LAGS = 20
+"""Lag window of ``long_run_factor``: the longest feature window. The thresholds take it as the
+bandwidth of the long-run variance estimate the CUSUM inputs are scaled by."""
+
+
+def long_run_factor(values: np.ndarray, max_lag: int = LONG_RUN_LAGS) -> float:
     """Variance of a sum of n consecutive values over n times their variance (at least 1).
 
     Bartlett-weighted autocorrelations up to ``max_lag`` days (the longest feature window): what
@@ -114,6 +119,25 @@ def long_run_factor(values: np.ndarray, max_lag: int = 20) -> float:
     for k in range(1, max_lag + 1):
         acc += 2.0 * (1.0 - k / (max_lag + 1)) * float(x[k:] @ x[:-k]) / n / var
     return max(1.0, acc)
+
+
+#: Quantiles whose indicator series stand for the empirical distribution function in ``window_factor``.
+WINDOW_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def window_factor(scores: np.ndarray) -> float:
+    """Long-run factor of the empirical distribution function: the largest over a few quantiles.
+
+    KS and PSI compare a window's distribution with the reference's, so the days of a window count
+    as fewer independent days by the long-run factor of the indicators ``1{z <= q}``, not of z or
+    z^2: big days cluster in a rolling-volatility feature's innovations (a large return enters the
+    window and leaves it) while their mean and square barely move together.
+    """
+    x = np.asarray(scores, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size < 60:
+        return 1.0
+    return max(long_run_factor((x <= np.quantile(x, q)).astype(float)) for q in WINDOW_QUANTILES)
 
 
 def normal_scores(values: np.ndarray, reference_sorted: np.ndarray) -> np.ndarray:
@@ -221,6 +245,7 @@ class FeatureMonitor:
         innov_sd: float | None = None,
         lr_mean: float = 1.0,
         lr_var: float = 1.0,
+        lr_window: float | None = None,
         state: Mapping[str, Any] | None = None,
     ) -> None:
         if not (math.isfinite(ref_std) and ref_std > 0):
@@ -241,6 +266,8 @@ class FeatureMonitor:
         """sqrt(long-run factor) of the innovations: the mean CUSUM reads z / lr_mean."""
         self.lr_var = float(lr_var)
         """sqrt(long-run factor) of the squared innovations: the variance CUSUM reads 1 + (z^2 - 1) / lr_var."""
+        self.lr_window = float(lr_window) if lr_window is not None else max(self.lr_mean, self.lr_var)
+        """sqrt(long-run factor) that shrinks a window's size for KS and PSI (see ``window_factor``)."""
         self.t = thresholds
         state = state or {}
         prev = state.get("prev")
@@ -280,7 +307,9 @@ class FeatureMonitor:
         scores = normal_scores(innov, np.sort(sample))
         lr_mean = math.sqrt(long_run_factor(scores))
         lr_var = math.sqrt(long_run_factor(scores * scores))
-        return cls(name, mean, std, sample, thresholds, phi=phi, innov_sd=innov_sd, lr_mean=lr_mean, lr_var=lr_var)
+        lr_window = math.sqrt(window_factor(scores))
+        return cls(name, mean, std, sample, thresholds, phi=phi, innov_sd=innov_sd, lr_mean=lr_mean, lr_var=lr_var,
+                   lr_window=max(lr_mean, lr_var, lr_window))
 
     def update(self, x: float, date: str) -> list[DriftFinding]:
         """Feed one day's value; non-finite values are data-quality issues and are skipped here."""
@@ -315,7 +344,7 @@ class FeatureMonitor:
         res = stats.ks_2samp(ks_vals, self.reference)
         # Days in a window still move together after whitening (a 20-day volatility keeps a big day
         # for 20 days): the window counts as fewer independent days, n / (long-run factor).
-        shrink = max(self.lr_mean, self.lr_var) ** 2
+        shrink = self.lr_window**2
         if shrink > 1.0:
             n_eff, m = ks_vals.size / shrink, self.reference.size
             self.last_ks_p = float(stats.kstwobign.sf(float(res.statistic) * math.sqrt(n_eff * m / (n_eff + m))))
@@ -353,6 +382,7 @@ class FeatureMonitor:
             "innov_sd": self.innov_sd,
             "lr_mean": self.lr_mean,
             "lr_var": self.lr_var,
+            "lr_window": self.lr_window,
             "reference": self.reference.tolist(),
             "state": {
                 "prev": self.prev,
@@ -369,7 +399,7 @@ class FeatureMonitor:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], thresholds: DetectorThresholds) -> "FeatureMonitor":
         return cls(d["name"], d["ref_mean"], d["ref_std"], d["reference"], thresholds, phi=d.get("phi", 0.0), innov_sd=d.get("innov_sd"),
-                   lr_mean=d.get("lr_mean", 1.0), lr_var=d.get("lr_var", 1.0), state=d["state"])
+                   lr_mean=d.get("lr_mean", 1.0), lr_var=d.get("lr_var", 1.0), lr_window=d.get("lr_window"), state=d["state"])
 
 
 class DriftMonitor:

@@ -20,6 +20,7 @@ import structlog
 from hydra_engine.agent.core import AgentConfig
 from hydra_engine.agent.drift import (
     CALENDAR_PREFIXES,
+    LONG_RUN_LAGS,
     DetectorReading,
     DriftFinding,
     DriftMonitor,
@@ -129,7 +130,7 @@ class Observer:
         ref = ref_rows[cols].iloc[-self.config.reference_days :]
         n_streams = len(cols) + len(PerformanceMonitor.METRICS)
         budget = FalseAlarmBudget.per_feature(self.config.alarms_per_1000_days_per_stream, n_streams)
-        thresholds = thresholds_for_budget(budget, n_reference=len(ref))
+        thresholds = thresholds_for_budget(budget, n_reference=len(ref), lrv_bandwidth=LONG_RUN_LAGS)
         self.drift = DriftMonitor.from_reference({c: ref[c].to_numpy() for c in ref.columns}, thresholds)
         self.performance = PerformanceMonitor(budget.per_stream)
         daily = record_metrics.get("agent_oos_daily") or {}

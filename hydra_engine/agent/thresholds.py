@@ -8,6 +8,8 @@ not hand-tuned:
   approximation for the exact increment distribution (normal for standardized values, chi-square
   with one degree of freedom for their squares) and the threshold ``h`` is found by bisection.
   A renewal argument gives false alarms per 1000 days = 1000 / ARL0 (detectors reset after an alarm).
+  The ARL is averaged over the error of the reference the input was standardized with, including
+  the error of a long-run variance estimate where the input is scaled by one.
 - Windowed KS and PSI are evaluated every ``stride`` days; their per-test level is the detector's
   share of the budget times the stride (a union bound, so the realized rate is at most the budget).
 
@@ -76,31 +78,51 @@ def cusum_arl(
     return float(arl[0])
 
 
-def _reference_nodes(n_reference: int | None) -> list[tuple[float, float, float]]:
-    """Quadrature nodes (weight, shift, scale) for a z standardized with an estimated mean/std.
+def _reference_nodes(n_reference: int | None, scale_dof: float | None = None) -> list[tuple[float, float, float]]:
+    """Quadrature nodes (weight, shift, scale) for a z standardized with an estimated mean/scale.
 
     With ``n`` reference values, z = (x - m)/s has shift ~ N(0, 1/n) and scale 1/s with
-    s^2 ~ chi2(n-1)/(n-1); ignoring this raises the realized false-alarm rate noticeably.
+    s^2 ~ chi2(nu)/nu; ignoring this raises the realized false-alarm rate noticeably. ``nu`` is
+    ``n - 1`` for a plain standard deviation, and ``scale_dof`` when the scale is a long-run
+    variance estimated with a lag window (far fewer degrees of freedom, see ``long_run_dof``).
     """
     if not n_reference:
         return [(1.0, 0.0, 1.0)]
+    nu = float(n_reference - 1) if scale_dof is None else float(min(scale_dof, n_reference - 1))
     xs, ws = np.polynomial.hermite_e.hermegauss(3)
     ws = ws / ws.sum()
+    # s^2 ~ chi2(nu)/nu through the Wilson-Hilferty cube, on 7 nodes: the rate is convex in 1/s, and
+    # with few degrees of freedom (a long-run variance) the far left tail of s^2 dominates it.
+    gx, gw = np.polynomial.hermite_e.hermegauss(7)
+    gw = gw / gw.sum()
+    c = 2.0 / (9.0 * nu)
     nodes: list[tuple[float, float, float]] = []
     for xd, wd in zip(xs, ws):
-        for xs_, ws_ in zip((-1.2247448714, 0.0, 1.2247448714), (1 / 6, 2 / 3, 1 / 6)):
-            s = math.sqrt(max(1e-3, 1.0 + xs_ * math.sqrt(2.0 / (n_reference - 1))))
-            nodes.append((float(wd * ws_), float(xd / math.sqrt(n_reference) / s), 1.0 / s))
+        for x2, w2 in zip(gx, gw):
+            s = math.sqrt(max(1e-3, (1.0 - c + float(x2) * math.sqrt(c)) ** 3))
+            nodes.append((float(wd * w2), float(xd / math.sqrt(n_reference) / s), 1.0 / s))
     return nodes
 
 
-def expected_alarm_rate(k: float, h: float, kind: IncrementKind = "normal", n_reference: int | None = None) -> float:
+def long_run_dof(n_reference: int, bandwidth: int) -> float:
+    """Equivalent degrees of freedom of a Bartlett long-run variance estimate: 1.5 n / M.
+
+    A CUSUM whose input is scaled by such an estimate sees a scale error far larger than a plain
+    standard deviation's, and its false-alarm rate is convex in that scale: averaged over the
+    error it is several times the rate at the point estimate.
+    """
+    return max(2.0, 1.5 * n_reference / max(1, bandwidth))
+
+
+def expected_alarm_rate(k: float, h: float, kind: IncrementKind = "normal", n_reference: int | None = None,
+                        scale_dof: float | None = None) -> float:
     """In-control alarms per day of the upper CUSUM, averaged over the reference estimation error."""
-    return sum(w / cusum_arl(k, h, kind, round(sh, 8), round(sc, 8), 120) for w, sh, sc in _reference_nodes(n_reference))
+    return sum(w / cusum_arl(k, h, kind, round(sh, 8), round(sc, 8), 120) for w, sh, sc in _reference_nodes(n_reference, scale_dof))
 
 
 @lru_cache(maxsize=256)
-def cusum_threshold(target_arl: float, k: float, kind: IncrementKind = "normal", n_reference: int | None = None) -> float:
+def cusum_threshold(target_arl: float, k: float, kind: IncrementKind = "normal", n_reference: int | None = None,
+                    scale_dof: float | None = None) -> float:
     """Smallest ``h`` whose in-control ARL reaches ``target_arl`` days (bisection on the ARL).
 
     With ``n_reference`` the target is met on average over the error of a reference estimated
@@ -110,13 +132,13 @@ def cusum_threshold(target_arl: float, k: float, kind: IncrementKind = "normal",
         raise ValueError(f"target ARL must be > 1 day, got {target_arl}")
     target_rate = 1.0 / target_arl
     lo, hi = 1e-3, 1.0
-    while expected_alarm_rate(k, hi, kind, n_reference) > target_rate:
+    while expected_alarm_rate(k, hi, kind, n_reference, scale_dof) > target_rate:
         hi *= 2.0
         if hi > 1e4:
             raise ValueError(f"no CUSUM threshold reaches ARL {target_arl} for k={k}")
     while hi - lo > 2e-3:
         mid = round(0.5 * (lo + hi), 6)
-        if expected_alarm_rate(k, mid, kind, n_reference) > target_rate:
+        if expected_alarm_rate(k, mid, kind, n_reference, scale_dof) > target_rate:
             lo = mid
         else:
             hi = mid
@@ -253,13 +275,16 @@ def thresholds_for_budget(
     psi_window: int = 120,
     psi_bins: int = 10,
     n_reference: int | None = None,
+    lrv_bandwidth: int | None = None,
 ) -> DetectorThresholds:
     """Derive every detector's threshold from the stream's share of the false-alarm budget.
 
     ``mean_k`` is half the shift (in sigmas) the mean CUSUM is tuned for (0.4: a compromise between
     1 and 0.5 sigma shifts, measured in bench/drift_detectors.py); ``sigma_ratio`` the
     volatility ratio the variance CUSUM is tuned for; ``n_reference`` the number of training
-    values the reference mean/std come from (None: treat them as exact).
+    values the reference mean/std come from (None: treat them as exact); ``lrv_bandwidth`` the lag
+    window of the long-run variance the mean CUSUM's input is scaled by (None: a plain standard
+    deviation), whose larger error the mean threshold then allows for (``long_run_dof``).
     """
     if ks_window < 10 or ks_stride < 1:
         raise ValueError(f"ks_window must be >= 10 and ks_stride >= 1, got {ks_window}, {ks_stride}")
@@ -267,8 +292,9 @@ def thresholds_for_budget(
         raise ValueError(f"psi_bins must be >= 2, got {psi_bins}")
     rate = budget.per_stream / 1000.0  # alarms per day for this stream
     shares = budget.shares
+    dof = long_run_dof(n_reference, lrv_bandwidth) if n_reference and lrv_bandwidth else None
     # Two-sided mean CUSUM: each side gets half of the mean share.
-    mean_h = cusum_threshold(2.0 / (rate * shares["mean"]), mean_k, "normal", n_reference) if shares["mean"] else math.inf
+    mean_h = cusum_threshold(2.0 / (rate * shares["mean"]), mean_k, "normal", n_reference, dof) if shares["mean"] else math.inf
     var_k = variance_reference(sigma_ratio)
     var_h = cusum_threshold(1.0 / (rate * shares["var"]), var_k, "chi2", n_reference) if shares["var"] else math.inf
     ks_alpha = min(0.5, rate * shares.get("ks", 0.0) * ks_stride)

@@ -17,12 +17,16 @@ from hydra_engine.agent.drift import (
     TwoSidedCusum,
     UpperCusum,
     lag1_autocorrelation,
+    long_run_factor,
     population_stability_index,
+    window_factor,
 )
 from hydra_engine.agent.thresholds import (
     FalseAlarmBudget,
     cusum_arl,
     cusum_threshold,
+    expected_alarm_rate,
+    long_run_dof,
     psi_critical,
     thresholds_for_budget,
     variance_reference,
@@ -83,6 +87,36 @@ def test_budget_sets_thresholds_and_rejects_bad_input():
         FalseAlarmBudget(1.0, 0)
     with pytest.raises(ValueError, match="sum to 1"):
         FalseAlarmBudget(1.0, 1, {"mean": 0.5, "var": 0.1, "ks": 0.1, "psi": 0.1})
+
+
+def test_a_long_run_scale_estimate_raises_the_mean_threshold_to_keep_the_budget():
+    """A CUSUM input scaled by a Bartlett long-run variance from 500 days carries a scale error of
+    about a quarter (37.5 degrees of freedom), and the alarm rate is convex in the scale: at the
+    point-estimate threshold the rate averaged over that error is well over the budget."""
+    assert long_run_dof(500, 20) == pytest.approx(37.5)
+    budget = FalseAlarmBudget.per_feature(0.5, 1)
+    plain = thresholds_for_budget(budget, n_reference=500)
+    lrv = thresholds_for_budget(budget, n_reference=500, lrv_bandwidth=20)
+    assert lrv.mean_h > plain.mean_h + 1.0
+    assert lrv.var_h == plain.var_h  # the variance CUSUM's scale is a plain variance's
+    per_side = budget.per_stream / 1000 * budget.shares["mean"] / 2
+    assert expected_alarm_rate(lrv.mean_k, lrv.mean_h, "normal", 500, 37.5) <= per_side * 1.02
+    assert expected_alarm_rate(plain.mean_k, plain.mean_h, "normal", 500, 37.5) > 2 * per_side
+    # With the scale as good as a plain standard deviation's, nothing changes.
+    assert thresholds_for_budget(budget, n_reference=500, lrv_bandwidth=1).mean_h == pytest.approx(plain.mean_h, abs=0.01)
+    # A longer reference narrows the error and lowers the threshold.
+    assert thresholds_for_budget(budget, n_reference=1000, lrv_bandwidth=20).mean_h < lrv.mean_h
+
+
+def test_window_factor_counts_clustered_extremes_that_the_mean_and_square_miss():
+    rng = np.random.default_rng(4)
+    iid = rng.standard_normal(2000)
+    assert window_factor(iid) == pytest.approx(1.0, abs=0.35)
+    # Spells of 40 days in which the values sit at +-1 instead of spreading as a normal: the mean
+    # and the square are the same in both spells, the shape is not, and it persists.
+    spell = np.repeat(rng.integers(0, 2, 50), 40)
+    x = np.where(spell == 0, rng.standard_normal(2000), rng.choice([-1.0, 1.0], 2000) + 0.05 * rng.standard_normal(2000))
+    assert window_factor(x) > 1.3 * max(long_run_factor(x), long_run_factor(x * x))
 
 
 def test_two_sided_cusum_detects_both_directions_and_resets():

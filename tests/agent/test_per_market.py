@@ -143,7 +143,7 @@ async def test_operator_controls_pick_the_market_and_refuse_to_guess(conn, tmp_p
 async def test_an_inverted_champion_is_cut_to_flat_and_the_journal_says_why(conn, tmp_path) -> None:
     """The relation flips; experiments are paused, so no candidate can pass: the agent de-risks the
     market to flat once the champion's days since the first alarm are plainly worse than a coin."""
-    bars = synthetic_bars(700, seed=21, coef=0.3, flip_at=400)
+    bars = synthetic_bars(700, seed=21, coef=0.4, flip_at=400)
     base = ModelRegistry(conn, tmp_path / "models")
     agents = MarketAgents(conn, base, SubprocessExecutor(1), tmp_path / "exp", config(), ModelKeys.from_groups(["ZO"]))
     await agents.start()
