@@ -8,7 +8,8 @@ Protocol (seeded, printed as tables):
   on the no-change streams. On change streams the delay is the number of post-change days until
   the first alarm at or after day 500; no alarm within 250 days is a missed detection.
 - HYDRA: one feature's FeatureMonitor (two-sided CUSUM on z, CUSUM on z^2, windowed KS, PSI), with
-  thresholds derived for a budget of 0.5 false alarms per 1000 days per feature.
+  thresholds derived for a budget of 0.5 false alarms per 1000 days per feature, as the engine derives
+  them (the long-run scale's error allowed for).
 - river ADWIN (delta), PageHinkley (threshold, mode both) and KSWIN (alpha) are fed the raw values;
   each one's parameter is tuned on the same no-change streams to the largest false-alarm rate not
   above HYDRA's measured rate (matched rate). KSWIN's first alarm for any alpha is read from one
@@ -31,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hydra_engine.agent.drift import FeatureMonitor  # noqa: E402
+from hydra_engine.agent.drift import LONG_RUN_LAGS, FeatureMonitor  # noqa: E402
 from hydra_engine.agent.thresholds import FalseAlarmBudget, thresholds_for_budget  # noqa: E402
 
 N_REF, N_DAYS, CHANGE, HORIZON = 500, 1000, 500, 250
@@ -95,7 +96,7 @@ def phase1(seed: int) -> dict:
     """Everything except KSWIN on change streams (which needs the tuned alpha first)."""
     from river.drift import ADWIN, PageHinkley
 
-    thresholds = thresholds_for_budget(FalseAlarmBudget.per_feature(BUDGET, 1), n_reference=N_REF)
+    thresholds = thresholds_for_budget(FalseAlarmBudget.per_feature(BUDGET, 1), n_reference=N_REF, lrv_bandwidth=LONG_RUN_LAGS)
     out: dict = {"hydra": {}, "adwin": {}, "ph": {}}
     for sc in SCENARIOS:
         ref, x = make_stream(seed, sc)
@@ -146,7 +147,7 @@ def main() -> None:
     a = ap.parse_args()
     n = 40 if a.quick else a.seeds
     t0 = time.perf_counter()
-    thresholds = thresholds_for_budget(FalseAlarmBudget.per_feature(BUDGET, 1), n_reference=N_REF)
+    thresholds = thresholds_for_budget(FalseAlarmBudget.per_feature(BUDGET, 1), n_reference=N_REF, lrv_bandwidth=LONG_RUN_LAGS)
     with mp.get_context("spawn").Pool(a.workers) as pool:
         p1 = pool.map(phase1, range(n))
         exposure_kd = n * N_DAYS / 1000.0
