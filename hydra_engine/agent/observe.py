@@ -183,9 +183,16 @@ class Observer:
         if len(rows):
             state.last_observed = pd.Timestamp(rows.index[-1]).date().isoformat()
         outcomes = await asyncio.to_thread(self.realized_outcomes, inputs, model, state.last_outcome, day)
-        for ts, o in outcomes.iterrows():
-            d = pd.Timestamp(ts).date().isoformat()
-            findings.extend(self.performance.update(RealizedOutcome(d, float(o["p_up"]), int(o["label"]), float(o["signal_return"]))))
+        performance = self.performance
+
+        def score() -> list[DriftFinding]:  # off the loop: the warm-up's end derives a CUSUM threshold
+            out: list[DriftFinding] = []
+            for ts, o in outcomes.iterrows():
+                d = pd.Timestamp(ts).date().isoformat()
+                out.extend(performance.update(RealizedOutcome(d, float(o["p_up"]), int(o["label"]), float(o["signal_return"]))))
+            return out
+
+        findings.extend(await asyncio.to_thread(score))
         verdict = None
         if len(outcomes):
             state.last_outcome = pd.Timestamp(outcomes.index[-1]).date().isoformat()

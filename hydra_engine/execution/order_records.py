@@ -147,7 +147,8 @@ class ClosedTrade:
 
     def __init__(self, filled: float) -> None:
         self.orderStatus = SimpleNamespace(filled=filled, status="Cancelled")
-        self.order = SimpleNamespace(orderId=0, orderRef="")
+        # every field of ib_async's Order that the engine reads from a Trade (the ack reads permId)
+        self.order = SimpleNamespace(orderId=0, orderRef="", permId=0)
 
     def isDone(self) -> bool:  # noqa: N802 - mirrors ib_async's Trade
         return True

@@ -191,6 +191,8 @@ class PaperTradingRunner:
         self._paused, self._pause_reason = bool(paused), str(reason)
         self._started = True
         await self._resolve_interrupted()
+        if schedule:
+            await self._record_superseded()
         await self._resume_executions()
         if schedule and broker_time:
             self._ticker = asyncio.get_running_loop().create_task(self._tick_loop(), name="runner-broker-time-tick")
@@ -485,6 +487,17 @@ class PaperTradingRunner:
                 log.info("runner.cycle_retry", market=m.symbol, trading_date=str(day), attempts=rec.attempts)
                 tasks.append(self.trigger(m.symbol, trigger="retry", trading_date=day))
         return tasks
+
+    async def _record_superseded(self) -> None:
+        """At a scheduled start, record now the decisions that a later one superseded while the engine
+        was down. Cycles run one at a time, so a stop or a kill while the catch-ups wait their turn
+        would otherwise leave them unaccounted for (``_record_missed`` runs when a cycle starts)."""
+        from hydra_engine.markets import last_decision_at_or_before
+
+        now = self.clock.now()
+        for m in self.markets:
+            day, _ = last_decision_at_or_before(m, now)
+            await self._record_missed(m, day)
 
     async def _record_missed(self, m: MarketConfig, day: dt.date) -> None:
         """Decisions of ``m`` between its previous cycle and ``day`` that never ran (the engine was

@@ -80,3 +80,20 @@ def test_month_code_of_the_local_symbol_is_read_against_the_last_trade_year() ->
     assert month_of_local_symbol("ZOZ8", "201812") == "201812"
     assert month_of_local_symbol("CLF20", "201912") == "202001"
     assert month_of_local_symbol("CL", "201807") is None
+
+
+def test_a_trade_that_ended_while_the_session_was_down_reads_like_a_trade() -> None:
+    """The stand-in the order manager binds when a working order ended while the session was down
+    (soak: the ack came just before a drop, the order filled while away) is read as a Trade: the
+    ack's record reads its order's permId, and its status and filled quantity settle the order."""
+    import ib_async
+
+    from hydra_engine.execution.order_records import ClosedTrade
+
+    closed = ClosedTrade(1.0)
+    read_by_the_engine = ("orderId", "orderRef", "permId")
+    real = ib_async.Order()
+    for name in read_by_the_engine:
+        assert type(getattr(closed.order, name)) is type(getattr(real, name)), name
+    assert int(closed.order.permId or 0) == 0  # what the ack records: no permId known
+    assert closed.isDone() and closed.orderStatus.filled == 1.0 and closed.orderStatus.status == "Cancelled"
