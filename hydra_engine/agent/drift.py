@@ -487,11 +487,13 @@ class PerformanceMonitor:
         self.samples: dict[str, list[float]] = {m: list(v) for m, v in (state.get("samples") or {}).items()}
         self._sorted = {m: np.sort(np.asarray(v, dtype=float)) for m, v in self.samples.items()}
         self.n_reference: int | None = state.get("n_reference")
-        # a restore keeps the threshold it was derived with (deriving one takes most of a second)
-        kept = state.get("h", (state.get("cusums") or {}).get("log_loss", {}).get("h"))
-        self.h = float(kept) if kept is not None else cusum_threshold(1000.0 / self.rate, self.k_sigma, "normal", self.n_reference)
         self.pending: list[list[float]] = [list(x) for x in state.get("pending", [])]
-        self.cusums = {m: UpperCusum.from_dict(state["cusums"][m]) if "cusums" in state else UpperCusum(self.k_sigma, self.h) for m in self.METRICS}
+        if "cusums" in state:  # a restore keeps the threshold its CUSUMs hold (deriving one takes most of a second)
+            self.cusums = {m: UpperCusum.from_dict(state["cusums"][m]) for m in self.METRICS}
+            self.h = self.cusums["log_loss"].h
+        else:
+            self.h = cusum_threshold(1000.0 / self.rate, self.k_sigma, "normal", self.n_reference)
+            self.cusums = {m: UpperCusum(self.k_sigma, self.h) for m in self.METRICS}
         self.recent: deque[list[float]] = deque(state.get("recent", []), maxlen=250)
 
     def set_reference(self, log_losses: Iterable[float], hits: Iterable[float], pnls: Iterable[float]) -> None:
@@ -559,7 +561,6 @@ class PerformanceMonitor:
                 "reference": self.reference,
                 "samples": self.samples,
                 "n_reference": self.n_reference,
-                "h": self.h,
                 "pending": self.pending,
                 "cusums": {m: c.to_dict() for m, c in self.cusums.items()},
                 "recent": list(self.recent),
